@@ -1,0 +1,200 @@
+//! Registry and repository naming, with Docker Hub's rules.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// The host that serves Docker Hub's registry API.
+pub const DOCKER_HUB: &str = "registry-1.docker.io";
+
+static PATH_COMPONENT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").expect("static regex is valid")
+});
+static HOST: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+        .expect("static regex is valid")
+});
+
+/// A registry, identified by host and optional port (`host[:port]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Registry {
+    pub host: String,
+}
+
+impl Registry {
+    pub fn new(host: &str) -> Registry {
+        let host = match host {
+            "docker.io" | "index.docker.io" => DOCKER_HUB,
+            h => h,
+        };
+        Registry { host: host.to_string() }
+    }
+
+    /// The host name without the port.
+    pub fn hostname(&self) -> &str {
+        if let Some(rest) = self.host.strip_prefix('[') {
+            return rest.split(']').next().unwrap_or(rest);
+        }
+        self.host.split(':').next().unwrap_or(&self.host)
+    }
+
+    /// Loopback registries (`localhost`, 127.0.0.0/8, `[::1]`) are spoken to
+    /// over plain HTTP; every other registry over verified HTTPS.
+    pub fn is_loopback(&self) -> bool {
+        let name = self.hostname();
+        name.eq_ignore_ascii_case("localhost")
+            || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+
+    pub fn scheme(&self) -> &'static str {
+        if self.is_loopback() { "http" } else { "https" }
+    }
+
+    /// `scheme://host` with no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme(), self.host)
+    }
+
+    pub fn is_docker_hub(&self) -> bool {
+        self.host == DOCKER_HUB
+    }
+}
+
+impl fmt::Display for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.host)
+    }
+}
+
+/// A repository in a registry: `registry/path`, no tag, no digest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Repository {
+    pub registry: Registry,
+    pub path: String,
+}
+
+impl fmt::Display for Repository {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.registry, self.path)
+    }
+}
+
+/// Why a repository reference was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("is empty")]
+    Empty,
+    #[error("must name a repository, not a digest (remove \"@{0}\")")]
+    HasDigest(String),
+    #[error("must name a repository, not a tag (remove \":{0}\")")]
+    HasTag(String),
+    #[error("has no repository path after the registry \"{0}\"")]
+    NoPath(String),
+    #[error("has an invalid registry host \"{0}\"")]
+    BadHost(String),
+    #[error(
+        "has an invalid path component \"{0}\" (lower-case letters, digits and single separators . _ __ - only)"
+    )]
+    BadComponent(String),
+    #[error("is longer than 255 characters")]
+    TooLong,
+}
+
+impl Repository {
+    /// Parses `[registry/]path` with Docker Hub's rules: no registry host
+    /// means Docker Hub, `docker.io` and `index.docker.io` mean
+    /// `registry-1.docker.io`, a one-part Docker Hub path gets `library/`.
+    pub fn parse(s: &str) -> Result<Repository, ReferenceError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(ReferenceError::Empty);
+        }
+        if let Some((_, digest)) = s.split_once('@') {
+            return Err(ReferenceError::HasDigest(digest.to_string()));
+        }
+        let (host, path) = match s.split_once('/') {
+            Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.starts_with('[') => {
+                (Some(first), rest)
+            }
+            _ => (None, s),
+        };
+        if let Some((_, tag)) = path.rsplit_once(':') {
+            return Err(ReferenceError::HasTag(tag.to_string()));
+        }
+        let registry = match host {
+            Some(h) if !HOST.is_match(h) => return Err(ReferenceError::BadHost(h.to_string())),
+            Some(h) => Registry::new(h),
+            None => Registry::new(DOCKER_HUB),
+        };
+        if path.is_empty() {
+            return Err(ReferenceError::NoPath(registry.host));
+        }
+        for component in path.split('/') {
+            if !PATH_COMPONENT.is_match(component) {
+                return Err(ReferenceError::BadComponent(component.to_string()));
+            }
+        }
+        if path.len() > 255 {
+            return Err(ReferenceError::TooLong);
+        }
+        let path = if registry.is_docker_hub() && !path.contains('/') {
+            format!("library/{path}")
+        } else {
+            path.to_string()
+        };
+        Ok(Repository { registry, path })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(s: &str) -> Repository {
+        Repository::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn docker_hub_rules() {
+        for s in ["alpine", "docker.io/alpine", "index.docker.io/library/alpine", "registry-1.docker.io/library/alpine"] {
+            let r = repo(s);
+            assert_eq!(r.registry.host, DOCKER_HUB, "{s}");
+            assert_eq!(r.path, "library/alpine", "{s}");
+        }
+        let r = repo("bitnami/redis");
+        assert_eq!((r.registry.host.as_str(), r.path.as_str()), (DOCKER_HUB, "bitnami/redis"));
+        assert_eq!(r.to_string(), "registry-1.docker.io/bitnami/redis");
+    }
+
+    #[test]
+    fn other_registries_keep_their_path() {
+        let r = repo("gcr.io/private-repo/project/image");
+        assert_eq!((r.registry.host.as_str(), r.path.as_str()), ("gcr.io", "private-repo/project/image"));
+        let r = repo("localhost:5000/alpine");
+        assert_eq!((r.registry.host.as_str(), r.path.as_str()), ("localhost:5000", "alpine"));
+        assert!(r.registry.is_loopback());
+        assert_eq!(r.registry.base_url(), "http://localhost:5000");
+        let r = repo("127.0.0.1:4000/a/b");
+        assert!(r.registry.is_loopback());
+        let r = repo("[::1]:4000/a");
+        assert!(r.registry.is_loopback());
+        assert_eq!(r.registry.hostname(), "::1");
+        assert_eq!(repo("quay.io/x/y").registry.base_url(), "https://quay.io");
+        assert!(!repo("127.example.com/x").registry.is_loopback());
+    }
+
+    #[test]
+    fn rejects_tags_digests_and_bad_names() {
+        assert!(matches!(Repository::parse("alpine:3.18"), Err(ReferenceError::HasTag(t)) if t == "3.18"));
+        assert!(matches!(Repository::parse("localhost:5000/a:1"), Err(ReferenceError::HasTag(_))));
+        assert!(matches!(Repository::parse("alpine@sha256:abc"), Err(ReferenceError::HasDigest(_))));
+        assert!(matches!(Repository::parse("Alpine"), Err(ReferenceError::BadComponent(_))));
+        assert!(matches!(Repository::parse("gcr.io/"), Err(ReferenceError::NoPath(_))));
+        assert!(matches!(Repository::parse("a//b"), Err(ReferenceError::BadComponent(_))));
+        assert!(matches!(Repository::parse("a/../b"), Err(ReferenceError::BadComponent(_))));
+        assert!(matches!(Repository::parse("bad_host!.io/x"), Err(ReferenceError::BadHost(_))));
+        assert!(matches!(Repository::parse(""), Err(ReferenceError::Empty)));
+    }
+}
