@@ -1,10 +1,18 @@
 //! replicant: mirror container images between registries over the OCI
 //! Distribution API. The binary (`main.rs`) is a thin layer over this library.
 //!
-//! Data flows one way: [`config`] -> [`select`] (pure) -> [`copy`] via the
-//! [`registry`] client -> [`report`].
+//! Data flows one way: [`config`] -> [`select`] (pure) -> [`mirror`] plans
+//! each image -> [`copy`] moves it through the [`registry`] client ->
+//! [`report`].
 
 pub mod config;
+pub mod credentials;
+pub mod digest;
+pub mod manifest;
 pub mod reference;
+pub mod registry;
 pub mod select;
 pub mod version;
+pub mod copy;
+pub mod mirror;
+pub mod report;

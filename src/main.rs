@@ -1,1 +1,149 @@
-fn main(){}
+//! The `replicant` binary: command line, logging, exit codes. Everything
+//! else lives in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{ArgAction, Parser, ValueEnum};
+
+use replicant::config;
+use replicant::credentials::Chain;
+use replicant::mirror::{self, Options};
+use replicant::registry::Client;
+
+/// Exit code for an unusable configuration or command line.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Mirror container images between registries over the registry HTTP API.
+///
+/// Each run is one pass over the configuration file. Exit codes: 0 every
+/// image succeeded, 1 at least one image failed, 2 the configuration or the
+/// command line is unusable (nothing was contacted).
+#[derive(Debug, Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    /// The YAML configuration file.
+    #[arg(short = 'c', long, env = "REPLICANT_CONFIG_FILE", default_value = "/config/replicant.yaml")]
+    config_file: PathBuf,
+
+    /// Log at debug level.
+    #[arg(short = 'd', long, env = "REPLICANT_DEBUG", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    debug: bool,
+
+    /// Stop at the first error instead of going on with the other images.
+    #[arg(short = 'e', long, env = "REPLICANT_EXIT_ON_ERROR", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    exit_on_error: bool,
+
+    /// List and compare only: print what would be copied or replaced, write nothing.
+    #[arg(long, env = "REPLICANT_DRY_RUN", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    dry_run: bool,
+
+    /// Logs (stderr) and summary (stdout) as human text or JSON lines.
+    #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// Boolean environment values: true/false/1/0/yes/no/on/off, any case.
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("\"{s}\" is not a boolean (use true/false, 1/0, yes/no, on/off)")),
+    }
+}
+
+fn init_logging(debug: bool, format: LogFormat) {
+    // Our own debug detail, without the HTTP stack's frame-level chatter.
+    let filter = if debug { "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info" } else { "info" };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(EXIT_USAGE),
+            };
+        }
+    };
+    init_logging(cli.debug, cli.log_format);
+
+    let config = match config::load(&cli.config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                tracing::error!("{p}");
+            }
+            tracing::error!(
+                "configuration {} has {} problem(s); nothing was copied",
+                cli.config_file.display(),
+                e.problems().len()
+            );
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = Options { dry_run: cli.dry_run, exit_on_error: cli.exit_on_error };
+    let report = runtime.block_on(async {
+        let client = Client::new(Arc::new(Chain::standard()))?;
+        Ok::<_, replicant::registry::RegistryError>(mirror::run(&config, Arc::new(client), options).await)
+    });
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.log_format {
+        LogFormat::Text => print!("{}", report.to_text()),
+        LogFormat::Json => println!("{}", report.to_json()),
+    }
+    ExitCode::from(report.exit_code() as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_values() {
+        for t in ["true", "1", "yes", "on", "TRUE", "On"] {
+            assert_eq!(parse_bool(t), Ok(true), "{t}");
+        }
+        for f in ["false", "0", "no", "off", "NO"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["maybe", "2", "y", "truee"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
+    }
+}

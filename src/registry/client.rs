@@ -1,0 +1,581 @@
+//! A thin client for the Distribution API. Authentication lives here, so the
+//! copy engine never sees a token; *what* to fetch is decided by the caller.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use tokio::sync::{Mutex, OnceCell};
+use url::Url;
+
+use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
+use super::error::{ErrorKind, RegistryError, parse_api_errors};
+use crate::credentials::{Chain, Credential};
+use crate::digest::Digest;
+use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use crate::reference::{Registry, Repository};
+
+const MAX_ERROR_BODY: usize = 64 * 1024;
+const MAX_TOKEN_BODY: usize = 1024 * 1024;
+const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
+const MAX_TAG_PAGES: usize = 10_000;
+const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// What a manifest HEAD says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    pub digest: Option<Digest>,
+    pub media_type: String,
+}
+
+/// A manifest's original bytes, verified against its digest.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: bytes::Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// The outcome of a cross-repository mount request.
+#[derive(Debug)]
+pub enum Mount {
+    Mounted,
+    /// The registry declined and opened an upload session instead.
+    Upload(Url),
+}
+
+#[derive(Default)]
+struct RegistryState {
+    challenge: OnceCell<Challenge>,
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+/// One HTTP client (connection reuse) and the auth state of every registry.
+pub struct Client {
+    http: reqwest::Client,
+    credentials: Arc<Chain>,
+    registries: std::sync::Mutex<HashMap<Registry, Arc<RegistryState>>>,
+}
+
+fn pull(repo: &Repository) -> String {
+    format!("repository:{}:pull", repo.path)
+}
+
+fn push(repo: &Repository) -> String {
+    format!("repository:{}:pull,push", repo.path)
+}
+
+/// Tags end up in URLs: only the Distribution tag grammar is accepted.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Client {
+    pub fn new(credentials: Arc<Chain>) -> Result<Client> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| RegistryError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
+        Ok(Client { http, credentials, registries: std::sync::Mutex::new(HashMap::new()) })
+    }
+
+    fn state(&self, registry: &Registry) -> Arc<RegistryState> {
+        let mut map = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(registry.clone()).or_default().clone()
+    }
+
+    fn url(repo: &Repository, rest: &str) -> String {
+        format!("{}/v2/{}/{}", repo.registry.base_url(), repo.path, rest)
+    }
+
+    // ---- authentication ------------------------------------------------
+
+    async fn ping(&self, registry: &Registry) -> Result<Challenge> {
+        let ctx = format!("{registry}: GET /v2/");
+        let resp = self
+            .http
+            .get(format!("{}/v2/", registry.base_url()))
+            .send()
+            .await
+            .map_err(|e| network(&ctx, e))?;
+        tracing::debug!(registry = %registry, status = resp.status().as_u16(), "ping");
+        match resp.status() {
+            s if s.is_success() => Ok(Challenge::None),
+            StatusCode::UNAUTHORIZED => {
+                let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("");
+                parse_challenge(header).ok_or_else(|| {
+                    let shown: String = header.chars().take(200).collect();
+                    RegistryError::new(ctx, ErrorKind::Protocol(format!("unusable WWW-Authenticate challenge \"{shown}\"")))
+                })
+            }
+            _ => Err(self.failure(resp, &ctx, registry).await),
+        }
+    }
+
+    async fn authorization(&self, registry: &Registry, scopes: &[String], ctx: &str) -> Result<Option<String>> {
+        let state = self.state(registry);
+        let challenge = state.challenge.get_or_try_init(|| self.ping(registry)).await?;
+        match challenge {
+            Challenge::None => Ok(None),
+            Challenge::Basic => Ok(match self.credentials.get(registry).await.map(|f| f.credential) {
+                Some(Credential::Basic { username, password }) => Some(basic(&username, &password)),
+                _ => None,
+            }),
+            Challenge::Bearer { realm, service } => {
+                let key = scope_key(scopes);
+                let mut tokens = state.tokens.lock().await;
+                if let Some(t) = tokens.get(&key).filter(|t| t.is_fresh()) {
+                    return Ok(Some(format!("Bearer {}", t.value)));
+                }
+                let token = self.fetch_token(registry, realm, service.as_deref(), scopes, ctx).await?;
+                let header = format!("Bearer {}", token.value);
+                tokens.insert(key, token);
+                Ok(Some(header))
+            }
+        }
+    }
+
+    async fn forget_token(&self, registry: &Registry, scopes: &[String]) {
+        self.state(registry).tokens.lock().await.remove(&scope_key(scopes));
+    }
+
+    async fn fetch_token(
+        &self,
+        registry: &Registry,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        ctx: &str,
+    ) -> Result<Token> {
+        let ctx = format!("{ctx}: token from {realm}");
+        let mut url = Url::parse(realm)
+            .map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(format!("bad token realm: {e}"))))?;
+        let found = self.credentials.get(registry).await;
+        let realm_is_loopback = url.host_str().is_some_and(|h| Registry::new(h).is_loopback());
+        if url.scheme() != "https" && !(url.scheme() == "http" && realm_is_loopback) {
+            return Err(RegistryError::new(
+                ctx,
+                ErrorKind::Protocol("token realm must use https (plain http only on loopback)".into()),
+            ));
+        }
+        let request = match found.as_ref().map(|f| &f.credential) {
+            Some(Credential::IdentityToken(refresh)) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_string()),
+                    ("refresh_token", refresh.clone()),
+                    ("client_id", "replicant".to_string()),
+                    ("scope", scopes.join(" ")),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.to_string()));
+                }
+                self.http.post(url).form(&form)
+            }
+            other => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    if let Some(s) = service {
+                        q.append_pair("service", s);
+                    }
+                    for s in scopes {
+                        q.append_pair("scope", s);
+                    }
+                }
+                let req = self.http.get(url);
+                match other {
+                    Some(Credential::Basic { username, password }) => req.header(AUTHORIZATION, basic(username, password)),
+                    _ => req,
+                }
+            }
+        };
+        let resp = request.send().await.map_err(|e| network(&ctx, e))?;
+        tracing::debug!(registry = %registry, scopes = %scopes.join(" "), status = resp.status().as_u16(), "token request");
+        if !resp.status().is_success() {
+            return Err(self.failure(resp, &ctx, registry).await);
+        }
+        let body = read_limited(resp, MAX_TOKEN_BODY, &ctx).await?;
+        serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| RegistryError::new(ctx, ErrorKind::Protocol("token response has no token".into())))
+    }
+
+    /// Sends a request built by `build`, authenticated for `scopes`. A 401
+    /// (an expired or revoked token) re-authenticates once and resends.
+    async fn send(&self, repo: &Repository, scopes: &[String], ctx: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
+        let mut resp = self.send_once(repo, scopes, ctx, build()).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.forget_token(&repo.registry, scopes).await;
+            resp = self.send_once(repo, scopes, ctx, build()).await?;
+        }
+        Ok(resp)
+    }
+
+    /// Sends once; for bodies that cannot be replayed.
+    async fn send_once(&self, repo: &Repository, scopes: &[String], ctx: &str, builder: RequestBuilder) -> Result<Response> {
+        let mut request = builder.build().map_err(|e| network(ctx, e))?;
+        // Never hand our credentials to another host (e.g. an upload
+        // location on object storage).
+        if same_authority(request.url(), &repo.registry) {
+            if let Some(auth) = self.authorization(&repo.registry, scopes, ctx).await? {
+                let value = auth
+                    .parse()
+                    .map_err(|_| RegistryError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into())))?;
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
+        }
+        let (method, url) = (request.method().clone(), request.url().path().to_string());
+        let resp = self.http.execute(request).await.map_err(|e| network(ctx, e))?;
+        tracing::debug!(%method, registry = %repo.registry, path = %url, status = resp.status().as_u16(), "request");
+        Ok(resp)
+    }
+
+    /// Turns an unexpected response into an error naming what went wrong.
+    async fn failure(&self, resp: Response, ctx: &str, registry: &Registry) -> RegistryError {
+        let status = resp.status().as_u16();
+        let body = read_limited(resp, MAX_ERROR_BODY, ctx).await.unwrap_or_default();
+        let errors = parse_api_errors(&body);
+        if status == 401 || status == 403 {
+            let detail = match self.credentials.get(registry).await {
+                Some(found) => format!("the credentials from {} were refused or lack permission", found.source),
+                None => format!(
+                    "no credentials for {registry} were found (looked in {}); access was anonymous",
+                    self.credentials.looked_in(registry)
+                ),
+            };
+            return RegistryError::new(ctx, ErrorKind::Unauthorized { status, errors, detail });
+        }
+        RegistryError::new(ctx, ErrorKind::Status { status, errors })
+    }
+
+    // ---- tags ------------------------------------------------------------
+
+    /// All tags of a repository, following `Link` pagination; `None` when
+    /// the repository does not exist.
+    pub async fn list_tags(&self, repo: &Repository) -> Result<Option<Vec<String>>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let ctx = format!("{repo}: list tags");
+        let scopes = [pull(repo)];
+        let mut next = Some(Self::url(repo, "tags/list?n=1000"));
+        let mut all = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_TAG_PAGES {
+                return Err(RegistryError::new(ctx, ErrorKind::Protocol("too many tag list pages".into())));
+            }
+            let resp = self.send(repo, &scopes, &ctx, || self.http.get(&url)).await?;
+            if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(self.failure(resp, &ctx, &repo.registry).await);
+            }
+            next = next_link(resp.headers(), &url);
+            let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
+            let page: Page = serde_json::from_slice(&body)
+                .map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(format!("bad tag list: {e}"))))?;
+            all.extend(page.tags.unwrap_or_default().into_iter().filter(|t| {
+                let ok = is_valid_tag(t);
+                if !ok {
+                    tracing::warn!(repository = %repo, "ignoring invalid tag name {:?}", t.chars().take(140).collect::<String>());
+                }
+                ok
+            }));
+        }
+        Ok(Some(all))
+    }
+
+    // ---- manifests -------------------------------------------------------
+
+    /// HEAD a manifest: `None` when the tag or digest does not exist. Any
+    /// other failure is an error, never taken for "present" or "absent".
+    pub async fn head_manifest(&self, repo: &Repository, reference: &str, write: bool) -> Result<Option<ManifestHead>> {
+        let ctx = format!("{repo}: HEAD manifest {reference}");
+        let scopes = [if write { push(repo) } else { pull(repo) }];
+        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let resp = self.send(repo, &scopes, &ctx, || self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => Ok(Some(ManifestHead {
+                digest: header(resp.headers(), DOCKER_CONTENT_DIGEST).and_then(|d| Digest::parse(&d).ok()),
+                media_type: header(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default(),
+            })),
+            _ => Err(self.failure(resp, &ctx, &repo.registry).await),
+        }
+    }
+
+    /// GET a manifest's bytes and verify them: against `reference` when it
+    /// is a digest, else against the registry's `Docker-Content-Digest`.
+    pub async fn get_manifest(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
+        let ctx = format!("{repo}: GET manifest {reference}");
+        let scopes = [pull(repo)];
+        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let resp = self.send(repo, &scopes, &ctx, || self.http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(resp, &ctx, &repo.registry).await);
+        }
+        let media_type = header(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
+        let claimed = match header(resp.headers(), DOCKER_CONTENT_DIGEST) {
+            Some(d) => Some(Digest::parse(&d).map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(e.to_string())))?),
+            None => None,
+        };
+        let bytes = bytes::Bytes::from(read_limited(resp, MAX_MANIFEST_BYTES, &ctx).await?);
+        let expected = match (Digest::parse(reference).ok(), claimed) {
+            (Some(d), _) => d,
+            (None, Some(d)) => d,
+            (None, None) => Digest::sha256_of(&bytes),
+        };
+        let mut v = expected.verifier();
+        v.update(&bytes);
+        v.finish().map_err(|actual| {
+            RegistryError::new(&ctx, ErrorKind::DigestMismatch { expected: expected.to_string(), actual })
+        })?;
+        Ok(FetchedManifest { bytes, media_type, digest: expected })
+    }
+
+    /// PUT the original bytes of a manifest under a tag or its digest.
+    pub async fn put_manifest(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
+        let ctx = format!("{repo}: PUT manifest {reference}");
+        let scopes = [push(repo)];
+        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let resp = self
+            .send(repo, &scopes, &ctx, || {
+                self.http.put(&url).header(CONTENT_TYPE, &m.media_type).body(m.bytes.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(resp, &ctx, &repo.registry).await);
+        }
+        if let Some(stored) = header(resp.headers(), DOCKER_CONTENT_DIGEST) {
+            if stored.split(':').next() == Some(m.digest.algorithm()) && stored != m.digest.as_str() {
+                return Err(RegistryError::new(
+                    ctx,
+                    ErrorKind::DigestMismatch { expected: m.digest.to_string(), actual: stored },
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    // ---- blobs -----------------------------------------------------------
+
+    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
+        let ctx = format!("{repo}: HEAD blob {digest}");
+        let scopes = [if write { push(repo) } else { pull(repo) }];
+        let url = Self::url(repo, &format!("blobs/{digest}"));
+        let resp = self.send(repo, &scopes, &ctx, || self.http.head(&url)).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.failure(resp, &ctx, &repo.registry).await),
+        }
+    }
+
+    /// GET a blob; the caller streams and verifies the body.
+    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
+        let ctx = format!("{repo}: GET blob {digest}");
+        let url = Self::url(repo, &format!("blobs/{digest}"));
+        let resp = self.send(repo, &[pull(repo)], &ctx, || self.http.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(self.failure(resp, &ctx, &repo.registry).await);
+        }
+        Ok(resp)
+    }
+
+    /// Asks the registry to mount `digest` from `from` (same registry).
+    pub async fn mount_blob(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
+        let ctx = format!("{repo}: mount blob {digest} from {}", from.path);
+        let scopes = [push(repo), pull(from)];
+        let mut url = Url::parse(&Self::url(repo, "blobs/uploads/")).map_err(|e| protocol(&ctx, e))?;
+        url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", &from.path);
+        let resp = self.send(repo, &scopes, &ctx, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(repo, resp.headers(), &ctx)?)),
+            _ => Err(self.failure(resp, &ctx, &repo.registry).await),
+        }
+    }
+
+    /// Opens an upload session and returns its location.
+    pub async fn start_upload(&self, repo: &Repository) -> Result<Url> {
+        let ctx = format!("{repo}: start upload");
+        let url = Self::url(repo, "blobs/uploads/");
+        let resp = self.send(repo, &[push(repo)], &ctx, || self.http.post(&url).header(CONTENT_LENGTH, "0")).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(self.failure(resp, &ctx, &repo.registry).await);
+        }
+        self.location(repo, resp.headers(), &ctx)
+    }
+
+    /// Uploads a whole blob in one streamed PUT with `Content-Length`, or,
+    /// when the length is unknown, one streamed PATCH and a closing PUT.
+    pub async fn upload_blob(
+        &self,
+        repo: &Repository,
+        location: Url,
+        digest: &Digest,
+        size: Option<u64>,
+        body: reqwest::Body,
+    ) -> Result<()> {
+        let ctx = format!("{repo}: upload blob {digest}");
+        let scopes = [push(repo)];
+        let mut location = location;
+        let body = match size {
+            Some(len) => Some((len, body)),
+            None => {
+                let patch = self
+                    .http
+                    .request(Method::PATCH, location.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body);
+                let resp = self.send_once(repo, &scopes, &ctx, patch).await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(self.failure(resp, &ctx, &repo.registry).await);
+                }
+                location = self.location(repo, resp.headers(), &ctx)?;
+                None
+            }
+        };
+        location.query_pairs_mut().append_pair("digest", digest.as_str());
+        let put = self.http.put(location).header(CONTENT_TYPE, "application/octet-stream");
+        let put = match body {
+            Some((len, body)) => put.header(CONTENT_LENGTH, len).body(body),
+            None => put.header(CONTENT_LENGTH, 0),
+        };
+        let resp = self.send_once(repo, &scopes, &ctx, put).await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(self.failure(resp, &ctx, &repo.registry).await);
+        }
+        Ok(())
+    }
+
+    fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
+        let loc = header(headers, LOCATION.as_str())
+            .ok_or_else(|| RegistryError::new(ctx, ErrorKind::Protocol("upload response has no Location".into())))?;
+        let base = Url::parse(&format!("{}/", repo.registry.base_url())).map_err(|e| protocol(ctx, e))?;
+        let url = base.join(&loc).map_err(|e| protocol(ctx, e))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(protocol(ctx, "upload Location is not http(s)"));
+        }
+        Ok(url)
+    }
+}
+
+fn basic(username: &str, password: &str) -> String {
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
+}
+
+fn same_authority(url: &Url, registry: &Registry) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.to_string(),
+    };
+    authority.eq_ignore_ascii_case(&registry.host)
+}
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn network(ctx: &str, e: reqwest::Error) -> RegistryError {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    RegistryError::new(ctx, ErrorKind::Network(msg))
+}
+
+fn protocol(ctx: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::new(ctx, ErrorKind::Protocol(e.to_string()))
+}
+
+/// Reads a body of at most `max` bytes.
+async fn read_limited(mut resp: Response, max: usize, ctx: &str) -> Result<Vec<u8>> {
+    if resp.content_length().is_some_and(|l| l > max as u64) {
+        return Err(protocol(ctx, format!("response body larger than {max} bytes")));
+    }
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| network(ctx, e))? {
+        if buf.len() + chunk.len() > max {
+            return Err(protocol(ctx, format!("response body larger than {max} bytes")));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// The `rel="next"` target of a `Link` header, resolved against `current`.
+fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
+    let link = headers.get(LINK)?.to_str().ok()?;
+    for part in link.split(',') {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        if is_next {
+            return Url::parse(current).ok()?.join(target).ok().map(String::from);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn link_header_pagination() {
+        let mut h = HeaderMap::new();
+        h.insert(LINK, HeaderValue::from_static(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#));
+        assert_eq!(
+            next_link(&h, "http://127.0.0.1:5000/v2/a/tags/list?n=2").as_deref(),
+            Some("http://127.0.0.1:5000/v2/a/tags/list?last=x&n=2")
+        );
+        h.insert(LINK, HeaderValue::from_static(r#"<https://r.io/v2/a/tags/list?last=y>; rel="prev""#));
+        assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
+        h.insert(LINK, HeaderValue::from_static("garbage"));
+        assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
+    }
+
+    #[test]
+    fn tag_grammar() {
+        assert!(is_valid_tag("1.2.3-alpine"));
+        assert!(is_valid_tag("latest"));
+        assert!(is_valid_tag("_x"));
+        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(129), "a b", "sha256:abc"] {
+            assert!(!is_valid_tag(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn credentials_only_go_to_the_registry_host() {
+        let r = Registry::new("127.0.0.1:5000");
+        assert!(same_authority(&Url::parse("http://127.0.0.1:5000/v2/x").unwrap(), &r));
+        assert!(!same_authority(&Url::parse("http://127.0.0.1:5001/v2/x").unwrap(), &r));
+        assert!(!same_authority(&Url::parse("https://storage.example.com/blob").unwrap(), &Registry::new("r.io")) );
+        assert!(same_authority(&Url::parse("https://r.io/v2/").unwrap(), &Registry::new("r.io")));
+    }
+}

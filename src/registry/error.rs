@@ -1,0 +1,118 @@
+//! Errors from talking to a registry, written for the person reading them:
+//! they name the registry and repository, what was being done, the HTTP
+//! status and the registry's own error codes.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// An error with the operation it happened in.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {kind}")]
+pub struct RegistryError {
+    /// e.g. `127.0.0.1:5000/mirror/app: GET manifest 1.2.3`
+    pub context: String,
+    pub kind: ErrorKind,
+}
+
+#[derive(Debug)]
+pub enum ErrorKind {
+    /// The registry answered with an unexpected status.
+    Status { status: u16, errors: Vec<ApiError> },
+    /// Authentication failed or was refused.
+    Unauthorized { status: u16, errors: Vec<ApiError>, detail: String },
+    /// Connection, TLS, timeout, or a body cut short.
+    Network(String),
+    /// Content did not match its digest.
+    DigestMismatch { expected: String, actual: String },
+    /// The registry sent something we cannot use.
+    Protocol(String),
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Status { status, errors } => {
+                write!(f, "HTTP {status}")?;
+                write_api_errors(f, errors)
+            }
+            ErrorKind::Unauthorized { status, errors, detail } => {
+                write!(f, "HTTP {status} unauthorized")?;
+                write_api_errors(f, errors)?;
+                write!(f, "; {detail}")
+            }
+            ErrorKind::Network(m) => write!(f, "network error: {m}"),
+            ErrorKind::DigestMismatch { expected, actual } => {
+                write!(f, "content does not match its digest: expected {expected}, got {actual}")
+            }
+            ErrorKind::Protocol(m) => write!(f, "unexpected response: {m}"),
+        }
+    }
+}
+
+fn write_api_errors(f: &mut fmt::Formatter<'_>, errors: &[ApiError]) -> fmt::Result {
+    for e in errors {
+        write!(f, " {}", e.code)?;
+        if !e.message.is_empty() {
+            write!(f, " ({})", e.message)?;
+        }
+    }
+    Ok(())
+}
+
+/// One entry of the Distribution API's `{"errors": [...]}` body.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ApiError {
+    #[serde(default)]
+    pub code: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ApiError>,
+}
+
+/// Parses an error body; anything unparseable yields no codes.
+pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
+    let mut errors = serde_json::from_slice::<ErrorBody>(body).map(|b| b.errors).unwrap_or_default();
+    for e in &mut errors {
+        // keep messages one short line each
+        e.message = e.message.chars().take(200).collect::<String>().replace('\n', " ");
+    }
+    errors.truncate(5);
+    errors
+}
+
+impl RegistryError {
+    pub fn new(context: impl Into<String>, kind: ErrorKind) -> RegistryError {
+        RegistryError { context: context.into(), kind }
+    }
+
+    pub fn status(&self) -> Option<u16> {
+        match &self.kind {
+            ErrorKind::Status { status, .. } | ErrorKind::Unauthorized { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_status_and_codes() {
+        let errors = parse_api_errors(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#);
+        let e = RegistryError::new("r.io/a/b: GET manifest 1.0", ErrorKind::Status { status: 404, errors });
+        assert_eq!(e.to_string(), "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)");
+        assert!(e.is_not_found());
+        assert!(parse_api_errors(b"<html>").is_empty());
+    }
+}

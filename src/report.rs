@@ -1,0 +1,171 @@
+//! What a run did, per image and in total: rendered as text for people or
+//! JSON for machines, and turned into the exit code.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::config::ImageConfig;
+use crate::copy::Totals;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct TagFailure {
+    pub tag: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImageReport {
+    pub name: String,
+    pub source: String,
+    pub destination: String,
+    /// Tags copied (in a dry run: that would be copied).
+    pub copied: Vec<String>,
+    /// Tags overwritten because the source changed (dry run: would be).
+    pub replaced: Vec<String>,
+    /// Selected tags already in the destination, left alone.
+    pub present: Vec<String>,
+    /// Tags not copied because their manifest format is unsupported.
+    pub unsupported: Vec<String>,
+    pub failed: Vec<TagFailure>,
+    /// A failure of the whole image (listing or planning).
+    pub error: Option<String>,
+}
+
+impl ImageReport {
+    pub fn new(image: &ImageConfig) -> ImageReport {
+        ImageReport {
+            name: image.name.clone(),
+            source: image.source.to_string(),
+            destination: image.destination.to_string(),
+            copied: Vec::new(),
+            replaced: Vec::new(),
+            present: Vec::new(),
+            unsupported: Vec::new(),
+            failed: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.error.is_some() || !self.failed.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunReport {
+    pub dry_run: bool,
+    pub images: Vec<ImageReport>,
+    pub totals: Totals,
+    /// `--exit-on-error` stopped the run before every image was processed.
+    pub stopped_early: bool,
+}
+
+impl RunReport {
+    /// 0 when every image succeeded, 1 when any failed.
+    pub fn exit_code(&self) -> i32 {
+        if self.images.iter().any(ImageReport::is_failed) { 1 } else { 0 }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"cannot render report: {e}\"}}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        let (copy_word, replace_word) = if self.dry_run { ("would copy", "would replace") } else { ("copied", "replaced") };
+        let mut out = String::new();
+        let _ = writeln!(out, "replicant summary{}", if self.dry_run { " (dry run: nothing was written)" } else { "" });
+        for i in &self.images {
+            let status = if i.is_failed() { "FAILED" } else { "ok" };
+            let _ = writeln!(out, "  {} [{status}] {} -> {}", i.name, i.source, i.destination);
+            if let Some(e) = &i.error {
+                let _ = writeln!(out, "    error: {e}");
+            }
+            for (label, tags) in [(copy_word, &i.copied), (replace_word, &i.replaced), ("already present", &i.present), ("skipped, schema 1", &i.unsupported)] {
+                if !tags.is_empty() {
+                    let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
+                }
+            }
+            for f in &i.failed {
+                let _ = writeln!(out, "    failed {}: {}", f.tag, f.error);
+            }
+            if i.error.is_none() && i.copied.is_empty() && i.replaced.is_empty() && i.failed.is_empty() && i.present.is_empty() {
+                let _ = writeln!(out, "    no tags selected");
+            }
+        }
+        let sum = |f: fn(&ImageReport) -> usize| self.images.iter().map(f).sum::<usize>();
+        let failed_images: Vec<&str> = self.images.iter().filter(|i| i.is_failed()).map(|i| i.name.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "totals: {} images, {} failed{}; tags {copy_word} {}, {replace_word} {}, already present {}, failed {}",
+            self.images.len(),
+            failed_images.len(),
+            if failed_images.is_empty() { String::new() } else { format!(" ({})", failed_images.join(", ")) },
+            sum(|i| i.copied.len()),
+            sum(|i| i.replaced.len()),
+            sum(|i| i.present.len()),
+            sum(|i| i.failed.len()),
+        );
+        let t = &self.totals;
+        let _ = writeln!(
+            out,
+            "blobs: {} transferred ({}), {} mounted, {} already present",
+            t.blobs_transferred,
+            human_bytes(t.bytes_moved),
+            t.blobs_mounted,
+            t.blobs_skipped
+        );
+        if self.stopped_early {
+            let _ = writeln!(out, "stopped at the first error (--exit-on-error); later images were not processed");
+        }
+        out
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(name: &str) -> ImageReport {
+        ImageReport {
+            name: name.into(),
+            source: "s/a".into(),
+            destination: "d/a".into(),
+            copied: vec![],
+            replaced: vec![],
+            present: vec![],
+            unsupported: vec![],
+            failed: vec![],
+            error: None,
+        }
+    }
+
+    #[test]
+    fn exit_code_and_text_name_failed_images() {
+        let mut ok = image("good");
+        ok.copied = vec!["1.0".into(), "1.1".into()];
+        let mut bad = image("bad");
+        bad.error = Some("s/b: source repository not found".into());
+        let r = RunReport { images: vec![ok.clone(), bad], totals: Totals { bytes_moved: 3 * 1024 * 1024, blobs_transferred: 2, ..Totals::default() }, ..RunReport::default() };
+        assert_eq!(r.exit_code(), 1);
+        let text = r.to_text();
+        assert!(text.contains("good [ok] s/a -> d/a"), "{text}");
+        assert!(text.contains("copied (2): 1.0, 1.1"), "{text}");
+        assert!(text.contains("bad [FAILED]"), "{text}");
+        assert!(text.contains("1 failed (bad)"), "{text}");
+        assert!(text.contains("2 transferred (3.0 MiB)"), "{text}");
+        let r = RunReport { images: vec![ok], ..RunReport::default() };
+        assert_eq!(r.exit_code(), 0);
+    }
+}
