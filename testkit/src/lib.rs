@@ -1,1 +1,18 @@
-pub fn hello(){}
+//! Test support for replicant: real `docker-registry` processes on free
+//! 127.0.0.1 ports (plain, htpasswd Basic, token auth with our own issuer),
+//! generated test images, and a small independent client that pushes and
+//! verifies through the registry API.
+//!
+//! Independent on purpose: the checks must not share code with what they
+//! check.
+
+pub mod client;
+pub mod http;
+pub mod image;
+pub mod registry;
+pub mod token;
+
+pub use client::TestClient;
+pub use image::{Format, Image, ImageGen};
+pub use registry::{Auth, Registry};
+pub use token::TokenIssuer;

@@ -1,0 +1,126 @@
+//! Real `docker-registry` (Distribution 2.8) processes on free loopback ports.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::token::{ISSUER, Policy, SERVICE, TokenIssuer};
+
+/// How a registry authenticates.
+pub enum Auth {
+    None,
+    /// htpasswd (bcrypt) users.
+    Basic(Vec<(String, String)>),
+    /// Distribution's `auth: token`, with our issuer.
+    Token(Policy),
+}
+
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+    pub issuer: Option<TokenIssuer>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+impl Registry {
+    pub fn start(auth: Auth) -> Registry {
+        let binary = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (auth_yaml, issuer) = match auth {
+            Auth::None => (String::new(), None),
+            Auth::Basic(users) => {
+                let path = dir.path().join("htpasswd");
+                let lines: String = users
+                    .iter()
+                    .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).expect("bcrypt")))
+                    .collect();
+                std::fs::write(&path, lines).expect("write htpasswd");
+                (format!("auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n", path.display()), None)
+            }
+            Auth::Token(policy) => {
+                let issuer = TokenIssuer::start(policy);
+                let cert = dir.path().join("token-cert.pem");
+                std::fs::write(&cert, &issuer.cert_pem).expect("write cert");
+                let yaml = format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    issuer.realm(),
+                    cert.display()
+                );
+                (yaml, Some(issuer))
+            }
+        };
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{auth_yaml}",
+                dir.path().join("data").display()
+            );
+            let config_path = dir.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write registry config");
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+            let mut child = Command::new(&binary)
+                .arg("serve")
+                .arg(&config_path)
+                .env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {binary} (install the Debian package docker-registry): {e}"));
+            if wait_ready(&mut child, port) {
+                return Registry { port, child, dir, issuer };
+            }
+            // most likely the port was taken meanwhile: try another
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
+        panic!("docker-registry did not become ready; its log:\n{log}");
+    }
+
+    /// `127.0.0.1:<port>`, the registry part of a repository reference.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// The registry's log so far (access log included).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if let Ok(resp) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/")) {
+            if matches!(resp.status().as_u16(), 200 | 401) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

@@ -1,0 +1,93 @@
+//! Helpers shared by the integration tests: run the built binary in a clean
+//! environment and read what it said.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use testkit::{Auth, Format, ImageGen, Registry, TestClient};
+
+/// A scratch folder with a config file and an empty Docker config dir.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+impl Workspace {
+    pub fn new() -> Workspace {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("docker")).expect("docker dir");
+        Workspace { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write_config(&self, yaml: &str) -> PathBuf {
+        let p = self.path("replicant.yaml");
+        std::fs::write(&p, yaml).expect("write config");
+        p
+    }
+
+    /// Writes `$DOCKER_CONFIG/config.json`.
+    pub fn docker_config(&self, json: &str) {
+        std::fs::write(self.path("docker/config.json"), json).expect("write docker config");
+    }
+
+    /// A command for the binary with only PATH, HOME and DOCKER_CONFIG set.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_replicant"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("DOCKER_CONFIG", self.path("docker"))
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs with `-c <config>` plus `args`.
+    pub fn run(&self, config: &Path, args: &[&str]) -> Run {
+        let mut cmd = self.command();
+        cmd.arg("-c").arg(config).args(args);
+        output(cmd.output().expect("run replicant"))
+    }
+}
+
+pub fn output(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// Asserts that `dst` holds exactly `tags`, each with the source's digest
+/// and a complete tree.
+pub fn assert_mirror(src: &TestClient, src_repo: &str, dst: &TestClient, dst_repo: &str, tags: &[&str]) {
+    let mut want: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    want.sort();
+    assert_eq!(dst.tags(dst_repo), want, "destination tags of {dst_repo}");
+    for tag in tags {
+        let d = dst.digest(dst_repo, tag);
+        assert_eq!(d, src.digest(src_repo, tag), "digest of {dst_repo}:{tag}");
+        dst.assert_complete(dst_repo, tag);
+    }
+}
