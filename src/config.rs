@@ -80,7 +80,14 @@ impl ConfigError {
 }
 
 const TOP_KEYS: &[&str] = &["mode", "images"];
-const IMAGE_KEYS: &[&str] = &["source", "destination", "mode", "compatibility", "replace-tag", "pinned-major"];
+const IMAGE_KEYS: &[&str] = &[
+    "source",
+    "destination",
+    "mode",
+    "compatibility",
+    "replace-tag",
+    "pinned-major",
+];
 
 /// Reads and validates the configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -115,10 +122,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let message = format!("YAML syntax error: {}", first_line(&e.to_string()));
         ConfigError::Invalid(vec![problem_at(path, line, column, None, None, message)])
     })?;
-    let mut v = Validator { path, problems: Vec::new(), warnings: Vec::new() };
+    let mut v = Validator {
+        path,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
     let images = v.root(&root);
     if v.problems.is_empty() {
-        Ok(Config { path: path.to_path_buf(), images, warnings: v.warnings })
+        Ok(Config {
+            path: path.to_path_buf(),
+            images,
+            warnings: v.warnings,
+        })
     } else {
         v.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(v.problems))
@@ -129,14 +144,7 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-fn problem_at(
-    path: &Path,
-    line: u64,
-    column: u64,
-    image: Option<&str>,
-    key: Option<&str>,
-    message: String,
-) -> Problem {
+fn problem_at(path: &Path, line: u64, column: u64, image: Option<&str>, key: Option<&str>, message: String) -> Problem {
     Problem {
         file: path.to_path_buf(),
         line,
@@ -155,13 +163,25 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn report(&mut self, at: &Spanned<Node>, image: Option<&str>, key: Option<&str>, message: String) {
-        let p = problem_at(self.path, at.referenced.line(), at.referenced.column(), image, key, message);
+        let p = problem_at(
+            self.path,
+            at.referenced.line(),
+            at.referenced.column(),
+            image,
+            key,
+            message,
+        );
         self.problems.push(p);
     }
 
     fn root(&mut self, root: &Spanned<Node>) -> Vec<ImageConfig> {
         let Node::Map(entries) = &root.value else {
-            self.report(root, None, None, format!("expected a mapping with \"images:\", found {}", root.value.kind()));
+            self.report(
+                root,
+                None,
+                None,
+                format!("expected a mapping with \"images:\", found {}", root.value.kind()),
+            );
             return Vec::new();
         };
         let mut mode = Mode::default();
@@ -178,12 +198,29 @@ impl Validator<'_> {
             }
         }
         let Some((images_key, images)) = images_node else {
-            self.report(root, None, Some("images"), "missing; the file must list the images to mirror".into());
+            self.report(
+                root,
+                None,
+                Some("images"),
+                "missing; the file must list the images to mirror".into(),
+            );
             return Vec::new();
         };
         let Node::Map(list) = &images.value else {
-            let at = if matches!(images.value, Node::Null) { images_key } else { images };
-            self.report(at, None, Some("images"), format!("expected a mapping of image names to entries, found {}", images.value.kind()));
+            let at = if matches!(images.value, Node::Null) {
+                images_key
+            } else {
+                images
+            };
+            self.report(
+                at,
+                None,
+                Some("images"),
+                format!(
+                    "expected a mapping of image names to entries, found {}",
+                    images.value.kind()
+                ),
+            );
             return Vec::new();
         };
         if list.is_empty() {
@@ -194,18 +231,36 @@ impl Validator<'_> {
 
     fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, default_mode: Mode) -> Option<ImageConfig> {
         let Some(name) = key_text(k) else {
-            self.report(k, None, None, format!("an image name must be a string, found {}", k.value.kind()));
+            self.report(
+                k,
+                None,
+                None,
+                format!("an image name must be a string, found {}", k.value.kind()),
+            );
             return None;
         };
         let name = Some(name);
         let entries = match &val.value {
             Node::Map(e) if !e.is_empty() => e,
             Node::Map(_) | Node::Null => {
-                self.report(k, name, None, "empty entry; it needs \"source\" and \"destination\"".into());
+                self.report(
+                    k,
+                    name,
+                    None,
+                    "empty entry; it needs \"source\" and \"destination\"".into(),
+                );
                 return None;
             }
             other => {
-                self.report(val, name, None, format!("expected a mapping with \"source\" and \"destination\", found {}", other.kind()));
+                self.report(
+                    val,
+                    name,
+                    None,
+                    format!(
+                        "expected a mapping with \"source\" and \"destination\", found {}",
+                        other.kind()
+                    ),
+                );
                 return None;
             }
         };
@@ -239,25 +294,45 @@ impl Validator<'_> {
                         filter_keys.push((key, "compatibility"));
                     }
                     Node::Null => {}
-                    other => self.report(v, name, Some("compatibility"), format!("expected a non-empty string such as \"alpine\", found {}", other.kind())),
+                    other => self.report(
+                        v,
+                        name,
+                        Some("compatibility"),
+                        format!("expected a non-empty string such as \"alpine\", found {}", other.kind()),
+                    ),
                 },
                 Some("replace-tag") => match &v.value {
                     Node::Bool(b) => replace_tag = *b,
-                    other => self.report(v, name, Some("replace-tag"), format!("expected true or false, found {}", other.kind())),
+                    other => self.report(
+                        v,
+                        name,
+                        Some("replace-tag"),
+                        format!("expected true or false, found {}", other.kind()),
+                    ),
                 },
                 Some("pinned-major") => match &v.value {
                     Node::Int(i) if *i >= 0 && u64::try_from(*i).is_ok() => {
                         filters.pinned_major = u64::try_from(*i).ok();
                         filter_keys.push((key, "pinned-major"));
                     }
-                    other => self.report(v, name, Some("pinned-major"), format!("expected a non-negative integer, found {}", other.kind())),
+                    other => self.report(
+                        v,
+                        name,
+                        Some("pinned-major"),
+                        format!("expected a non-negative integer, found {}", other.kind()),
+                    ),
                 },
                 _ => self.unknown_key(key, name, IMAGE_KEYS),
             }
         }
         for (which, seen) in [("source", seen_source), ("destination", seen_destination)] {
             if !seen {
-                self.report(k, name, Some(which), "missing; every image needs a source and a destination repository".into());
+                self.report(
+                    k,
+                    name,
+                    Some(which),
+                    "missing; every image needs a source and a destination repository".into(),
+                );
             }
         }
         if self.problems.len() > before {
@@ -265,7 +340,14 @@ impl Validator<'_> {
         }
         if mode == Mode::All {
             for (key, which) in filter_keys {
-                let p = problem_at(self.path, key.referenced.line(), key.referenced.column(), name, Some(which), "ignored with mode \"all\", which copies every tag".into());
+                let p = problem_at(
+                    self.path,
+                    key.referenced.line(),
+                    key.referenced.column(),
+                    name,
+                    Some(which),
+                    "ignored with mode \"all\", which copies every tag".into(),
+                );
                 self.warnings.push(p);
             }
         }
@@ -289,11 +371,21 @@ impl Validator<'_> {
                 }
             },
             Node::Null => {
-                self.report(v, image, Some(key), "is empty; it needs a repository such as docker.io/library/alpine".into());
+                self.report(
+                    v,
+                    image,
+                    Some(key),
+                    "is empty; it needs a repository such as docker.io/library/alpine".into(),
+                );
                 None
             }
             other => {
-                self.report(v, image, Some(key), format!("expected a repository name, found {}", other.kind()));
+                self.report(
+                    v,
+                    image,
+                    Some(key),
+                    format!("expected a repository name, found {}", other.kind()),
+                );
                 None
             }
         }
@@ -307,22 +399,43 @@ impl Validator<'_> {
             },
             other => other.kind().to_string(),
         };
-        self.report(v, image, Some("mode"), format!("unknown mode {found}; expected one of {}", Mode::NAMES.join(", ")));
+        self.report(
+            v,
+            image,
+            Some("mode"),
+            format!("unknown mode {found}; expected one of {}", Mode::NAMES.join(", ")),
+        );
         None
     }
 
     fn unknown_key(&mut self, k: &Spanned<Node>, image: Option<&str>, known: &[&str]) {
         let Some(text) = key_text(k) else {
-            self.report(k, image, None, format!("keys must be strings, found {}", k.value.kind()));
+            self.report(
+                k,
+                image,
+                None,
+                format!("keys must be strings, found {}", k.value.kind()),
+            );
             return;
         };
         let mut message = format!("unknown key \"{text}\"");
-        if let Some(close) = known.iter().filter(|c| edit_distance(text, c) <= 2).min_by_key(|c| edit_distance(text, c)) {
+        if let Some(close) = known
+            .iter()
+            .filter(|c| edit_distance(text, c) <= 2)
+            .min_by_key(|c| edit_distance(text, c))
+        {
             message.push_str(&format!("; did you mean \"{close}\"?"));
         } else {
             message.push_str(&format!("; known keys are {}", known.join(", ")));
         }
-        let p = problem_at(self.path, k.referenced.line(), k.referenced.column(), image, None, message);
+        let p = problem_at(
+            self.path,
+            k.referenced.line(),
+            k.referenced.column(),
+            image,
+            None,
+            message,
+        );
         self.problems.push(p);
     }
 }
@@ -411,7 +524,9 @@ impl<'de> Visitor<'de> for NodeVisitor {
         Ok(Node::Int(i))
     }
     fn visit_u128<E: de::Error>(self, i: u128) -> Result<Node, E> {
-        i128::try_from(i).map(Node::Int).map_err(|_| E::custom("integer too large"))
+        i128::try_from(i)
+            .map(Node::Int)
+            .map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, x: f64) -> Result<Node, E> {
         Ok(Node::Float(x))
@@ -455,7 +570,9 @@ mod tests {
 
     #[test]
     fn a_file_written_for_the_original_is_valid() {
-        let c = ok("mode: higher\nimages:\n  nginx:\n    source: docker.io/library/nginx\n    destination: localhost:5000/mirror/nginx\n    mode: semver\n    compatibility: alpine\n    replace-tag: true\n    pinned-major: 1\n  redis:\n    source: redis\n    destination: gcr.io/p/redis\n");
+        let c = ok(
+            "mode: higher\nimages:\n  nginx:\n    source: docker.io/library/nginx\n    destination: localhost:5000/mirror/nginx\n    mode: semver\n    compatibility: alpine\n    replace-tag: true\n    pinned-major: 1\n  redis:\n    source: redis\n    destination: gcr.io/p/redis\n",
+        );
         assert_eq!(c.images.len(), 2);
         let n = &c.images[0];
         assert_eq!(n.name, "nginx");
@@ -470,7 +587,9 @@ mod tests {
 
     #[test]
     fn default_mode_is_highest_and_order_is_kept() {
-        let c = ok("images:\n  b:\n    source: a/b\n    destination: c.io/b\n  a:\n    source: a/a\n    destination: c.io/a\n");
+        let c = ok(
+            "images:\n  b:\n    source: a/b\n    destination: c.io/b\n  a:\n    source: a/a\n    destination: c.io/a\n",
+        );
         assert_eq!(c.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
         assert_eq!(c.images[0].mode, Mode::Highest);
     }
@@ -502,12 +621,19 @@ mod tests {
         assert!(problems("")[0].contains("the file is empty"));
         assert!(problems("# only a comment\n\n")[0].contains("the file is empty"));
         let syntax = problems("images:\n  a: [\n");
-        assert!(syntax[0].starts_with("c.yaml:") && syntax[0].contains("YAML syntax error"), "{syntax:?}");
+        assert!(
+            syntax[0].starts_with("c.yaml:") && syntax[0].contains("YAML syntax error"),
+            "{syntax:?}"
+        );
         assert!(problems("mode: all\n")[0].contains("key \"images\": missing"));
         assert!(problems("images:\n")[0].contains("key \"images\""));
         assert!(problems("images: {}\n")[0].contains("lists no images"));
         assert!(problems("- a\n- b\n")[0].contains("expected a mapping"));
-        assert!(problems("imgaes: {}\n").iter().any(|p| p.contains("did you mean \"images\"")));
+        assert!(
+            problems("imgaes: {}\n")
+                .iter()
+                .any(|p| p.contains("did you mean \"images\""))
+        );
         let missing = load(Path::new("/nonexistent/replicant.yaml")).unwrap_err();
         assert_eq!(missing.to_string(), "/nonexistent/replicant.yaml: file not found");
     }
@@ -516,15 +642,25 @@ mod tests {
     fn source_without_destination_and_wrong_types() {
         let p = problems("images:\n  a:\n    source: x/y\n  b:\n    source: 5\n    destination: [x]\n");
         assert!(p[0].contains("image \"a\": key \"destination\": missing"), "{p:?}");
-        assert!(p[1].contains("image \"b\": key \"source\": expected a repository name, found the number 5"), "{p:?}");
-        assert!(p[2].contains("image \"b\": key \"destination\": expected a repository name, found a list"), "{p:?}");
+        assert!(
+            p[1].contains("image \"b\": key \"source\": expected a repository name, found the number 5"),
+            "{p:?}"
+        );
+        assert!(
+            p[2].contains("image \"b\": key \"destination\": expected a repository name, found a list"),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn filters_with_mode_all_warn() {
         let c = ok("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    mode: all\n    pinned-major: 2\n");
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].to_string().contains("key \"pinned-major\": ignored with mode \"all\""));
+        assert!(
+            c.warnings[0]
+                .to_string()
+                .contains("key \"pinned-major\": ignored with mode \"all\"")
+        );
     }
 
     #[test]

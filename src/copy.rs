@@ -119,7 +119,9 @@ impl Engine {
     ) -> BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             match manifest {
-                Manifest::Schema1 => Err(CopyError::Invalid(format!("{src}: an index refers to a Docker schema 1 manifest, which is not supported"))),
+                Manifest::Schema1 => Err(CopyError::Invalid(format!(
+                    "{src}: an index refers to a Docker schema 1 manifest, which is not supported"
+                ))),
                 Manifest::Image { blobs, foreign } => {
                     if foreign > 0 {
                         tracing::debug!(source = %src, foreign, "non-distributable layers are not copied");
@@ -133,7 +135,9 @@ impl Engine {
                 }
                 Manifest::Index { children } => {
                     if depth >= MAX_DEPTH {
-                        return Err(CopyError::Invalid(format!("{src}: indexes nested more than {MAX_DEPTH} deep")));
+                        return Err(CopyError::Invalid(format!(
+                            "{src}: indexes nested more than {MAX_DEPTH} deep"
+                        )));
                     }
                     for (digest, _) in children {
                         self.copy_child(src, dst, &digest, depth + 1).await?;
@@ -147,7 +151,13 @@ impl Engine {
     /// Copies a child manifest (and its contents) by digest, unless the
     /// destination has it: a registry only accepts a manifest whose blobs it
     /// holds, so a present manifest means a complete subtree.
-    async fn copy_child(&self, src: &Repository, dst: &Repository, digest: &Digest, depth: usize) -> Result<(), CopyError> {
+    async fn copy_child(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        digest: &Digest,
+        depth: usize,
+    ) -> Result<(), CopyError> {
         if self.client.head_manifest(dst, digest.as_str(), true).await?.is_some() {
             return Ok(());
         }
@@ -159,7 +169,13 @@ impl Engine {
         Ok(())
     }
 
-    async fn copy_blob(&self, src: &Repository, dst: &Repository, digest: &Digest, desc: &Descriptor) -> Result<(), CopyError> {
+    async fn copy_blob(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
         let key = (dst.clone(), digest.clone());
         if lock(&self.present).contains(&key) {
             return Ok(());
@@ -218,12 +234,17 @@ impl Engine {
         if src.registry == dst.registry && src != dst {
             return Some(src.clone());
         }
-        lock(&self.holders).get(&(dst.registry.clone(), digest.clone())).filter(|r| *r != dst).cloned()
+        lock(&self.holders)
+            .get(&(dst.registry.clone(), digest.clone()))
+            .filter(|r| *r != dst)
+            .cloned()
     }
 
     fn remember(&self, dst: &Repository, digest: &Digest) {
         lock(&self.present).insert((dst.clone(), digest.clone()));
-        lock(&self.holders).entry((dst.registry.clone(), digest.clone())).or_insert_with(|| dst.clone());
+        lock(&self.holders)
+            .entry((dst.registry.clone(), digest.clone()))
+            .or_insert_with(|| dst.clone());
     }
 }
 
@@ -232,7 +253,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn parse(m: &FetchedManifest, context: &str) -> Result<Manifest, CopyError> {
-    Manifest::parse(&m.media_type, &m.bytes).map_err(|source| CopyError::Manifest { context: context.to_string(), source })
+    Manifest::parse(&m.media_type, &m.bytes).map_err(|source| CopyError::Manifest {
+        context: context.to_string(),
+        source,
+    })
 }
 
 /// Passes a blob's bytes through while hashing them. The last chunk is only
@@ -262,12 +286,28 @@ fn verified(
         let Some(v) = st.verifier.take() else { return Ok(()) };
         let len = v.len();
         if let Some(expected) = st.size.filter(|s| *s != len) {
-            return Err(fail(st, ErrorKind::Protocol(format!("blob is {len} bytes, expected {expected}"))));
+            return Err(fail(
+                st,
+                ErrorKind::Protocol(format!("blob is {len} bytes, expected {expected}")),
+            ));
         }
-        v.finish()
-            .map_err(|actual| fail(st, ErrorKind::DigestMismatch { expected: st.digest.to_string(), actual }))
+        v.finish().map_err(|actual| {
+            fail(
+                st,
+                ErrorKind::DigestMismatch {
+                    expected: st.digest.to_string(),
+                    actual,
+                },
+            )
+        })
     }
-    let st = State { inner, verifier: Some(digest.verifier()), digest, size, failure };
+    let st = State {
+        inner,
+        verifier: Some(digest.verifier()),
+        digest,
+        size,
+        failure,
+    };
     stream::unfold((st, false), |(mut st, done)| async move {
         if done {
             return None;
@@ -283,7 +323,10 @@ fn verified(
                 let len = v.len();
                 match st.size {
                     Some(expected) if len > expected => {
-                        let e = fail(&mut st, ErrorKind::Protocol(format!("blob is longer than its {expected} bytes")));
+                        let e = fail(
+                            &mut st,
+                            ErrorKind::Protocol(format!("blob is longer than its {expected} bytes")),
+                        );
                         Some((Err(e), (st, true)))
                     }
                     Some(expected) if len == expected => match check(&mut st) {
@@ -309,7 +352,11 @@ fn verified(
 mod tests {
     use super::*;
 
-    async fn run(chunks: Vec<&'static [u8]>, digest: Digest, size: Option<u64>) -> (Result<Vec<u8>, String>, Option<String>) {
+    async fn run(
+        chunks: Vec<&'static [u8]>,
+        digest: Digest,
+        size: Option<u64>,
+    ) -> (Result<Vec<u8>, String>, Option<String>) {
         let failure = Arc::new(Mutex::new(None));
         let inner = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))));
         let out: Result<Vec<Bytes>, _> = verified(inner, digest, size, failure.clone()).try_collect().await;

@@ -47,7 +47,11 @@ impl Digest {
             "sha512" => Hasher::Sha512(Sha512::new()),
             _ => Hasher::Sha256(Sha256::new()),
         };
-        Verifier { expected: self.clone(), hasher, len: 0 }
+        Verifier {
+            expected: self.clone(),
+            hasher,
+            len: 0,
+        }
     }
 
     /// Whether `bytes` hash to this digest.
@@ -110,7 +114,10 @@ mod tests {
     #[test]
     fn parses_and_verifies() {
         let d = Digest::sha256_of(b"hello");
-        assert_eq!(d.as_str(), "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            d.as_str(),
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(Digest::parse(d.as_str()), Ok(d.clone()));
         assert!(d.matches(b"hello"));
         assert!(!d.matches(b"hellO"));
@@ -125,7 +132,14 @@ mod tests {
 
     #[test]
     fn rejects_unknown_algorithms_and_path_tricks() {
-        for bad in ["md5:abc", "sha256:../../etc/passwd", "sha256:ABCDEF", "sha256", "", "sha256:"] {
+        for bad in [
+            "md5:abc",
+            "sha256:../../etc/passwd",
+            "sha256:ABCDEF",
+            "sha256",
+            "",
+            "sha256:",
+        ] {
             assert!(Digest::parse(bad).is_err(), "{bad}");
         }
         let upper = format!("sha256:{}", "A".repeat(64));

@@ -6,13 +6,13 @@
 //! [`report`].
 
 pub mod config;
+pub mod copy;
 pub mod credentials;
 pub mod digest;
 pub mod manifest;
+pub mod mirror;
 pub mod reference;
 pub mod registry;
+pub mod report;
 pub mod select;
 pub mod version;
-pub mod copy;
-pub mod mirror;
-pub mod report;

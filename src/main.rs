@@ -30,7 +30,12 @@ enum LogFormat {
 #[command(version, about, long_about)]
 struct Cli {
     /// The YAML configuration file.
-    #[arg(short = 'c', long, env = "REPLICANT_CONFIG_FILE", default_value = "/config/replicant.yaml")]
+    #[arg(
+        short = 'c',
+        long,
+        env = "REPLICANT_CONFIG_FILE",
+        default_value = "/config/replicant.yaml"
+    )]
     config_file: PathBuf,
 
     /// Log at debug level.
@@ -55,13 +60,19 @@ fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!("\"{s}\" is not a boolean (use true/false, 1/0, yes/no, on/off)")),
+        _ => Err(format!(
+            "\"{s}\" is not a boolean (use true/false, 1/0, yes/no, on/off)"
+        )),
     }
 }
 
 fn init_logging(debug: bool, format: LogFormat) {
     // Our own debug detail, without the HTTP stack's frame-level chatter.
-    let filter = if debug { "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info" } else { "info" };
+    let filter = if debug {
+        "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info"
+    } else {
+        "info"
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
@@ -111,7 +122,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let options = Options { dry_run: cli.dry_run, exit_on_error: cli.exit_on_error };
+    let options = Options {
+        dry_run: cli.dry_run,
+        exit_on_error: cli.exit_on_error,
+    };
     let report = runtime.block_on(async {
         let client = Client::new(Arc::new(Chain::standard()))?;
         Ok::<_, replicant::registry::RegistryError>(mirror::run(&config, Arc::new(client), options).await)

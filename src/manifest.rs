@@ -63,7 +63,10 @@ pub enum Manifest {
     /// An index / manifest list: copy every child manifest first.
     Index { children: Vec<(Digest, Descriptor)> },
     /// An image or artifact manifest: copy these blobs first.
-    Image { blobs: Vec<(Digest, Descriptor)>, foreign: usize },
+    Image {
+        blobs: Vec<(Digest, Descriptor)>,
+        foreign: usize,
+    },
     /// Docker schema 1: not copied.
     Schema1,
 }
@@ -91,7 +94,9 @@ impl Manifest {
             list.into_iter().map(|d| Ok((Digest::parse(&d.digest)?, d))).collect()
         };
         match media_type {
-            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index { children: collect(raw.manifests.unwrap_or_default())? }),
+            OCI_INDEX | DOCKER_LIST => Ok(Manifest::Index {
+                children: collect(raw.manifests.unwrap_or_default())?,
+            }),
             OCI_MANIFEST | DOCKER_MANIFEST | "" if raw.manifests.is_none() => {
                 let mut all: Vec<Descriptor> = raw.config.into_iter().collect();
                 all.extend(raw.layers.unwrap_or_default());
@@ -100,7 +105,9 @@ impl Manifest {
                 let blobs = collect(all.into_iter().filter(|d| !d.is_foreign()).collect())?;
                 Ok(Manifest::Image { blobs, foreign })
             }
-            "" => Ok(Manifest::Index { children: collect(raw.manifests.unwrap_or_default())? }),
+            "" => Ok(Manifest::Index {
+                children: collect(raw.manifests.unwrap_or_default())?,
+            }),
             other => Err(ManifestError::MediaType(other.to_string())),
         }
     }
@@ -152,18 +159,40 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let index = format!(r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":7}}]}}"#, d(4));
-        assert!(matches!(Manifest::parse(OCI_INDEX, index.as_bytes()).unwrap(), Manifest::Index { children } if children.len() == 1));
-        let artifact = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x-demo","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[]}}"#, d(5));
-        assert!(matches!(Manifest::parse("application/json", artifact.as_bytes()).unwrap(), Manifest::Image { blobs, .. } if blobs.len() == 1));
+        let index = format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":7}}]}}"#,
+            d(4)
+        );
+        assert!(
+            matches!(Manifest::parse(OCI_INDEX, index.as_bytes()).unwrap(), Manifest::Index { children } if children.len() == 1)
+        );
+        let artifact = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","artifactType":"application/x-demo","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{}","size":2}},"layers":[]}}"#,
+            d(5)
+        );
+        assert!(
+            matches!(Manifest::parse("application/json", artifact.as_bytes()).unwrap(), Manifest::Image { blobs, .. } if blobs.len() == 1)
+        );
     }
 
     #[test]
     fn schema1_and_bad_input() {
-        assert_eq!(Manifest::parse(DOCKER_SCHEMA1_SIGNED, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap(), Manifest::Schema1);
-        assert!(matches!(Manifest::parse(OCI_MANIFEST, b"not json"), Err(ManifestError::Json(_))));
+        assert_eq!(
+            Manifest::parse(DOCKER_SCHEMA1_SIGNED, br#"{"schemaVersion":1,"fsLayers":[]}"#).unwrap(),
+            Manifest::Schema1
+        );
+        assert!(matches!(
+            Manifest::parse(OCI_MANIFEST, b"not json"),
+            Err(ManifestError::Json(_))
+        ));
         let evil = r#"{"schemaVersion":2,"layers":[{"digest":"sha256:../../x","size":1}]}"#;
-        assert!(matches!(Manifest::parse(OCI_MANIFEST, evil.as_bytes()), Err(ManifestError::Digest(_))));
-        assert!(matches!(Manifest::parse("application/x-unknown", b"{}"), Err(ManifestError::MediaType(_))));
+        assert!(matches!(
+            Manifest::parse(OCI_MANIFEST, evil.as_bytes()),
+            Err(ManifestError::Digest(_))
+        ));
+        assert!(matches!(
+            Manifest::parse("application/x-unknown", b"{}"),
+            Err(ManifestError::MediaType(_))
+        ));
     }
 }

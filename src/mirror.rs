@@ -30,7 +30,10 @@ pub struct Plan {
 /// the others unless `exit_on_error`.
 pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunReport {
     let engine = Engine::new(client);
-    let mut report = RunReport { dry_run: options.dry_run, ..RunReport::default() };
+    let mut report = RunReport {
+        dry_run: options.dry_run,
+        ..RunReport::default()
+    };
     for image in &config.images {
         let r = mirror_image(&engine, image, options).await;
         let failed = r.is_failed();
@@ -62,7 +65,11 @@ async fn mirror_image(engine: &Engine, image: &ImageConfig, options: Options) ->
         report.replaced = plan.replace;
         return report;
     }
-    let jobs = plan.copy.iter().map(|t| (t, false)).chain(plan.replace.iter().map(|t| (t, true)));
+    let jobs = plan
+        .copy
+        .iter()
+        .map(|t| (t, false))
+        .chain(plan.replace.iter().map(|t| (t, true)));
     for (tag, replacing) in jobs {
         match engine.copy_tag(&image.source, &image.destination, tag).await {
             Ok(Outcome::Copied) if replacing => report.replaced.push(tag.clone()),
@@ -70,7 +77,10 @@ async fn mirror_image(engine: &Engine, image: &ImageConfig, options: Options) ->
             Ok(Outcome::SkippedSchema1) => report.unsupported.push(tag.clone()),
             Err(e) => {
                 tracing::error!(image = %image.name, tag = %tag, "{e}");
-                report.failed.push(TagFailure { tag: tag.clone(), error: e.to_string() });
+                report.failed.push(TagFailure {
+                    tag: tag.clone(),
+                    error: e.to_string(),
+                });
                 if options.exit_on_error {
                     break;
                 }
@@ -88,7 +98,11 @@ pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> 
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: source repository not found", image.source))?;
     // A destination that does not exist yet is empty: pushing creates it.
-    let dest_tags = client.list_tags(&image.destination).await.map_err(|e| e.to_string())?.unwrap_or_default();
+    let dest_tags = client
+        .list_tags(&image.destination)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
     let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
     tracing::debug!(image = %image.name, selected = ?selected, "selected tags");
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
@@ -108,8 +122,14 @@ pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> 
 /// Whether the tag's manifest digest differs between source and
 /// destination, by HEAD (which Docker Hub does not count as a pull).
 async fn differs(client: &Client, image: &ImageConfig, tag: &str) -> Result<bool, String> {
-    let src = client.head_manifest(&image.source, tag, false).await.map_err(|e| e.to_string())?;
-    let dst = client.head_manifest(&image.destination, tag, true).await.map_err(|e| e.to_string())?;
+    let src = client
+        .head_manifest(&image.source, tag, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dst = client
+        .head_manifest(&image.destination, tag, true)
+        .await
+        .map_err(|e| e.to_string())?;
     let digest_of = |head: Option<crate::registry::ManifestHead>, repo: &crate::reference::Repository| {
         head.ok_or_else(|| format!("{repo}: tag {tag} vanished while planning"))
             .map(|h| h.digest)
@@ -119,8 +139,14 @@ async fn differs(client: &Client, image: &ImageConfig, tag: &str) -> Result<bool
         (Some(a), Some(b)) => Ok(a != b),
         // Without Docker-Content-Digest, fall back to the bytes.
         _ => {
-            let a = client.get_manifest(&image.source, tag).await.map_err(|e| e.to_string())?;
-            let b = client.get_manifest(&image.destination, tag).await.map_err(|e| e.to_string())?;
+            let a = client
+                .get_manifest(&image.source, tag)
+                .await
+                .map_err(|e| e.to_string())?;
+            let b = client
+                .get_manifest(&image.destination, tag)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(a.digest != b.digest)
         }
     }

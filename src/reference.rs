@@ -9,9 +9,8 @@ use regex::Regex;
 /// The host that serves Docker Hub's registry API.
 pub const DOCKER_HUB: &str = "registry-1.docker.io";
 
-static PATH_COMPONENT: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").expect("static regex is valid")
-});
+static PATH_COMPONENT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$").expect("static regex is valid"));
 static HOST: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
         .expect("static regex is valid")
@@ -44,8 +43,7 @@ impl Registry {
     /// over plain HTTP; every other registry over verified HTTPS.
     pub fn is_loopback(&self) -> bool {
         let name = self.hostname();
-        name.eq_ignore_ascii_case("localhost")
-            || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+        name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
 
     pub fn scheme(&self) -> &'static str {
@@ -94,9 +92,7 @@ pub enum ReferenceError {
     NoPath(String),
     #[error("has an invalid registry host \"{0}\"")]
     BadHost(String),
-    #[error(
-        "has an invalid path component \"{0}\" (lower-case letters, digits and single separators . _ __ - only)"
-    )]
+    #[error("has an invalid path component \"{0}\" (lower-case letters, digits and single separators . _ __ - only)")]
     BadComponent(String),
     #[error("is longer than 255 characters")]
     TooLong,
@@ -158,22 +154,36 @@ mod tests {
 
     #[test]
     fn docker_hub_rules() {
-        for s in ["alpine", "docker.io/alpine", "index.docker.io/library/alpine", "registry-1.docker.io/library/alpine"] {
+        for s in [
+            "alpine",
+            "docker.io/alpine",
+            "index.docker.io/library/alpine",
+            "registry-1.docker.io/library/alpine",
+        ] {
             let r = repo(s);
             assert_eq!(r.registry.host, DOCKER_HUB, "{s}");
             assert_eq!(r.path, "library/alpine", "{s}");
         }
         let r = repo("bitnami/redis");
-        assert_eq!((r.registry.host.as_str(), r.path.as_str()), (DOCKER_HUB, "bitnami/redis"));
+        assert_eq!(
+            (r.registry.host.as_str(), r.path.as_str()),
+            (DOCKER_HUB, "bitnami/redis")
+        );
         assert_eq!(r.to_string(), "registry-1.docker.io/bitnami/redis");
     }
 
     #[test]
     fn other_registries_keep_their_path() {
         let r = repo("gcr.io/private-repo/project/image");
-        assert_eq!((r.registry.host.as_str(), r.path.as_str()), ("gcr.io", "private-repo/project/image"));
+        assert_eq!(
+            (r.registry.host.as_str(), r.path.as_str()),
+            ("gcr.io", "private-repo/project/image")
+        );
         let r = repo("localhost:5000/alpine");
-        assert_eq!((r.registry.host.as_str(), r.path.as_str()), ("localhost:5000", "alpine"));
+        assert_eq!(
+            (r.registry.host.as_str(), r.path.as_str()),
+            ("localhost:5000", "alpine")
+        );
         assert!(r.registry.is_loopback());
         assert_eq!(r.registry.base_url(), "http://localhost:5000");
         let r = repo("127.0.0.1:4000/a/b");
@@ -188,13 +198,31 @@ mod tests {
     #[test]
     fn rejects_tags_digests_and_bad_names() {
         assert!(matches!(Repository::parse("alpine:3.18"), Err(ReferenceError::HasTag(t)) if t == "3.18"));
-        assert!(matches!(Repository::parse("localhost:5000/a:1"), Err(ReferenceError::HasTag(_))));
-        assert!(matches!(Repository::parse("alpine@sha256:abc"), Err(ReferenceError::HasDigest(_))));
-        assert!(matches!(Repository::parse("Alpine"), Err(ReferenceError::BadComponent(_))));
+        assert!(matches!(
+            Repository::parse("localhost:5000/a:1"),
+            Err(ReferenceError::HasTag(_))
+        ));
+        assert!(matches!(
+            Repository::parse("alpine@sha256:abc"),
+            Err(ReferenceError::HasDigest(_))
+        ));
+        assert!(matches!(
+            Repository::parse("Alpine"),
+            Err(ReferenceError::BadComponent(_))
+        ));
         assert!(matches!(Repository::parse("gcr.io/"), Err(ReferenceError::NoPath(_))));
-        assert!(matches!(Repository::parse("a//b"), Err(ReferenceError::BadComponent(_))));
-        assert!(matches!(Repository::parse("a/../b"), Err(ReferenceError::BadComponent(_))));
-        assert!(matches!(Repository::parse("bad_host!.io/x"), Err(ReferenceError::BadHost(_))));
+        assert!(matches!(
+            Repository::parse("a//b"),
+            Err(ReferenceError::BadComponent(_))
+        ));
+        assert!(matches!(
+            Repository::parse("a/../b"),
+            Err(ReferenceError::BadComponent(_))
+        ));
+        assert!(matches!(
+            Repository::parse("bad_host!.io/x"),
+            Err(ReferenceError::BadHost(_))
+        ));
         assert!(matches!(Repository::parse(""), Err(ReferenceError::Empty)));
     }
 }

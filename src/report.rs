@@ -64,7 +64,11 @@ pub struct RunReport {
 impl RunReport {
     /// 0 when every image succeeded, 1 when any failed.
     pub fn exit_code(&self) -> i32 {
-        if self.images.iter().any(ImageReport::is_failed) { 1 } else { 0 }
+        if self.images.iter().any(ImageReport::is_failed) {
+            1
+        } else {
+            0
+        }
     }
 
     pub fn to_json(&self) -> String {
@@ -72,16 +76,33 @@ impl RunReport {
     }
 
     pub fn to_text(&self) -> String {
-        let (copy_word, replace_word) = if self.dry_run { ("would copy", "would replace") } else { ("copied", "replaced") };
+        let (copy_word, replace_word) = if self.dry_run {
+            ("would copy", "would replace")
+        } else {
+            ("copied", "replaced")
+        };
         let mut out = String::new();
-        let _ = writeln!(out, "replicant summary{}", if self.dry_run { " (dry run: nothing was written)" } else { "" });
+        let _ = writeln!(
+            out,
+            "replicant summary{}",
+            if self.dry_run {
+                " (dry run: nothing was written)"
+            } else {
+                ""
+            }
+        );
         for i in &self.images {
             let status = if i.is_failed() { "FAILED" } else { "ok" };
             let _ = writeln!(out, "  {} [{status}] {} -> {}", i.name, i.source, i.destination);
             if let Some(e) = &i.error {
                 let _ = writeln!(out, "    error: {e}");
             }
-            for (label, tags) in [(copy_word, &i.copied), (replace_word, &i.replaced), ("already present", &i.present), ("skipped, schema 1", &i.unsupported)] {
+            for (label, tags) in [
+                (copy_word, &i.copied),
+                (replace_word, &i.replaced),
+                ("already present", &i.present),
+                ("skipped, schema 1", &i.unsupported),
+            ] {
                 if !tags.is_empty() {
                     let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
                 }
@@ -89,18 +110,32 @@ impl RunReport {
             for f in &i.failed {
                 let _ = writeln!(out, "    failed {}: {}", f.tag, f.error);
             }
-            if i.error.is_none() && i.copied.is_empty() && i.replaced.is_empty() && i.failed.is_empty() && i.present.is_empty() {
+            if i.error.is_none()
+                && i.copied.is_empty()
+                && i.replaced.is_empty()
+                && i.failed.is_empty()
+                && i.present.is_empty()
+            {
                 let _ = writeln!(out, "    no tags selected");
             }
         }
         let sum = |f: fn(&ImageReport) -> usize| self.images.iter().map(f).sum::<usize>();
-        let failed_images: Vec<&str> = self.images.iter().filter(|i| i.is_failed()).map(|i| i.name.as_str()).collect();
+        let failed_images: Vec<&str> = self
+            .images
+            .iter()
+            .filter(|i| i.is_failed())
+            .map(|i| i.name.as_str())
+            .collect();
         let _ = writeln!(
             out,
             "totals: {} images, {} failed{}; tags {copy_word} {}, {replace_word} {}, already present {}, failed {}",
             self.images.len(),
             failed_images.len(),
-            if failed_images.is_empty() { String::new() } else { format!(" ({})", failed_images.join(", ")) },
+            if failed_images.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failed_images.join(", "))
+            },
             sum(|i| i.copied.len()),
             sum(|i| i.replaced.len()),
             sum(|i| i.present.len()),
@@ -116,7 +151,10 @@ impl RunReport {
             t.blobs_skipped
         );
         if self.stopped_early {
-            let _ = writeln!(out, "stopped at the first error (--exit-on-error); later images were not processed");
+            let _ = writeln!(
+                out,
+                "stopped at the first error (--exit-on-error); later images were not processed"
+            );
         }
         out
     }
@@ -130,7 +168,11 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 #[cfg(test)]
@@ -157,7 +199,15 @@ mod tests {
         ok.copied = vec!["1.0".into(), "1.1".into()];
         let mut bad = image("bad");
         bad.error = Some("s/b: source repository not found".into());
-        let r = RunReport { images: vec![ok.clone(), bad], totals: Totals { bytes_moved: 3 * 1024 * 1024, blobs_transferred: 2, ..Totals::default() }, ..RunReport::default() };
+        let r = RunReport {
+            images: vec![ok.clone(), bad],
+            totals: Totals {
+                bytes_moved: 3 * 1024 * 1024,
+                blobs_transferred: 2,
+                ..Totals::default()
+            },
+            ..RunReport::default()
+        };
         assert_eq!(r.exit_code(), 1);
         let text = r.to_text();
         assert!(text.contains("good [ok] s/a -> d/a"), "{text}");
@@ -165,7 +215,10 @@ mod tests {
         assert!(text.contains("bad [FAILED]"), "{text}");
         assert!(text.contains("1 failed (bad)"), "{text}");
         assert!(text.contains("2 transferred (3.0 MiB)"), "{text}");
-        let r = RunReport { images: vec![ok], ..RunReport::default() };
+        let r = RunReport {
+            images: vec![ok],
+            ..RunReport::default()
+        };
         assert_eq!(r.exit_code(), 0);
     }
 }

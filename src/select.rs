@@ -128,8 +128,20 @@ mod tests {
     }
 
     const SOURCE: &[&str] = &[
-        "latest", "1.0.0", "1.1.0", "1.2", "1.2.0", "v1.2.0", "2.0.0-rc1", "2.0.0-alpine",
-        "1.9.0-alpine", "2.0.0", "20210101", "V3.0.0", "3.0.0.1", "2.1.0_x",
+        "latest",
+        "1.0.0",
+        "1.1.0",
+        "1.2",
+        "1.2.0",
+        "v1.2.0",
+        "2.0.0-rc1",
+        "2.0.0-alpine",
+        "1.9.0-alpine",
+        "2.0.0",
+        "20210101",
+        "V3.0.0",
+        "3.0.0.1",
+        "2.1.0_x",
     ];
 
     #[test]
@@ -151,9 +163,21 @@ mod tests {
 
     #[test]
     fn compatibility_is_an_exact_prerelease_match() {
-        let f = Filters { compatibility: Some("alpine".into()), pinned_major: None };
-        let src = tags(&["1.2.3-alpine", "1.2.4-alpine3.18", "1.2.5-alpine.1", "1.3.0", "1.1.0-alpine"]);
-        assert_eq!(select(Mode::Semver, &f, &src, &[]), tags(&["1.1.0-alpine", "1.2.3-alpine"]));
+        let f = Filters {
+            compatibility: Some("alpine".into()),
+            pinned_major: None,
+        };
+        let src = tags(&[
+            "1.2.3-alpine",
+            "1.2.4-alpine3.18",
+            "1.2.5-alpine.1",
+            "1.3.0",
+            "1.1.0-alpine",
+        ]);
+        assert_eq!(
+            select(Mode::Semver, &f, &src, &[]),
+            tags(&["1.1.0-alpine", "1.2.3-alpine"])
+        );
         assert_eq!(select(Mode::Highest, &f, &src, &[]), tags(&["1.2.3-alpine"]));
     }
 
@@ -165,9 +189,15 @@ mod tests {
 
     #[test]
     fn pinned_major_keeps_one_major() {
-        let f = Filters { compatibility: None, pinned_major: Some(1) };
+        let f = Filters {
+            compatibility: None,
+            pinned_major: Some(1),
+        };
         assert_eq!(select(Mode::Highest, &f, &tags(SOURCE), &[]), tags(&["1.2.0"]));
-        let f0 = Filters { compatibility: None, pinned_major: Some(0) };
+        let f0 = Filters {
+            compatibility: None,
+            pinned_major: Some(0),
+        };
         assert_eq!(select(Mode::Semver, &f0, &tags(&["0.1", "1.0"]), &[]), tags(&["0.1"]));
     }
 
@@ -202,14 +232,23 @@ mod tests {
 
     #[test]
     fn higher_respects_filters_on_both_sides() {
-        let f = Filters { compatibility: None, pinned_major: Some(1) };
+        let f = Filters {
+            compatibility: None,
+            pinned_major: Some(1),
+        };
         let dst = tags(&["2.0.0", "1.1.0"]);
-        assert_eq!(select(Mode::Higher, &f, &tags(SOURCE), &dst), tags(&["1.2", "v1.2.0", "1.2.0"]));
+        assert_eq!(
+            select(Mode::Higher, &f, &tags(SOURCE), &dst),
+            tags(&["1.2", "v1.2.0", "1.2.0"])
+        );
     }
 
     #[test]
     fn all_copies_every_tag_and_ignores_filters() {
-        let f = Filters { compatibility: Some("alpine".into()), pinned_major: Some(7) };
+        let f = Filters {
+            compatibility: Some("alpine".into()),
+            pinned_major: Some(7),
+        };
         let mut expected = tags(SOURCE);
         expected.sort();
         assert_eq!(select(Mode::All, &f, &tags(SOURCE), &[]), expected);
@@ -225,7 +264,12 @@ mod tests {
     }
 
     fn mode_strategy() -> impl Strategy<Value = Mode> {
-        prop_oneof![Just(Mode::Highest), Just(Mode::Higher), Just(Mode::Semver), Just(Mode::All)]
+        prop_oneof![
+            Just(Mode::Highest),
+            Just(Mode::Higher),
+            Just(Mode::Semver),
+            Just(Mode::All)
+        ]
     }
 
     fn tag_list() -> impl Strategy<Value = Vec<String>> {

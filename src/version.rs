@@ -83,9 +83,7 @@ impl Ord for Version {
     /// SemVer precedence; equal versions are ordered so that the preferred
     /// tag comes *last*, which makes "the maximum" the tag to pick.
     fn cmp(&self, other: &Self) -> Ordering {
-        self.semver
-            .cmp(&other.semver)
-            .then_with(|| other.preference(self))
+        self.semver.cmp(&other.semver).then_with(|| other.preference(self))
     }
 }
 

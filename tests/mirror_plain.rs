@@ -42,5 +42,8 @@ fn semver_copies_every_multi_arch_tag_with_digests_preserved() {
     let again = ws.run(&cfg, &[]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("already present (3)"), "{again:?}");
-    assert!(again.stdout.contains("blobs: 0 transferred (0 B), 0 mounted"), "{again:?}");
+    assert!(
+        again.stdout.contains("blobs: 0 transferred (0 B), 0 mounted"),
+        "{again:?}"
+    );
 }

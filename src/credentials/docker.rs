@@ -18,7 +18,9 @@ impl DockerConfigProvider {
         let dir = std::env::var_os("DOCKER_CONFIG")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
-        DockerConfigProvider { path: dir.map(|d| d.join("config.json")) }
+        DockerConfigProvider {
+            path: dir.map(|d| d.join("config.json")),
+        }
     }
 
     /// The key Docker itself uses for a registry in `auths` / helpers.
@@ -34,7 +36,11 @@ impl DockerConfigProvider {
 impl CredentialProvider for DockerConfigProvider {
     fn describe(&self, registry: &Registry) -> String {
         match &self.path {
-            Some(p) => format!("the Docker config {} (key \"{}\")", p.display(), Self::server_key(registry)),
+            Some(p) => format!(
+                "the Docker config {} (key \"{}\")",
+                p.display(),
+                Self::server_key(registry)
+            ),
             None => "the Docker config (no $DOCKER_CONFIG or $HOME)".to_string(),
         }
     }
@@ -50,16 +56,23 @@ impl CredentialProvider for DockerConfigProvider {
             // docker_credential is blocking (it may run a helper program).
             let result = tokio::task::spawn_blocking(move || {
                 let file = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                Ok::<_, String>(docker_credential::get_credential_from_reader(std::io::BufReader::new(file), &server))
+                Ok::<_, String>(docker_credential::get_credential_from_reader(
+                    std::io::BufReader::new(file),
+                    &server,
+                ))
             })
             .await
             .map_err(|e| format!("credential lookup task failed: {e}"))??;
             use docker_credential::{CredentialRetrievalError as E, DockerCredential as D};
             match result {
-                Ok(D::UsernamePassword(username, password)) => {
-                    Ok(Some(Found { credential: Credential::Basic { username, password }, source }))
-                }
-                Ok(D::IdentityToken(t)) => Ok(Some(Found { credential: Credential::IdentityToken(t), source })),
+                Ok(D::UsernamePassword(username, password)) => Ok(Some(Found {
+                    credential: Credential::Basic { username, password },
+                    source,
+                })),
+                Ok(D::IdentityToken(t)) => Ok(Some(Found {
+                    credential: Credential::IdentityToken(t),
+                    source,
+                })),
                 Err(E::NoCredentialConfigured) => Ok(None),
                 // The helper's own output may hold secrets: name the helper only.
                 Err(E::HelperFailure { helper, .. }) => Err(format!("credential helper {helper} failed")),

@@ -20,7 +20,10 @@ use crate::reference::Registry;
 /// A secret for one registry. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
-    Basic { username: String, password: String },
+    Basic {
+        username: String,
+        password: String,
+    },
     /// An OAuth2 refresh token (`identitytoken` in Docker's config).
     IdentityToken(String),
 }
@@ -58,7 +61,10 @@ pub struct Chain {
 
 impl Chain {
     pub fn new(providers: Vec<Box<dyn CredentialProvider>>) -> Chain {
-        Chain { providers, cache: Mutex::new(HashMap::new()) }
+        Chain {
+            providers,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The default chain: the Docker config file, then anonymous.
@@ -80,7 +86,9 @@ impl Chain {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(registry = %registry, "credential lookup in {} failed: {e}", p.describe(registry)),
+                Err(e) => {
+                    tracing::warn!(registry = %registry, "credential lookup in {} failed: {e}", p.describe(registry))
+                }
             }
         }
         if found.is_none() {
@@ -92,6 +100,10 @@ impl Chain {
 
     /// Where credentials were looked for, for "unauthorized" messages.
     pub fn looked_in(&self, registry: &Registry) -> String {
-        self.providers.iter().map(|p| p.describe(registry)).collect::<Vec<_>>().join(", ")
+        self.providers
+            .iter()
+            .map(|p| p.describe(registry))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

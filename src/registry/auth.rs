@@ -13,7 +13,10 @@ pub enum Challenge {
     /// The registry needs no authentication.
     None,
     Basic,
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
 }
 
 /// Parses one `WWW-Authenticate` header value. Only the first challenge is
@@ -29,7 +32,10 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
             if realm.is_empty() {
                 return None;
             }
-            Some(Challenge::Bearer { realm, service: params.get("service").cloned() })
+            Some(Challenge::Bearer {
+                realm,
+                service: params.get("service").cloned(),
+            })
         }
         _ => None,
     }
@@ -101,9 +107,15 @@ impl TokenResponse {
     /// The token and how long to keep it. Tokens without `expires_in` live
     /// 60 s (the Docker token spec's default); we drop them 10 s early.
     pub fn into_token(self) -> Option<Token> {
-        let value = self.token.filter(|t| !t.is_empty()).or(self.access_token.filter(|t| !t.is_empty()))?;
+        let value = self
+            .token
+            .filter(|t| !t.is_empty())
+            .or(self.access_token.filter(|t| !t.is_empty()))?;
         let life = Duration::from_secs(self.expires_in.unwrap_or(60).max(20));
-        Some(Token { value, expires: Instant::now() + life - Duration::from_secs(10) })
+        Some(Token {
+            value,
+            expires: Instant::now() + life - Duration::from_secs(10),
+        })
     }
 }
 
@@ -141,29 +153,60 @@ mod tests {
 
     #[test]
     fn parses_docker_hub_challenge() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#);
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#,
+        );
         assert_eq!(
             c,
-            Some(Challenge::Bearer { realm: "https://auth.docker.io/token".into(), service: Some("registry.docker.io".into()) })
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
         );
         assert_eq!(parse_challenge(r#"Basic realm="basic-realm""#), Some(Challenge::Basic));
         assert_eq!(parse_challenge("Basic"), Some(Challenge::Basic));
-        assert_eq!(parse_challenge(r#"bearer realm=http://x/token"#), Some(Challenge::Bearer { realm: "http://x/token".into(), service: None }));
+        assert_eq!(
+            parse_challenge(r#"bearer realm=http://x/token"#),
+            Some(Challenge::Bearer {
+                realm: "http://x/token".into(),
+                service: None
+            })
+        );
     }
 
     #[test]
     fn rejects_malformed_challenges() {
-        for bad in [r#"Bearer realm="unterminated"#, "Bearer service=x", "Negotiate abc", "Bearer realm=\"\"", "Bearer =x"] {
+        for bad in [
+            r#"Bearer realm="unterminated"#,
+            "Bearer service=x",
+            "Negotiate abc",
+            "Bearer realm=\"\"",
+            "Bearer =x",
+        ] {
             assert_eq!(parse_challenge(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn tokens_expire_and_scopes_are_normalised() {
-        let t = TokenResponse { token: None, access_token: Some("abc".into()), expires_in: Some(300) }.into_token().unwrap();
+        let t = TokenResponse {
+            token: None,
+            access_token: Some("abc".into()),
+            expires_in: Some(300),
+        }
+        .into_token()
+        .unwrap();
         assert!(t.is_fresh());
         assert_eq!(format!("{t:?}"), "Token(<redacted>)");
-        assert!(TokenResponse { token: Some(String::new()), access_token: None, expires_in: None }.into_token().is_none());
+        assert!(
+            TokenResponse {
+                token: Some(String::new()),
+                access_token: None,
+                expires_in: None
+            }
+            .into_token()
+            .is_none()
+        );
         assert_eq!(scope_key(&["b".into(), "a".into(), "b".into()]), "a b");
     }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
 use url::Url;
@@ -87,7 +89,11 @@ impl Client {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| RegistryError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
-        Ok(Client { http, credentials, registries: std::sync::Mutex::new(HashMap::new()) })
+        Ok(Client {
+            http,
+            credentials,
+            registries: std::sync::Mutex::new(HashMap::new()),
+        })
     }
 
     fn state(&self, registry: &Registry) -> Arc<RegistryState> {
@@ -113,10 +119,17 @@ impl Client {
         match resp.status() {
             s if s.is_success() => Ok(Challenge::None),
             StatusCode::UNAUTHORIZED => {
-                let header = resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("");
+                let header = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
                 parse_challenge(header).ok_or_else(|| {
                     let shown: String = header.chars().take(200).collect();
-                    RegistryError::new(ctx, ErrorKind::Protocol(format!("unusable WWW-Authenticate challenge \"{shown}\"")))
+                    RegistryError::new(
+                        ctx,
+                        ErrorKind::Protocol(format!("unusable WWW-Authenticate challenge \"{shown}\"")),
+                    )
                 })
             }
             _ => Err(self.failure(resp, &ctx, registry).await),
@@ -138,7 +151,9 @@ impl Client {
                 if let Some(t) = tokens.get(&key).filter(|t| t.is_fresh()) {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
-                let token = self.fetch_token(registry, realm, service.as_deref(), scopes, ctx).await?;
+                let token = self
+                    .fetch_token(registry, realm, service.as_deref(), scopes, ctx)
+                    .await?;
                 let header = format!("Bearer {}", token.value);
                 tokens.insert(key, token);
                 Ok(Some(header))
@@ -194,7 +209,9 @@ impl Client {
                 }
                 let req = self.http.get(url);
                 match other {
-                    Some(Credential::Basic { username, password }) => req.header(AUTHORIZATION, basic(username, password)),
+                    Some(Credential::Basic { username, password }) => {
+                        req.header(AUTHORIZATION, basic(username, password))
+                    }
                     _ => req,
                 }
             }
@@ -213,7 +230,13 @@ impl Client {
 
     /// Sends a request built by `build`, authenticated for `scopes`. A 401
     /// (an expired or revoked token) re-authenticates once and resends.
-    async fn send(&self, repo: &Repository, scopes: &[String], ctx: &str, build: impl Fn() -> RequestBuilder) -> Result<Response> {
+    async fn send(
+        &self,
+        repo: &Repository,
+        scopes: &[String],
+        ctx: &str,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<Response> {
         let mut resp = self.send_once(repo, scopes, ctx, build()).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             self.forget_token(&repo.registry, scopes).await;
@@ -223,15 +246,21 @@ impl Client {
     }
 
     /// Sends once; for bodies that cannot be replayed.
-    async fn send_once(&self, repo: &Repository, scopes: &[String], ctx: &str, builder: RequestBuilder) -> Result<Response> {
+    async fn send_once(
+        &self,
+        repo: &Repository,
+        scopes: &[String],
+        ctx: &str,
+        builder: RequestBuilder,
+    ) -> Result<Response> {
         let mut request = builder.build().map_err(|e| network(ctx, e))?;
         // Never hand our credentials to another host (e.g. an upload
         // location on object storage).
         if same_authority(request.url(), &repo.registry) {
             if let Some(auth) = self.authorization(&repo.registry, scopes, ctx).await? {
-                let value = auth
-                    .parse()
-                    .map_err(|_| RegistryError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into())))?;
+                let value = auth.parse().map_err(|_| {
+                    RegistryError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into()))
+                })?;
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
         }
@@ -277,7 +306,10 @@ impl Client {
         while let Some(url) = next.take() {
             pages += 1;
             if pages > MAX_TAG_PAGES {
-                return Err(RegistryError::new(ctx, ErrorKind::Protocol("too many tag list pages".into())));
+                return Err(RegistryError::new(
+                    ctx,
+                    ErrorKind::Protocol("too many tag list pages".into()),
+                ));
             }
             let resp = self.send(repo, &scopes, &ctx, || self.http.get(&url)).await?;
             if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
@@ -309,7 +341,11 @@ impl Client {
         let ctx = format!("{repo}: HEAD manifest {reference}");
         let scopes = [if write { push(repo) } else { pull(repo) }];
         let url = Self::url(repo, &format!("manifests/{reference}"));
-        let resp = self.send(repo, &scopes, &ctx, || self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        let resp = self
+            .send(repo, &scopes, &ctx, || {
+                self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
             s if s.is_success() => Ok(Some(ManifestHead {
@@ -326,13 +362,19 @@ impl Client {
         let ctx = format!("{repo}: GET manifest {reference}");
         let scopes = [pull(repo)];
         let url = Self::url(repo, &format!("manifests/{reference}"));
-        let resp = self.send(repo, &scopes, &ctx, || self.http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)).await?;
+        let resp = self
+            .send(repo, &scopes, &ctx, || {
+                self.http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
         if !resp.status().is_success() {
             return Err(self.failure(resp, &ctx, &repo.registry).await);
         }
         let media_type = header(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
         let claimed = match header(resp.headers(), DOCKER_CONTENT_DIGEST) {
-            Some(d) => Some(Digest::parse(&d).map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(e.to_string())))?),
+            Some(d) => {
+                Some(Digest::parse(&d).map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(e.to_string())))?)
+            }
             None => None,
         };
         let bytes = bytes::Bytes::from(read_limited(resp, MAX_MANIFEST_BYTES, &ctx).await?);
@@ -344,9 +386,19 @@ impl Client {
         let mut v = expected.verifier();
         v.update(&bytes);
         v.finish().map_err(|actual| {
-            RegistryError::new(&ctx, ErrorKind::DigestMismatch { expected: expected.to_string(), actual })
+            RegistryError::new(
+                &ctx,
+                ErrorKind::DigestMismatch {
+                    expected: expected.to_string(),
+                    actual,
+                },
+            )
         })?;
-        Ok(FetchedManifest { bytes, media_type, digest: expected })
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest: expected,
+        })
     }
 
     /// PUT the original bytes of a manifest under a tag or its digest.
@@ -356,7 +408,10 @@ impl Client {
         let url = Self::url(repo, &format!("manifests/{reference}"));
         let resp = self
             .send(repo, &scopes, &ctx, || {
-                self.http.put(&url).header(CONTENT_TYPE, &m.media_type).body(m.bytes.clone())
+                self.http
+                    .put(&url)
+                    .header(CONTENT_TYPE, &m.media_type)
+                    .body(m.bytes.clone())
             })
             .await?;
         if !resp.status().is_success() {
@@ -366,7 +421,10 @@ impl Client {
             if stored.split(':').next() == Some(m.digest.algorithm()) && stored != m.digest.as_str() {
                 return Err(RegistryError::new(
                     ctx,
-                    ErrorKind::DigestMismatch { expected: m.digest.to_string(), actual: stored },
+                    ErrorKind::DigestMismatch {
+                        expected: m.digest.to_string(),
+                        actual: stored,
+                    },
                 ));
             }
         }
@@ -403,8 +461,14 @@ impl Client {
         let ctx = format!("{repo}: mount blob {digest} from {}", from.path);
         let scopes = [push(repo), pull(from)];
         let mut url = Url::parse(&Self::url(repo, "blobs/uploads/")).map_err(|e| protocol(&ctx, e))?;
-        url.query_pairs_mut().append_pair("mount", digest.as_str()).append_pair("from", &from.path);
-        let resp = self.send(repo, &scopes, &ctx, || self.http.post(url.clone()).header(CONTENT_LENGTH, "0")).await?;
+        url.query_pairs_mut()
+            .append_pair("mount", digest.as_str())
+            .append_pair("from", &from.path);
+        let resp = self
+            .send(repo, &scopes, &ctx, || {
+                self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
         match resp.status() {
             StatusCode::CREATED => Ok(Mount::Mounted),
             StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(repo, resp.headers(), &ctx)?)),
@@ -416,7 +480,11 @@ impl Client {
     pub async fn start_upload(&self, repo: &Repository) -> Result<Url> {
         let ctx = format!("{repo}: start upload");
         let url = Self::url(repo, "blobs/uploads/");
-        let resp = self.send(repo, &[push(repo)], &ctx, || self.http.post(&url).header(CONTENT_LENGTH, "0")).await?;
+        let resp = self
+            .send(repo, &[push(repo)], &ctx, || {
+                self.http.post(&url).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(self.failure(resp, &ctx, &repo.registry).await);
         }
@@ -478,7 +546,10 @@ impl Client {
 }
 
 fn basic(username: &str, password: &str) -> String {
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
 }
 
 fn same_authority(url: &Url, registry: &Registry) -> bool {
@@ -549,12 +620,18 @@ mod tests {
     #[test]
     fn link_header_pagination() {
         let mut h = HeaderMap::new();
-        h.insert(LINK, HeaderValue::from_static(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#));
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"</v2/a/tags/list?last=x&n=2>; rel="next""#),
+        );
         assert_eq!(
             next_link(&h, "http://127.0.0.1:5000/v2/a/tags/list?n=2").as_deref(),
             Some("http://127.0.0.1:5000/v2/a/tags/list?last=x&n=2")
         );
-        h.insert(LINK, HeaderValue::from_static(r#"<https://r.io/v2/a/tags/list?last=y>; rel="prev""#));
+        h.insert(
+            LINK,
+            HeaderValue::from_static(r#"<https://r.io/v2/a/tags/list?last=y>; rel="prev""#),
+        );
         assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
         h.insert(LINK, HeaderValue::from_static("garbage"));
         assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
@@ -565,7 +642,16 @@ mod tests {
         assert!(is_valid_tag("1.2.3-alpine"));
         assert!(is_valid_tag("latest"));
         assert!(is_valid_tag("_x"));
-        for bad in ["", "../x", "a/b", ".hidden", "-x", &"a".repeat(129), "a b", "sha256:abc"] {
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            &"a".repeat(129),
+            "a b",
+            "sha256:abc",
+        ] {
             assert!(!is_valid_tag(bad), "{bad}");
         }
     }
@@ -575,7 +661,13 @@ mod tests {
         let r = Registry::new("127.0.0.1:5000");
         assert!(same_authority(&Url::parse("http://127.0.0.1:5000/v2/x").unwrap(), &r));
         assert!(!same_authority(&Url::parse("http://127.0.0.1:5001/v2/x").unwrap(), &r));
-        assert!(!same_authority(&Url::parse("https://storage.example.com/blob").unwrap(), &Registry::new("r.io")) );
-        assert!(same_authority(&Url::parse("https://r.io/v2/").unwrap(), &Registry::new("r.io")));
+        assert!(!same_authority(
+            &Url::parse("https://storage.example.com/blob").unwrap(),
+            &Registry::new("r.io")
+        ));
+        assert!(same_authority(
+            &Url::parse("https://r.io/v2/").unwrap(),
+            &Registry::new("r.io")
+        ));
     }
 }

@@ -20,7 +20,11 @@ pub enum ErrorKind {
     /// The registry answered with an unexpected status.
     Status { status: u16, errors: Vec<ApiError> },
     /// Authentication failed or was refused.
-    Unauthorized { status: u16, errors: Vec<ApiError>, detail: String },
+    Unauthorized {
+        status: u16,
+        errors: Vec<ApiError>,
+        detail: String,
+    },
     /// Connection, TLS, timeout, or a body cut short.
     Network(String),
     /// Content did not match its digest.
@@ -43,7 +47,10 @@ impl fmt::Display for ErrorKind {
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
             ErrorKind::DigestMismatch { expected, actual } => {
-                write!(f, "content does not match its digest: expected {expected}, got {actual}")
+                write!(
+                    f,
+                    "content does not match its digest: expected {expected}, got {actual}"
+                )
             }
             ErrorKind::Protocol(m) => write!(f, "unexpected response: {m}"),
         }
@@ -77,7 +84,9 @@ struct ErrorBody {
 
 /// Parses an error body; anything unparseable yields no codes.
 pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
-    let mut errors = serde_json::from_slice::<ErrorBody>(body).map(|b| b.errors).unwrap_or_default();
+    let mut errors = serde_json::from_slice::<ErrorBody>(body)
+        .map(|b| b.errors)
+        .unwrap_or_default();
     for e in &mut errors {
         // keep messages one short line each
         e.message = e.message.chars().take(200).collect::<String>().replace('\n', " ");
@@ -88,7 +97,10 @@ pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
 
 impl RegistryError {
     pub fn new(context: impl Into<String>, kind: ErrorKind) -> RegistryError {
-        RegistryError { context: context.into(), kind }
+        RegistryError {
+            context: context.into(),
+            kind,
+        }
     }
 
     pub fn status(&self) -> Option<u16> {
@@ -109,9 +121,13 @@ mod tests {
 
     #[test]
     fn messages_name_status_and_codes() {
-        let errors = parse_api_errors(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#);
+        let errors =
+            parse_api_errors(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#);
         let e = RegistryError::new("r.io/a/b: GET manifest 1.0", ErrorKind::Status { status: 404, errors });
-        assert_eq!(e.to_string(), "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)");
+        assert_eq!(
+            e.to_string(),
+            "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)"
+        );
         assert!(e.is_not_found());
         assert!(parse_api_errors(b"<html>").is_empty());
     }

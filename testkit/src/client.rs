@@ -39,16 +39,22 @@ impl TestClient {
     pub fn new(host: &str, creds: Option<(&str, &str)>) -> TestClient {
         TestClient {
             base: format!("http://{host}"),
-            http: Client::builder().timeout(std::time::Duration::from_secs(600)).build().expect("client"),
+            http: Client::builder()
+                .timeout(std::time::Duration::from_secs(600))
+                .build()
+                .expect("client"),
             creds: creds.map(|(u, p)| (u.to_string(), p.to_string())),
             auth: Mutex::new(HashMap::new()),
         }
     }
 
     fn basic(&self) -> Option<String> {
-        self.creds
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        self.creds.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
     }
 
     /// Sends, answering one auth challenge if needed.
@@ -62,7 +68,12 @@ impl TestClient {
         if resp.status().as_u16() != 401 {
             return resp;
         }
-        let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let header = if challenge.starts_with("Basic") {
             self.basic()
         } else {
@@ -108,13 +119,27 @@ impl TestClient {
         let post = self.url(repo, "blobs/uploads/");
         let resp = self.send(repo, || self.http.post(&post).header(CONTENT_LENGTH, 0));
         assert_eq!(resp.status().as_u16(), 202, "POST {post}");
-        let loc = resp.headers().get(LOCATION).and_then(|l| l.to_str().ok()).expect("Location").to_string();
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .expect("Location")
+            .to_string();
         let mut url = reqwest::Url::parse(&self.base).unwrap().join(&loc).unwrap();
         url.query_pairs_mut().append_pair("digest", digest);
         let resp = self.send(repo, || {
-            self.http.put(url.clone()).header(CONTENT_LENGTH, len).header(CONTENT_TYPE, "application/octet-stream").body(body())
+            self.http
+                .put(url.clone())
+                .header(CONTENT_LENGTH, len)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .body(body())
         });
-        assert_eq!(resp.status().as_u16(), 201, "PUT blob {digest}: {}", resp.text().unwrap_or_default());
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "PUT blob {digest}: {}",
+            resp.text().unwrap_or_default()
+        );
     }
 
     pub fn push_blob(&self, repo: &str, blob: &Blob) {
@@ -127,14 +152,26 @@ impl TestClient {
 
     /// Uploads a blob from a file without holding it in memory.
     pub fn push_blob_file(&self, repo: &str, path: &std::path::Path, digest: &str, len: u64) {
-        self.upload(repo, digest, || Body::sized(std::fs::File::open(path).expect("open blob file"), len), len);
+        self.upload(
+            repo,
+            digest,
+            || Body::sized(std::fs::File::open(path).expect("open blob file"), len),
+            len,
+        );
     }
 
     pub fn push_manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let bytes = bytes.to_vec();
-        let resp = self.send(repo, || self.http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone()));
-        assert_eq!(resp.status().as_u16(), 201, "PUT {url}: {}", resp.text().unwrap_or_default());
+        let resp = self.send(repo, || {
+            self.http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone())
+        });
+        assert_eq!(
+            resp.status().as_u16(),
+            201,
+            "PUT {url}: {}",
+            resp.text().unwrap_or_default()
+        );
     }
 
     /// Pushes an image tree (blobs, children by digest) and tags it.
@@ -162,8 +199,10 @@ impl TestClient {
         }
         assert_eq!(resp.status().as_u16(), 200, "GET {url}");
         let v: serde_json::Value = resp.json().expect("tags json");
-        let mut tags: Vec<String> =
-            v["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect()).unwrap_or_default();
+        let mut tags: Vec<String> = v["tags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .unwrap_or_default();
         tags.sort();
         tags
     }
@@ -173,7 +212,11 @@ impl TestClient {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let resp = self.send(repo, || self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT));
         match resp.status().as_u16() {
-            200 => resp.headers().get("docker-content-digest").and_then(|h| h.to_str().ok()).map(String::from),
+            200 => resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|h| h.to_str().ok())
+                .map(String::from),
             404 => None,
             s => panic!("HEAD {url}: {s}"),
         }
@@ -184,7 +227,12 @@ impl TestClient {
         let resp = self.send(repo, || self.http.get(&url).header(ACCEPT, MANIFEST_ACCEPT));
         match resp.status().as_u16() {
             200 => {
-                let ct = resp.headers().get(CONTENT_TYPE).and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+                let ct = resp
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
                 Some((resp.bytes().expect("body").to_vec(), ct))
             }
             404 => None,
@@ -195,9 +243,15 @@ impl TestClient {
     /// Checks that every manifest and blob of the tree under `reference` is
     /// present and matches its digest; returns how many objects were checked.
     pub fn assert_complete(&self, repo: &str, reference: &str) -> usize {
-        let (bytes, _) = self.manifest(repo, reference).unwrap_or_else(|| panic!("{repo}:{reference} missing"));
+        let (bytes, _) = self
+            .manifest(repo, reference)
+            .unwrap_or_else(|| panic!("{repo}:{reference} missing"));
         if reference.starts_with("sha256:") {
-            assert_eq!(crate::image::sha256(&bytes), reference, "{repo}@{reference} bytes do not match");
+            assert_eq!(
+                crate::image::sha256(&bytes),
+                reference,
+                "{repo}@{reference} bytes do not match"
+            );
         }
         let m: AnyManifest = serde_json::from_slice(&bytes).expect("manifest json");
         let mut checked = 1;
@@ -205,7 +259,11 @@ impl TestClient {
             checked += self.assert_complete(repo, &child.digest);
         }
         for blob in m.config.iter().chain(m.layers.iter()) {
-            assert!(self.blob_exists(repo, &blob.digest), "{repo}: blob {} of {reference} missing", blob.digest);
+            assert!(
+                self.blob_exists(repo, &blob.digest),
+                "{repo}: blob {} of {reference} missing",
+                blob.digest
+            );
             checked += 1;
         }
         checked

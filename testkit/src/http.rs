@@ -66,7 +66,11 @@ pub struct Response {
 
 impl Response {
     pub fn json(status: u16, body: String) -> Response {
-        Response { status, headers: vec![("Content-Type".into(), "application/json".into())], body: body.into_bytes() }
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.into_bytes(),
+        }
     }
 }
 
@@ -96,7 +100,11 @@ impl Server {
                 });
             }
         });
-        Server { port, stop, thread: Some(thread) }
+        Server {
+            port,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
@@ -130,9 +138,19 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Res
     let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    let resp = handler(Request { method, target, headers, body });
+    let resp = handler(Request {
+        method,
+        target,
+        headers,
+        body,
+    });
     let mut out = conn;
-    write!(out, "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n", resp.status, resp.body.len())?;
+    write!(
+        out,
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        resp.status,
+        resp.body.len()
+    )?;
     for (k, v) in &resp.headers {
         write!(out, "{k}: {v}\r\n")?;
     }

@@ -78,20 +78,28 @@ pub struct ImageGen {
 
 impl Default for ImageGen {
     fn default() -> Self {
-        ImageGen { rng: StdRng::from_os_rng() }
+        ImageGen {
+            rng: StdRng::from_os_rng(),
+        }
     }
 }
 
 impl ImageGen {
     pub fn seeded(seed: u64) -> ImageGen {
-        ImageGen { rng: StdRng::seed_from_u64(seed) }
+        ImageGen {
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// A random layer blob of `size` bytes.
     pub fn layer(&mut self, format: Format, size: usize) -> Blob {
         let mut data = vec![0u8; size];
         self.rng.fill_bytes(&mut data);
-        Blob { digest: sha256(&data), data, media_type: format.layer_type().into() }
+        Blob {
+            digest: sha256(&data),
+            data,
+            media_type: format.layer_type().into(),
+        }
     }
 
     /// A single-platform image with new random layers of `sizes` bytes,
@@ -110,13 +118,24 @@ impl ImageGen {
             diff_ids.join(",")
         )
         .into_bytes();
-        let config = Blob { digest: sha256(&config), data: config, media_type: format.config_type().into() };
+        let config = Blob {
+            digest: sha256(&config),
+            data: config,
+            media_type: format.config_type().into(),
+        };
         self.manifest(format, config, layers)
     }
 
     /// An image manifest over the given config and layers.
     pub fn manifest(&mut self, format: Format, config: Blob, layers: Vec<Blob>) -> Image {
-        let desc = |b: &Blob| format!(r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#, b.media_type, b.digest, b.data.len());
+        let desc = |b: &Blob| {
+            format!(
+                r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#,
+                b.media_type,
+                b.digest,
+                b.data.len()
+            )
+        };
         let layer_descs: Vec<String> = layers.iter().map(desc).collect();
         let bytes = format!(
             r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[{}]}}"#,
@@ -127,12 +146,23 @@ impl ImageGen {
         .into_bytes();
         let mut blobs = vec![config];
         blobs.extend(layers);
-        Image { digest: sha256(&bytes), bytes, media_type: format.manifest_type().into(), blobs, children: vec![] }
+        Image {
+            digest: sha256(&bytes),
+            bytes,
+            media_type: format.manifest_type().into(),
+            blobs,
+            children: vec![],
+        }
     }
 
     /// An index over `children` (platforms taken in order from a fixed list).
     pub fn index(&mut self, format: Format, children: Vec<Image>) -> Image {
-        const PLATFORMS: [(&str, &str); 4] = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x"), ("windows", "amd64")];
+        const PLATFORMS: [(&str, &str); 4] = [
+            ("linux", "amd64"),
+            ("linux", "arm64"),
+            ("linux", "s390x"),
+            ("windows", "amd64"),
+        ];
         let descs: Vec<String> = children
             .iter()
             .zip(PLATFORMS.iter().cycle())
@@ -145,8 +175,19 @@ impl ImageGen {
                 )
             })
             .collect();
-        let bytes = format!(r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#, format.index_type(), descs.join(",")).into_bytes();
-        Image { digest: sha256(&bytes), bytes, media_type: format.index_type().into(), blobs: vec![], children }
+        let bytes = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{}]}}"#,
+            format.index_type(),
+            descs.join(",")
+        )
+        .into_bytes();
+        Image {
+            digest: sha256(&bytes),
+            bytes,
+            media_type: format.index_type().into(),
+            blobs: vec![],
+            children,
+        }
     }
 
     /// A 3-platform index whose children share `shared` and each have one

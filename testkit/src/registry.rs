@@ -23,7 +23,10 @@ pub struct Registry {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Registry {
@@ -39,7 +42,10 @@ impl Registry {
                     .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).expect("bcrypt")))
                     .collect();
                 std::fs::write(&path, lines).expect("write htpasswd");
-                (format!("auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n", path.display()), None)
+                (
+                    format!("auth:\n  htpasswd:\n    realm: testkit\n    path: {}\n", path.display()),
+                    None,
+                )
             }
             Auth::Token(policy) => {
                 let issuer = TokenIssuer::start(policy);
@@ -73,7 +79,12 @@ impl Registry {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {binary} (install the Debian package docker-registry): {e}"));
             if wait_ready(&mut child, port) {
-                return Registry { port, child, dir, issuer };
+                return Registry {
+                    port,
+                    child,
+                    dir,
+                    issuer,
+                };
             }
             // most likely the port was taken meanwhile: try another
             let _ = child.kill();
@@ -115,10 +126,10 @@ fn wait_ready(child: &mut Child, port: u16) -> bool {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(resp) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/")) {
-            if matches!(resp.status().as_u16(), 200 | 401) {
-                return true;
-            }
+        if let Ok(resp) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/"))
+            && matches!(resp.status().as_u16(), 200 | 401)
+        {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -85,7 +85,12 @@ impl TokenIssuer {
             }
             resp
         });
-        TokenIssuer { server, cert_pem, counters, seen_authorization: seen }
+        TokenIssuer {
+            server,
+            cert_pem,
+            counters,
+            seen_authorization: seen,
+        }
     }
 
     pub fn realm(&self) -> String {
@@ -98,7 +103,10 @@ impl TokenIssuer {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Response {
@@ -135,7 +143,9 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
     let mut access = Vec::new();
     for scope in scopes {
         let mut parts = scope.splitn(3, ':');
-        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
         let granted: Vec<String> = actions
             .split(',')
             .filter(|a| match &user {
@@ -146,7 +156,11 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
             .map(str::to_string)
             .collect();
         if !granted.is_empty() {
-            access.push(Access { kind: kind.to_string(), name: name.to_string(), actions: granted });
+            access.push(Access {
+                kind: kind.to_string(),
+                name: name.to_string(),
+                actions: granted,
+            });
         }
     }
     let t = now();
@@ -163,5 +177,8 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
     let mut header = Header::new(Algorithm::ES256);
     header.x5c = Some(vec![x5c.to_string()]);
     let token = jsonwebtoken::encode(&header, &claims, key).expect("sign token");
-    Response::json(200, format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#))
+    Response::json(
+        200,
+        format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#),
+    )
 }
