@@ -10,7 +10,15 @@ use std::process::Command;
 use testkit::{Auth, Format, ImageGen, Registry, TestClient};
 
 fn main() {
-    let replicant = std::env::args().nth(1).expect("usage: demo <path to the replicant binary>");
+    // registries stop when dropped, so exit only after `demo` returns
+    let code = demo();
+    std::process::exit(code);
+}
+
+fn demo() -> i32 {
+    let replicant = std::env::args()
+        .nth(1)
+        .expect("usage: demo <path to the replicant binary>");
     let src = Registry::start(Auth::None);
     let dst = Registry::start(Auth::None);
     let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
@@ -43,10 +51,24 @@ fn main() {
     println!("== destination, read back through the registry API");
     for repo in ["mirror/app", "mirror/redis"] {
         for tag in dc.tags(repo) {
-            let (d, s) = (dc.digest(repo, &tag), sc.digest(if repo == "mirror/app" { "library/app" } else { "tools/redis" }, &tag));
-            let same = if d == s { "same digest as the source" } else { "DIFFERENT digest" };
+            let (d, s) = (
+                dc.digest(repo, &tag),
+                sc.digest(
+                    if repo == "mirror/app" {
+                        "library/app"
+                    } else {
+                        "tools/redis"
+                    },
+                    &tag,
+                ),
+            );
+            let same = if d == s {
+                "same digest as the source"
+            } else {
+                "DIFFERENT digest"
+            };
             println!("{repo}:{tag}  {}  {same}", d.unwrap_or_default());
         }
     }
-    std::process::exit(status.code().unwrap_or(1));
+    status.code().unwrap_or(1)
 }

@@ -47,3 +47,382 @@ fn semver_copies_every_multi_arch_tag_with_digests_preserved() {
         "{again:?}"
     );
 }
+
+struct Pair {
+    src: Registry,
+    dst: Registry,
+    sc: TestClient,
+    dc: TestClient,
+    generator: ImageGen,
+    ws: Workspace,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let (src, dst) = (Registry::start(Auth::None), Registry::start(Auth::None));
+        let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
+        Pair {
+            src,
+            dst,
+            sc,
+            dc,
+            generator: ImageGen::default(),
+            ws: Workspace::new(),
+        }
+    }
+
+    /// Pushes a small single-platform Docker image under each tag.
+    fn push(&mut self, repo: &str, tags: &[&str]) {
+        for tag in tags {
+            let img = self.generator.image(Format::Docker, &[512], &[], ("linux", "amd64"));
+            self.sc.push_image(repo, &img, tag);
+        }
+    }
+
+    fn config(&self, images: &[(&str, &str, &str, &str)]) -> std::path::PathBuf {
+        let mut yaml = String::from("images:\n");
+        for (name, src_repo, dst_repo, extra) in images {
+            yaml.push_str(&format!(
+                "  {name}:\n    source: {}/{src_repo}\n    destination: {}/{dst_repo}\n",
+                self.src.host(),
+                self.dst.host()
+            ));
+            for line in extra.lines() {
+                yaml.push_str(&format!("    {line}\n"));
+            }
+        }
+        self.ws.write_config(&yaml)
+    }
+
+    fn run(&self, images: &[(&str, &str, &str, &str)], args: &[&str]) -> Run {
+        let cfg = self.config(images);
+        self.ws.run(&cfg, args)
+    }
+}
+
+const TAGS: &[&str] = &[
+    "1.0.0",
+    "1.1.0",
+    "1.2",
+    "1.2.0",
+    "v1.2.0",
+    "1.3.0-alpine",
+    "1.2.0-alpine",
+    "2.0.0",
+    "2.1.0-rc1",
+    "latest",
+    "20210101",
+];
+
+#[test]
+fn highest_picks_one_tag_with_and_without_filters() {
+    let mut p = Pair::new();
+    p.push("src/app", TAGS);
+    let run = p.run(
+        &[
+            ("plain", "src/app", "dst/plain", "mode: highest"),
+            ("alpine", "src/app", "dst/alpine", "compatibility: alpine"),
+            ("major1", "src/app", "dst/major1", "pinned-major: 1"),
+            (
+                "alpine1",
+                "src/app",
+                "dst/alpine1",
+                "pinned-major: 1\ncompatibility: alpine",
+            ),
+            ("major9", "src/app", "dst/major9", "pinned-major: 9"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/plain", &["2.0.0"]);
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/alpine", &["1.3.0-alpine"]);
+    // among the aliases 1.2, 1.2.0 and v1.2.0, the most specific without `v`
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/major1", &["1.2.0"]);
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/alpine1", &["1.3.0-alpine"]);
+    assert!(p.dc.tags("dst/major9").is_empty());
+    assert!(
+        run.stdout.contains("major9 [ok]") && run.stdout.contains("no tags selected"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn semver_mode_with_filters() {
+    let mut p = Pair::new();
+    p.push("src/app", TAGS);
+    let run = p.run(
+        &[
+            ("all-versions", "src/app", "dst/a", "mode: semver"),
+            ("alpine", "src/app", "dst/b", "mode: semver\ncompatibility: alpine"),
+            ("major1", "src/app", "dst/c", "mode: semver\npinned-major: 1"),
+        ],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/a",
+        &["1.0.0", "1.1.0", "1.2", "1.2.0", "v1.2.0", "2.0.0"],
+    );
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/b", &["1.2.0-alpine", "1.3.0-alpine"]);
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/c",
+        &["1.0.0", "1.1.0", "1.2", "1.2.0", "v1.2.0"],
+    );
+}
+
+#[test]
+fn higher_seeds_an_empty_destination_then_copies_only_newer_tags() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0", "1.1.0", "latest"]);
+    let higher = [("app", "src/app", "dst/app", "mode: higher")];
+    // the destination repository does not exist yet: seeded with the highest
+    let run = p.run(&higher, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/app", &["1.1.0"]);
+    // new upstream versions, one older than the destination's highest
+    p.push("src/app", &["1.0.5", "1.2.0", "2.0.0", "2.0.1-alpine"]);
+    let run = p.run(&higher, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/app", &["1.1.0", "1.2.0", "2.0.0"]);
+    // with filters on both sides
+    let run = p.run(
+        &[("app", "src/app", "dst/app", "mode: higher\ncompatibility: alpine")],
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(p.dc.tags("dst/app").contains(&"2.0.1-alpine".to_string()));
+}
+
+#[test]
+fn all_mode_copies_every_tag_and_warns_about_filters() {
+    let mut p = Pair::new();
+    p.push("src/app", &["latest", "edge", "1.0.0", "20210101"]);
+    let run = p.run(&[("app", "src/app", "dst/app", "mode: all\npinned-major: 1")], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/app",
+        &["1.0.0", "20210101", "edge", "latest"],
+    );
+    assert!(
+        run.stderr.contains("key \"pinned-major\": ignored with mode \"all\""),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn replace_tag_overwrites_only_changed_tags() {
+    let mut p = Pair::new();
+    p.push("src/app", &["latest", "stable"]);
+    let with_replace = [("app", "src/app", "dst/app", "mode: all\nreplace-tag: true")];
+    let without = [("app", "src/app", "dst/app", "mode: all")];
+    assert_eq!(p.run(&without, &[]).code, 0);
+    let stable_before = p.dc.digest("dst/app", "stable");
+    // upstream moves `latest`
+    p.push("src/app", &["latest"]);
+    let new_latest = p.sc.digest("src/app", "latest");
+    assert_ne!(p.dc.digest("dst/app", "latest"), new_latest);
+
+    // without replace-tag, the destination keeps its copy
+    let run = p.run(&without, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_ne!(p.dc.digest("dst/app", "latest"), new_latest);
+    assert!(run.stdout.contains("already present (2): latest, stable"), "{run:?}");
+
+    // with it, the changed tag is replaced and the unchanged one left alone
+    let run = p.run(&with_replace, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("replaced (1): latest"), "{run:?}");
+    assert!(run.stdout.contains("already present (1): stable"), "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/app", &["latest", "stable"]);
+    assert_eq!(p.dc.digest("dst/app", "stable"), stable_before);
+}
+
+#[test]
+fn a_missing_source_fails_that_image_only() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0"]);
+    let images = [
+        ("ghost", "src/does-not-exist", "dst/ghost", ""),
+        ("app", "src/app", "dst/app", ""),
+    ];
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/app", &["1.0.0"]);
+    assert!(run.stdout.contains("ghost [FAILED]"), "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "{}/src/does-not-exist: source repository not found",
+            p.src.host()
+        )),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("1 failed (ghost)"), "{run:?}");
+
+    // -e stops at the first failure: the next image is not processed
+    let run = p.run(
+        &[
+            ("ghost", "src/does-not-exist", "dst/ghost", ""),
+            ("app", "src/app", "dst/other", ""),
+        ],
+        &["-e"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(p.dc.tags("dst/other").is_empty());
+    assert!(run.stdout.contains("stopped at the first error"), "{run:?}");
+}
+
+#[test]
+fn dry_run_lists_the_plan_and_writes_nothing() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0", "1.1.0", "latest"]);
+    assert_eq!(p.run(&[("app", "src/app", "dst/app", "mode: all")], &[]).code, 0);
+    p.push("src/app", &["1.2.0", "latest"]);
+    let before: Vec<_> = ["1.0.0", "1.1.0", "latest"]
+        .iter()
+        .map(|t| p.dc.digest("dst/app", t))
+        .collect();
+    let log_before = p
+        .dst
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"PUT ") || l.contains("\"POST "))
+        .count();
+    let images = [
+        ("app", "src/app", "dst/app", "mode: semver"),
+        ("moving", "src/app", "dst/app", "mode: all\nreplace-tag: true"),
+        ("fresh", "src/app", "dst/fresh", "mode: highest"),
+    ];
+    let run = p.run(&images, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("dry run: nothing was written"), "{run:?}");
+    assert!(run.stdout.contains("would copy (1): 1.2.0"), "{run:?}");
+    assert!(run.stdout.contains("would replace (1): latest"), "{run:?}");
+    assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "1.1.0", "latest"]);
+    assert!(p.dc.tags("dst/fresh").is_empty());
+    let after: Vec<_> = ["1.0.0", "1.1.0", "latest"]
+        .iter()
+        .map(|t| p.dc.digest("dst/app", t))
+        .collect();
+    assert_eq!(before, after);
+    let log_after = p
+        .dst
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"PUT ") || l.contains("\"POST "))
+        .count();
+    assert_eq!(log_before, log_after, "the dry run wrote to the destination");
+    // REPLICANT_DRY_RUN works the same
+    let cfg = p.config(&images[..1]);
+    let mut cmd = p.ws.command();
+    cmd.env("REPLICANT_DRY_RUN", "yes").arg("-c").arg(&cfg);
+    let run = output(cmd.output().unwrap());
+    assert!(run.stdout.contains("would copy (1): 1.2.0"), "{run:?}");
+    assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "1.1.0", "latest"]);
+}
+
+#[test]
+fn docker_lists_oci_artifacts_and_shared_layers_are_copied_exactly() {
+    let mut p = Pair::new();
+    let shared = vec![p.generator.layer(Format::Docker, 4096)];
+    let docker_list = p.generator.multi_arch(Format::Docker, 1000, &shared);
+    p.sc.push_image("src/mixed", &docker_list, "1.0.0");
+    let oci_single = p
+        .generator
+        .image(Format::Oci, &[100, 200, 300], &shared, ("linux", "arm64"));
+    p.sc.push_image("src/mixed", &oci_single, "1.1.0");
+    // an artifact: an unusual config media type and an empty layer list
+    let config = testkit::image::Blob {
+        digest: testkit::image::sha256(b"{}"),
+        data: b"{}".to_vec(),
+        media_type: "application/vnd.example.sbom.config.v1+json".into(),
+    };
+    let payload = p.generator.layer(Format::Oci, 64);
+    let artifact = p.generator.manifest(Format::Oci, config, vec![payload]);
+    p.sc.push_image("src/mixed", &artifact, "1.2.0");
+    // a nested index (an index of an index)
+    let inner = p.generator.multi_arch(Format::Oci, 10, &[]);
+    let outer = p.generator.index(Format::Oci, vec![inner]);
+    p.sc.push_image("src/mixed", &outer, "1.3.0");
+
+    let run = p.run(&[("mixed", "src/mixed", "dst/mixed", "mode: semver")], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(
+        &p.sc,
+        "src/mixed",
+        &p.dc,
+        "dst/mixed",
+        &["1.0.0", "1.1.0", "1.2.0", "1.3.0"],
+    );
+    // every child of the Docker list kept its digest
+    for child in &docker_list.children {
+        assert_eq!(
+            p.dc.digest("dst/mixed", &child.digest).as_deref(),
+            Some(child.digest.as_str())
+        );
+    }
+    // the shared layer crossed the wire once
+    let uploads_of_shared = p
+        .dst
+        .log()
+        .lines()
+        .filter(|l| l.contains("\"PUT ") && l.contains(&shared[0].digest.replace(':', "%3A")))
+        .count();
+    assert_eq!(uploads_of_shared, 1, "shared layer uploaded {uploads_of_shared} times");
+}
+
+#[test]
+fn blobs_already_in_the_destination_registry_are_mounted() {
+    let mut p = Pair::new();
+    let shared = vec![p.generator.layer(Format::Oci, 50_000)];
+    let a = p.generator.image(Format::Oci, &[10], &shared, ("linux", "amd64"));
+    let b = p.generator.image(Format::Oci, &[20], &shared, ("linux", "amd64"));
+    p.sc.push_image("src/a", &a, "1.0.0");
+    p.sc.push_image("src/b", &b, "1.0.0");
+    let run = p.run(&[("a", "src/a", "dst/a", ""), ("b", "src/b", "dst/b", "")], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/a", &p.dc, "dst/a", &["1.0.0"]);
+    assert_mirror(&p.sc, "src/b", &p.dc, "dst/b", &["1.0.0"]);
+    assert!(run.stdout.contains("1 mounted"), "{run:?}");
+    assert!(
+        p.dst
+            .log()
+            .contains(&format!("mount={}", shared[0].digest.replace(':', "%3A"))),
+        "no mount request in the registry log"
+    );
+
+    // within one registry (source and destination the same), mount too
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "images:\n  copy:\n    source: {h}/src/a\n    destination: {h}/copies/a\n",
+        h = p.src.host()
+    ));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/a", &p.sc, "copies/a", &["1.0.0"]);
+    assert!(run.stdout.contains("0 transferred (0 B), 3 mounted"), "{run:?}");
+}
+
+#[test]
+fn json_output_is_machine_readable() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0"]);
+    let run = p.run(&[("app", "src/app", "dst/app", "")], &["--log-format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let summary: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect("summary is one JSON object");
+    assert_eq!(summary["images"][0]["name"], "app");
+    assert_eq!(summary["images"][0]["copied"][0], "1.0.0");
+    assert_eq!(summary["totals"]["blobs_transferred"], 2);
+    for line in run.stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("log line {line:?}: {e}"));
+        assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
+    }
+}
