@@ -41,6 +41,8 @@ pub struct TokenIssuer {
     pub counters: Arc<Counters>,
     /// Every `Authorization` header value received (to check what was sent).
     pub seen_authorization: Arc<Mutex<Vec<String>>>,
+    /// Every token issued (to check none leaks into output).
+    pub issued: Arc<Mutex<Vec<String>>>,
 }
 
 #[derive(Serialize)]
@@ -73,23 +75,33 @@ impl TokenIssuer {
         let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("EC key");
         let counters = Arc::new(Counters::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let (c2, s2) = (counters.clone(), seen.clone());
+        let issued = Arc::new(Mutex::new(Vec::new()));
+        let (c2, s2, i2) = (counters.clone(), seen.clone(), issued.clone());
         let server = Server::start(move |req| {
             c2.requests.fetch_add(1, Ordering::SeqCst);
             if let Some(a) = req.headers.get("authorization") {
                 s2.lock().unwrap().push(a.clone());
             }
-            let resp = issue(&policy, &encoding, &x5c, &req);
-            if resp.status != 200 {
-                c2.refused.fetch_add(1, Ordering::SeqCst);
+            match issue(&policy, &encoding, &x5c, &req) {
+                Ok(token) => {
+                    i2.lock().unwrap().push(token.clone());
+                    Response::json(
+                        200,
+                        format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#),
+                    )
+                }
+                Err(resp) => {
+                    c2.refused.fetch_add(1, Ordering::SeqCst);
+                    resp
+                }
             }
-            resp
         });
         TokenIssuer {
             server,
             cert_pem,
             counters,
             seen_authorization: seen,
+            issued,
         }
     }
 
@@ -109,7 +121,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Response {
+fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result<String, Response> {
     let mut params = req.query();
     if req.method == "POST" {
         params.extend(url_decode_pairs(&String::from_utf8_lossy(&req.body)));
@@ -119,7 +131,7 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
     let user = if let Some(refresh) = get("refresh_token") {
         match policy.refresh_tokens.get(&refresh) {
             Some(u) => Some(u.clone()),
-            None => return Response::json(401, r#"{"details":"bad refresh token"}"#.into()),
+            None => return Err(Response::json(401, r#"{"details":"bad refresh token"}"#.into())),
         }
     } else if let Some(auth) = req.headers.get("authorization") {
         let decoded = auth
@@ -128,7 +140,7 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
             .and_then(|b| String::from_utf8(b).ok());
         match decoded.as_deref().and_then(|d| d.split_once(':')) {
             Some((u, p)) if policy.users.get(u).is_some_and(|pw| pw == p) => Some(u.to_string()),
-            _ => return Response::json(401, r#"{"details":"bad credentials"}"#.into()),
+            _ => return Err(Response::json(401, r#"{"details":"bad credentials"}"#.into())),
         }
     } else {
         None
@@ -176,9 +188,5 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Respon
     };
     let mut header = Header::new(Algorithm::ES256);
     header.x5c = Some(vec![x5c.to_string()]);
-    let token = jsonwebtoken::encode(&header, &claims, key).expect("sign token");
-    Response::json(
-        200,
-        format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#),
-    )
+    Ok(jsonwebtoken::encode(&header, &claims, key).expect("sign token"))
 }

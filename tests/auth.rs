@@ -1,0 +1,184 @@
+//! Registries that authenticate: htpasswd Basic and token auth (with the
+//! testkit issuer), credentials from the Docker config file.
+
+mod support;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine as _;
+use support::*;
+use testkit::token::Policy;
+
+const ALICE_PW: &str = "alice-Basic-pw-7Q2";
+const BOB_PW: &str = "bob-Token-pw-9Z4";
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+fn basic_registry() -> Registry {
+    Registry::start(Auth::Basic(vec![("alice".into(), ALICE_PW.into())]))
+}
+
+fn token_registry(policy: Policy) -> Registry {
+    Registry::start(Auth::Token(policy))
+}
+
+fn bob_policy() -> Policy {
+    Policy {
+        users: HashMap::from([("bob".to_string(), BOB_PW.to_string())]),
+        ..Policy::default()
+    }
+}
+
+fn seed(reg: &Registry, creds: (&str, &str), repo: &str, tags: &[&str]) -> TestClient {
+    let client = TestClient::new(&reg.host(), Some(creds));
+    let mut generator = ImageGen::default();
+    for tag in tags {
+        client.push_image(repo, &generator.multi_arch(Format::Oci, 700, &[]), tag);
+    }
+    client
+}
+
+fn config(ws: &Workspace, src: &Registry, dst: &Registry) -> std::path::PathBuf {
+    ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ))
+}
+
+#[test]
+fn docker_config_credentials_reach_a_basic_source_and_a_token_destination_and_never_the_output() {
+    let src = basic_registry();
+    let dst = token_registry(bob_policy());
+    let sc = seed(&src, ("alice", ALICE_PW), "team/app", &["1.0.0", "1.1.0"]);
+    let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
+    let ws = Workspace::new();
+    // base64 `auth` for one, username/password for the other
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}},"http://{}/v1/":{{"username":"bob","password":"{BOB_PW}"}}}}}}"#,
+        src.host(),
+        b64(&format!("alice:{ALICE_PW}")),
+        dst.host()
+    ));
+    let run = ws.run(&config(&ws, &src, &dst), &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0"]);
+
+    // no password, encoded credential or token in anything printed
+    let issuer = dst.issuer.as_ref().unwrap();
+    let mut secrets = vec![
+        ALICE_PW.to_string(),
+        BOB_PW.to_string(),
+        b64(&format!("alice:{ALICE_PW}")),
+        b64(&format!("bob:{BOB_PW}")),
+    ];
+    secrets.extend(issuer.issued.lock().unwrap().iter().cloned());
+    assert!(secrets.len() > 4, "no token was issued");
+    let out = run.all();
+    assert!(out.contains("DEBUG"), "debug logging was on");
+    for s in &secrets {
+        assert!(!out.contains(s.as_str()), "a secret leaked into the output");
+    }
+    // tokens are cached per scope: a handful of requests, not one per blob
+    let token_requests = issuer.requests();
+    assert!(token_requests <= 6, "{token_requests} token requests");
+    // every token request carried bob's credentials, none went anonymous
+    assert!(
+        issuer
+            .seen_authorization
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|a| a.starts_with("Basic "))
+    );
+}
+
+#[test]
+fn a_refusing_registry_names_registry_repository_and_missing_credentials() {
+    let src = basic_registry();
+    seed(&src, ("alice", ALICE_PW), "team/app", &["1.0.0"]);
+    let dst = token_registry(Policy {
+        anonymous_pull: true,
+        ..bob_policy()
+    });
+    let ws = Workspace::new();
+    // credentials for the source only: the destination refuses anonymous pushes
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+        src.host(),
+        b64(&format!("alice:{ALICE_PW}"))
+    ));
+    let run = ws.run(&config(&ws, &src, &dst), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("failed 1.0.0"))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(line.contains(&format!("{}/mirror/app", dst.host())), "{line}");
+    assert!(line.contains("HTTP 401 unauthorized"), "{line}");
+    assert!(
+        line.contains(&format!("no credentials for {} were found", dst.host())),
+        "{line}"
+    );
+    assert!(line.contains("config.json"), "{line}");
+    assert!(
+        TestClient::new(&dst.host(), Some(("bob", BOB_PW)))
+            .tags("mirror/app")
+            .is_empty()
+    );
+
+    // wrong password for a Basic registry: the message says whose credentials failed
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+        src.host(),
+        b64("alice:wrong-password")
+    ));
+    let run = ws.run(&config(&ws, &src, &dst), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("{}/team/app: list tags: HTTP 401 unauthorized", src.host())),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains("the credentials from Docker config"), "{run:?}");
+    assert!(!run.all().contains("wrong-password"));
+}
+
+#[test]
+fn credential_helpers_and_identity_tokens() {
+    let src = token_registry(Policy {
+        refresh_tokens: HashMap::from([("refresh-tok-3Xq".to_string(), "carol".to_string())]),
+        users: HashMap::from([("carol".to_string(), "carol-pw".to_string())]),
+        ..Policy::default()
+    });
+    let sc = seed(&src, ("carol", "carol-pw"), "team/app", &["2.0.0"]);
+    let dst = token_registry(bob_policy());
+    let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
+    let ws = Workspace::new();
+    // a credential helper program on PATH, as docker-credential-* are
+    let bin = ws.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-testkit");
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\necho '{{\"Username\":\"bob\",\"Secret\":\"{BOB_PW}\"}}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"identitytoken":"refresh-tok-3Xq"}}}},"credHelpers":{{"{}":"testkit"}}}}"#,
+        src.host(),
+        dst.host()
+    ));
+    let mut cmd = ws.command();
+    cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+    cmd.arg("-c").arg(config(&ws, &src, &dst)).arg("-d");
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["2.0.0"]);
+    assert!(!run.all().contains("refresh-tok-3Xq") && !run.all().contains(BOB_PW));
+}
