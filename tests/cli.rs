@@ -60,7 +60,10 @@ fn whole_file_problems_exit_2_naming_the_file() {
     let missing = ws.path("nope.yaml");
     let run = ws.run(&missing, &[]);
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains(&format!("{}: file not found", missing.display())), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("{}: file not found", missing.display())),
+        "{run:?}"
+    );
 
     for (text, expected) in [
         ("", "the file is empty"),
@@ -72,11 +75,17 @@ fn whole_file_problems_exit_2_naming_the_file() {
         let cfg = ws.write_config(text);
         let run = ws.run(&cfg, &[]);
         assert_eq!(run.code, 2, "{text:?}: {run:?}");
-        assert!(run.stderr.contains(&cfg.display().to_string()) && run.stderr.contains(expected), "{text:?}: {run:?}");
+        assert!(
+            run.stderr.contains(&cfg.display().to_string()) && run.stderr.contains(expected),
+            "{text:?}: {run:?}"
+        );
     }
     let cfg = ws.write_config("images:\n  a:\n    source: x/y\n  b: {source: [1]\n");
     let run = ws.run(&cfg, &[]);
-    assert!(run.stderr.contains(&format!("{}:4:", cfg.display())), "syntax errors carry the line: {run:?}");
+    assert!(
+        run.stderr.contains(&format!("{}:4:", cfg.display())),
+        "syntax errors carry the line: {run:?}"
+    );
 }
 
 #[test]
@@ -99,7 +108,10 @@ fn config_file_from_env_and_flag_beats_env() {
         let mut cmd = ws.command();
         cmd.env("REPLICANT_CONFIG_FILE", &env_cfg).arg(flag).arg(&flag_cfg);
         let run = output(cmd.output().unwrap());
-        assert!(run.stderr.contains("\"flag-mode\"") && !run.stderr.contains("env-mode"), "{flag}: {run:?}");
+        assert!(
+            run.stderr.contains("\"flag-mode\"") && !run.stderr.contains("env-mode"),
+            "{flag}: {run:?}"
+        );
     }
 
     // the default location
@@ -113,7 +125,11 @@ fn boolean_env_vars_and_flags() {
     let reg = Registry::start(Auth::None);
     let client = TestClient::new(&reg.host(), None);
     let mut generator = ImageGen::default();
-    client.push_image("a/b", &generator.image(Format::Oci, &[10], &[], ("linux", "amd64")), "1.0.0");
+    client.push_image(
+        "a/b",
+        &generator.image(Format::Oci, &[10], &[], ("linux", "amd64")),
+        "1.0.0",
+    );
     let ws = Workspace::new();
     let cfg = ws.write_config(&format!(
         "images:\n  ghost:\n    source: {h}/no/such\n    destination: {h}/x/ghost\n  real:\n    source: {h}/a/b\n    destination: {h}/x/real\n",
@@ -166,7 +182,14 @@ fn help_version_and_bad_flags() {
     let ws = Workspace::new();
     let run = output(ws.command().arg("--help").output().unwrap());
     assert_eq!(run.code, 0);
-    for flag in ["--config-file", "--debug", "--exit-on-error", "--dry-run", "--log-format", "REPLICANT_CONFIG_FILE"] {
+    for flag in [
+        "--config-file",
+        "--debug",
+        "--exit-on-error",
+        "--dry-run",
+        "--log-format",
+        "REPLICANT_CONFIG_FILE",
+    ] {
         assert!(run.stdout.contains(flag), "{flag} missing from --help: {run:?}");
     }
     let run = output(ws.command().arg("--version").output().unwrap());

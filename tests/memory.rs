@@ -40,13 +40,22 @@ fn a_256_mib_layer_is_streamed_in_bounded_memory() {
     let config_digest = testkit::image::sha256(config);
     sc.push_blob(
         "big/app",
-        &testkit::image::Blob { digest: config_digest.clone(), data: config.to_vec(), media_type: String::new() },
+        &testkit::image::Blob {
+            digest: config_digest.clone(),
+            data: config.to_vec(),
+            media_type: String::new(),
+        },
     );
     let manifest = format!(
         r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{LAYER}}}]}}"#,
         config.len()
     );
-    sc.push_manifest("big/app", "1.0.0", manifest.as_bytes(), "application/vnd.oci.image.manifest.v1+json");
+    sc.push_manifest(
+        "big/app",
+        "1.0.0",
+        manifest.as_bytes(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
 
     let cfg = ws.write_config(&format!(
         "images:\n  big:\n    source: {}/big/app\n    destination: {}/mirror/big\n",
@@ -58,6 +67,9 @@ fn a_256_mib_layer_is_streamed_in_bounded_memory() {
         .arg(&cfg)
         .stdout(Stdio::from(std::fs::File::create(ws.path("out")).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(ws.path("err")).unwrap()));
+    // reaped below by wait4, which std's Child::wait cannot replace: it has
+    // no resource usage
+    #[allow(clippy::zombie_processes)]
     let child = cmd.spawn().unwrap();
     // wait4 reports this child's own peak resident set size (KiB on Linux)
     let mut status = 0;
@@ -67,12 +79,19 @@ fn a_256_mib_layer_is_streamed_in_bounded_memory() {
     assert_eq!(pid, child.id() as libc::pid_t);
     let stdout = std::fs::read_to_string(ws.path("out")).unwrap();
     let stderr = std::fs::read_to_string(ws.path("err")).unwrap();
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "{stdout}\n{stderr}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{stdout}\n{stderr}"
+    );
 
     assert_mirror(&sc, "big/app", &dc, "mirror/big", &["1.0.0"]);
     assert!(dc.blob_exists("mirror/big", &layer_digest));
     assert!(stdout.contains("2 transferred (256.0 MiB)"), "{stdout}");
     let peak_kib = usage.ru_maxrss;
-    eprintln!("replicant peak RSS copying a {} MiB layer: {} KiB", LAYER >> 20, peak_kib);
+    eprintln!(
+        "replicant peak RSS copying a {} MiB layer: {} KiB",
+        LAYER >> 20,
+        peak_kib
+    );
     assert!(peak_kib < LIMIT_KIB, "peak RSS {peak_kib} KiB exceeds {LIMIT_KIB} KiB");
 }

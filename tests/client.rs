@@ -1,0 +1,137 @@
+//! The registry client against a real registry: pagination, uploads of
+//! unknown length, errors for missing things.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use replicant::credentials::Chain;
+use replicant::digest::Digest;
+use replicant::reference::Repository;
+use replicant::registry::Client;
+use support::*;
+
+fn client() -> Client {
+    Client::new(Arc::new(Chain::new(vec![]))).unwrap()
+}
+
+/// The test client is blocking, so async parts run on their own runtime.
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Runtime::new().unwrap().block_on(f)
+}
+
+/// Distribution 2.8 ignores `n` on tag lists, so a small proxy in front of
+/// the real registry pages its full list: `n` tags a page, `Link` to the next.
+fn paging_proxy(upstream: String, page: usize, served: Arc<AtomicUsize>) -> testkit::http::Server {
+    testkit::http::Server::start(move |req| {
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        if path == "/v2/" {
+            return testkit::http::Response::json(200, "{}".into());
+        }
+        served.fetch_add(1, Ordering::SeqCst);
+        let full: serde_json::Value = reqwest::blocking::get(format!("{upstream}{path}"))
+            .unwrap()
+            .json()
+            .unwrap();
+        let mut tags: Vec<String> = full["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect();
+        tags.sort();
+        let q = req.query();
+        let n: usize = q
+            .iter()
+            .find(|(k, _)| k == "n")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap_or(page)
+            .min(page);
+        let last = q.iter().find(|(k, _)| k == "last").map(|(_, v)| v.clone());
+        let rest: Vec<String> = tags
+            .into_iter()
+            .filter(|t| last.as_ref().is_none_or(|l| t > l))
+            .collect();
+        let this: Vec<String> = rest.iter().take(n).cloned().collect();
+        let mut resp = testkit::http::Response::json(200, serde_json::json!({"name": "x", "tags": this}).to_string());
+        if rest.len() > n {
+            let link = format!("<{path}?n={n}&last={}>; rel=\"next\"", this.last().unwrap());
+            resp.headers.push(("Link".into(), link));
+        }
+        resp
+    })
+}
+
+#[test]
+fn tag_lists_follow_link_pagination() {
+    let reg = Registry::start(Auth::None);
+    let tc = TestClient::new(&reg.host(), None);
+    let img = ImageGen::default().image(Format::Oci, &[1], &[], ("linux", "amd64"));
+    tc.push_image("many/tags", &img, "seed");
+    for i in 0..250 {
+        tc.push_manifest("many/tags", &format!("1.0.{i}"), &img.bytes, &img.media_type);
+    }
+    let served = Arc::new(AtomicUsize::new(0));
+    let proxy = paging_proxy(reg.url(), 100, served.clone());
+    let repo = Repository::parse(&format!("127.0.0.1:{}/many/tags", proxy.port)).unwrap();
+    let mut listed = block_on(client().list_tags(&repo)).unwrap().unwrap();
+    listed.sort();
+    let mut want: Vec<String> = (0..250).map(|i| format!("1.0.{i}")).collect();
+    want.push("seed".into());
+    want.sort();
+    assert_eq!(listed, want);
+    assert_eq!(
+        served.load(Ordering::SeqCst),
+        3,
+        "251 tags at 100 a page take three pages"
+    );
+    let missing = Repository::parse(&format!("{}/no/such", reg.host())).unwrap();
+    assert_eq!(block_on(client().list_tags(&missing)).unwrap(), None);
+}
+
+#[test]
+fn uploads_of_unknown_length_use_a_streamed_patch() {
+    let reg = Registry::start(Auth::None);
+    let repo = Repository::parse(&format!("{}/up/load", reg.host())).unwrap();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = Digest::sha256_of(&data);
+    let c = client();
+    block_on(async {
+        let location = c.start_upload(&repo).await.unwrap();
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = data.chunks(65536).map(|c| Ok(c.to_vec())).collect();
+        let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+        c.upload_blob(&repo, location, &digest, None, body).await.unwrap();
+        assert!(c.blob_exists(&repo, &digest, false).await.unwrap());
+        assert!(
+            reg.log().contains("\"PATCH /v2/up/load/blobs/uploads/"),
+            "a PATCH was used"
+        );
+
+        // a known length goes in one PUT
+        let small = b"known length".to_vec();
+        let d2 = Digest::sha256_of(&small);
+        let location = c.start_upload(&repo).await.unwrap();
+        c.upload_blob(
+            &repo,
+            location,
+            &d2,
+            Some(small.len() as u64),
+            reqwest::Body::from(small),
+        )
+        .await
+        .unwrap();
+        assert!(c.blob_exists(&repo, &d2, false).await.unwrap());
+
+        // a missing manifest is None on HEAD and a clear error on GET
+        assert_eq!(c.head_manifest(&repo, "nope", false).await.unwrap(), None);
+        let err = c.get_manifest(&repo, "nope").await.unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "{}/up/load: GET manifest nope: HTTP 404 MANIFEST_UNKNOWN",
+                reg.host()
+            )),
+            "{err}"
+        );
+    });
+}
