@@ -182,3 +182,58 @@ fn credential_helpers_and_identity_tokens() {
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["2.0.0"]);
     assert!(!run.all().contains("refresh-tok-3Xq") && !run.all().contains(BOB_PW));
 }
+
+#[test]
+fn an_unreadable_destination_is_an_error_never_taken_for_absent() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    sc.push_image(
+        "team/app",
+        &ImageGen::default().image(Format::Oci, &[10], &[], ("linux", "amd64")),
+        "1.0.0",
+    );
+    // the destination refuses anonymous reads: listing its tags fails with 401
+    let dst = token_registry(bob_policy());
+    let ws = Workspace::new();
+    let run = ws.run(&config(&ws, &src, &dst), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "error: {}/mirror/app: list tags: HTTP 401 unauthorized",
+            dst.host()
+        )),
+        "{run:?}"
+    );
+    assert!(!run.stdout.contains("copied ("), "{run:?}");
+    // no upload was even attempted
+    assert!(
+        !dst.log().contains("\"POST /v2/mirror/app/blobs/uploads/"),
+        "an upload was attempted"
+    );
+}
+
+#[test]
+fn creds_store_applies_to_every_registry() {
+    let src = basic_registry();
+    let sc = seed(&src, ("alice", ALICE_PW), "team/app", &["3.0.0"]);
+    let dst = basic_registry();
+    let dc = TestClient::new(&dst.host(), Some(("alice", ALICE_PW)));
+    let ws = Workspace::new();
+    let bin = ws.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-store");
+    // the store answers for any server it is asked about
+    std::fs::write(
+        &helper,
+        format!("#!/bin/sh\nread server\necho '{{\"Username\":\"alice\",\"Secret\":\"{ALICE_PW}\"}}'\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ws.docker_config(r#"{"credsStore":"store"}"#);
+    let mut cmd = ws.command();
+    cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+    cmd.arg("-c").arg(config(&ws, &src, &dst));
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["3.0.0"]);
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use replicant::credentials::Chain;
 use replicant::digest::Digest;
 use replicant::reference::Repository;
-use replicant::registry::Client;
+use replicant::registry::{Client, Mount};
 use support::*;
 
 fn client() -> Client {
@@ -133,5 +133,38 @@ fn uploads_of_unknown_length_use_a_streamed_patch() {
             )),
             "{err}"
         );
+    });
+}
+
+#[test]
+fn a_refused_mount_falls_back_to_the_upload_session_it_opened() {
+    let reg = Registry::start(Auth::None);
+    let tc = TestClient::new(&reg.host(), None);
+    let img = ImageGen::default().image(Format::Oci, &[5000], &[], ("linux", "amd64"));
+    tc.push_image("has/blob", &img, "1.0.0");
+    let layer = &img.blobs[1];
+    let digest = Digest::parse(&layer.digest).unwrap();
+    let c = client();
+    let target = Repository::parse(&format!("{}/wants/blob", reg.host())).unwrap();
+    let wrong_source = Repository::parse(&format!("{}/empty/repo", reg.host())).unwrap();
+    let right_source = Repository::parse(&format!("{}/has/blob", reg.host())).unwrap();
+    block_on(async {
+        // the blob is not in `empty/repo`: the registry answers 202 with a session
+        let location = match c.mount_blob(&target, &digest, &wrong_source).await.unwrap() {
+            Mount::Upload(location) => location,
+            Mount::Mounted => panic!("mounted from a repository without the blob"),
+        };
+        let body = reqwest::Body::from(layer.data.clone());
+        c.upload_blob(&target, location, &digest, Some(layer.data.len() as u64), body)
+            .await
+            .unwrap();
+        assert!(c.blob_exists(&target, &digest, false).await.unwrap());
+        // from the right repository it is a real mount
+        let other = Repository::parse(&format!("{}/also/wants", reg.host())).unwrap();
+        assert!(matches!(
+            c.mount_blob(&other, &digest, &right_source).await.unwrap(),
+            Mount::Mounted
+        ));
+        assert!(c.blob_exists(&other, &digest, false).await.unwrap());
     });
 }
