@@ -94,10 +94,8 @@ impl Engine {
 
     /// Copies `src:tag` to `dst:tag`.
     pub async fn copy_tag(&self, src: &Repository, dst: &Repository, tag: &str) -> Result<Outcome, CopyError> {
-        let mut top = self.client.get_manifest(src, tag).await?;
-        top.media_type = media_type_of(&top.media_type, &top.bytes);
-        let context = format!("{src}: manifest {tag}");
-        match parse(&top, &context)? {
+        let (top, manifest) = self.fetch(src, tag).await?;
+        match manifest {
             Manifest::Schema1 => {
                 tracing::warn!(source = %src, tag, "Docker schema 1 manifest: not supported, tag skipped");
                 return Ok(Outcome::SkippedSchema1);
@@ -107,6 +105,18 @@ impl Engine {
         self.client.put_manifest(dst, tag, &top).await?;
         tracing::info!(source = %src, destination = %dst, tag, digest = %top.digest, "copied");
         Ok(Outcome::Copied)
+    }
+
+    /// Fetches and reads a source manifest; its media type is settled here,
+    /// so it is pushed exactly as it was served.
+    async fn fetch(&self, src: &Repository, reference: &str) -> Result<(FetchedManifest, Manifest), CopyError> {
+        let mut fetched = self.client.get_manifest(src, reference).await?;
+        fetched.media_type = media_type_of(&fetched.media_type, &fetched.bytes);
+        let manifest = Manifest::parse(&fetched.media_type, &fetched.bytes).map_err(|source| CopyError::Manifest {
+            context: format!("{src}: manifest {reference}"),
+            source,
+        })?;
+        Ok((fetched, manifest))
     }
 
     /// Copies everything a manifest refers to (not the manifest itself).
@@ -161,10 +171,8 @@ impl Engine {
         if self.client.head_manifest(dst, digest.as_str(), true).await?.is_some() {
             return Ok(());
         }
-        let mut child = self.client.get_manifest(src, digest.as_str()).await?;
-        child.media_type = media_type_of(&child.media_type, &child.bytes);
-        let m = parse(&child, &format!("{src}: manifest {digest}"))?;
-        self.copy_contents(src, dst, m, depth).await?;
+        let (child, manifest) = self.fetch(src, digest.as_str()).await?;
+        self.copy_contents(src, dst, manifest, depth).await?;
         self.client.put_manifest(dst, digest.as_str(), &child).await?;
         Ok(())
     }
@@ -250,13 +258,6 @@ impl Engine {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn parse(m: &FetchedManifest, context: &str) -> Result<Manifest, CopyError> {
-    Manifest::parse(&m.media_type, &m.bytes).map_err(|source| CopyError::Manifest {
-        context: context.to_string(),
-        source,
-    })
 }
 
 /// Passes a blob's bytes through while hashing them. The last chunk is only

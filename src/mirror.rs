@@ -122,32 +122,19 @@ pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> 
 /// Whether the tag's manifest digest differs between source and
 /// destination, by HEAD (which Docker Hub does not count as a pull).
 async fn differs(client: &Client, image: &ImageConfig, tag: &str) -> Result<bool, String> {
-    let src = client
-        .head_manifest(&image.source, tag, false)
-        .await
-        .map_err(|e| e.to_string())?;
-    let dst = client
-        .head_manifest(&image.destination, tag, true)
-        .await
-        .map_err(|e| e.to_string())?;
-    let digest_of = |head: Option<crate::registry::ManifestHead>, repo: &crate::reference::Repository| {
-        head.ok_or_else(|| format!("{repo}: tag {tag} vanished while planning"))
-            .map(|h| h.digest)
-    };
-    let (src, dst) = (digest_of(src, &image.source)?, digest_of(dst, &image.destination)?);
-    match (src, dst) {
-        (Some(a), Some(b)) => Ok(a != b),
-        // Without Docker-Content-Digest, fall back to the bytes.
-        _ => {
-            let a = client
-                .get_manifest(&image.source, tag)
-                .await
-                .map_err(|e| e.to_string())?;
-            let b = client
-                .get_manifest(&image.destination, tag)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(a.digest != b.digest)
-        }
+    let mut digests = Vec::with_capacity(2);
+    for (repo, write) in [(&image.source, false), (&image.destination, true)] {
+        let head = client
+            .head_manifest(repo, tag, write)
+            .await
+            .map_err(|e| e.to_string())?;
+        let head = head.ok_or_else(|| format!("{repo}: tag {tag} vanished while planning"))?;
+        let digest = match head.digest {
+            Some(d) => d,
+            // Without Docker-Content-Digest, the bytes tell.
+            None => client.get_manifest(repo, tag).await.map_err(|e| e.to_string())?.digest,
+        };
+        digests.push(digest);
     }
+    Ok(digests[0] != digests[1])
 }
