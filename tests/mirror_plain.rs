@@ -426,3 +426,28 @@ fn json_output_is_machine_readable() {
         assert!(v["timestamp"].is_string() && v["level"].is_string(), "{line}");
     }
 }
+
+#[test]
+fn foreign_layers_are_referenced_not_copied() {
+    let mut p = Pair::new();
+    let mut img = p.generator.image(Format::Docker, &[300], &[], ("windows", "amd64"));
+    // add a foreign layer the source registry does not hold (like Windows base layers)
+    let foreign_digest = testkit::image::sha256(b"not here");
+    let manifest = String::from_utf8(img.bytes.clone()).unwrap().replace(
+        "\"layers\":[",
+        &format!(
+            "\"layers\":[{{\"mediaType\":\"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip\",\"digest\":\"{foreign_digest}\",\"size\":8,\"urls\":[\"https://example.invalid/layer\"]}},"
+        ),
+    );
+    img.bytes = manifest.into_bytes();
+    img.digest = testkit::image::sha256(&img.bytes);
+    p.sc.push_image("src/win", &img, "1.0.0");
+    let run = p.run(&[("win", "src/win", "dst/win", "")], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/win", &p.dc, "dst/win", &["1.0.0"]);
+    assert!(!p.dc.blob_exists("dst/win", &foreign_digest));
+    assert!(
+        !p.src.log().contains(&format!("GET /v2/src/win/blobs/{foreign_digest}")),
+        "the foreign layer was fetched"
+    );
+}
