@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use crate::reference::Repository;
+use crate::reference::Endpoint;
 use crate::select::{Filters, Mode};
 
 /// One image entry of a valid configuration.
@@ -19,8 +19,8 @@ use crate::select::{Filters, Mode};
 pub struct ImageConfig {
     /// The key under `images:`; used in logs and reports.
     pub name: String,
-    pub source: Repository,
-    pub destination: Repository,
+    pub source: Endpoint,
+    pub destination: Endpoint,
     pub mode: Mode,
     pub filters: Filters,
     pub replace_tag: bool,
@@ -274,7 +274,7 @@ impl Validator<'_> {
         for (key, v) in entries {
             match key_text(key) {
                 Some(which @ ("source" | "destination")) => {
-                    let repo = self.repository(v, name, which);
+                    let repo = self.endpoint(v, name, which);
                     if which == "source" {
                         seen_source = true;
                         source = repo;
@@ -361,9 +361,10 @@ impl Validator<'_> {
         })
     }
 
-    fn repository(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Option<Repository> {
+    fn endpoint(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Option<Endpoint> {
+        let base = self.path.parent().unwrap_or(Path::new("."));
         match &v.value {
-            Node::Str(s) => match Repository::parse(s) {
+            Node::Str(s) => match Endpoint::parse(s, base) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     self.report(v, image, Some(key), format!("\"{s}\" {e}"));
@@ -582,7 +583,7 @@ mod tests {
         assert!(n.replace_tag);
         let r = &c.images[1];
         assert_eq!((r.name.as_str(), r.mode, r.replace_tag), ("redis", Mode::Higher, false));
-        assert_eq!(r.source.path, "library/redis");
+        assert_eq!(r.source.to_string(), "registry-1.docker.io/library/redis");
     }
 
     #[test]

@@ -12,9 +12,9 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::error::{ErrorKind, StoreError};
 use crate::manifest::{Descriptor, Manifest, ManifestError, media_type_of};
-use crate::reference::{Registry, Repository};
-use crate::registry::{Client, ErrorKind, FetchedManifest, Mount, RegistryError};
+use crate::store::{BlobBody, FetchedManifest, Store};
 
 /// Blobs of one manifest copied at once.
 const BLOB_CONCURRENCY: usize = 4;
@@ -24,7 +24,7 @@ const MAX_DEPTH: usize = 4;
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(transparent)]
-    Registry(#[from] RegistryError),
+    Registry(#[from] StoreError),
     #[error("{context}: {source}")]
     Manifest { context: String, source: ManifestError },
     #[error("{0}")]
@@ -68,52 +68,44 @@ impl Stats {
 }
 
 /// The copy engine: shared by every copy of a run, so what one copy learnt
-/// (a blob is in repository X) saves requests for the next.
+/// (a blob is in repository X) saves requests for the next. It talks to
+/// [`Store`]s and does not know whether they are registries or layouts.
+#[derive(Default)]
 pub struct Engine {
-    client: Arc<Client>,
     pub stats: Stats,
-    /// Blobs known to be in a destination repository.
-    present: Mutex<HashSet<(Repository, Digest)>>,
-    /// Per registry, a repository known to hold a blob: a mount source.
-    holders: Mutex<HashMap<(Registry, Digest), Repository>>,
+    /// Blobs known to be in a destination (by store name).
+    present: Mutex<HashSet<(String, Digest)>>,
+    /// Per mount domain (registry), a store known to hold a blob.
+    holders: Mutex<HashMap<(String, Digest), String>>,
 }
 
 impl Engine {
-    pub fn new(client: Arc<Client>) -> Engine {
-        Engine {
-            client,
-            stats: Stats::default(),
-            present: Mutex::new(HashSet::new()),
-            holders: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
+    pub fn new() -> Engine {
+        Engine::default()
     }
 
     /// Copies `src:tag` to `dst:tag`.
-    pub async fn copy_tag(&self, src: &Repository, dst: &Repository, tag: &str) -> Result<Outcome, CopyError> {
+    pub async fn copy_tag(&self, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<Outcome, CopyError> {
         let (top, manifest) = self.fetch(src, tag).await?;
         match manifest {
             Manifest::Schema1 => {
-                tracing::warn!(source = %src, tag, "Docker schema 1 manifest: not supported, tag skipped");
+                tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
                 return Ok(Outcome::SkippedSchema1);
             }
             m => self.copy_contents(src, dst, m, 0).await?,
         }
-        self.client.put_manifest(dst, tag, &top).await?;
-        tracing::info!(source = %src, destination = %dst, tag, digest = %top.digest, "copied");
+        dst.put_manifest(tag, &top).await?;
+        tracing::info!(source = %src.name(), destination = %dst.name(), tag, digest = %top.digest, "copied");
         Ok(Outcome::Copied)
     }
 
     /// Fetches and reads a source manifest; its media type is settled here,
     /// so it is pushed exactly as it was served.
-    async fn fetch(&self, src: &Repository, reference: &str) -> Result<(FetchedManifest, Manifest), CopyError> {
-        let mut fetched = self.client.get_manifest(src, reference).await?;
+    async fn fetch(&self, src: &dyn Store, reference: &str) -> Result<(FetchedManifest, Manifest), CopyError> {
+        let mut fetched = src.get_manifest(reference).await?;
         fetched.media_type = media_type_of(&fetched.media_type, &fetched.bytes);
         let manifest = Manifest::parse(&fetched.media_type, &fetched.bytes).map_err(|source| CopyError::Manifest {
-            context: format!("{src}: manifest {reference}"),
+            context: format!("{}: manifest {reference}", src.name()),
             source,
         })?;
         Ok((fetched, manifest))
@@ -122,19 +114,20 @@ impl Engine {
     /// Copies everything a manifest refers to (not the manifest itself).
     fn copy_contents<'a>(
         &'a self,
-        src: &'a Repository,
-        dst: &'a Repository,
+        src: &'a dyn Store,
+        dst: &'a dyn Store,
         manifest: Manifest,
         depth: usize,
     ) -> BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             match manifest {
                 Manifest::Schema1 => Err(CopyError::Invalid(format!(
-                    "{src}: an index refers to a Docker schema 1 manifest, which is not supported"
+                    "{}: an index refers to a Docker schema 1 manifest, which is not supported",
+                    src.name()
                 ))),
                 Manifest::Image { blobs, foreign } => {
                     if foreign > 0 {
-                        tracing::debug!(source = %src, foreign, "non-distributable layers are not copied");
+                        tracing::debug!(source = %src.name(), foreign, "non-distributable layers are not copied");
                     }
                     stream::iter(blobs)
                         .map(|(digest, desc)| async move { self.copy_blob(src, dst, &digest, &desc).await })
@@ -146,7 +139,8 @@ impl Engine {
                 Manifest::Index { children } => {
                     if depth >= MAX_DEPTH {
                         return Err(CopyError::Invalid(format!(
-                            "{src}: indexes nested more than {MAX_DEPTH} deep"
+                            "{}: indexes nested more than {MAX_DEPTH} deep",
+                            src.name()
                         )));
                     }
                     for (digest, _) in children {
@@ -160,99 +154,94 @@ impl Engine {
 
     /// Copies a child manifest (and its contents) by digest, unless the
     /// destination has it: a registry only accepts a manifest whose blobs it
-    /// holds, so a present manifest means a complete subtree.
+    /// holds, and this engine writes a manifest only after its contents, so a
+    /// present manifest means a complete subtree.
     async fn copy_child(
         &self,
-        src: &Repository,
-        dst: &Repository,
+        src: &dyn Store,
+        dst: &dyn Store,
         digest: &Digest,
         depth: usize,
     ) -> Result<(), CopyError> {
-        if self.client.head_manifest(dst, digest.as_str(), true).await?.is_some() {
+        if dst.head_manifest(digest.as_str()).await?.is_some() {
             return Ok(());
         }
         let (child, manifest) = self.fetch(src, digest.as_str()).await?;
         self.copy_contents(src, dst, manifest, depth).await?;
-        self.client.put_manifest(dst, digest.as_str(), &child).await?;
+        dst.put_manifest(digest.as_str(), &child).await?;
         Ok(())
     }
 
     async fn copy_blob(
         &self,
-        src: &Repository,
-        dst: &Repository,
+        src: &dyn Store,
+        dst: &dyn Store,
         digest: &Digest,
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
-        let key = (dst.clone(), digest.clone());
+        let key = (dst.name(), digest.clone());
         if lock(&self.present).contains(&key) {
             return Ok(());
         }
-        if self.client.blob_exists(dst, digest, true).await? {
+        if dst.has_blob(digest).await? {
             self.stats.skipped.fetch_add(1, Ordering::Relaxed);
             self.remember(dst, digest);
             return Ok(());
         }
-        let location = match self.mount_source(src, dst, digest) {
-            Some(from) => match self.client.mount_blob(dst, digest, &from).await? {
-                Mount::Mounted => {
-                    tracing::debug!(destination = %dst, %digest, from = %from, "blob mounted");
-                    self.stats.mounted.fetch_add(1, Ordering::Relaxed);
-                    self.remember(dst, digest);
-                    return Ok(());
-                }
-                Mount::Upload(location) => location,
-            },
-            None => self.client.start_upload(dst).await?,
-        };
-        let resp = self.client.get_blob(src, digest).await?;
-        let ctx = format!("{src}: blob {digest}");
-        let size = match (desc.size, resp.content_length()) {
+        if let Some(from) = self.mount_source(src, dst, digest)
+            && dst.mount_blob(digest, &from).await?
+        {
+            tracing::debug!(destination = %dst.name(), %digest, from = %from, "blob mounted");
+            self.stats.mounted.fetch_add(1, Ordering::Relaxed);
+            self.remember(dst, digest);
+            return Ok(());
+        }
+        let blob = src.get_blob(digest).await?;
+        let ctx = format!("{}: blob {digest}", src.name());
+        let size = match (desc.size, blob.len) {
             (0, served) => served,
             (declared, Some(served)) if served != declared => {
-                return Err(RegistryError::new(
-                    ctx,
-                    ErrorKind::Protocol(format!("served {served} bytes where the manifest declares {declared}")),
-                )
-                .into());
+                let why = format!("served {served} bytes where the manifest declares {declared}");
+                return Err(StoreError::new(ctx, ErrorKind::Protocol(why)).into());
             }
             (declared, _) => Some(declared),
         };
         let failure = Arc::new(Mutex::new(None));
-        let body = verified(resp.bytes_stream(), digest.clone(), size, failure.clone());
-        let uploaded = self
-            .client
-            .upload_blob(dst, location, digest, size, reqwest::Body::wrap_stream(body))
-            .await;
+        let body: BlobBody = Box::pin(verified(blob.body, digest.clone(), size, failure.clone()));
+        let stored = dst.put_blob(digest, size, body).await;
         // A verification failure inside the stream is the real cause.
         if let Some(kind) = lock(&failure).take() {
-            return Err(RegistryError::new(ctx, kind).into());
+            return Err(StoreError::new(ctx, kind).into());
         }
-        uploaded?;
+        stored?;
+        let bytes = size.unwrap_or(desc.size);
         self.stats.transferred.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(size.unwrap_or(desc.size), Ordering::Relaxed);
-        tracing::debug!(destination = %dst, %digest, bytes = size.unwrap_or(desc.size), "blob transferred");
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        tracing::debug!(destination = %dst.name(), %digest, bytes, "blob transferred");
         self.remember(dst, digest);
         Ok(())
     }
 
-    /// A repository of the destination registry that holds the blob: the
-    /// source itself when it lives there, or one this run copied it into.
-    fn mount_source(&self, src: &Repository, dst: &Repository, digest: &Digest) -> Option<Repository> {
-        if src.registry == dst.registry && src != dst {
-            return Some(src.clone());
+    /// A store of the destination's domain (registry) that holds the blob:
+    /// the source itself when it lives there, or one this run copied it into.
+    fn mount_source(&self, src: &dyn Store, dst: &dyn Store, digest: &Digest) -> Option<String> {
+        let domain = dst.mount_domain()?;
+        if src.mount_domain() == Some(domain) && src.mount_name() != dst.mount_name() {
+            return Some(src.mount_name().to_string());
         }
-        lock(&self.holders)
-            .get(&(dst.registry.clone(), digest.clone()))
-            .filter(|r| *r != dst)
-            .cloned()
+        let holder = lock(&self.holders)
+            .get(&(domain.to_string(), digest.clone()))
+            .cloned()?;
+        (holder != dst.mount_name()).then_some(holder)
     }
 
-    fn remember(&self, dst: &Repository, digest: &Digest) {
-        lock(&self.present).insert((dst.clone(), digest.clone()));
-        lock(&self.holders)
-            .entry((dst.registry.clone(), digest.clone()))
-            .or_insert_with(|| dst.clone());
+    fn remember(&self, dst: &dyn Store, digest: &Digest) {
+        lock(&self.present).insert((dst.name(), digest.clone()));
+        if let Some(domain) = dst.mount_domain() {
+            lock(&self.holders)
+                .entry((domain.to_string(), digest.clone()))
+                .or_insert_with(|| dst.mount_name().to_string());
+        }
     }
 }
 
@@ -265,7 +254,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// so a corrupt blob never completes an upload: the body fails instead, and
 /// `failure` records why.
 fn verified(
-    inner: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + Unpin + 'static,
+    inner: BlobBody,
     digest: Digest,
     size: Option<u64>,
     failure: Arc<Mutex<Option<ErrorKind>>>,
@@ -359,7 +348,7 @@ mod tests {
         size: Option<u64>,
     ) -> (Result<Vec<u8>, String>, Option<String>) {
         let failure = Arc::new(Mutex::new(None));
-        let inner = stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c))));
+        let inner: BlobBody = Box::pin(stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))));
         let out: Result<Vec<Bytes>, _> = verified(inner, digest, size, failure.clone()).try_collect().await;
         let out = out.map(|v| v.concat()).map_err(|e| e.to_string());
         let recorded = lock(&failure).as_ref().map(|k| k.to_string());

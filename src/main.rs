@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     };
     let report = runtime.block_on(async {
         let client = Client::new(Arc::new(Chain::standard()))?;
-        Ok::<_, replicant::registry::RegistryError>(mirror::run(&config, Arc::new(client), options).await)
+        Ok::<_, replicant::error::StoreError>(mirror::run(&config, Arc::new(client), options).await)
     });
     let report = match report {
         Ok(r) => r,

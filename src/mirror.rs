@@ -9,6 +9,7 @@ use crate::copy::{Engine, Outcome};
 use crate::registry::Client;
 use crate::report::{ImageReport, RunReport, TagFailure};
 use crate::select::select;
+use crate::store::{Store, Stores};
 
 /// Options of a run that are not in the config file.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,13 +30,15 @@ pub struct Plan {
 /// Runs one pass. Images in file order; one image's failure does not stop
 /// the others unless `exit_on_error`.
 pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunReport {
-    let engine = Engine::new(client);
+    let engine = Engine::new();
+    let stores = Stores::new(client);
     let mut report = RunReport {
         dry_run: options.dry_run,
         ..RunReport::default()
     };
     for image in &config.images {
-        let r = mirror_image(&engine, image, options).await;
+        let (src, dst) = (stores.open(&image.source, false), stores.open(&image.destination, true));
+        let r = mirror_image(&engine, image, &*src, &*dst, options).await;
         let failed = r.is_failed();
         report.images.push(r);
         if failed && options.exit_on_error {
@@ -48,10 +51,16 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
     report
 }
 
-async fn mirror_image(engine: &Engine, image: &ImageConfig, options: Options) -> ImageReport {
+async fn mirror_image(
+    engine: &Engine,
+    image: &ImageConfig,
+    src: &dyn Store,
+    dst: &dyn Store,
+    options: Options,
+) -> ImageReport {
     let mut report = ImageReport::new(image);
     tracing::info!(image = %image.name, source = %image.source, destination = %image.destination, mode = %image.mode, "mirroring");
-    let plan = match plan(engine.client(), image).await {
+    let plan = match plan(image, src, dst).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(image = %image.name, "{e}");
@@ -71,7 +80,7 @@ async fn mirror_image(engine: &Engine, image: &ImageConfig, options: Options) ->
         .map(|t| (t, false))
         .chain(plan.replace.iter().map(|t| (t, true)));
     for (tag, replacing) in jobs {
-        match engine.copy_tag(&image.source, &image.destination, tag).await {
+        match engine.copy_tag(src, dst, tag).await {
             Ok(Outcome::Copied) if replacing => report.replaced.push(tag.clone()),
             Ok(Outcome::Copied) => report.copied.push(tag.clone()),
             Ok(Outcome::SkippedSchema1) => report.unsupported.push(tag.clone()),
@@ -91,18 +100,14 @@ async fn mirror_image(engine: &Engine, image: &ImageConfig, options: Options) ->
 }
 
 /// Lists tags on both sides and decides what to copy and replace.
-pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> {
-    let source_tags = client
-        .list_tags(&image.source)
+pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Result<Plan, String> {
+    let source_tags = src
+        .list_tags()
         .await
         .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("{}: source repository not found", image.source))?;
-    // A destination that does not exist yet is empty: pushing creates it.
-    let dest_tags = client
-        .list_tags(&image.destination)
-        .await
-        .map_err(|e| e.to_string())?
-        .unwrap_or_default();
+        .ok_or_else(|| format!("{}: source {} not found", src.name(), src.kind()))?;
+    // A destination that does not exist yet is empty: writing creates it.
+    let dest_tags = dst.list_tags().await.map_err(|e| e.to_string())?.unwrap_or_default();
     let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
     tracing::debug!(image = %image.name, selected = ?selected, "selected tags");
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
@@ -110,7 +115,7 @@ pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> 
     for tag in selected {
         if !in_dest.contains(&tag) {
             plan.copy.push(tag);
-        } else if image.replace_tag && differs(client, image, &tag).await? {
+        } else if image.replace_tag && differs(src, dst, &tag).await? {
             plan.replace.push(tag);
         } else {
             plan.present.push(tag);
@@ -121,18 +126,15 @@ pub async fn plan(client: &Client, image: &ImageConfig) -> Result<Plan, String> 
 
 /// Whether the tag's manifest digest differs between source and
 /// destination, by HEAD (which Docker Hub does not count as a pull).
-async fn differs(client: &Client, image: &ImageConfig, tag: &str) -> Result<bool, String> {
+async fn differs(src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, String> {
     let mut digests = Vec::with_capacity(2);
-    for (repo, write) in [(&image.source, false), (&image.destination, true)] {
-        let head = client
-            .head_manifest(repo, tag, write)
-            .await
-            .map_err(|e| e.to_string())?;
-        let head = head.ok_or_else(|| format!("{repo}: tag {tag} vanished while planning"))?;
+    for store in [src, dst] {
+        let head = store.head_manifest(tag).await.map_err(|e| e.to_string())?;
+        let head = head.ok_or_else(|| format!("{}: tag {tag} vanished while planning", store.name()))?;
         let digest = match head.digest {
             Some(d) => d,
             // Without Docker-Content-Digest, the bytes tell.
-            None => client.get_manifest(repo, tag).await.map_err(|e| e.to_string())?.digest,
+            None => store.get_manifest(tag).await.map_err(|e| e.to_string())?.digest,
         };
         digests.push(digest);
     }

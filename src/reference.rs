@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -96,6 +97,37 @@ pub enum ReferenceError {
     BadComponent(String),
     #[error("is longer than 255 characters")]
     TooLong,
+    #[error("names no directory after \"oci:\"")]
+    EmptyLayoutPath,
+}
+
+/// Where images are read from or written to: a registry repository, or an
+/// OCI image layout directory written `oci:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Registry(Repository),
+    Layout(PathBuf),
+}
+
+impl Endpoint {
+    /// Parses a `source:` or `destination:` value; a relative layout path is
+    /// taken relative to `base` (the config file's folder).
+    pub fn parse(s: &str, base: &Path) -> Result<Endpoint, ReferenceError> {
+        match s.trim().strip_prefix("oci:") {
+            Some(p) if p.trim().is_empty() => Err(ReferenceError::EmptyLayoutPath),
+            Some(p) => Ok(Endpoint::Layout(base.join(p.trim()))),
+            None => Repository::parse(s).map(Endpoint::Registry),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Registry(r) => r.fmt(f),
+            Endpoint::Layout(p) => write!(f, "oci:{}", p.display()),
+        }
+    }
 }
 
 impl Repository {
@@ -193,6 +225,25 @@ mod tests {
         assert_eq!(r.registry.hostname(), "::1");
         assert_eq!(repo("quay.io/x/y").registry.base_url(), "https://quay.io");
         assert!(!repo("127.example.com/x").registry.is_loopback());
+    }
+
+    #[test]
+    fn layouts_resolve_against_the_config_folder() {
+        let base = Path::new("/etc/replicant");
+        assert_eq!(
+            Endpoint::parse("oci:mirror/app", base),
+            Ok(Endpoint::Layout("/etc/replicant/mirror/app".into()))
+        );
+        assert_eq!(
+            Endpoint::parse("oci:/srv/app", base),
+            Ok(Endpoint::Layout("/srv/app".into()))
+        );
+        assert_eq!(Endpoint::parse("oci:", base), Err(ReferenceError::EmptyLayoutPath));
+        assert!(matches!(Endpoint::parse("alpine", base), Ok(Endpoint::Registry(_))));
+        assert_eq!(
+            Endpoint::parse("oci:x", base).unwrap().to_string(),
+            "oci:/etc/replicant/x"
+        );
     }
 
     #[test]

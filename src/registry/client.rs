@@ -14,11 +14,12 @@ use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
-use super::error::{ErrorKind, RegistryError, parse_api_errors};
 use crate::credentials::{Chain, Credential};
 use crate::digest::Digest;
+use crate::error::{ErrorKind, StoreError, parse_api_errors};
 use crate::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::reference::{Registry, Repository};
+use crate::store::{FetchedManifest, ManifestHead};
 
 const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_TOKEN_BODY: usize = 1024 * 1024;
@@ -26,22 +27,7 @@ const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
 const MAX_TAG_PAGES: usize = 10_000;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
-type Result<T> = std::result::Result<T, RegistryError>;
-
-/// What a manifest HEAD says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestHead {
-    pub digest: Option<Digest>,
-    pub media_type: String,
-}
-
-/// A manifest's original bytes, verified against its digest.
-#[derive(Debug, Clone)]
-pub struct FetchedManifest {
-    pub bytes: bytes::Bytes,
-    pub media_type: String,
-    pub digest: Digest,
-}
+type Result<T> = std::result::Result<T, StoreError>;
 
 /// The outcome of a cross-repository mount request.
 #[derive(Debug)]
@@ -88,7 +74,7 @@ impl Client {
             .read_timeout(Duration::from_secs(300))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
-            .map_err(|e| RegistryError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
+            .map_err(|e| StoreError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
         Ok(Client {
             http,
             credentials,
@@ -126,7 +112,7 @@ impl Client {
                     .unwrap_or("");
                 parse_challenge(header).ok_or_else(|| {
                     let shown: String = header.chars().take(200).collect();
-                    RegistryError::new(
+                    StoreError::new(
                         ctx,
                         ErrorKind::Protocol(format!("unusable WWW-Authenticate challenge \"{shown}\"")),
                     )
@@ -175,11 +161,11 @@ impl Client {
     ) -> Result<Token> {
         let ctx = format!("{ctx}: token from {realm}");
         let mut url = Url::parse(realm)
-            .map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(format!("bad token realm: {e}"))))?;
+            .map_err(|e| StoreError::new(&ctx, ErrorKind::Protocol(format!("bad token realm: {e}"))))?;
         let found = self.credentials.get(registry).await;
         let realm_is_loopback = url.host_str().is_some_and(|h| Registry::new(h).is_loopback());
         if url.scheme() != "https" && !(url.scheme() == "http" && realm_is_loopback) {
-            return Err(RegistryError::new(
+            return Err(StoreError::new(
                 ctx,
                 ErrorKind::Protocol("token realm must use https (plain http only on loopback)".into()),
             ));
@@ -225,7 +211,7 @@ impl Client {
         serde_json::from_slice::<TokenResponse>(&body)
             .ok()
             .and_then(TokenResponse::into_token)
-            .ok_or_else(|| RegistryError::new(ctx, ErrorKind::Protocol("token response has no token".into())))
+            .ok_or_else(|| StoreError::new(ctx, ErrorKind::Protocol("token response has no token".into())))
     }
 
     /// Sends a request built by `build`, authenticated for `scopes`. A 401
@@ -259,7 +245,7 @@ impl Client {
         if same_authority(request.url(), &repo.registry) {
             if let Some(auth) = self.authorization(&repo.registry, scopes, ctx).await? {
                 let value = auth.parse().map_err(|_| {
-                    RegistryError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into()))
+                    StoreError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into()))
                 })?;
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
@@ -271,7 +257,7 @@ impl Client {
     }
 
     /// Turns an unexpected response into an error naming what went wrong.
-    async fn failure(&self, resp: Response, ctx: &str, registry: &Registry) -> RegistryError {
+    async fn failure(&self, resp: Response, ctx: &str, registry: &Registry) -> StoreError {
         let status = resp.status().as_u16();
         let body = read_limited(resp, MAX_ERROR_BODY, ctx).await.unwrap_or_default();
         let errors = parse_api_errors(&body);
@@ -283,9 +269,9 @@ impl Client {
                     self.credentials.looked_in(registry)
                 ),
             };
-            return RegistryError::new(ctx, ErrorKind::Unauthorized { status, errors, detail });
+            return StoreError::new(ctx, ErrorKind::Unauthorized { status, errors, detail });
         }
-        RegistryError::new(ctx, ErrorKind::Status { status, errors })
+        StoreError::new(ctx, ErrorKind::Status { status, errors })
     }
 
     // ---- tags ------------------------------------------------------------
@@ -306,7 +292,7 @@ impl Client {
         while let Some(url) = next.take() {
             pages += 1;
             if pages > MAX_TAG_PAGES {
-                return Err(RegistryError::new(
+                return Err(StoreError::new(
                     ctx,
                     ErrorKind::Protocol("too many tag list pages".into()),
                 ));
@@ -321,7 +307,7 @@ impl Client {
             next = next_link(resp.headers(), &url);
             let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
             let page: Page = serde_json::from_slice(&body)
-                .map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(format!("bad tag list: {e}"))))?;
+                .map_err(|e| StoreError::new(&ctx, ErrorKind::Protocol(format!("bad tag list: {e}"))))?;
             all.extend(page.tags.unwrap_or_default().into_iter().filter(|t| {
                 let ok = is_valid_tag(t);
                 if !ok {
@@ -372,9 +358,7 @@ impl Client {
         }
         let media_type = header(resp.headers(), CONTENT_TYPE.as_str()).unwrap_or_default();
         let claimed = match header(resp.headers(), DOCKER_CONTENT_DIGEST) {
-            Some(d) => {
-                Some(Digest::parse(&d).map_err(|e| RegistryError::new(&ctx, ErrorKind::Protocol(e.to_string())))?)
-            }
+            Some(d) => Some(Digest::parse(&d).map_err(|e| StoreError::new(&ctx, ErrorKind::Protocol(e.to_string())))?),
             None => None,
         };
         let bytes = bytes::Bytes::from(read_limited(resp, MAX_MANIFEST_BYTES, &ctx).await?);
@@ -386,7 +370,7 @@ impl Client {
         let mut v = expected.verifier();
         v.update(&bytes);
         v.finish().map_err(|actual| {
-            RegistryError::new(
+            StoreError::new(
                 &ctx,
                 ErrorKind::DigestMismatch {
                     expected: expected.to_string(),
@@ -419,7 +403,7 @@ impl Client {
         }
         if let Some(stored) = header(resp.headers(), DOCKER_CONTENT_DIGEST) {
             if stored.split(':').next() == Some(m.digest.algorithm()) && stored != m.digest.as_str() {
-                return Err(RegistryError::new(
+                return Err(StoreError::new(
                     ctx,
                     ErrorKind::DigestMismatch {
                         expected: m.digest.to_string(),
@@ -535,7 +519,7 @@ impl Client {
 
     fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
         let loc = header(headers, LOCATION.as_str())
-            .ok_or_else(|| RegistryError::new(ctx, ErrorKind::Protocol("upload response has no Location".into())))?;
+            .ok_or_else(|| StoreError::new(ctx, ErrorKind::Protocol("upload response has no Location".into())))?;
         let base = Url::parse(&format!("{}/", repo.registry.base_url())).map_err(|e| protocol(ctx, e))?;
         let url = base.join(&loc).map_err(|e| protocol(ctx, e))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -565,7 +549,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-fn network(ctx: &str, e: reqwest::Error) -> RegistryError {
+fn network(ctx: &str, e: reqwest::Error) -> StoreError {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
@@ -573,11 +557,11 @@ fn network(ctx: &str, e: reqwest::Error) -> RegistryError {
         msg.push_str(&s.to_string());
         source = s.source();
     }
-    RegistryError::new(ctx, ErrorKind::Network(msg))
+    StoreError::new(ctx, ErrorKind::Network(msg))
 }
 
-fn protocol(ctx: &str, e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::new(ctx, ErrorKind::Protocol(e.to_string()))
+fn protocol(ctx: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(ctx, ErrorKind::Protocol(e.to_string()))
 }
 
 /// Reads a body of at most `max` bytes.

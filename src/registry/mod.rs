@@ -3,7 +3,5 @@
 
 pub mod auth;
 mod client;
-pub mod error;
 
-pub use client::{Client, FetchedManifest, ManifestHead, Mount, is_valid_tag};
-pub use error::{ErrorKind, RegistryError};
+pub use client::{Client, Mount, is_valid_tag};

@@ -1,6 +1,7 @@
-//! Errors from talking to a registry, written for the person reading them:
-//! they name the registry and repository, what was being done, the HTTP
-//! status and the registry's own error codes.
+//! Errors from reading or writing a store (a registry repository or an OCI
+//! layout), written for the person reading them: they name the registry and
+//! repository or the path, what was being done, the HTTP status and the
+//! registry's own error codes.
 
 use std::fmt;
 
@@ -9,7 +10,7 @@ use serde::Deserialize;
 /// An error with the operation it happened in.
 #[derive(Debug, thiserror::Error)]
 #[error("{context}: {kind}")]
-pub struct RegistryError {
+pub struct StoreError {
     /// e.g. `127.0.0.1:5000/mirror/app: GET manifest 1.2.3`
     pub context: String,
     pub kind: ErrorKind,
@@ -31,6 +32,10 @@ pub enum ErrorKind {
     DigestMismatch { expected: String, actual: String },
     /// The registry sent something we cannot use.
     Protocol(String),
+    /// A file of a layout could not be read or written.
+    Io(String),
+    /// A layout is not valid (not a layout, bad index, bad tag, bad digest).
+    Layout(String),
 }
 
 impl fmt::Display for ErrorKind {
@@ -53,6 +58,8 @@ impl fmt::Display for ErrorKind {
                 )
             }
             ErrorKind::Protocol(m) => write!(f, "unexpected response: {m}"),
+            ErrorKind::Io(m) => write!(f, "{m}"),
+            ErrorKind::Layout(m) => write!(f, "invalid OCI layout: {m}"),
         }
     }
 }
@@ -95,9 +102,9 @@ pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
     errors
 }
 
-impl RegistryError {
-    pub fn new(context: impl Into<String>, kind: ErrorKind) -> RegistryError {
-        RegistryError {
+impl StoreError {
+    pub fn new(context: impl Into<String>, kind: ErrorKind) -> StoreError {
+        StoreError {
             context: context.into(),
             kind,
         }
@@ -123,7 +130,7 @@ mod tests {
     fn messages_name_status_and_codes() {
         let errors =
             parse_api_errors(br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#);
-        let e = RegistryError::new("r.io/a/b: GET manifest 1.0", ErrorKind::Status { status: 404, errors });
+        let e = StoreError::new("r.io/a/b: GET manifest 1.0", ErrorKind::Status { status: 404, errors });
         assert_eq!(
             e.to_string(),
             "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)"

@@ -1,0 +1,110 @@
+//! Where images live: a registry repository or an OCI image layout. The copy
+//! engine talks to both through [`Store`] and never knows which it has.
+
+mod layout;
+mod registry;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+
+pub use layout::Layout;
+pub use registry::RegistryStore;
+
+use crate::digest::Digest;
+use crate::error::StoreError;
+use crate::reference::Endpoint;
+use crate::registry::Client;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A blob's bytes as they stream.
+pub type BlobBody = BoxStream<'static, std::result::Result<Bytes, std::io::Error>>;
+
+/// A blob being read, with its length when the store knows it.
+pub struct Blob {
+    pub body: BlobBody,
+    pub len: Option<u64>,
+}
+
+/// What a manifest lookup without the body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    pub digest: Option<Digest>,
+    pub media_type: String,
+}
+
+/// A manifest's original bytes, verified against its digest.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+/// One repository of images: tags, manifests, blobs.
+pub trait Store: Send + Sync {
+    /// For messages: `registry/repository` or `oci:PATH`.
+    fn name(&self) -> String;
+    /// "repository" or "layout", for messages.
+    fn kind(&self) -> &'static str;
+    /// Stores in the same domain (a registry host) can mount each other's
+    /// blobs, naming the source by [`Store::mount_name`].
+    fn mount_domain(&self) -> Option<&str> {
+        None
+    }
+    fn mount_name(&self) -> &str {
+        ""
+    }
+    /// All tags; `None` when the repository or layout does not exist.
+    fn list_tags(&self) -> BoxFuture<'_, Result<Option<Vec<String>>>>;
+    /// `None` when the tag or digest is absent; any failure is an error.
+    fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<ManifestHead>>>;
+    fn get_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<FetchedManifest>>;
+    /// Stores the manifest's bytes verbatim under a tag or its digest.
+    fn put_manifest<'a>(&'a self, reference: &'a str, m: &'a FetchedManifest) -> BoxFuture<'a, Result<()>>;
+    fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>>;
+    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>>;
+    /// Makes a blob of `from` (same domain) appear here without moving it;
+    /// `false` when that was not possible and the blob must be copied.
+    fn mount_blob<'a>(&'a self, _digest: &'a Digest, _from: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+    /// Stores a blob from a stream; nothing becomes visible unless the whole
+    /// content arrived and matched `digest`.
+    fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
+}
+
+/// Opens stores for a run: one HTTP client for every registry, and one
+/// handle per layout path, so that writers in one process share its lock.
+pub struct Stores {
+    client: Arc<Client>,
+    layouts: Mutex<HashMap<PathBuf, Arc<Layout>>>,
+}
+
+impl Stores {
+    pub fn new(client: Arc<Client>) -> Stores {
+        Stores {
+            client,
+            layouts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `write`: the store is a destination (registries ask for push rights).
+    pub fn open(&self, endpoint: &Endpoint, write: bool) -> Arc<dyn Store> {
+        match endpoint {
+            Endpoint::Registry(repo) => Arc::new(RegistryStore::new(self.client.clone(), repo.clone(), write)),
+            Endpoint::Layout(path) => {
+                let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
+                layouts
+                    .entry(path.clone())
+                    .or_insert_with(|| Arc::new(Layout::new(path.clone())))
+                    .clone()
+            }
+        }
+    }
+}
