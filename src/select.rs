@@ -300,11 +300,9 @@ mod tests {
             if mode == Mode::Highest {
                 prop_assert!(out.len() <= 1);
             }
-            if mode == Mode::Higher {
-                if let Some(top) = f.qualifying(&dst).pop() {
-                    for t in &out {
-                        prop_assert!(Version::parse(t).unwrap().semver > top.semver);
-                    }
+            if mode == Mode::Higher && let Some(top) = f.qualifying(&dst).pop() {
+                for t in &out {
+                    prop_assert!(Version::parse(t).unwrap().semver > top.semver);
                 }
             }
             // no duplicates, deterministic

@@ -242,13 +242,13 @@ impl Client {
         let mut request = builder.build().map_err(|e| network(ctx, e))?;
         // Never hand our credentials to another host (e.g. an upload
         // location on object storage).
-        if same_authority(request.url(), &repo.registry) {
-            if let Some(auth) = self.authorization(&repo.registry, scopes, ctx).await? {
-                let value = auth.parse().map_err(|_| {
-                    StoreError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into()))
-                })?;
-                request.headers_mut().insert(AUTHORIZATION, value);
-            }
+        if same_authority(request.url(), &repo.registry)
+            && let Some(auth) = self.authorization(&repo.registry, scopes, ctx).await?
+        {
+            let value = auth
+                .parse()
+                .map_err(|_| StoreError::new(ctx, ErrorKind::Protocol("token is not a valid header value".into())))?;
+            request.headers_mut().insert(AUTHORIZATION, value);
         }
         let (method, url) = (request.method().clone(), request.url().path().to_string());
         let resp = self.http.execute(request).await.map_err(|e| network(ctx, e))?;
@@ -401,16 +401,15 @@ impl Client {
         if !resp.status().is_success() {
             return Err(self.failure(resp, &ctx, &repo.registry).await);
         }
-        if let Some(stored) = header(resp.headers(), DOCKER_CONTENT_DIGEST) {
-            if stored.split(':').next() == Some(m.digest.algorithm()) && stored != m.digest.as_str() {
-                return Err(StoreError::new(
-                    ctx,
-                    ErrorKind::DigestMismatch {
-                        expected: m.digest.to_string(),
-                        actual: stored,
-                    },
-                ));
-            }
+        if let Some(stored) = header(resp.headers(), DOCKER_CONTENT_DIGEST)
+            && stored.split(':').next() == Some(m.digest.algorithm())
+            && stored != m.digest.as_str()
+        {
+            let kind = ErrorKind::DigestMismatch {
+                expected: m.digest.to_string(),
+                actual: stored,
+            };
+            return Err(StoreError::new(ctx, kind));
         }
         Ok(())
     }
