@@ -163,7 +163,7 @@ impl Layout {
             return Ok(());
         }
         if self.read_index()?.is_none() {
-            fs::create_dir_all(&self.root).map_err(|e| self.io("create", &self.root, e))?;
+            self.create()?;
         }
         let lock_path = self.root.join(LOCK_FILE);
         let file = File::options()
@@ -190,16 +190,54 @@ impl Layout {
             fs::remove_dir_all(&tmp).map_err(|e| self.io("clean", &tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| self.io("create", &tmp, e))?;
-        if !self.root.join("oci-layout").is_file() {
-            self.write_atomic(&self.root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-        }
-        if !self.root.join("index.json").is_file() {
-            let empty =
-                json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []});
-            self.write_atomic(&self.root.join("index.json"), empty.to_string().as_bytes())?;
-        }
         *held = Some(file);
         Ok(())
+    }
+
+    /// Creates an empty layout in one step: the skeleton (`oci-layout`,
+    /// `index.json`, `blobs/`) is built beside it and renamed into place, so
+    /// no reader ever sees half a layout. An empty directory is replaced.
+    fn create(&self) -> Result<()> {
+        let name = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let staging = self
+            .root
+            .with_file_name(format!(".{name}.replicant-new-{}-{n}", std::process::id()));
+        let empty =
+            json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []});
+        let build = || -> std::io::Result<()> {
+            fs::create_dir_all(staging.join("blobs").join("sha256"))?;
+            let index = empty.to_string();
+            for (file, bytes) in [
+                ("oci-layout", &br#"{"imageLayoutVersion":"1.0.0"}"#[..]),
+                ("index.json", index.as_bytes()),
+            ] {
+                let mut f = File::create(staging.join(file))?;
+                std::io::Write::write_all(&mut f, bytes)?;
+                f.sync_all()?;
+            }
+            Ok(())
+        };
+        if let Some(parent) = self.root.parent() {
+            fs::create_dir_all(parent).map_err(|e| self.io("create", parent, e))?;
+        }
+        build().map_err(|e| self.io("create", &staging, e))?;
+        let placed = fs::rename(&staging, &self.root);
+        let _ = fs::remove_dir_all(&staging);
+        match placed {
+            Ok(()) => {
+                let parent = self.root.parent().unwrap_or(Path::new("."));
+                let _ = File::open(parent).and_then(|d| d.sync_all());
+                Ok(())
+            }
+            // another writer created it first: fine, it is a layout now
+            Err(_) if self.root.join("oci-layout").is_file() => Ok(()),
+            Err(e) => Err(self.io("create", &self.root, e)),
+        }
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -300,6 +338,15 @@ impl Layout {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+}
+
+impl Drop for Layout {
+    /// A writer that finished leaves no temporary folder behind.
+    fn drop(&mut self) {
+        if self.lock.get_mut().map(|l| l.is_some()).unwrap_or(false) {
+            let _ = fs::remove_dir_all(self.root.join(TMP_DIR));
+        }
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod client;
 pub mod http;
 pub mod image;
+pub mod layout;
 pub mod registry;
 pub mod token;
 

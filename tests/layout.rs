@@ -1,0 +1,382 @@
+//! OCI image layouts as source and destination: round trips with digests
+//! preserved, every mode, crash safety under SIGKILL, locking, bad input.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+use testkit::layout::{layout_tags, validate_layout, write_layout};
+
+fn yaml(source: &str, destination: &str, extra: &str) -> String {
+    let mut y = format!("images:\n  app:\n    source: {source}\n    destination: {destination}\n");
+    for line in extra.lines() {
+        y.push_str(&format!("    {line}\n"));
+    }
+    y
+}
+
+#[test]
+fn registry_to_layout_to_registry_preserves_every_digest() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
+    let mut generator = ImageGen::default();
+    let shared = vec![generator.layer(Format::Oci, 3000)];
+    sc.push_image("team/app", &generator.multi_arch(Format::Oci, 2000, &shared), "1.0.0");
+    sc.push_image(
+        "team/app",
+        &generator.multi_arch(Format::Docker, 1500, &shared),
+        "1.1.0",
+    );
+    sc.push_image(
+        "team/app",
+        &generator.image(Format::Docker, &[700], &shared, ("linux", "amd64")),
+        "latest",
+    );
+    let ws = Workspace::new();
+
+    // registry -> layout (relative path: resolved against the config's folder)
+    let to_disk = ws.write_config(&yaml(
+        &format!("{}/team/app", src.host()),
+        "oci:carried/app",
+        "mode: all",
+    ));
+    let run = ws.run(&to_disk, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let layout = ws.path("carried/app");
+    let tags = validate_layout(&layout).unwrap();
+    for (tag, digest) in &tags {
+        assert_eq!(Some(digest.clone()), sc.digest("team/app", tag), "{tag}");
+    }
+    assert_eq!(tags.len(), 3);
+
+    // layout -> registry
+    let from_disk = ws.write_config(&yaml(
+        &format!("oci:{}", layout.display()),
+        &format!("{}/mirror/app", dst.host()),
+        "mode: all",
+    ));
+    let run = ws.run(&from_disk, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0", "latest"]);
+
+    // a second pass into the layout changes nothing
+    let run = ws.run(&to_disk, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("already present (3)") && run.stdout.contains("0 transferred"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn every_mode_against_a_layout_source() {
+    let ws = Workspace::new();
+    let mut generator = ImageGen::default();
+    let tags = [
+        "1.0.0",
+        "1.1.0",
+        "1.2",
+        "1.2.0",
+        "2.0.0",
+        "2.1.0-alpine",
+        "3.0.0-rc1",
+        "latest",
+    ];
+    let images: Vec<testkit::Image> = tags
+        .iter()
+        .map(|_| generator.image(Format::Oci, &[100], &[], ("linux", "amd64")))
+        .collect();
+    let refs: Vec<(&str, &testkit::Image)> = tags.iter().copied().zip(images.iter()).collect();
+    let source = ws.path("source");
+    write_layout(&source, &refs);
+    let src = format!("oci:{}", source.display());
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let digest_of = |tag: &str| refs.iter().find(|(t, _)| *t == tag).map(|(_, i)| i.digest.clone());
+
+    for (repo, extra, want) in [
+        ("highest", "mode: highest", vec!["2.0.0"]),
+        ("alpine", "mode: highest\ncompatibility: alpine", vec!["2.1.0-alpine"]),
+        (
+            "pinned",
+            "mode: semver\npinned-major: 1",
+            vec!["1.0.0", "1.1.0", "1.2", "1.2.0"],
+        ),
+        (
+            "semver",
+            "mode: semver",
+            vec!["1.0.0", "1.1.0", "1.2", "1.2.0", "2.0.0"],
+        ),
+        ("all", "mode: all", tags.to_vec()),
+        ("higher", "mode: higher", vec!["2.0.0"]),
+    ] {
+        let cfg = ws.write_config(&yaml(&src, &format!("{}/m/{repo}", dst.host()), extra));
+        let run = ws.run(&cfg, &[]);
+        assert_eq!(run.code, 0, "{repo}: {run:?}");
+        let mut want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(dc.tags(&format!("m/{repo}")), want, "{repo}");
+        for tag in &want {
+            assert_eq!(dc.digest(&format!("m/{repo}"), tag), digest_of(tag), "{repo}:{tag}");
+        }
+    }
+}
+
+#[test]
+fn layout_destinations_follow_higher_replace_tag_and_dry_run() {
+    let ws = Workspace::new();
+    let mut generator = ImageGen::default();
+    let mut make = |n| -> Vec<testkit::Image> {
+        (0..n)
+            .map(|_| generator.image(Format::Docker, &[64], &[], ("linux", "amd64")))
+            .collect()
+    };
+    let v1 = make(3);
+    let source = ws.path("source");
+    write_layout(&source, &[("1.0.0", &v1[0]), ("latest", &v1[1]), ("1.1.0", &v1[2])]);
+    let src = format!("oci:{}", source.display());
+    let dest = ws.path("dest");
+    let dst = format!("oci:{}", dest.display());
+
+    // a dry run into a layout that does not exist creates nothing
+    let cfg = ws.write_config(&yaml(&src, &dst, "mode: all\nreplace-tag: true"));
+    let run = ws.run(&cfg, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("would copy (3): 1.0.0, 1.1.0, latest"), "{run:?}");
+    assert!(!dest.exists(), "the dry run created the layout");
+
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(validate_layout(&dest).unwrap().len(), 3);
+
+    // upstream moves `latest` and adds 1.2.0
+    let v2 = make(2);
+    write_layout(
+        &source,
+        &[
+            ("1.0.0", &v1[0]),
+            ("latest", &v2[0]),
+            ("1.1.0", &v1[2]),
+            ("1.2.0", &v2[1]),
+        ],
+    );
+    let higher = ws.write_config(&yaml(&src, &dst, "mode: higher"));
+    let run = ws.run(&higher, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("copied (1): 1.2.0"), "{run:?}");
+    let cfg = ws.write_config(&yaml(&src, &dst, "mode: all\nreplace-tag: true"));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("replaced (1): latest"), "{run:?}");
+    let tags = validate_layout(&dest).unwrap();
+    assert_eq!(tags, layout_tags(&source));
+}
+
+#[test]
+fn sigkill_at_any_moment_leaves_a_valid_layout_that_the_next_run_completes() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    for tag in ["1.0.0", "1.1.0", "1.2.0"] {
+        sc.push_image("team/big", &generator.multi_arch(Format::Oci, 6 << 20, &[]), tag);
+    }
+    let ws = Workspace::new();
+    let dest = ws.path("dest");
+    let cfg = ws.write_config(&yaml(
+        &format!("{}/team/big", src.host()),
+        &format!("oci:{}", dest.display()),
+        "mode: semver",
+    ));
+    // how long a whole copy takes here, to spread the kills over it
+    let started = std::time::Instant::now();
+    assert_eq!(ws.run(&cfg, &[]).code, 0);
+    let whole = started.elapsed().as_millis() as u64;
+    let mut kills = 0;
+    for i in 0..30u64 {
+        // every other run starts from nothing; the others resume a killed one
+        let fresh = i % 2 == 0;
+        if fresh {
+            std::fs::remove_dir_all(&dest).ok();
+        }
+        let share = if fresh { 3 + (i * 31) % 90 } else { 2 + (i * 7) % 25 };
+        let mut child = ws
+            .command()
+            .arg("-c")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(whole * share / 100));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        if dest.join("oci-layout").exists() {
+            let tags = validate_layout(&dest).unwrap_or_else(|e| panic!("after kill {i}: {e}"));
+            for (tag, digest) in tags {
+                assert_eq!(Some(digest), sc.digest("team/big", &tag), "after kill {i}, {tag}");
+            }
+        }
+    }
+    eprintln!("{kills} of 30 runs killed mid-copy (a whole copy takes {whole} ms)");
+    assert!(kills >= 20, "only {kills} runs were killed mid-way");
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let tags = validate_layout(&dest).unwrap();
+    assert_eq!(tags.keys().cloned().collect::<Vec<_>>(), ["1.0.0", "1.1.0", "1.2.0"]);
+    assert!(!dest.join(".replicant-tmp").exists(), "temporary files left behind");
+}
+
+fn run_source(ws: &Workspace, layout: &Path, dst: &Registry) -> Run {
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", layout.display()),
+        &format!("{}/m/app", dst.host()),
+        "mode: all",
+    ));
+    ws.run(&cfg, &[])
+}
+
+fn expect_failure(run: &Run, needles: &[&str]) {
+    assert_eq!(run.code, 1, "{run:?}");
+    for n in needles {
+        assert!(run.stdout.contains(n), "missing {n:?} in {run:?}");
+    }
+}
+
+#[test]
+fn bad_layouts_give_clear_errors_naming_the_path() {
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let mut generator = ImageGen::default();
+    let image = generator.image(Format::Oci, &[100], &[], ("linux", "amd64"));
+    let good = |name: &str| {
+        let dir = ws.path(name);
+        write_layout(&dir, &[("1.0.0", &image)]);
+        dir
+    };
+
+    // not a layout at all
+    let dir = ws.path("not-a-layout");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("notes.txt"), "hello").unwrap();
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &[&dir.display().to_string(), "not an OCI image layout"],
+    );
+
+    // a source layout that does not exist
+    let dir = ws.path("nowhere");
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &[&format!("oci:{}: source layout not found", dir.display())],
+    );
+
+    // unreadable index.json
+    let dir = good("bad-index");
+    std::fs::write(dir.join("index.json"), "{ not json").unwrap();
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &[&dir.join("index.json").display().to_string(), "is not valid JSON"],
+    );
+
+    // a blob missing
+    let dir = good("missing-blob");
+    let layer = &image.blobs[1].digest;
+    std::fs::remove_file(dir.join("blobs/sha256").join(layer.strip_prefix("sha256:").unwrap())).unwrap();
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &[&format!("blob {layer} is missing"), &dir.display().to_string()],
+    );
+
+    // a blob that does not match its digest
+    let dir = good("corrupt-blob");
+    let path = dir.join("blobs/sha256").join(layer.strip_prefix("sha256:").unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &[&format!("blob {layer}"), "does not match its digest"],
+    );
+    assert!(
+        TestClient::new(&dst.host(), None).tags("m/app").is_empty(),
+        "a corrupt image was tagged"
+    );
+
+    // a corrupt manifest
+    let dir = good("corrupt-manifest");
+    std::fs::write(
+        dir.join("blobs/sha256")
+            .join(image.digest.strip_prefix("sha256:").unwrap()),
+        b"{}",
+    )
+    .unwrap();
+    expect_failure(
+        &run_source(&ws, &dir, &dst),
+        &["does not match its digest", &dir.display().to_string()],
+    );
+
+    // a tag that is not a tag, and a digest that tries to leave blobs/
+    for (name, from, to) in [
+        ("bad-tag", "\"1.0.0\"", "\"not a/tag\""),
+        ("escape", image.digest.as_str(), "sha256:../../../../etc/passwd"),
+    ] {
+        let dir = good(name);
+        let index = std::fs::read_to_string(dir.join("index.json"))
+            .unwrap()
+            .replace(from, to);
+        std::fs::write(dir.join("index.json"), index).unwrap();
+        let needle = if name == "bad-tag" {
+            "\"not a/tag\" is not a valid tag"
+        } else {
+            "invalid digest \"sha256:../../../../etc/passwd\""
+        };
+        expect_failure(&run_source(&ws, &dir, &dst), &[needle, &dir.display().to_string()]);
+    }
+
+    // `oci:` with no path is a config error
+    let cfg = ws.write_config(&yaml("\"oci:\"", &format!("{}/m/app", dst.host()), ""));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("key \"source\": \"oci:\" names no directory"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
+    let ws = Workspace::new();
+    let mut generator = ImageGen::default();
+    let image = generator.image(Format::Oci, &[100], &[], ("linux", "amd64"));
+    let source = ws.path("source");
+    write_layout(&source, &[("1.0.0", &image)]);
+    let dest = ws.path("dest");
+    write_layout(&dest, &[]);
+    // another process (here: this test) is writing the destination
+    let lock = std::fs::File::create(dest.join(".replicant.lock")).unwrap();
+    lock.lock().unwrap();
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", source.display()),
+        &format!("oci:{}", dest.display()),
+        "",
+    ));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains("another replicant process is writing this layout"),
+        "{run:?}"
+    );
+    assert!(run.stdout.contains(&dest.display().to_string()), "{run:?}");
+    assert!(layout_tags(&dest).is_empty());
+    // once it is released, the copy goes through
+    drop(lock);
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(layout_tags(&dest).keys().cloned().collect::<Vec<_>>(), ["1.0.0"]);
+}
