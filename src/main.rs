@@ -50,6 +50,14 @@ struct Cli {
     #[arg(long, env = "REPLICANT_DRY_RUN", action = ArgAction::SetTrue, value_parser = parse_bool)]
     dry_run: bool,
 
+    /// Images planned and tags copied at once.
+    #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    jobs: u16,
+
+    /// Blob transfers at once per registry (and per OCI layout).
+    #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    max_connections: u16,
+
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -125,6 +133,8 @@ fn main() -> ExitCode {
     let options = Options {
         dry_run: cli.dry_run,
         exit_on_error: cli.exit_on_error,
+        jobs: usize::from(cli.jobs),
+        max_connections: usize::from(cli.max_connections),
     };
     let report = runtime.block_on(async {
         let client = Client::new(Arc::new(Chain::standard()))?;

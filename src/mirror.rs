@@ -1,21 +1,40 @@
-//! One pass over the configuration: per image, list tags on both sides,
-//! select, plan, copy; collect what happened into a [`RunReport`].
+//! One pass over the configuration: plan every image (list tags on both
+//! sides, select), then copy every planned tag, many at once; collect what
+//! happened into a [`RunReport`] in file order.
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::{StreamExt, stream};
 
 use crate::config::{Config, ImageConfig};
-use crate::copy::{Engine, Outcome};
+use crate::copy::{CopyError, Engine, Outcome};
 use crate::registry::Client;
 use crate::report::{ImageReport, RunReport, TagFailure};
 use crate::select::select;
 use crate::store::{Store, Stores};
 
 /// Options of a run that are not in the config file.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Options {
     pub dry_run: bool,
     pub exit_on_error: bool,
+    /// Images planned and tags copied at once.
+    pub jobs: usize,
+    /// Blob transfers at once per registry.
+    pub max_connections: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            dry_run: false,
+            exit_on_error: false,
+            jobs: 4,
+            max_connections: 8,
+        }
+    }
 }
 
 /// What to do with one image: decided before anything is written.
@@ -27,75 +46,120 @@ pub struct Plan {
     pub present: Vec<String>,
 }
 
-/// Runs one pass. Images in file order; one image's failure does not stop
-/// the others unless `exit_on_error`.
+/// One tag to copy.
+struct Job {
+    image: usize,
+    tag: String,
+    replacing: bool,
+}
+
+/// Runs one pass. One image's failure does not stop the others unless
+/// `exit_on_error`, which stops starting new work at the first failure.
 pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunReport {
-    let engine = Engine::new();
+    let jobs = options.jobs.max(1);
+    let engine = Engine::new(options.max_connections);
     let stores = Stores::new(client);
+    let opened: Vec<(Arc<dyn Store>, Arc<dyn Store>)> = config
+        .images
+        .iter()
+        .map(|i| (stores.open(&i.source, false), stores.open(&i.destination, true)))
+        .collect();
+    let stop = AtomicBool::new(false);
     let mut report = RunReport {
         dry_run: options.dry_run,
         ..RunReport::default()
     };
-    for image in &config.images {
-        let (src, dst) = (stores.open(&image.source, false), stores.open(&image.destination, true));
-        let r = mirror_image(&engine, image, &*src, &*dst, options).await;
-        let failed = r.is_failed();
-        report.images.push(r);
-        if failed && options.exit_on_error {
-            tracing::error!(image = %image.name, "stopping at the first error (--exit-on-error)");
-            report.stopped_early = true;
-            break;
-        }
-    }
-    report.totals = engine.stats.totals();
-    report
-}
 
-async fn mirror_image(
-    engine: &Engine,
-    image: &ImageConfig,
-    src: &dyn Store,
-    dst: &dyn Store,
-    options: Options,
-) -> ImageReport {
-    let mut report = ImageReport::new(image);
-    tracing::info!(image = %image.name, source = %image.source, destination = %image.destination, mode = %image.mode, "mirroring");
-    let plan = match plan(image, src, dst).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::error!(image = %image.name, "{e}");
-            report.error = Some(e);
-            return report;
-        }
-    };
-    report.present = plan.present.clone();
-    if options.dry_run {
-        report.copied = plan.copy;
-        report.replaced = plan.replace;
-        return report;
-    }
-    let jobs = plan
-        .copy
-        .iter()
-        .map(|t| (t, false))
-        .chain(plan.replace.iter().map(|t| (t, true)));
-    for (tag, replacing) in jobs {
-        match engine.copy_tag(src, dst, tag).await {
-            Ok(Outcome::Copied) if replacing => report.replaced.push(tag.clone()),
-            Ok(Outcome::Copied) => report.copied.push(tag.clone()),
-            Ok(Outcome::SkippedSchema1) => report.unsupported.push(tag.clone()),
-            Err(e) => {
-                tracing::error!(image = %image.name, tag = %tag, "{e}");
-                report.failed.push(TagFailure {
-                    tag: tag.clone(),
-                    error: e.to_string(),
-                });
-                if options.exit_on_error {
-                    break;
+    // 1. plan every image, a few at once, results in file order
+    let plans: Vec<Option<Result<Plan, String>>> = stream::iter(config.images.iter().zip(&opened))
+        .map(|(image, (src, dst))| {
+            let stop = &stop;
+            async move {
+                if stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+                let plan = plan(image, &**src, &**dst).await;
+                if plan.is_err() && options.exit_on_error {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                Some(plan)
+            }
+        })
+        .buffered(jobs)
+        .collect()
+        .await;
+
+    let mut queue = Vec::new();
+    for (i, (image, plan)) in config.images.iter().zip(plans).enumerate() {
+        let mut r = ImageReport::new(image);
+        match plan {
+            None => r.stopped = true,
+            Some(Err(e)) => r.error = Some(e),
+            Some(Ok(plan)) => {
+                tracing::debug!(image = %image.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
+                r.present = plan.present;
+                if options.dry_run {
+                    r.copied = plan.copy;
+                    r.replaced = plan.replace;
+                } else {
+                    let copy = plan.copy.into_iter().map(|t| (t, false));
+                    let replace = plan.replace.into_iter().map(|t| (t, true));
+                    queue.extend(copy.chain(replace).map(|(tag, replacing)| Job {
+                        image: i,
+                        tag,
+                        replacing,
+                    }));
                 }
             }
         }
+        report.images.push(r);
     }
+
+    // 2. copy every planned tag, `jobs` at once
+    let mut results: Vec<Option<Result<Outcome, CopyError>>> = Vec::new();
+    results.resize_with(queue.len(), || None);
+    let mut done = stream::iter(queue.iter().enumerate())
+        .map(|(n, job)| {
+            let (stop, engine, (src, dst)) = (&stop, &engine, &opened[job.image]);
+            async move {
+                if stop.load(Ordering::SeqCst) {
+                    return (n, None);
+                }
+                let result = engine.copy_tag(&**src, &**dst, &job.tag).await;
+                if let Err(e) = &result {
+                    tracing::debug!(image = %config.images[job.image].name, tag = %job.tag, "{e}");
+                    if options.exit_on_error {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                (n, Some(result))
+            }
+        })
+        .buffer_unordered(jobs);
+    while let Some((n, result)) = done.next().await {
+        results[n] = result;
+    }
+    drop(done);
+
+    // 3. results into the reports, in plan order
+    for (job, result) in queue.iter().zip(results) {
+        let r = &mut report.images[job.image];
+        match result {
+            None => r.not_started.push(job.tag.clone()),
+            Some(Ok(Outcome::Copied)) if job.replacing => r.replaced.push(job.tag.clone()),
+            Some(Ok(Outcome::Copied)) => r.copied.push(job.tag.clone()),
+            Some(Ok(Outcome::SkippedSchema1)) => r.unsupported.push(job.tag.clone()),
+            Some(Err(e)) => r.failed.push(TagFailure {
+                tag: job.tag.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    report.stopped_early = stop.load(Ordering::SeqCst);
+    for r in &report.images {
+        r.log();
+    }
+    report.totals = engine.stats.totals();
     report
 }
 

@@ -28,6 +28,10 @@ pub struct ImageReport {
     /// Tags not copied because their manifest format is unsupported.
     pub unsupported: Vec<String>,
     pub failed: Vec<TagFailure>,
+    /// Planned tags not started because the run stopped at the first error.
+    pub not_started: Vec<String>,
+    /// The image was not processed at all: the run stopped first.
+    pub stopped: bool,
     /// A failure of the whole image (listing or planning).
     pub error: Option<String>,
 }
@@ -43,12 +47,38 @@ impl ImageReport {
             present: Vec::new(),
             unsupported: Vec::new(),
             failed: Vec::new(),
+            not_started: Vec::new(),
+            stopped: false,
             error: None,
         }
     }
 
     pub fn is_failed(&self) -> bool {
         self.error.is_some() || !self.failed.is_empty()
+    }
+
+    /// One log line for the image's outcome (emitted in file order).
+    pub fn log(&self) {
+        let name = &self.name;
+        if let Some(e) = &self.error {
+            tracing::error!(image = %name, "{e}");
+        }
+        for f in &self.failed {
+            tracing::error!(image = %name, tag = %f.tag, "{}", f.error);
+        }
+        if self.stopped {
+            tracing::warn!(image = %name, "not processed: the run stopped at the first error");
+        } else if self.error.is_none() {
+            tracing::info!(
+                image = %name,
+                copied = ?self.copied,
+                replaced = ?self.replaced,
+                present = self.present.len(),
+                failed = self.failed.len(),
+                not_started = self.not_started.len(),
+                "done"
+            );
+        }
     }
 }
 
@@ -110,11 +140,24 @@ impl RunReport {
             for f in &i.failed {
                 let _ = writeln!(out, "    failed {}: {}", f.tag, f.error);
             }
+            if !i.not_started.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    not started ({}): {}",
+                    i.not_started.len(),
+                    i.not_started.join(", ")
+                );
+            }
+            if i.stopped {
+                let _ = writeln!(out, "    not processed: the run stopped at the first error");
+            }
             if i.error.is_none()
+                && !i.stopped
                 && i.copied.is_empty()
                 && i.replaced.is_empty()
                 && i.failed.is_empty()
                 && i.present.is_empty()
+                && i.not_started.is_empty()
             {
                 let _ = writeln!(out, "    no tags selected");
             }
@@ -189,6 +232,8 @@ mod tests {
             present: vec![],
             unsupported: vec![],
             failed: vec![],
+            not_started: vec![],
+            stopped: false,
             error: None,
         }
     }
