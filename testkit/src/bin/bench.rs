@@ -1,0 +1,572 @@
+//! The benchmark: replicant against `skopeo sync --all` on the same machine,
+//! in one run, alternating, each run into a fresh destination registry, every
+//! result checked by comparing digests. Run it through `bench/run`, which
+//! installs what it needs and builds release binaries first.
+//!
+//!     bench [--runs N] [--quick] --replicant PATH --out BENCHMARKS.md
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest as _, Sha256};
+use testkit::image::{Blob, Image};
+use testkit::{Auth, Format, ImageGen, Registry, TestClient};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Tool {
+    Replicant,
+    Skopeo,
+    CurlPipe,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Replicant => "replicant",
+            Tool::Skopeo => "skopeo sync --all --preserve-digests",
+            Tool::CurlPipe => "curl GET | curl PUT",
+        }
+    }
+}
+
+/// What one run of a tool cost.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_kib: i64,
+}
+
+struct Args {
+    replicant: PathBuf,
+    out: PathBuf,
+    runs: usize,
+    quick: bool,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        replicant: "target/release/replicant".into(),
+        out: "BENCHMARKS.md".into(),
+        runs: 3,
+        quick: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--replicant" => args.replicant = it.next().expect("--replicant PATH").into(),
+            "--out" => args.out = it.next().expect("--out PATH").into(),
+            "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
+            "--quick" => args.quick = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Runs a command: wall time, CPU time (wait4, the child and what it
+/// waited for) and peak RSS. The peak is the child's own `VmHWM`, polled
+/// while it runs: wait4's `ru_maxrss` would include the memory this forking
+/// process had.
+fn measure(cmd: &mut Command) -> (Sample, bool) {
+    let started = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped by wait4 below
+    let child = cmd.spawn().expect("spawn");
+    let pid = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                if let Some(kib) = status
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with pointers to locals.
+    unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let peak_rss_kib = watcher.join().unwrap_or(0);
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (
+        Sample {
+            wall,
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            peak_rss_kib,
+        },
+        ok,
+    )
+}
+
+/// One dataset: repositories (paths) in the source registry.
+struct Dataset {
+    name: &'static str,
+    repos: Vec<String>,
+    unique_bytes: u64,
+}
+
+fn push_all(client: &TestClient, repo: &str, images: &[(String, Image)]) {
+    for (tag, image) in images {
+        client.push_image(repo, image, tag);
+    }
+}
+
+fn realistic(g: &mut ImageGen, client: &TestClient, quick: bool) -> Dataset {
+    let mut unique = 0u64;
+    // a pool of base layers (1-20 MiB) shared across tags and repositories
+    let pool: Vec<Blob> = (0..10u64)
+        .map(|i| g.layer(Format::Oci, ((1 + i * 2) << 20) as usize))
+        .collect();
+    unique += pool.iter().map(|b| b.data.len() as u64).sum::<u64>();
+    let tags = if quick { 4 } else { 20 };
+    let mut repos = Vec::new();
+    for r in 0..3usize {
+        let repo = format!("bench/realistic-{r}");
+        for t in 0..tags {
+            let children: Vec<Image> = ["amd64", "arm64", "s390x"]
+                .iter()
+                .enumerate()
+                .map(|(p, arch)| {
+                    let base = [pool[(r + p) % 10].clone(), pool[(r + p + t) % 10].clone()];
+                    let own = (1 + (r * 7 + t * 3 + p * 5) % 10) << 20;
+                    unique += own as u64;
+                    g.image(Format::Oci, &[own], &base, ("linux", arch))
+                })
+                .collect();
+            let index = g.index(Format::Oci, children);
+            push_all(client, &repo, &[(format!("1.{t}.0"), index)]);
+        }
+        repos.push(repo);
+    }
+    Dataset {
+        name: "realistic",
+        repos,
+        unique_bytes: unique,
+    }
+}
+
+fn many_small(g: &mut ImageGen, client: &TestClient, quick: bool) -> Dataset {
+    let base = vec![g.layer(Format::Oci, 30 * 1024)];
+    let mut unique = 30 * 1024;
+    let tags = if quick { 40 } else { 200 };
+    for t in 0..tags {
+        let children = ["amd64", "arm64"]
+            .iter()
+            .map(|arch| {
+                let own = (10 + (t * 7) % 40) * 1024;
+                unique += own as u64;
+                g.image(Format::Oci, &[own], &base, ("linux", arch))
+            })
+            .collect();
+        let index = g.index(Format::Oci, children);
+        client.push_image("bench/small", &index, &format!("0.{t}.0"));
+    }
+    Dataset {
+        name: "many small",
+        repos: vec!["bench/small".into()],
+        unique_bytes: unique,
+    }
+}
+
+/// One layer of `size` bytes, written to a file and pushed from it.
+fn one_big(client: &TestClient, dir: &Path, size: u64) -> (Dataset, String) {
+    let path = dir.join("big-layer");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    for _ in 0..(size >> 20) {
+        rng.fill_bytes(&mut chunk);
+        hasher.update(&chunk);
+        file.write_all(&chunk).unwrap();
+    }
+    file.flush().unwrap();
+    drop(file);
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    client.push_blob_file("bench/big", &path, &digest, size);
+    std::fs::remove_file(&path).unwrap();
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let cfg = Blob {
+        digest: testkit::image::sha256(&config),
+        data: config,
+        media_type: String::new(),
+    };
+    client.push_blob("bench/big", &cfg);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{digest}","size":{size}}}]}}"#,
+        cfg.digest,
+        cfg.data.len()
+    );
+    client.push_manifest(
+        "bench/big",
+        "1.0.0",
+        manifest.as_bytes(),
+        "application/vnd.oci.image.manifest.v1+json",
+    );
+    (
+        Dataset {
+            name: "one big layer",
+            repos: vec!["bench/big".into()],
+            unique_bytes: size,
+        },
+        digest,
+    )
+}
+
+/// Where a source repository lands: `mirror/<last path component>`, which
+/// is what `skopeo sync` does (it drops the namespace).
+fn mirror_of(repo: &str) -> String {
+    format!("mirror/{}", repo.rsplit('/').next().unwrap_or(repo))
+}
+
+/// Every tag of every repository has the source's digest in its mirror.
+fn verify(src: &TestClient, dst: &TestClient, data: &Dataset) -> Result<usize, String> {
+    let mut checked = 0;
+    for repo in &data.repos {
+        let tags = src.tags(repo);
+        let mirror = mirror_of(repo);
+        if dst.tags(&mirror) != tags {
+            return Err(format!("{mirror}: tags differ"));
+        }
+        for tag in &tags {
+            if dst.digest(&mirror, tag) != src.digest(repo, tag) {
+                return Err(format!("{mirror}:{tag}: digest differs"));
+            }
+            checked += dst.assert_complete(&mirror, tag);
+        }
+    }
+    Ok(checked)
+}
+
+struct Bench {
+    args: Args,
+    work: tempfile::TempDir,
+    src: Registry,
+    sc: TestClient,
+}
+
+impl Bench {
+    fn replicant(&self, data: &Dataset, dst: &Registry) -> Command {
+        let mut yaml = String::from("mode: all\nimages:\n");
+        for repo in &data.repos {
+            let _ = writeln!(
+                yaml,
+                "  {repo}:\n    source: {}/{repo}\n    destination: {}/{}",
+                self.src.host(),
+                dst.host(),
+                mirror_of(repo)
+            );
+        }
+        let cfg = self.work.path().join("replicant.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let mut cmd = Command::new(&self.args.replicant);
+        cmd.arg("-c")
+            .arg(cfg)
+            .env("DOCKER_CONFIG", self.work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    fn skopeo(&self, data: &Dataset, dst: &Registry) -> Command {
+        let mut yaml = format!("{}:\n  tls-verify: false\n  images-by-tag-regex:\n", self.src.host());
+        for repo in &data.repos {
+            let _ = writeln!(yaml, "    {repo}: \".*\"");
+        }
+        let src_file = self.work.path().join("skopeo-sync.yaml");
+        std::fs::write(&src_file, yaml).unwrap();
+        let policy = self.work.path().join("policy.json");
+        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+        let mut cmd = Command::new("skopeo");
+        cmd.arg("--policy")
+            .arg(policy)
+            .args([
+                "sync",
+                "--all",
+                "--preserve-digests",
+                "--src",
+                "yaml",
+                "--dest",
+                "docker",
+                "--dest-tls-verify=false",
+            ])
+            .arg(src_file)
+            .arg(format!("{}/mirror", dst.host()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Alternates the tools, each run into a fresh destination registry.
+    fn cold(&self, data: &Dataset, tools: &[Tool], raw: Option<&str>) -> BTreeMap<Tool, Vec<Sample>> {
+        let mut out: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
+        for run in 0..self.args.runs {
+            for &tool in tools {
+                let dst = Registry::start(Auth::None);
+                let (sample, ok) = match tool {
+                    Tool::Replicant => measure(&mut self.replicant(data, &dst)),
+                    Tool::Skopeo => measure(&mut self.skopeo(data, &dst)),
+                    Tool::CurlPipe => measure(&mut self.curl_pipe(&dst, raw.expect("digest"))),
+                };
+                assert!(ok, "{} failed on {}", tool.name(), data.name);
+                if tool != Tool::CurlPipe {
+                    let checked = verify(&self.sc, &TestClient::new(&dst.host(), None), data)
+                        .unwrap_or_else(|e| panic!("{} on {}: {e}", tool.name(), data.name));
+                    eprintln!(
+                        "  run {run}: {:<22} {:>8.2} s  ({checked} objects verified)",
+                        tool.name(),
+                        sample.wall.as_secs_f64()
+                    );
+                } else {
+                    eprintln!("  run {run}: {:<22} {:>8.2} s", tool.name(), sample.wall.as_secs_f64());
+                }
+                out.entry(tool).or_default().push(sample);
+            }
+        }
+        out
+    }
+
+    /// The raw limit: the blob streamed from one registry into the other by curl.
+    fn curl_pipe(&self, dst: &Registry, digest: &str) -> Command {
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/v2/{}/blobs/uploads/", dst.url(), mirror_of("bench/big")))
+            .send()
+            .unwrap();
+        let loc = resp.headers()["location"].to_str().unwrap().to_string();
+        let mut put = reqwest::Url::parse(&dst.url()).unwrap().join(&loc).unwrap();
+        put.query_pairs_mut().append_pair("digest", digest);
+        let script = format!(
+            "curl -sSf {}/v2/bench/big/blobs/{digest} | curl -sSf -X PUT -H 'Content-Type: application/octet-stream' -T - '{put}'",
+            self.src.url()
+        );
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script).stdout(Stdio::null());
+        cmd
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn summary(samples: &[Sample]) -> (f64, f64, i64) {
+    let wall = median(samples.iter().map(|s| s.wall.as_secs_f64()).collect());
+    let cpu = median(samples.iter().map(|s| s.cpu.as_secs_f64()).collect());
+    let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
+    (wall, cpu, rss)
+}
+
+fn requests_by_kind(reg: &Registry, from: usize) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for line in reg.log().lines().skip(from) {
+        let Some(req) = line.split_once('"').and_then(|(_, r)| r.split(" HTTP/").next()) else {
+            continue;
+        };
+        let Some((method, path)) = req.split_once(' ') else {
+            continue;
+        };
+        if !path.starts_with("/v2/") {
+            continue;
+        }
+        let kind = if path == "/v2/" {
+            "ping"
+        } else if path.contains("/tags/list") {
+            "tag list"
+        } else if path.contains("/manifests/") {
+            "manifest"
+        } else if path.contains("/blobs/") {
+            "blob"
+        } else {
+            "other"
+        };
+        *out.entry(format!("{method} {kind}")).or_default() += 1;
+    }
+    out
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "not found".into())
+}
+
+fn main() {
+    let args = parse_args();
+    let work = tempfile::tempdir().expect("tempdir");
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let bench = Bench { args, work, src, sc };
+    let quick = bench.args.quick;
+    let mut g = ImageGen::seeded(99);
+    eprintln!("generating datasets in the source registry...");
+    let real = realistic(&mut g, &bench.sc, quick);
+    let small = many_small(&mut g, &bench.sc, quick);
+    let big_size = if quick { 256 << 20 } else { 1 << 30 };
+    let (big, big_digest) = one_big(&bench.sc, bench.work.path(), big_size);
+
+    let mut md = String::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Made by `bench/run{}` on {}.\n",
+        if quick { " --quick" } else { "" },
+        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {} cores ({cpu}), {} GiB memory; `{}`; skopeo: `{}`; registry: `{}` (filesystem storage, loopback, plain HTTP).\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        command_output("awk", &["/MemTotal/ {printf \"%d\", $2/1048576}", "/proc/meminfo"]),
+        command_output("uname", &["-sr"]),
+        command_output("skopeo", &["--version"]),
+        command_output("docker-registry", &["--version"]),
+    );
+    let _ = writeln!(
+        md,
+        "Each tool runs {} times per dataset, alternating, each run into a fresh destination registry; every run is checked by comparing every tag's digest and walking the destination tree. Times are medians, peak RSS the largest seen. replicant runs with its defaults (`--jobs 4 --max-connections 8`). The source and destination registries run on the same 2 cores as the tools, so ratios, not absolute times, are the result.\n",
+        bench.args.runs
+    );
+    let _ = writeln!(
+        md,
+        "| dataset | tool | wall (s) | CPU (s) | peak RSS (MiB) | wall ratio replicant / reference |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+
+    for (data, tools, reference) in [
+        (&real, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
+        (&small, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
+        (
+            &big,
+            vec![Tool::Replicant, Tool::Skopeo, Tool::CurlPipe],
+            Tool::CurlPipe,
+        ),
+    ] {
+        eprintln!("{} ({} MiB unique):", data.name, data.unique_bytes >> 20);
+        let results = bench.cold(data, &tools, Some(&big_digest));
+        let ref_wall = summary(&results[&reference]).0;
+        for (tool, samples) in &results {
+            let (wall, cpu, rss) = summary(samples);
+            let ratio = if *tool == Tool::Replicant {
+                format!("**{:.2}** (vs {})", wall / ref_wall, reference.name())
+            } else {
+                String::new()
+            };
+            // the pipe's peak is the shell's, not curl's: not comparable
+            let rss = if *tool == Tool::CurlPipe {
+                "n/a".to_string()
+            } else {
+                format!("{:.1}", rss as f64 / 1024.0)
+            };
+            let _ = writeln!(
+                md,
+                "| {} ({} MiB) | {} | {wall:.2} | {cpu:.2} | {rss} | {ratio} |",
+                data.name,
+                data.unique_bytes >> 20,
+                tool.name().replace('|', "\\|"),
+            );
+        }
+    }
+
+    // the no-op pass: a second pass over the realistic set, nothing changed
+    eprintln!("no-op pass over the realistic set:");
+    let mut noop: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
+    let mut counts: BTreeMap<Tool, (BTreeMap<String, usize>, BTreeMap<String, usize>)> = BTreeMap::new();
+    for &tool in &[Tool::Replicant, Tool::Skopeo] {
+        let dst = Registry::start(Auth::None);
+        let mut cmd = if tool == Tool::Replicant {
+            bench.replicant(&real, &dst)
+        } else {
+            bench.skopeo(&real, &dst)
+        };
+        assert!(measure(&mut cmd).1, "first pass failed");
+        for run in 0..bench.args.runs {
+            let (s0, d0) = (bench.src.log().lines().count(), dst.log().lines().count());
+            let mut cmd = if tool == Tool::Replicant {
+                bench.replicant(&real, &dst)
+            } else {
+                bench.skopeo(&real, &dst)
+            };
+            let (sample, ok) = measure(&mut cmd);
+            assert!(ok, "no-op pass of {} failed", tool.name());
+            // count before checking: the check makes requests of its own
+            counts.insert(tool, (requests_by_kind(&bench.src, s0), requests_by_kind(&dst, d0)));
+            verify(&bench.sc, &TestClient::new(&dst.host(), None), &real).expect("no-op result");
+            eprintln!("  run {run}: {:<22} {:>8.2} s", tool.name(), sample.wall.as_secs_f64());
+            noop.entry(tool).or_default().push(sample);
+        }
+    }
+    let ref_wall = summary(&noop[&Tool::Skopeo]).0;
+    for (tool, samples) in &noop {
+        let (wall, cpu, rss) = summary(samples);
+        let ratio = if *tool == Tool::Replicant {
+            format!("**{:.2}** (vs skopeo)", wall / ref_wall)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "| no-op pass (realistic) | {} | {wall:.2} | {cpu:.2} | {:.1} | {ratio} |",
+            tool.name(),
+            rss as f64 / 1024.0
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nRequests in one no-op pass, from the registries' access logs (method and kind):\n"
+    );
+    let _ = writeln!(md, "| tool | source registry | destination registry |");
+    let _ = writeln!(md, "|---|---|---|");
+    for (tool, (s, d)) in &counts {
+        let fmt = |m: &BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(md, "| {} | {} | {} |", tool.name(), fmt(s), fmt(d));
+    }
+    println!("{md}");
+    std::fs::write(&bench.args.out, md).expect("write the report");
+    eprintln!("written to {}", bench.args.out.display());
+}
