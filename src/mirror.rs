@@ -44,6 +44,8 @@ pub struct Plan {
     pub replace: Vec<String>,
     /// Selected, already in the destination (and identical, with replace-tag).
     pub present: Vec<String>,
+    /// The destination does not exist yet (its tag list was "not found").
+    pub new_destination: bool,
 }
 
 /// One tag to copy.
@@ -98,6 +100,9 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
             Some(Ok(plan)) => {
                 tracing::debug!(image = %image.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
                 r.present = plan.present;
+                if plan.new_destination {
+                    engine.destination_is_new(&*opened[i].1);
+                }
                 if options.dry_run {
                     r.copied = plan.copy;
                     r.replaced = plan.replace;
@@ -171,11 +176,16 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{}: source {} not found", src.name(), src.kind()))?;
     // A destination that does not exist yet is empty: writing creates it.
-    let dest_tags = dst.list_tags().await.map_err(|e| e.to_string())?.unwrap_or_default();
+    let dest_tags = dst.list_tags().await.map_err(|e| e.to_string())?;
+    let new_destination = dest_tags.is_none();
+    let dest_tags = dest_tags.unwrap_or_default();
     let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
     tracing::debug!(image = %image.name, selected = ?selected, "selected tags");
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        new_destination,
+        ..Plan::default()
+    };
     for tag in selected {
         if !in_dest.contains(&tag) {
             plan.copy.push(tag);

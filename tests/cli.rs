@@ -199,4 +199,16 @@ fn help_version_and_bad_flags() {
     assert_eq!(run.code, 2, "{run:?}");
     let run = output(ws.command().args(["--log-format", "xml"]).output().unwrap());
     assert_eq!(run.code, 2, "{run:?}");
+    for bad in [["--jobs", "0"], ["--jobs", "many"], ["--max-connections", "0"]] {
+        let run = output(ws.command().args(bad).output().unwrap());
+        assert_eq!(run.code, 2, "{bad:?}: {run:?}");
+    }
+    let mut cmd = ws.command();
+    cmd.env("REPLICANT_JOBS", "0");
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 2, "REPLICANT_JOBS=0: {run:?}");
+    assert!(
+        run.stderr.contains("REPLICANT_JOBS") || run.stderr.contains("--jobs"),
+        "{run:?}"
+    );
 }

@@ -1,5 +1,6 @@
-//! Memory stays flat whatever the layer size: a 256 MiB layer is copied with
-//! a peak resident set of replicant well under 64 MiB.
+//! Memory stays flat whatever the layer size and the concurrency: a 256 MiB
+//! layer, or many large layers at once, are copied with a peak resident set
+//! of replicant well under 64 MiB.
 
 mod support;
 
@@ -12,6 +13,79 @@ use support::*;
 
 const LAYER: u64 = 256 * 1024 * 1024;
 const LIMIT_KIB: i64 = 64 * 1024;
+
+/// Runs replicant with `args` and returns its output and peak RSS (KiB): the
+/// child's own `VmHWM`, polled while it runs.
+fn run_measured(ws: &Workspace, cfg: &std::path::Path, args: &[&str]) -> (String, String, i64) {
+    let mut cmd = ws.command();
+    cmd.arg("-c")
+        .arg(cfg)
+        .args(args)
+        .stdout(Stdio::from(std::fs::File::create(ws.path("out")).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(ws.path("err")).unwrap()));
+    let mut child = cmd.spawn().unwrap();
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0i64;
+    let exit = loop {
+        // VmHWM is a high-water mark: the last reading before exit is the peak
+        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+        let hwm = status.lines().find(|l| l.starts_with("VmHWM:"));
+        if let Some(kib) = hwm
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            peak = peak.max(kib);
+        }
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let stdout = std::fs::read_to_string(ws.path("out")).unwrap();
+    let stderr = std::fs::read_to_string(ws.path("err")).unwrap();
+    assert!(exit.success(), "{stdout}\n{stderr}");
+    assert!(peak > 0, "no VmHWM was read");
+    (stdout, stderr, peak)
+}
+
+#[test]
+fn many_large_layers_at_once_stay_in_bounded_memory() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
+    let mut generator = ImageGen::default();
+    let mut yaml = String::from("mode: semver\nimages:\n");
+    for repo in ["a", "b", "c"] {
+        for tag in ["1.0.0", "1.1.0"] {
+            // three platforms, each with its own 24 MiB layer
+            sc.push_image(
+                &format!("big/{repo}"),
+                &generator.multi_arch(Format::Oci, 24 << 20, &[]),
+                tag,
+            );
+        }
+        yaml.push_str(&format!(
+            "  {repo}:\n    source: {}/big/{repo}\n    destination: {}/mirror/{repo}\n",
+            src.host(),
+            dst.host()
+        ));
+    }
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&yaml);
+    let (stdout, _, peak_kib) = run_measured(&ws, &cfg, &["--jobs", "16", "--max-connections", "16"]);
+    for repo in ["a", "b", "c"] {
+        assert_mirror(
+            &sc,
+            &format!("big/{repo}"),
+            &dc,
+            &format!("mirror/{repo}"),
+            &["1.0.0", "1.1.0"],
+        );
+    }
+    assert!(stdout.contains("36 transferred (432.0 MiB)"), "{stdout}");
+    eprintln!("replicant peak RSS copying 18 layers of 24 MiB with --jobs 16: {peak_kib} KiB");
+    assert!(peak_kib < LIMIT_KIB, "peak RSS {peak_kib} KiB exceeds {LIMIT_KIB} KiB");
+}
 
 #[test]
 fn a_256_mib_layer_is_streamed_in_bounded_memory() {
@@ -62,32 +136,10 @@ fn a_256_mib_layer_is_streamed_in_bounded_memory() {
         src.host(),
         dst.host()
     ));
-    let mut cmd = ws.command();
-    cmd.arg("-c")
-        .arg(&cfg)
-        .stdout(Stdio::from(std::fs::File::create(ws.path("out")).unwrap()))
-        .stderr(Stdio::from(std::fs::File::create(ws.path("err")).unwrap()));
-    // reaped below by wait4, which std's Child::wait cannot replace: it has
-    // no resource usage
-    #[allow(clippy::zombie_processes)]
-    let child = cmd.spawn().unwrap();
-    // wait4 reports this child's own peak resident set size (KiB on Linux)
-    let mut status = 0;
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid pointers to locals.
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    assert_eq!(pid, child.id() as libc::pid_t);
-    let stdout = std::fs::read_to_string(ws.path("out")).unwrap();
-    let stderr = std::fs::read_to_string(ws.path("err")).unwrap();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{stdout}\n{stderr}"
-    );
-
+    let (stdout, _, peak_kib) = run_measured(&ws, &cfg, &[]);
     assert_mirror(&sc, "big/app", &dc, "mirror/big", &["1.0.0"]);
     assert!(dc.blob_exists("mirror/big", &layer_digest));
     assert!(stdout.contains("2 transferred (256.0 MiB)"), "{stdout}");
-    let peak_kib = usage.ru_maxrss;
     eprintln!(
         "replicant peak RSS copying a {} MiB layer: {} KiB",
         LAYER >> 20,

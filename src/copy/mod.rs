@@ -11,7 +11,7 @@
 mod once;
 mod verify;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -91,6 +91,9 @@ pub struct Engine {
     /// Per (registry, blob): the repository it was first put in this run,
     /// for the others to mount from.
     holders: OnceMap<String>,
+    /// Destinations that did not exist when the run planned them: they hold
+    /// no blob and no manifest, so asking for each one is a wasted request.
+    new_destinations: Mutex<HashSet<String>>,
 }
 
 impl Engine {
@@ -103,7 +106,24 @@ impl Engine {
             manifests: OnceMap::default(),
             present: OnceMap::default(),
             holders: OnceMap::default(),
+            new_destinations: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Tells the engine that `dst` did not exist when planned (its tag list
+    /// answered "not found"), so existence checks there can be skipped.
+    pub fn destination_is_new(&self, dst: &dyn Store) {
+        self.new_destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(dst.name());
+    }
+
+    fn is_new(&self, dst: &dyn Store) -> bool {
+        self.new_destinations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&dst.name())
     }
 
     /// Copies `src:tag` to `dst:tag`.
@@ -203,7 +223,7 @@ impl Engine {
         let key = format!("{}@{digest}", dst.name());
         self.present
             .get_or_try_init(key, || async {
-                if dst.head_manifest(digest.as_str()).await?.is_some() {
+                if !self.is_new(dst) && dst.head_manifest(digest.as_str()).await?.is_some() {
                     return Ok(());
                 }
                 let (child, manifest) = self.fetch(src, digest.as_str()).await?;
@@ -226,7 +246,7 @@ impl Engine {
         let key = format!("{}@{digest}", dst.name());
         self.present
             .get_or_try_init(key, || async {
-                if dst.has_blob(digest).await? {
+                if !self.is_new(dst) && dst.has_blob(digest).await? {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                     self.holders_offer(dst, digest);
                     return Ok(());

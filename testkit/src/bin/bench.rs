@@ -381,7 +381,10 @@ fn summary(samples: &[Sample]) -> (f64, f64, i64) {
     (wall, cpu, rss)
 }
 
-fn requests_by_kind(reg: &Registry, from: usize) -> BTreeMap<String, usize> {
+/// Requests by "METHOD kind".
+type Counts = BTreeMap<String, usize>;
+
+fn requests_by_kind(reg: &Registry, from: usize) -> Counts {
     let mut out = BTreeMap::new();
     for line in reg.log().lines().skip(from) {
         let Some(req) = line.split_once('"').and_then(|(_, r)| r.split(" HTTP/").next()) else {
@@ -511,7 +514,7 @@ fn main() {
     // the no-op pass: a second pass over the realistic set, nothing changed
     eprintln!("no-op pass over the realistic set:");
     let mut noop: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
-    let mut counts: BTreeMap<Tool, (BTreeMap<String, usize>, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut counts: BTreeMap<Tool, (Counts, Counts)> = BTreeMap::new();
     for &tool in &[Tool::Replicant, Tool::Skopeo] {
         let dst = Registry::start(Auth::None);
         let mut cmd = if tool == Tool::Replicant {
