@@ -664,6 +664,30 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Arbitrary text, and YAML-shaped text with random keys and values:
+        /// always a Config or a list of located problems, never a panic.
+        #[test]
+        fn parse_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(Path::new("f.yaml"), &text);
+        }
+
+        #[test]
+        fn yaml_shaped_input_never_panics(
+            keys in proptest::collection::vec("(source|destination|mode|compatibility|replace-tag|pinned-major|[a-z-]{1,8})", 0..6),
+            values in proptest::collection::vec("(\"\"|~|-?[0-9]{1,22}|true|[a-z0-9./:@-]{0,30}|\\[\\]|\\{\\})", 0..6),
+        ) {
+            let mut text = String::from("images:\n  a:\n");
+            for (k, v) in keys.iter().zip(values.iter()) {
+                text.push_str(&format!("    {k}: {v}\n"));
+            }
+            match parse(Path::new("f.yaml"), &text) {
+                Ok(c) => proptest::prop_assert_eq!(c.images.len(), 1),
+                Err(e) => proptest::prop_assert!(e.problems().iter().all(|p| p.line > 0 || p.message.contains("YAML"))),
+            }
+        }
+    }
+
     #[test]
     fn did_you_mean_is_only_offered_when_close() {
         assert_eq!(edit_distance("replace_tag", "replace-tag"), 1);

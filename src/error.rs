@@ -4,6 +4,7 @@
 //! registry's own error codes.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -14,6 +15,8 @@ pub struct StoreError {
     /// e.g. `127.0.0.1:5000/mirror/app: GET manifest 1.2.3`
     pub context: String,
     pub kind: ErrorKind,
+    /// How long the registry asked us to wait (`Retry-After`).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -107,6 +110,17 @@ impl StoreError {
         StoreError {
             context: context.into(),
             kind,
+            retry_after: None,
+        }
+    }
+
+    /// Whether trying again may succeed: network trouble, a timeout, a
+    /// throttle or a server error, or content that arrived damaged.
+    pub fn is_retryable(&self) -> bool {
+        match &self.kind {
+            ErrorKind::Network(_) | ErrorKind::DigestMismatch { .. } => true,
+            ErrorKind::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            _ => false,
         }
     }
 
@@ -136,6 +150,20 @@ mod tests {
             "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)"
         );
         assert!(e.is_not_found());
+        assert!(!e.is_retryable());
         assert!(parse_api_errors(b"<html>").is_empty());
+        for (status, retry) in [
+            (429, true),
+            (503, true),
+            (500, true),
+            (408, true),
+            (404, false),
+            (400, false),
+        ] {
+            let e = StoreError::new("x", ErrorKind::Status { status, errors: vec![] });
+            assert_eq!(e.is_retryable(), retry, "{status}");
+        }
+        assert!(StoreError::new("x", ErrorKind::Network("reset".into())).is_retryable());
+        assert!(!StoreError::new("x", ErrorKind::Layout("bad".into())).is_retryable());
     }
 }

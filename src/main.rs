@@ -9,8 +9,8 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use replicant::config;
 use replicant::credentials::Chain;
-use replicant::mirror::{self, Options};
-use replicant::registry::Client;
+use replicant::mirror::{self, Interrupt, Options};
+use replicant::registry::{Client, Settings};
 
 /// Exit code for an unusable configuration or command line.
 const EXIT_USAGE: u8 = 2;
@@ -57,6 +57,15 @@ struct Cli {
     /// Blob transfers at once per registry (and per OCI layout).
     #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_connections: u16,
+
+    /// Further attempts after a failure that may pass (network, timeout, 408,
+    /// 429, 5xx, damaged content), with backoff.
+    #[arg(long, env = "REPLICANT_RETRIES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]
+    retries: u32,
+
+    /// Seconds to connect, and the longest a registry may stay silent mid-request.
+    #[arg(long, env = "REPLICANT_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
 
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
@@ -135,10 +144,18 @@ fn main() -> ExitCode {
         exit_on_error: cli.exit_on_error,
         jobs: usize::from(cli.jobs),
         max_connections: usize::from(cli.max_connections),
+        retries: cli.retries,
     };
+    let settings = Settings {
+        retries: cli.retries,
+        timeout: std::time::Duration::from_secs(cli.timeout),
+    };
+    let interrupt = Arc::new(Interrupt::default());
+    let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {
-        let client = Client::new(Arc::new(Chain::standard()))?;
-        Ok::<_, replicant::error::StoreError>(mirror::run(&config, Arc::new(client), options).await)
+        listen_for_signals(interrupt.clone(), signal.clone());
+        let client = Client::new(Arc::new(Chain::standard()), settings)?;
+        Ok::<_, replicant::error::StoreError>(mirror::run(&config, Arc::new(client), options, &interrupt).await)
     });
     let report = match report {
         Ok(r) => r,
@@ -151,7 +168,40 @@ fn main() -> ExitCode {
         LogFormat::Text => print!("{}", report.to_text()),
         LogFormat::Json => println!("{}", report.to_json()),
     }
-    ExitCode::from(report.exit_code() as u8)
+    // 128 + the signal's number, as shells report a death by signal
+    match signal.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => ExitCode::from(report.exit_code() as u8),
+        n => ExitCode::from(128 + n),
+    }
+}
+
+/// On SIGTERM or SIGINT: start nothing new, let copies in flight finish (or
+/// abandon them after the grace period), then report. A second signal ends
+/// the process at once.
+fn listen_for_signals(interrupt: Arc<Interrupt>, signal: Arc<std::sync::atomic::AtomicU8>) {
+    use tokio::signal::unix::{SignalKind, signal as on};
+    let (Ok(mut term), Ok(mut int)) = (on(SignalKind::terminate()), on(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT; they will end the run abruptly");
+        return;
+    };
+    tokio::spawn(async move {
+        for round in 0.. {
+            let (name, number) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 15u8),
+                _ = int.recv() => ("SIGINT", 2u8),
+            };
+            if round > 0 {
+                tracing::error!("{name} again: stopping now");
+                std::process::exit(128 + i32::from(number));
+            }
+            tracing::warn!(
+                "{name}: starting nothing new; copies in flight get {} s to finish",
+                mirror::SHUTDOWN_GRACE.as_secs()
+            );
+            signal.store(number, std::sync::atomic::Ordering::SeqCst);
+            interrupt.request();
+        }
+    });
 }
 
 #[cfg(test)]

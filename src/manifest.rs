@@ -175,6 +175,34 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = Manifest::parse(OCI_MANIFEST, &bytes);
+            let _ = media_type_of("", &bytes);
+        }
+
+        #[test]
+        fn parse_never_panics_on_manifest_shaped_json(
+            media in "(application/vnd[a-z.+0-9-]{0,40}|)",
+            digests in proptest::collection::vec("(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{0,130}|[a-z0-9:./]{0,20})", 0..4),
+            size in proptest::prelude::any::<i64>(),
+        ) {
+            let descs: Vec<String> = digests.iter().map(|d| format!(r#"{{"mediaType":"{media}","digest":"{d}","size":{size}}}"#)).collect();
+            for doc in [
+                format!(r#"{{"schemaVersion":2,"mediaType":"{media}","manifests":[{}]}}"#, descs.join(",")),
+                format!(r#"{{"schemaVersion":2,"config":{},"layers":[{}]}}"#, descs.first().cloned().unwrap_or("null".into()), descs.join(",")),
+            ] {
+                if let Ok(Manifest::Image { blobs, .. } | Manifest::Index { children: blobs }) = Manifest::parse(&media, doc.as_bytes()) {
+                    // whatever was accepted is a valid digest, safe in a path
+                    for (d, _) in blobs {
+                        proptest::prop_assert!(Digest::parse(d.as_str()).is_ok());
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn schema1_and_bad_input() {
         assert_eq!(

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use futures_util::{StreamExt, stream};
 
@@ -24,6 +25,8 @@ pub struct Options {
     pub jobs: usize,
     /// Blob transfers at once per registry.
     pub max_connections: usize,
+    /// Further attempts of a failed blob transfer.
+    pub retries: u32,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
             exit_on_error: false,
             jobs: 4,
             max_connections: 8,
+            retries: 4,
         }
     }
 }
@@ -48,6 +52,34 @@ pub struct Plan {
     pub new_destination: bool,
 }
 
+/// How long copies in flight may go on after a stop signal before they are
+/// abandoned (a Kubernetes pod gets 30 s between SIGTERM and SIGKILL).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Set by a signal handler: start nothing new, and abandon what is in flight
+/// after [`SHUTDOWN_GRACE`]. Abandoning is safe: an upload cut short is never
+/// committed, and a tag is written only after everything it points at.
+#[derive(Debug, Default)]
+pub struct Interrupt(AtomicBool);
+
+impl Interrupt {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Resolves `grace` after an interruption was requested.
+    async fn deadline(&self, grace: Duration) {
+        while !self.requested() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(grace).await;
+    }
+}
+
 /// One tag to copy.
 struct Job {
     image: usize,
@@ -57,9 +89,9 @@ struct Job {
 
 /// Runs one pass. One image's failure does not stop the others unless
 /// `exit_on_error`, which stops starting new work at the first failure.
-pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunReport {
+pub async fn run(config: &Config, client: Arc<Client>, options: Options, interrupt: &Interrupt) -> RunReport {
     let jobs = options.jobs.max(1);
-    let engine = Engine::new(options.max_connections);
+    let engine = Engine::new(options.max_connections, options.retries);
     let stores = Stores::new(client);
     let opened: Vec<(Arc<dyn Store>, Arc<dyn Store>)> = config
         .images
@@ -77,7 +109,7 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
         .map(|(image, (src, dst))| {
             let stop = &stop;
             async move {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || interrupt.requested() {
                     return None;
                 }
                 let plan = plan(image, &**src, &**dst).await;
@@ -123,13 +155,16 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
     // 2. copy every planned tag, `jobs` at once
     let mut results: Vec<Option<Result<Outcome, CopyError>>> = Vec::new();
     results.resize_with(queue.len(), || None);
+    let started: Vec<AtomicBool> = queue.iter().map(|_| AtomicBool::new(false)).collect();
     let mut done = stream::iter(queue.iter().enumerate())
         .map(|(n, job)| {
             let (stop, engine, (src, dst)) = (&stop, &engine, &opened[job.image]);
+            let started = &started[n];
             async move {
-                if stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) || interrupt.requested() {
                     return (n, None);
                 }
+                started.store(true, Ordering::SeqCst);
                 let result = engine.copy_tag(&**src, &**dst, &job.tag).await;
                 if let Err(e) = &result {
                     tracing::debug!(image = %config.images[job.image].name, tag = %job.tag, "{e}");
@@ -141,15 +176,30 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
             }
         })
         .buffer_unordered(jobs);
-    while let Some((n, result)) = done.next().await {
-        results[n] = result;
+    let deadline = interrupt.deadline(SHUTDOWN_GRACE);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = done.next() => match next {
+                Some((n, result)) => results[n] = result,
+                None => break,
+            },
+            () = &mut deadline => {
+                tracing::warn!("abandoning the copies still in flight: nothing of them is committed");
+                break;
+            }
+        }
     }
     drop(done);
 
     // 3. results into the reports, in plan order
-    for (job, result) in queue.iter().zip(results) {
+    for ((job, result), started) in queue.iter().zip(results).zip(&started) {
         let r = &mut report.images[job.image];
         match result {
+            None if started.load(Ordering::SeqCst) => r.failed.push(TagFailure {
+                tag: job.tag.clone(),
+                error: "abandoned: the run was interrupted; the tag was not written".into(),
+            }),
             None => r.not_started.push(job.tag.clone()),
             Some(Ok(Outcome::Copied)) if job.replacing => r.replaced.push(job.tag.clone()),
             Some(Ok(Outcome::Copied)) => r.copied.push(job.tag.clone()),
@@ -161,6 +211,7 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options) -> RunR
         }
     }
     report.stopped_early = stop.load(Ordering::SeqCst);
+    report.interrupted = interrupt.requested();
     for r in &report.images {
         r.log();
     }

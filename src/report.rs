@@ -67,7 +67,7 @@ impl ImageReport {
             tracing::error!(image = %name, tag = %f.tag, "{}", f.error);
         }
         if self.stopped {
-            tracing::warn!(image = %name, "not processed: the run stopped at the first error");
+            tracing::warn!(image = %name, "not processed: the run stopped early");
         } else if self.error.is_none() {
             tracing::info!(
                 image = %name,
@@ -89,6 +89,8 @@ pub struct RunReport {
     pub totals: Totals,
     /// `--exit-on-error` stopped the run before every image was processed.
     pub stopped_early: bool,
+    /// A signal (SIGTERM, SIGINT) stopped the run.
+    pub interrupted: bool,
 }
 
 impl RunReport {
@@ -149,7 +151,7 @@ impl RunReport {
                 );
             }
             if i.stopped {
-                let _ = writeln!(out, "    not processed: the run stopped at the first error");
+                let _ = writeln!(out, "    not processed: the run stopped early");
             }
             if i.error.is_none()
                 && !i.stopped
@@ -197,6 +199,12 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "stopped at the first error (--exit-on-error); later images were not processed"
+            );
+        }
+        if self.interrupted {
+            let _ = writeln!(
+                out,
+                "interrupted by a signal: work not started is listed above; run again to complete it"
             );
         }
         out

@@ -13,7 +13,7 @@ use replicant::registry::{Client, Mount};
 use support::*;
 
 fn client() -> Client {
-    Client::new(Arc::new(Chain::new(vec![]))).unwrap()
+    Client::new(Arc::new(Chain::new(vec![])), Default::default()).unwrap()
 }
 
 /// The test client is blocking, so async parts run on their own runtime.

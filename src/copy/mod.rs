@@ -83,6 +83,8 @@ pub struct Engine {
     pub stats: Stats,
     /// Blob transfers at once per registry (or layout).
     transfers_per_domain: usize,
+    /// Further attempts of a failed blob transfer.
+    retries: u32,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Source manifests by (store, digest): fetched once per run.
     manifests: OnceMap<FetchedManifest>,
@@ -97,11 +99,13 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `transfers_per_domain`: blob transfers at once per registry.
-    pub fn new(transfers_per_domain: usize) -> Engine {
+    /// `transfers_per_domain`: blob transfers at once per registry;
+    /// `retries`: further attempts of a failed blob transfer.
+    pub fn new(transfers_per_domain: usize, retries: u32) -> Engine {
         Engine {
             stats: Stats::default(),
             transfers_per_domain: transfers_per_domain.max(1),
+            retries,
             slots: Mutex::new(HashMap::new()),
             manifests: OnceMap::default(),
             present: OnceMap::default(),
@@ -307,7 +311,9 @@ impl Engine {
         }
     }
 
-    /// Streams the blob from `src` into `dst`, verified on the way.
+    /// Streams the blob from `src` into `dst`, verified on the way. A failed
+    /// transfer starts again from scratch (a new download, a new upload
+    /// session): nothing of a broken attempt is ever committed.
     async fn transfer(
         &self,
         src: &dyn Store,
@@ -316,6 +322,27 @@ impl Engine {
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
         let _slots = self.slots(src, dst).await;
+        let mut attempt = 0;
+        loop {
+            match self.transfer_once(src, dst, digest, desc).await {
+                Err(CopyError::Registry(e)) if attempt < self.retries && e.is_retryable() => {
+                    let wait = e.retry_after.unwrap_or_else(|| crate::registry::backoff(attempt));
+                    attempt += 1;
+                    tracing::debug!("{e}; blob transfer attempt {attempt} of {} in {wait:?}", self.retries);
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn transfer_once(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
         let blob = src.get_blob(digest).await?;
         let ctx = format!("{}: blob {digest}", src.name());
         let size = match (desc.size, blob.len) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION, WWW_AUTHENTICATE,
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LINK, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{Mutex, OnceCell};
@@ -43,11 +43,46 @@ struct RegistryState {
     tokens: Mutex<HashMap<String, Token>>,
 }
 
+/// How patient the client is.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Further attempts after a retryable failure.
+    pub retries: u32,
+    /// Connect timeout, and the longest a response may stay silent.
+    pub timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            retries: 4,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// One HTTP client (connection reuse) and the auth state of every registry.
 pub struct Client {
     http: reqwest::Client,
     credentials: Arc<Chain>,
     registries: std::sync::Mutex<HashMap<Registry, Arc<RegistryState>>>,
+    settings: Settings,
+}
+
+/// The wait before attempt `attempt + 1`: exponential from 250 ms, capped at
+/// 15 s, with jitter so that parallel copies do not retry in lockstep.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1 << attempt.min(6))
+        .min(Duration::from_secs(15));
+    base.mul_f64(rand::random_range(0.5..1.0))
+}
+
+/// A registry's `Retry-After` (seconds; dates are not worth a clock skew),
+/// capped so that one throttle cannot stall a run for long.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
 }
 
 fn pull(repo: &Repository) -> String {
@@ -67,11 +102,11 @@ pub fn is_valid_tag(tag: &str) -> bool {
 }
 
 impl Client {
-    pub fn new(credentials: Arc<Chain>) -> Result<Client> {
+    pub fn new(credentials: Arc<Chain>, settings: Settings) -> Result<Client> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
+            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+            .read_timeout(settings.timeout)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| StoreError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
@@ -79,6 +114,7 @@ impl Client {
             http,
             credentials,
             registries: std::sync::Mutex::new(HashMap::new()),
+            settings,
         })
     }
 
@@ -89,6 +125,28 @@ impl Client {
 
     fn url(repo: &Repository, rest: &str) -> String {
         format!("{}/v2/{}/{}", repo.registry.base_url(), repo.path, rest)
+    }
+
+    /// Runs `op` again after retryable failures (network, timeouts, 408,
+    /// 429, 5xx, damaged content), waiting as the registry asks or with
+    /// backoff, at most `retries` more times.
+    async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Err(e) if attempt < self.settings.retries && e.is_retryable() => {
+                    let wait = e.retry_after.unwrap_or_else(|| backoff(attempt));
+                    attempt += 1;
+                    tracing::debug!("{e}; attempt {attempt} of {} in {wait:?}", self.settings.retries);
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
     }
 
     // ---- authentication ------------------------------------------------
@@ -124,7 +182,10 @@ impl Client {
 
     async fn authorization(&self, registry: &Registry, scopes: &[String], ctx: &str) -> Result<Option<String>> {
         let state = self.state(registry);
-        let challenge = state.challenge.get_or_try_init(|| self.ping(registry)).await?;
+        let challenge = state
+            .challenge
+            .get_or_try_init(|| self.with_retries(|| self.ping(registry)))
+            .await?;
         match challenge {
             Challenge::None => Ok(None),
             Challenge::Basic => Ok(match self.credentials.get(registry).await.map(|f| f.credential) {
@@ -259,6 +320,7 @@ impl Client {
     /// Turns an unexpected response into an error naming what went wrong.
     async fn failure(&self, resp: Response, ctx: &str, registry: &Registry) -> StoreError {
         let status = resp.status().as_u16();
+        let wait = retry_after(resp.headers());
         let body = read_limited(resp, MAX_ERROR_BODY, ctx).await.unwrap_or_default();
         let errors = parse_api_errors(&body);
         if status == 401 || status == 403 {
@@ -271,14 +333,51 @@ impl Client {
             };
             return StoreError::new(ctx, ErrorKind::Unauthorized { status, errors, detail });
         }
-        StoreError::new(ctx, ErrorKind::Status { status, errors })
+        let mut e = StoreError::new(ctx, ErrorKind::Status { status, errors });
+        e.retry_after = wait;
+        e
+    }
+
+    // ---- operations, each retried as a whole -------------------------------
+
+    pub async fn list_tags(&self, repo: &Repository) -> Result<Option<Vec<String>>> {
+        self.with_retries(|| self.list_tags_once(repo)).await
+    }
+
+    pub async fn head_manifest(&self, repo: &Repository, reference: &str, write: bool) -> Result<Option<ManifestHead>> {
+        self.with_retries(|| self.head_manifest_once(repo, reference, write))
+            .await
+    }
+
+    pub async fn get_manifest(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
+        self.with_retries(|| self.get_manifest_once(repo, reference)).await
+    }
+
+    pub async fn put_manifest(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
+        self.with_retries(|| self.put_manifest_once(repo, reference, m)).await
+    }
+
+    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
+        self.with_retries(|| self.blob_exists_once(repo, digest, write)).await
+    }
+
+    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
+        self.with_retries(|| self.get_blob_once(repo, digest)).await
+    }
+
+    pub async fn mount_blob(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
+        self.with_retries(|| self.mount_blob_once(repo, digest, from)).await
+    }
+
+    pub async fn start_upload(&self, repo: &Repository) -> Result<Url> {
+        self.with_retries(|| self.start_upload_once(repo)).await
     }
 
     // ---- tags ------------------------------------------------------------
 
     /// All tags of a repository, following `Link` pagination; `None` when
     /// the repository does not exist.
-    pub async fn list_tags(&self, repo: &Repository) -> Result<Option<Vec<String>>> {
+    async fn list_tags_once(&self, repo: &Repository) -> Result<Option<Vec<String>>> {
         #[derive(serde::Deserialize)]
         struct Page {
             #[serde(default)]
@@ -323,7 +422,12 @@ impl Client {
 
     /// HEAD a manifest: `None` when the tag or digest does not exist. Any
     /// other failure is an error, never taken for "present" or "absent".
-    pub async fn head_manifest(&self, repo: &Repository, reference: &str, write: bool) -> Result<Option<ManifestHead>> {
+    async fn head_manifest_once(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        write: bool,
+    ) -> Result<Option<ManifestHead>> {
         let ctx = format!("{repo}: HEAD manifest {reference}");
         let scopes = [if write { push(repo) } else { pull(repo) }];
         let url = Self::url(repo, &format!("manifests/{reference}"));
@@ -344,7 +448,7 @@ impl Client {
 
     /// GET a manifest's bytes and verify them: against `reference` when it
     /// is a digest, else against the registry's `Docker-Content-Digest`.
-    pub async fn get_manifest(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
+    async fn get_manifest_once(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
         let ctx = format!("{repo}: GET manifest {reference}");
         let scopes = [pull(repo)];
         let url = Self::url(repo, &format!("manifests/{reference}"));
@@ -386,7 +490,7 @@ impl Client {
     }
 
     /// PUT the original bytes of a manifest under a tag or its digest.
-    pub async fn put_manifest(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
+    async fn put_manifest_once(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
         let ctx = format!("{repo}: PUT manifest {reference}");
         let scopes = [push(repo)];
         let url = Self::url(repo, &format!("manifests/{reference}"));
@@ -416,7 +520,7 @@ impl Client {
 
     // ---- blobs -----------------------------------------------------------
 
-    pub async fn blob_exists(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
+    async fn blob_exists_once(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
         let ctx = format!("{repo}: HEAD blob {digest}");
         let scopes = [if write { push(repo) } else { pull(repo) }];
         let url = Self::url(repo, &format!("blobs/{digest}"));
@@ -429,7 +533,7 @@ impl Client {
     }
 
     /// GET a blob; the caller streams and verifies the body.
-    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
+    async fn get_blob_once(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
         let ctx = format!("{repo}: GET blob {digest}");
         let url = Self::url(repo, &format!("blobs/{digest}"));
         let resp = self.send(repo, &[pull(repo)], &ctx, || self.http.get(&url)).await?;
@@ -440,7 +544,7 @@ impl Client {
     }
 
     /// Asks the registry to mount `digest` from `from` (same registry).
-    pub async fn mount_blob(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
+    async fn mount_blob_once(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
         let ctx = format!("{repo}: mount blob {digest} from {}", from.path);
         let scopes = [push(repo), pull(from)];
         let mut url = Url::parse(&Self::url(repo, "blobs/uploads/")).map_err(|e| protocol(&ctx, e))?;
@@ -460,7 +564,7 @@ impl Client {
     }
 
     /// Opens an upload session and returns its location.
-    pub async fn start_upload(&self, repo: &Repository) -> Result<Url> {
+    async fn start_upload_once(&self, repo: &Repository) -> Result<Url> {
         let ctx = format!("{repo}: start upload");
         let url = Self::url(repo, "blobs/uploads/");
         let resp = self
@@ -618,6 +722,19 @@ mod tests {
         assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
         h.insert(LINK, HeaderValue::from_static("garbage"));
         assert_eq!(next_link(&h, "https://r.io/v2/a/tags/list"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn link_parsing_never_panics(link in "\\PC{0,120}", base in "(http|https)://[a-z0-9.:]{1,20}/v2/[a-z/]{0,20}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&link) {
+                h.insert(LINK, v);
+            }
+            if let Some(next) = next_link(&h, &base) {
+                proptest::prop_assert!(Url::parse(&next).is_ok());
+            }
+        }
     }
 
     #[test]

@@ -4,4 +4,4 @@
 pub mod auth;
 mod client;
 
-pub use client::{Client, Mount, is_valid_tag};
+pub use client::{Client, Mount, Settings, backoff, is_valid_tag};

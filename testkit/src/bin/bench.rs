@@ -491,7 +491,11 @@ fn main() {
         for (tool, samples) in &results {
             let (wall, cpu, rss) = summary(samples);
             let ratio = if *tool == Tool::Replicant {
-                format!("**{:.2}** (vs {})", wall / ref_wall, reference.name())
+                format!(
+                    "**{:.2}** (vs {})",
+                    wall / ref_wall,
+                    reference.name().replace('|', "\\|")
+                )
             } else {
                 String::new()
             };

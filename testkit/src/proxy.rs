@@ -1,0 +1,310 @@
+//! A fault-injecting HTTP proxy to put in front of a real `docker-registry`:
+//! it forwards requests and, at a chosen rate, answers an error status,
+//! resets the connection mid-body, truncates a body, flips a byte, stalls,
+//! or redirects blob downloads to a recording server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng, rngs::StdRng};
+
+/// What goes wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status without forwarding (429 comes with Retry-After: 1).
+    Status(u16),
+    /// Close the connection halfway through the response body (or, for an
+    /// upload, after reading part of the request body).
+    Reset,
+    /// Send the promised Content-Length but only half the body, then close.
+    Truncate,
+    /// Forward the body with one byte changed.
+    Flip,
+    /// Send half the body, then stall for a long time.
+    Stall,
+}
+
+/// Which requests a fault may hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Any,
+    /// Only GETs of blobs and manifests (bodies to corrupt).
+    Downloads,
+}
+
+struct Shared {
+    upstream: String,
+    fault: Mutex<Option<(Fault, f64, Target)>>,
+    /// Answer blob GETs with a 307 to this `host:port` (object storage).
+    redirect: Mutex<Option<String>>,
+    rng: Mutex<StdRng>,
+    pub injected: AtomicUsize,
+    pub forwarded: AtomicUsize,
+    stop: AtomicBool,
+}
+
+pub struct FaultProxy {
+    pub port: u16,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A proxy to `upstream` (`127.0.0.1:<port>`), faultless until told.
+    pub fn start(upstream: &str, seed: u64) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let shared = Arc::new(Shared {
+            upstream: upstream.to_string(),
+            fault: Mutex::new(None),
+            redirect: Mutex::new(None),
+            rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            injected: AtomicUsize::new(0),
+            forwarded: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let s2 = shared.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s2.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let s3 = s2.clone();
+                std::thread::spawn(move || {
+                    let _ = handle(conn, &s3, port);
+                });
+            }
+        });
+        FaultProxy {
+            port,
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Injects `fault` into a share `rate` (0..=1) of the targeted requests.
+    pub fn set(&self, fault: Option<(Fault, f64, Target)>) {
+        *self.shared.fault.lock().unwrap() = fault;
+    }
+
+    /// Redirects blob downloads to `host:port`, which receives the path
+    /// without `/v2` (as registries redirect to object storage).
+    pub fn redirect_blobs_to(&self, target: Option<String>) {
+        *self.shared.redirect.lock().unwrap() = target;
+    }
+
+    pub fn injected(&self) -> usize {
+        self.shared.injected.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Head {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+}
+
+fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Ok(None);
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let target = parts.next().unwrap_or("").to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    Ok(Some(Head {
+        method,
+        target,
+        headers,
+    }))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Reads a request body: Content-Length or chunked.
+fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> std::io::Result<Vec<u8>> {
+    if let Some(len) = header(headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body)?;
+        return Ok(body);
+    }
+    let mut body = Vec::new();
+    if header(headers, "transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Ok(body)
+}
+
+fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut reader = BufReader::new(conn.try_clone()?);
+    let mut out = conn;
+    let Some(head) = read_head(&mut reader)? else {
+        return Ok(());
+    };
+    let is_download =
+        head.method == "GET" && (head.target.contains("/blobs/sha") || head.target.contains("/manifests/"));
+    let redirect = shared.redirect.lock().unwrap().clone();
+    if let Some(to) = redirect.filter(|_| head.method == "GET" && head.target.contains("/blobs/sha")) {
+        let path = head.target.strip_prefix("/v2").unwrap_or(&head.target);
+        write!(
+            out,
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{to}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )?;
+        return out.flush();
+    }
+    let fault = {
+        let f = *shared.fault.lock().unwrap();
+        f.filter(|(_, rate, target)| {
+            (*target == Target::Any || is_download) && shared.rng.lock().unwrap().random_bool(rate.clamp(0.0, 1.0))
+        })
+        .map(|(f, _, _)| f)
+    };
+    if let Some(f) = fault {
+        shared.injected.fetch_add(1, Ordering::SeqCst);
+        match f {
+            Fault::Status(code) => {
+                let _ = read_body(&mut reader, &head.headers);
+                let extra = if code == 429 { "Retry-After: 1\r\n" } else { "" };
+                write!(
+                    out,
+                    "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
+                )?;
+                return out.flush();
+            }
+            Fault::Reset if !is_download => {
+                // read a little of the upload, then drop the connection
+                let mut some = [0u8; 1024];
+                let _ = reader.read(&mut some);
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+    let body = read_body(&mut reader, &head.headers)?;
+    shared.forwarded.fetch_add(1, Ordering::SeqCst);
+    // forward, byte for byte, to the registry
+    let mut up = TcpStream::connect(&shared.upstream)?;
+    write!(up, "{} {} HTTP/1.1\r\n", head.method, head.target)?;
+    for (k, v) in &head.headers {
+        if k.eq_ignore_ascii_case("connection")
+            || k.eq_ignore_ascii_case("transfer-encoding")
+            || k.eq_ignore_ascii_case("content-length")
+        {
+            continue;
+        }
+        write!(up, "{k}: {v}\r\n")?;
+    }
+    write!(up, "Content-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    up.write_all(&body)?;
+    up.flush()?;
+    let mut up_reader = BufReader::new(up);
+    let mut status_line = String::new();
+    up_reader.read_line(&mut status_line)?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if up_reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let mut resp_body = Vec::new();
+    if head.method != "HEAD" {
+        match header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+            Some(len) => {
+                resp_body = vec![0; len];
+                up_reader.read_exact(&mut resp_body)?;
+            }
+            None => {
+                up_reader.read_to_end(&mut resp_body)?;
+            }
+        }
+    }
+    // the registry builds absolute upload locations from the Host header
+    let me = format!("127.0.0.1:{port}");
+    write!(out, "{}", status_line)?;
+    for (k, v) in &headers {
+        if k.eq_ignore_ascii_case("connection")
+            || k.eq_ignore_ascii_case("content-length")
+            || k.eq_ignore_ascii_case("transfer-encoding")
+        {
+            continue;
+        }
+        write!(out, "{k}: {}\r\n", v.replace(&shared.upstream, &me))?;
+    }
+    let declared = if head.method == "HEAD" {
+        header(&headers, "content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    } else {
+        resp_body.len()
+    };
+    write!(out, "Content-Length: {declared}\r\nConnection: close\r\n\r\n")?;
+    let half = resp_body.len() / 2;
+    match fault {
+        Some(Fault::Reset) | Some(Fault::Truncate) if !resp_body.is_empty() => {
+            out.write_all(&resp_body[..half])?;
+            out.flush()?;
+            return Ok(());
+        }
+        Some(Fault::Flip) if !resp_body.is_empty() => {
+            resp_body[half] ^= 0x40;
+        }
+        Some(Fault::Stall) if !resp_body.is_empty() => {
+            out.write_all(&resp_body[..half])?;
+            out.flush()?;
+            std::thread::sleep(Duration::from_secs(30));
+            return Ok(());
+        }
+        _ => {}
+    }
+    out.write_all(&resp_body)?;
+    out.flush()
+}

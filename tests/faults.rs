@@ -1,0 +1,320 @@
+//! Reliability: faults injected by a proxy in front of real registries never
+//! leave a destination tag pointing at a broken image; a clean run then
+//! converges. Signals and SIGKILL leave nothing half-written under a tag.
+//! Blob downloads redirected elsewhere never carry our credentials.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::*;
+use testkit::proxy::{Fault, FaultProxy, Target};
+
+const TAGS: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];
+
+fn seeded_source() -> (Registry, TestClient) {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    let shared = vec![generator.layer(Format::Oci, 40_000)];
+    for tag in TAGS {
+        sc.push_image("team/app", &generator.multi_arch(Format::Oci, 30_000, &shared), tag);
+    }
+    (src, sc)
+}
+
+/// Every tag in `repo` is exact (digest equals the source's, whole tree
+/// present); returns how many tags were checked.
+fn exact_or_absent(sc: &TestClient, dc: &TestClient, repo: &str) -> usize {
+    let tags = dc.tags(repo);
+    for tag in &tags {
+        assert_eq!(
+            dc.digest(repo, tag),
+            sc.digest("team/app", tag),
+            "{repo}:{tag} is not the source's image"
+        );
+        dc.assert_complete(repo, tag);
+    }
+    tags.len()
+}
+
+#[test]
+fn injected_faults_never_leave_a_broken_tag_and_a_clean_run_converges() {
+    let (src, sc) = seeded_source();
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let src_proxy = FaultProxy::start(&src.host(), 1);
+    let dst_proxy = FaultProxy::start(&dst.host(), 2);
+    let ws = Workspace::new();
+    let kinds = [
+        Fault::Status(500),
+        Fault::Status(502),
+        Fault::Status(503),
+        Fault::Status(429),
+        Fault::Reset,
+        Fault::Truncate,
+        Fault::Flip,
+        Fault::Stall,
+    ];
+    let (mut runs, mut tags_checked, mut failed_runs) = (0, 0, 0);
+    let mut repos = Vec::new();
+    for (k, fault) in kinds.iter().enumerate() {
+        let rates: &[f64] = if *fault == Fault::Stall {
+            &[0.1]
+        } else {
+            &[0.05, 0.2, 0.5]
+        };
+        for (r, rate) in rates.iter().enumerate() {
+            // downloads from the source, or anything sent to the destination
+            let on_source = (k + r) % 2 == 0;
+            let (proxy, target) = if on_source {
+                (&src_proxy, Target::Downloads)
+            } else {
+                (&dst_proxy, Target::Any)
+            };
+            proxy.set(Some((*fault, *rate, target)));
+            let repo = format!("mirror/case-{k}-{r}");
+            let cfg = ws.write_config(&format!(
+                "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
+                src_proxy.host(),
+                dst_proxy.host()
+            ));
+            let run = ws.run(&cfg, &["--retries", "1", "--timeout", "2"]);
+            proxy.set(None);
+            runs += 1;
+            tags_checked += exact_or_absent(&sc, &dc, &repo);
+            // the exit code and the summary agree on failure
+            let failed = run.stdout.contains("[FAILED]");
+            assert_eq!(run.code, if failed { 1 } else { 0 }, "{fault:?} at {rate}: {run:?}");
+            if failed {
+                failed_runs += 1;
+                assert!(run.stdout.contains("1 failed (app)"), "{run:?}");
+            } else {
+                assert_eq!(
+                    dc.tags(&repo),
+                    TAGS,
+                    "{fault:?} at {rate}: a run that says ok copied everything"
+                );
+            }
+            repos.push(repo);
+        }
+    }
+    eprintln!(
+        "{runs} faulty runs, {failed_runs} reported failures, {tags_checked} destination tags checked, 0 corrupt; faults injected: {} at the source, {} at the destination",
+        src_proxy.injected(),
+        dst_proxy.injected()
+    );
+    assert!(
+        src_proxy.injected() + dst_proxy.injected() > 20,
+        "too few faults were injected to mean anything"
+    );
+    // without faults, every case converges to an exact mirror
+    for repo in &repos {
+        let cfg = ws.write_config(&format!(
+            "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
+            src_proxy.host(),
+            dst_proxy.host()
+        ));
+        let run = ws.run(&cfg, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_mirror(&sc, "team/app", &dc, repo, &TAGS);
+    }
+}
+
+#[test]
+fn a_registry_that_keeps_lying_fails_the_image_with_a_clear_error() {
+    let (src, sc) = seeded_source();
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let proxy = FaultProxy::start(&src.host(), 3);
+    proxy.set(Some((Fault::Flip, 1.0, Target::Downloads)));
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        proxy.host(),
+        dst.host()
+    ));
+    let run = ws.run(&cfg, &["--retries", "2"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("does not match its digest"), "{run:?}");
+    assert!(
+        dc.tags("mirror/app").is_empty(),
+        "a tag was written from corrupt content"
+    );
+    let _ = sc;
+}
+
+#[test]
+fn redirected_blob_downloads_carry_no_credentials() {
+    const PW: &str = "redirect-pw-5Tq";
+    let src = Registry::start(Auth::Basic(vec![("alice".into(), PW.into())]));
+    let sc = TestClient::new(&src.host(), Some(("alice", PW)));
+    let mut generator = ImageGen::default();
+    sc.push_image("team/app", &generator.multi_arch(Format::Oci, 5000, &[]), "1.0.0");
+    // object storage stand-in: records what it is sent, serves the blob
+    // (path, Authorization header) of every request object storage received
+    type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+    let seen: Seen = Arc::default();
+    let seen2 = seen.clone();
+    let upstream = src.url();
+    let storage = testkit::http::Server::start(move |req| {
+        seen2
+            .lock()
+            .unwrap()
+            .push((req.target.clone(), req.headers.get("authorization").cloned()));
+        let bytes = reqwest::blocking::Client::new()
+            .get(format!("{upstream}/v2{}", req.target))
+            .basic_auth("alice", Some(PW))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        testkit::http::Response {
+            status: 200,
+            headers: vec![],
+            body: bytes.to_vec(),
+        }
+    });
+    let proxy = FaultProxy::start(&src.host(), 4);
+    proxy.redirect_blobs_to(Some(format!("127.0.0.1:{}", storage.port)));
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"username":"alice","password":"{PW}"}}}}}}"#,
+        proxy.host()
+    ));
+    let cfg = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        proxy.host(),
+        dst.host()
+    ));
+    let run = ws.run(&cfg, &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
+    let seen = seen.lock().unwrap();
+    assert_eq!(
+        seen.len(),
+        6,
+        "every blob download (3 configs, 3 layers) was redirected once: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, auth)| auth.is_none()),
+        "credentials followed a redirect: {seen:?}"
+    );
+    assert!(!run.all().contains(PW));
+}
+
+#[test]
+fn sigterm_stops_starting_work_reports_and_leaves_no_broken_tag() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    let tags: Vec<String> = (0..12).map(|i| format!("1.{i}.0")).collect();
+    for tag in &tags {
+        sc.push_image("team/app", &generator.multi_arch(Format::Oci, 3 << 20, &[]), tag);
+    }
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ));
+    let mut cmd = ws.command();
+    cmd.arg("-c")
+        .arg(&cfg)
+        .args(["--jobs", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let run = output(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 128 + 15, "{run:?}");
+    assert!(run.stdout.contains("interrupted by a signal"), "{run:?}");
+    assert!(run.stdout.contains("not started ("), "{run:?}");
+    assert!(run.stderr.contains("SIGTERM: starting nothing new"), "{run:?}");
+    let copied = dc.tags("mirror/app");
+    assert!(
+        copied.len() < tags.len(),
+        "everything was copied before the signal: {run:?}"
+    );
+    for tag in &copied {
+        assert_eq!(dc.digest("mirror/app", tag), sc.digest("team/app", tag));
+        dc.assert_complete("mirror/app", tag);
+    }
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let want: Vec<&str> = tags.iter().map(String::as_str).collect();
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &want);
+}
+
+#[test]
+fn sigkill_at_thirty_moments_never_leaves_a_tag_on_an_incomplete_image() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    for tag in TAGS {
+        sc.push_image("team/app", &generator.multi_arch(Format::Oci, 4 << 20, &[]), tag);
+    }
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    let config = |repo: &str| {
+        ws.write_config(&format!(
+            "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
+            src.host(),
+            dst.host()
+        ))
+    };
+    let started = std::time::Instant::now();
+    assert_eq!(ws.run(&config("mirror/timing"), &[]).code, 0);
+    let whole = started.elapsed().as_millis() as u64;
+    let (mut kills, mut runs, mut scale) = (0, 0u64, 1.0f64);
+    let mut repos = std::collections::BTreeSet::new();
+    // 20 kills at spread-out moments; a run that finished first shortens
+    // the later delays (the machine may be busier than when timed)
+    while kills < 20 && runs < 60 {
+        let i = runs;
+        runs += 1;
+        // half the runs start a new repository, half resume a killed one
+        let repo = format!("mirror/kill-{}", i / 2);
+        repos.insert(repo.clone());
+        let mut child = ws
+            .command()
+            .arg("-c")
+            .arg(config(&repo))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = (whole * (3 + (i * 37) % 90) / 100) as f64 * scale;
+        std::thread::sleep(Duration::from_millis(delay as u64));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        } else {
+            scale *= 0.7;
+        }
+        child.wait().unwrap();
+        // the registry finishes a request whose client died: a tag it is
+        // writing is listed a moment before it resolves
+        std::thread::sleep(Duration::from_millis(300));
+        exact_or_absent(&sc, &dc, &repo);
+    }
+    eprintln!("{kills} of {runs} runs killed mid-copy (a whole copy takes {whole} ms)");
+    assert!(kills >= 20, "only {kills} runs were killed mid-way");
+    for repo in &repos {
+        let run = ws.run(&config(repo), &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_mirror(&sc, "team/app", &dc, repo, &TAGS);
+    }
+}
