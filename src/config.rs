@@ -5,13 +5,14 @@
 //! by hand: serde's derive stops at the first error, and an operator fixing a
 //! config wants to see all of them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use crate::reference::Endpoint;
+use crate::reference::{Endpoint, Repository};
 use crate::select::{Filters, Mode};
 
 /// One image entry of a valid configuration.
@@ -26,11 +27,37 @@ pub struct ImageConfig {
     pub replace_tag: bool,
 }
 
+/// How to connect to one registry (a `registries:` entry). Paths are
+/// resolved against the config file's folder and checked to exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Extra CA certificates (PEM) trusted for this registry.
+    pub ca_file: Option<PathBuf>,
+    /// TLS without certificate verification (a warning is logged).
+    pub insecure: bool,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Force HTTPS (`true`) or plain HTTP (`false`); by default loopback
+    /// registries use plain HTTP unless one of the TLS settings is given.
+    pub tls: Option<bool>,
+}
+
+impl RegistryOptions {
+    /// Whether this registry is spoken to over HTTPS.
+    pub fn uses_tls(&self, loopback: bool) -> bool {
+        self.tls
+            .unwrap_or(!loopback || self.insecure || self.ca_file.is_some() || self.cert_file.is_some())
+    }
+}
+
 /// A valid configuration: images in file order.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
     pub images: Vec<ImageConfig>,
+    /// Connection settings per registry host (`registries:`).
+    pub registries: BTreeMap<String, RegistryOptions>,
     /// Things worth telling the operator that do not stop the run.
     pub warnings: Vec<Problem>,
 }
@@ -79,7 +106,8 @@ impl ConfigError {
     }
 }
 
-const TOP_KEYS: &[&str] = &["mode", "images"];
+const TOP_KEYS: &[&str] = &["mode", "images", "registries"];
+const REGISTRY_KEYS: &[&str] = &["ca-file", "insecure", "cert-file", "key-file", "tls"];
 const IMAGE_KEYS: &[&str] = &[
     "source",
     "destination",
@@ -127,11 +155,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    let images = v.root(&root);
+    let (images, registries) = v.root(&root);
     if v.problems.is_empty() {
         Ok(Config {
             path: path.to_path_buf(),
             images,
+            registries,
             warnings: v.warnings,
         })
     } else {
@@ -174,7 +203,7 @@ impl Validator<'_> {
         self.problems.push(p);
     }
 
-    fn root(&mut self, root: &Spanned<Node>) -> Vec<ImageConfig> {
+    fn root(&mut self, root: &Spanned<Node>) -> (Vec<ImageConfig>, BTreeMap<String, RegistryOptions>) {
         let Node::Map(entries) = &root.value else {
             self.report(
                 root,
@@ -182,10 +211,11 @@ impl Validator<'_> {
                 None,
                 format!("expected a mapping with \"images:\", found {}", root.value.kind()),
             );
-            return Vec::new();
+            return Default::default();
         };
         let mut mode = Mode::default();
         let mut images_node = None;
+        let mut registries = BTreeMap::new();
         for (k, val) in entries {
             match key_text(k) {
                 Some("mode") => {
@@ -194,9 +224,132 @@ impl Validator<'_> {
                     }
                 }
                 Some("images") => images_node = Some((k, val)),
+                Some("registries") => registries = self.registries(val),
                 _ => self.unknown_key(k, None, TOP_KEYS),
             }
         }
+        (self.images(root, images_node, mode), registries)
+    }
+
+    /// `registries:` — host -> connection settings.
+    fn registries(&mut self, val: &Spanned<Node>) -> BTreeMap<String, RegistryOptions> {
+        let mut out = BTreeMap::new();
+        let entries = match &val.value {
+            Node::Map(e) => e,
+            Node::Null => return out,
+            other => {
+                let message = format!(
+                    "expected a mapping of registry hosts to settings, found {}",
+                    other.kind()
+                );
+                self.report(val, None, Some("registries"), message);
+                return out;
+            }
+        };
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for (k, v) in entries {
+            let Some(host) = key_text(k) else {
+                self.report(
+                    k,
+                    None,
+                    Some("registries"),
+                    format!("a registry must be a host name, found {}", k.value.kind()),
+                );
+                continue;
+            };
+            let registry = match Repository::parse(&format!("{host}/x")) {
+                Ok(r) if host.contains(['.', ':']) || host == "localhost" => r.registry,
+                _ => {
+                    self.report(
+                        k,
+                        None,
+                        Some("registries"),
+                        format!("\"{host}\" is not a registry host such as registry.example.com:5000"),
+                    );
+                    continue;
+                }
+            };
+            let key = |name: &str| format!("registries.{host}.{name}");
+            let mut o = RegistryOptions::default();
+            let settings = match &v.value {
+                Node::Map(e) => e.as_slice(),
+                Node::Null => &[],
+                other => {
+                    self.report(
+                        v,
+                        None,
+                        Some(&key("")),
+                        format!("expected a mapping of settings, found {}", other.kind()),
+                    );
+                    continue;
+                }
+            };
+            for (sk, sv) in settings {
+                let name = key_text(sk).unwrap_or_default();
+                match (name, &sv.value) {
+                    ("insecure", Node::Bool(b)) => o.insecure = *b,
+                    ("tls", Node::Bool(b)) => o.tls = Some(*b),
+                    ("insecure" | "tls", other) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        format!("expected true or false, found {}", other.kind()),
+                    ),
+                    ("ca-file" | "cert-file" | "key-file", Node::Str(p)) => {
+                        let path = base.join(p);
+                        if !path.is_file() {
+                            self.report(
+                                sv,
+                                None,
+                                Some(&key(name)),
+                                format!("{} is not a readable file", path.display()),
+                            );
+                        }
+                        match name {
+                            "ca-file" => o.ca_file = Some(path),
+                            "cert-file" => o.cert_file = Some(path),
+                            _ => o.key_file = Some(path),
+                        }
+                    }
+                    ("ca-file" | "cert-file" | "key-file", other) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        format!("expected a file path, found {}", other.kind()),
+                    ),
+                    _ => self.unknown_key(sk, None, REGISTRY_KEYS),
+                }
+            }
+            if o.cert_file.is_some() != o.key_file.is_some() {
+                self.report(
+                    k,
+                    None,
+                    Some(&key("cert-file")),
+                    "cert-file and key-file go together".into(),
+                );
+            }
+            if o.insecure {
+                let warning = problem_at(
+                    self.path,
+                    k.referenced.line(),
+                    k.referenced.column(),
+                    None,
+                    Some(&key("insecure")),
+                    "TLS certificates of this registry are not verified".into(),
+                );
+                self.warnings.push(warning);
+            }
+            out.insert(registry.host, o);
+        }
+        out
+    }
+
+    fn images(
+        &mut self,
+        root: &Spanned<Node>,
+        images_node: Option<(&Spanned<Node>, &Spanned<Node>)>,
+        mode: Mode,
+    ) -> Vec<ImageConfig> {
         let Some((images_key, images)) = images_node else {
             self.report(
                 root,
@@ -686,6 +839,49 @@ mod tests {
                 Err(e) => proptest::prop_assert!(e.problems().iter().all(|p| p.line > 0 || p.message.contains("YAML"))),
             }
         }
+    }
+
+    #[test]
+    fn registries_section_is_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "pem").unwrap();
+        let cfg = dir.path().join("c.yaml");
+        let text = "registries:\n  registry.example.com:5000:\n    ca-file: ca.pem\n  10.0.0.1:5000:\n    insecure: true\nimages:\n  a:\n    source: x/y\n    destination: registry.example.com:5000/y\n";
+        let c = parse(&cfg, text).unwrap();
+        let r = &c.registries["registry.example.com:5000"];
+        assert_eq!(r.ca_file.as_deref(), Some(ca.as_path()));
+        assert!(r.uses_tls(false));
+        assert!(c.registries["10.0.0.1:5000"].insecure);
+        assert!(c.warnings[0].to_string().contains("not verified"));
+        let bad = "registries:\n  r.io:\n    ca-file: missing.pem\n    insecure: maybe\n    cert-file: ca.pem\n    colour: red\n  nohost:\n    tls: true\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
+        let p: Vec<String> = parse(&cfg, bad)
+            .unwrap_err()
+            .problems()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        assert!(
+            p.iter()
+                .any(|m| m.contains("key \"registries.r.io.ca-file\"")
+                    && m.contains("missing.pem is not a readable file")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("registries.r.io.insecure") && m.contains("expected true or false")),
+            "{p:#?}"
+        );
+        assert!(
+            p.iter().any(|m| m.contains("cert-file and key-file go together")),
+            "{p:#?}"
+        );
+        assert!(p.iter().any(|m| m.contains("unknown key \"colour\"")), "{p:#?}");
+        assert!(
+            p.iter().any(|m| m.contains("\"nohost\" is not a registry host")),
+            "{p:#?}"
+        );
+        assert!(RegistryOptions::default().uses_tls(false) && !RegistryOptions::default().uses_tls(true));
     }
 
     #[test]

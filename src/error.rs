@@ -29,8 +29,10 @@ pub enum ErrorKind {
         errors: Vec<ApiError>,
         detail: String,
     },
-    /// Connection, TLS, timeout, or a body cut short.
+    /// Connection, timeout, or a body cut short.
     Network(String),
+    /// The registry's certificate was not accepted (not worth retrying).
+    Tls(String),
     /// Content did not match its digest.
     DigestMismatch { expected: String, actual: String },
     /// The registry sent something we cannot use.
@@ -54,6 +56,10 @@ impl fmt::Display for ErrorKind {
                 write!(f, "; {detail}")
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
+            ErrorKind::Tls(m) => write!(
+                f,
+                "TLS error: {m} (a private CA goes in the config's registries: section as ca-file)"
+            ),
             ErrorKind::DigestMismatch { expected, actual } => {
                 write!(
                     f,

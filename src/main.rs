@@ -149,21 +149,23 @@ fn main() -> ExitCode {
     let settings = Settings {
         retries: cli.retries,
         timeout: std::time::Duration::from_secs(cli.timeout),
+        registries: config.registries.clone(),
+    };
+    // Fails only on the TLS files of the `registries:` section: still a
+    // configuration problem, found before any network traffic.
+    let client = match Client::new(Arc::new(Chain::standard()), settings) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("{}: {e}; nothing was copied", cli.config_file.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
     };
     let interrupt = Arc::new(Interrupt::default());
     let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {
         listen_for_signals(interrupt.clone(), signal.clone());
-        let client = Client::new(Arc::new(Chain::standard()), settings)?;
-        Ok::<_, replicant::error::StoreError>(mirror::run(&config, Arc::new(client), options, &interrupt).await)
+        mirror::run(&config, client, options, &interrupt).await
     });
-    let report = match report {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("{e}");
-            return ExitCode::from(1);
-        }
-    };
     match cli.log_format {
         LogFormat::Text => print!("{}", report.to_text()),
         LogFormat::Json => println!("{}", report.to_json()),

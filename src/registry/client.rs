@@ -1,7 +1,7 @@
 //! A thin client for the Distribution API. Authentication lives here, so the
 //! copy engine never sees a token; *what* to fetch is decided by the caller.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use tokio::sync::{Mutex, OnceCell};
 use url::Url;
 
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
+use crate::config::RegistryOptions;
 use crate::credentials::{Chain, Credential};
 use crate::digest::Digest;
 use crate::error::{ErrorKind, StoreError, parse_api_errors};
@@ -44,12 +45,14 @@ struct RegistryState {
 }
 
 /// How patient the client is.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Further attempts after a retryable failure.
     pub retries: u32,
     /// Connect timeout, and the longest a response may stay silent.
     pub timeout: Duration,
+    /// Connection settings per registry host.
+    pub registries: BTreeMap<String, RegistryOptions>,
 }
 
 impl Default for Settings {
@@ -57,13 +60,17 @@ impl Default for Settings {
         Settings {
             retries: 4,
             timeout: Duration::from_secs(60),
+            registries: BTreeMap::new(),
         }
     }
 }
 
 /// One HTTP client (connection reuse) and the auth state of every registry.
 pub struct Client {
-    http: reqwest::Client,
+    /// For registries without settings of their own.
+    default_http: reqwest::Client,
+    /// Registries with a `registries:` entry (CA, client certificate, insecure).
+    custom_http: HashMap<String, reqwest::Client>,
     credentials: Arc<Chain>,
     registries: std::sync::Mutex<HashMap<Registry, Arc<RegistryState>>>,
     settings: Settings,
@@ -103,19 +110,84 @@ pub fn is_valid_tag(tag: &str) -> bool {
 
 impl Client {
     pub fn new(credentials: Arc<Chain>, settings: Settings) -> Result<Client> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
-            .read_timeout(settings.timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+                .read_timeout(settings.timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+        };
+        let failed = |what: String, e: &dyn std::fmt::Display| StoreError::new(what, ErrorKind::Io(e.to_string()));
+        let default_http = builder()
             .build()
-            .map_err(|e| StoreError::new("creating the HTTP client", ErrorKind::Network(e.to_string())))?;
+            .map_err(|e| failed("creating the HTTP client".into(), &e))?;
+        let mut custom_http = HashMap::new();
+        for (host, o) in &settings.registries {
+            let ctx = |what: String| format!("registries: {host}: {what}");
+            let mut b = builder();
+            if let Some(path) = &o.ca_file {
+                let shown = path.display();
+                let pem = std::fs::read(path).map_err(|e| failed(ctx(format!("ca-file {shown}")), &e))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| failed(ctx(format!("ca-file {shown}")), &"it holds no PEM certificate"))?;
+                b = b.tls_certs_merge(certs);
+            }
+            if let (Some(cert), Some(key)) = (&o.cert_file, &o.key_file) {
+                let mut pem =
+                    std::fs::read(cert).map_err(|e| failed(ctx(format!("cert-file {}", cert.display())), &e))?;
+                pem.extend(std::fs::read(key).map_err(|e| failed(ctx(format!("key-file {}", key.display())), &e))?);
+                let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    failed(
+                        ctx("cert-file and key-file are not a PEM certificate and key".into()),
+                        &e,
+                    )
+                })?;
+                b = b.identity(id);
+            }
+            if o.insecure {
+                tracing::warn!(registry = %host, "TLS certificates are not verified (insecure: true)");
+                b = b.tls_danger_accept_invalid_certs(true);
+            }
+            let client = b.build().map_err(|e| failed(ctx("TLS settings".into()), &e))?;
+            custom_http.insert(host.clone(), client);
+        }
         Ok(Client {
-            http,
+            default_http,
+            custom_http,
             credentials,
             registries: std::sync::Mutex::new(HashMap::new()),
             settings,
         })
+    }
+
+    fn http(&self, registry: &Registry) -> &reqwest::Client {
+        self.custom_http.get(&registry.host).unwrap_or(&self.default_http)
+    }
+
+    /// `https://host` or, for loopback registries (unless configured for
+    /// TLS), `http://host`.
+    fn base_url(&self, registry: &Registry) -> String {
+        let tls = match self.settings.registries.get(&registry.host) {
+            Some(o) => o.uses_tls(registry.is_loopback()),
+            None => !registry.is_loopback(),
+        };
+        format!("{}://{}", if tls { "https" } else { "http" }, registry.host)
+    }
+
+    /// Credentials never travel in clear text beyond this machine.
+    fn cleartext_forbidden(&self, registry: &Registry) -> bool {
+        !registry.is_loopback() && self.base_url(registry).starts_with("http:")
+    }
+
+    /// The credential for a registry, unless it would go out in clear text.
+    async fn credential(&self, registry: &Registry) -> Option<crate::credentials::Found> {
+        if self.cleartext_forbidden(registry) {
+            tracing::warn!(registry = %registry, "plain HTTP to a remote registry: no credentials are sent");
+            return None;
+        }
+        self.credentials.get(registry).await
     }
 
     fn state(&self, registry: &Registry) -> Arc<RegistryState> {
@@ -123,8 +195,8 @@ impl Client {
         map.entry(registry.clone()).or_default().clone()
     }
 
-    fn url(repo: &Repository, rest: &str) -> String {
-        format!("{}/v2/{}/{}", repo.registry.base_url(), repo.path, rest)
+    fn url(&self, repo: &Repository, rest: &str) -> String {
+        format!("{}/v2/{}/{}", self.base_url(&repo.registry), repo.path, rest)
     }
 
     /// Runs `op` again after retryable failures (network, timeouts, 408,
@@ -154,8 +226,8 @@ impl Client {
     async fn ping(&self, registry: &Registry) -> Result<Challenge> {
         let ctx = format!("{registry}: GET /v2/");
         let resp = self
-            .http
-            .get(format!("{}/v2/", registry.base_url()))
+            .http(registry)
+            .get(format!("{}/v2/", self.base_url(registry)))
             .send()
             .await
             .map_err(|e| network(&ctx, e))?;
@@ -188,7 +260,7 @@ impl Client {
             .await?;
         match challenge {
             Challenge::None => Ok(None),
-            Challenge::Basic => Ok(match self.credentials.get(registry).await.map(|f| f.credential) {
+            Challenge::Basic => Ok(match self.credential(registry).await.map(|f| f.credential) {
                 Some(Credential::Basic { username, password }) => Some(basic(&username, &password)),
                 _ => None,
             }),
@@ -223,7 +295,7 @@ impl Client {
         let ctx = format!("{ctx}: token from {realm}");
         let mut url = Url::parse(realm)
             .map_err(|e| StoreError::new(&ctx, ErrorKind::Protocol(format!("bad token realm: {e}"))))?;
-        let found = self.credentials.get(registry).await;
+        let found = self.credential(registry).await;
         let realm_is_loopback = url.host_str().is_some_and(|h| Registry::new(h).is_loopback());
         if url.scheme() != "https" && !(url.scheme() == "http" && realm_is_loopback) {
             return Err(StoreError::new(
@@ -242,7 +314,7 @@ impl Client {
                 if let Some(s) = service {
                     form.push(("service", s.to_string()));
                 }
-                self.http.post(url).form(&form)
+                self.http(registry).post(url).form(&form)
             }
             other => {
                 {
@@ -254,7 +326,7 @@ impl Client {
                         q.append_pair("scope", s);
                     }
                 }
-                let req = self.http.get(url);
+                let req = self.http(registry).get(url);
                 match other {
                     Some(Credential::Basic { username, password }) => {
                         req.header(AUTHORIZATION, basic(username, password))
@@ -312,7 +384,11 @@ impl Client {
             request.headers_mut().insert(AUTHORIZATION, value);
         }
         let (method, url) = (request.method().clone(), request.url().path().to_string());
-        let resp = self.http.execute(request).await.map_err(|e| network(ctx, e))?;
+        let resp = self
+            .http(&repo.registry)
+            .execute(request)
+            .await
+            .map_err(|e| network(ctx, e))?;
         tracing::debug!(%method, registry = %repo.registry, path = %url, status = resp.status().as_u16(), "request");
         Ok(resp)
     }
@@ -324,7 +400,7 @@ impl Client {
         let body = read_limited(resp, MAX_ERROR_BODY, ctx).await.unwrap_or_default();
         let errors = parse_api_errors(&body);
         if status == 401 || status == 403 {
-            let detail = match self.credentials.get(registry).await {
+            let detail = match self.credential(registry).await {
                 Some(found) => format!("the credentials from {} were refused or lack permission", found.source),
                 None => format!(
                     "no credentials for {registry} were found (looked in {}); access was anonymous",
@@ -385,7 +461,7 @@ impl Client {
         }
         let ctx = format!("{repo}: list tags");
         let scopes = [pull(repo)];
-        let mut next = Some(Self::url(repo, "tags/list?n=1000"));
+        let mut next = Some(self.url(repo, "tags/list?n=1000"));
         let mut all = Vec::new();
         let mut pages = 0;
         while let Some(url) = next.take() {
@@ -396,7 +472,9 @@ impl Client {
                     ErrorKind::Protocol("too many tag list pages".into()),
                 ));
             }
-            let resp = self.send(repo, &scopes, &ctx, || self.http.get(&url)).await?;
+            let resp = self
+                .send(repo, &scopes, &ctx, || self.http(&repo.registry).get(&url))
+                .await?;
             if resp.status() == StatusCode::NOT_FOUND && pages == 1 {
                 return Ok(None);
             }
@@ -430,10 +508,10 @@ impl Client {
     ) -> Result<Option<ManifestHead>> {
         let ctx = format!("{repo}: HEAD manifest {reference}");
         let scopes = [if write { push(repo) } else { pull(repo) }];
-        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &format!("manifests/{reference}"));
         let resp = self
             .send(repo, &scopes, &ctx, || {
-                self.http.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
+                self.http(&repo.registry).head(&url).header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
         match resp.status() {
@@ -451,10 +529,10 @@ impl Client {
     async fn get_manifest_once(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
         let ctx = format!("{repo}: GET manifest {reference}");
         let scopes = [pull(repo)];
-        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &format!("manifests/{reference}"));
         let resp = self
             .send(repo, &scopes, &ctx, || {
-                self.http.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
+                self.http(&repo.registry).get(&url).header(ACCEPT, MANIFEST_ACCEPT)
             })
             .await?;
         if !resp.status().is_success() {
@@ -493,10 +571,10 @@ impl Client {
     async fn put_manifest_once(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
         let ctx = format!("{repo}: PUT manifest {reference}");
         let scopes = [push(repo)];
-        let url = Self::url(repo, &format!("manifests/{reference}"));
+        let url = self.url(repo, &format!("manifests/{reference}"));
         let resp = self
             .send(repo, &scopes, &ctx, || {
-                self.http
+                self.http(&repo.registry)
                     .put(&url)
                     .header(CONTENT_TYPE, &m.media_type)
                     .body(m.bytes.clone())
@@ -523,8 +601,10 @@ impl Client {
     async fn blob_exists_once(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
         let ctx = format!("{repo}: HEAD blob {digest}");
         let scopes = [if write { push(repo) } else { pull(repo) }];
-        let url = Self::url(repo, &format!("blobs/{digest}"));
-        let resp = self.send(repo, &scopes, &ctx, || self.http.head(&url)).await?;
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self
+            .send(repo, &scopes, &ctx, || self.http(&repo.registry).head(&url))
+            .await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -535,8 +615,10 @@ impl Client {
     /// GET a blob; the caller streams and verifies the body.
     async fn get_blob_once(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
         let ctx = format!("{repo}: GET blob {digest}");
-        let url = Self::url(repo, &format!("blobs/{digest}"));
-        let resp = self.send(repo, &[pull(repo)], &ctx, || self.http.get(&url)).await?;
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self
+            .send(repo, &[pull(repo)], &ctx, || self.http(&repo.registry).get(&url))
+            .await?;
         if !resp.status().is_success() {
             return Err(self.failure(resp, &ctx, &repo.registry).await);
         }
@@ -547,13 +629,13 @@ impl Client {
     async fn mount_blob_once(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
         let ctx = format!("{repo}: mount blob {digest} from {}", from.path);
         let scopes = [push(repo), pull(from)];
-        let mut url = Url::parse(&Self::url(repo, "blobs/uploads/")).map_err(|e| protocol(&ctx, e))?;
+        let mut url = Url::parse(&self.url(repo, "blobs/uploads/")).map_err(|e| protocol(&ctx, e))?;
         url.query_pairs_mut()
             .append_pair("mount", digest.as_str())
             .append_pair("from", &from.path);
         let resp = self
             .send(repo, &scopes, &ctx, || {
-                self.http.post(url.clone()).header(CONTENT_LENGTH, "0")
+                self.http(&repo.registry).post(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await?;
         match resp.status() {
@@ -566,10 +648,10 @@ impl Client {
     /// Opens an upload session and returns its location.
     async fn start_upload_once(&self, repo: &Repository) -> Result<Url> {
         let ctx = format!("{repo}: start upload");
-        let url = Self::url(repo, "blobs/uploads/");
+        let url = self.url(repo, "blobs/uploads/");
         let resp = self
             .send(repo, &[push(repo)], &ctx, || {
-                self.http.post(&url).header(CONTENT_LENGTH, "0")
+                self.http(&repo.registry).post(&url).header(CONTENT_LENGTH, "0")
             })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
@@ -595,7 +677,7 @@ impl Client {
             Some(len) => Some((len, body)),
             None => {
                 let patch = self
-                    .http
+                    .http(&repo.registry)
                     .request(Method::PATCH, location.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(body);
@@ -608,7 +690,10 @@ impl Client {
             }
         };
         location.query_pairs_mut().append_pair("digest", digest.as_str());
-        let put = self.http.put(location).header(CONTENT_TYPE, "application/octet-stream");
+        let put = self
+            .http(&repo.registry)
+            .put(location)
+            .header(CONTENT_TYPE, "application/octet-stream");
         let put = match body {
             Some((len, body)) => put.header(CONTENT_LENGTH, len).body(body),
             None => put.header(CONTENT_LENGTH, 0),
@@ -623,7 +708,7 @@ impl Client {
     fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
         let loc = header(headers, LOCATION.as_str())
             .ok_or_else(|| StoreError::new(ctx, ErrorKind::Protocol("upload response has no Location".into())))?;
-        let base = Url::parse(&format!("{}/", repo.registry.base_url())).map_err(|e| protocol(ctx, e))?;
+        let base = Url::parse(&format!("{}/", self.base_url(&repo.registry))).map_err(|e| protocol(ctx, e))?;
         let url = base.join(&loc).map_err(|e| protocol(ctx, e))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(protocol(ctx, "upload Location is not http(s)"));
@@ -659,6 +744,10 @@ fn network(ctx: &str, e: reqwest::Error) -> StoreError {
         msg.push_str(": ");
         msg.push_str(&s.to_string());
         source = s.source();
+    }
+    // certificate problems do not go away by themselves: no retries
+    if msg.contains("certificate") {
+        return StoreError::new(ctx, ErrorKind::Tls(msg));
     }
     StoreError::new(ctx, ErrorKind::Network(msg))
 }

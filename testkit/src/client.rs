@@ -37,6 +37,17 @@ struct AnyManifest {
 }
 
 impl TestClient {
+    /// A client for a TLS registry at `host` whose certificate `ca_pem` signed.
+    pub fn https(host: &str, ca_pem: &str) -> TestClient {
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA");
+        TestClient {
+            base: format!("https://{host}"),
+            http: Client::builder().tls_certs_merge([ca]).build().expect("client"),
+            creds: None,
+            auth: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// `host` is `127.0.0.1:<port>`.
     pub fn new(host: &str, creds: Option<(&str, &str)>) -> TestClient {
         TestClient {

@@ -12,6 +12,7 @@ pub mod image;
 pub mod layout;
 pub mod proxy;
 pub mod registry;
+pub mod tls;
 pub mod token;
 
 pub use client::TestClient;

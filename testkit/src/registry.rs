@@ -17,6 +17,8 @@ pub enum Auth {
 
 pub struct Registry {
     pub port: u16,
+    /// Serves HTTPS (with a certificate from a test CA).
+    pub tls: bool,
     child: Child,
     dir: tempfile::TempDir,
     pub issuer: Option<TokenIssuer>,
@@ -31,6 +33,15 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_with(auth, None)
+    }
+
+    /// A registry serving HTTPS with `ca`'s server certificate.
+    pub fn start_tls(auth: Auth, ca: &crate::tls::TestCa) -> Registry {
+        Registry::start_with(auth, Some(ca))
+    }
+
+    fn start_with(auth: Auth, tls: Option<&crate::tls::TestCa>) -> Registry {
         let binary = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
         let dir = tempfile::tempdir().expect("tempdir");
         let (auth_yaml, issuer) = match auth {
@@ -59,10 +70,23 @@ impl Registry {
                 (yaml, Some(issuer))
             }
         };
+        let tls_yaml = match tls {
+            None => String::new(),
+            Some(ca) => {
+                let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
+                std::fs::write(&cert, &ca.cert_pem).expect("write cert");
+                std::fs::write(&key, &ca.key_pem).expect("write key");
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                )
+            }
+        };
         for _attempt in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
                 dir.path().join("data").display()
             );
             let config_path = dir.path().join("config.yml");
@@ -78,9 +102,10 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {binary} (install the Debian package docker-registry): {e}"));
-            if wait_ready(&mut child, port) {
+            if wait_ready(&mut child, port, tls.is_some()) {
                 return Registry {
                     port,
+                    tls: tls.is_some(),
                     child,
                     dir,
                     issuer,
@@ -100,7 +125,7 @@ impl Registry {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.host())
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.host())
     }
 
     /// The registry's log so far (access log included).
@@ -120,13 +145,19 @@ impl Drop for Registry {
     }
 }
 
-fn wait_ready(child: &mut Child, port: u16) -> bool {
+fn wait_ready(child: &mut Child, port: u16, tls: bool) -> bool {
+    let scheme = if tls { "https" } else { "http" };
+    // readiness only: the certificate is checked by the tests themselves
+    let probe = reqwest::blocking::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .expect("client");
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(resp) = reqwest::blocking::get(format!("http://127.0.0.1:{port}/v2/"))
+        if let Ok(resp) = probe.get(format!("{scheme}://127.0.0.1:{port}/v2/")).send()
             && matches!(resp.status().as_u16(), 200 | 401)
         {
             return true;

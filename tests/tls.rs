@@ -1,0 +1,99 @@
+//! TLS: a registry with a certificate from a private CA is refused until the
+//! `registries:` section names the CA (or marks it insecure); bad TLS files
+//! are configuration errors.
+
+mod support;
+
+use support::*;
+use testkit::tls::TestCa;
+
+fn setup() -> (Registry, TestClient, Registry, TestClient, TestCa) {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    sc.push_image(
+        "team/app",
+        &ImageGen::default().multi_arch(Format::Oci, 1000, &[]),
+        "1.0.0",
+    );
+    let ca = TestCa::new();
+    let dst = Registry::start_tls(Auth::None, &ca);
+    let dc = TestClient::https(&dst.host(), &ca.ca_pem);
+    (src, sc, dst, dc, ca)
+}
+
+fn config(ws: &Workspace, src: &Registry, dst: &Registry, registries: &str) -> std::path::PathBuf {
+    ws.write_config(&format!(
+        "{registries}images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ))
+}
+
+#[test]
+fn a_private_ca_is_refused_until_configured() {
+    let (src, sc, dst, dc, ca) = setup();
+    let ws = Workspace::new();
+    std::fs::write(ws.path("ca.pem"), &ca.ca_pem).unwrap();
+    let h = dst.host();
+
+    // TLS to a loopback registry, verified against the system roots only
+    let run = ws.run(
+        &config(&ws, &src, &dst, &format!("registries:\n  {h}:\n    tls: true\n")),
+        &["--retries", "0"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("{h}: GET /v2/")) && run.stdout.to_lowercase().contains("certificate"),
+        "{run:?}"
+    );
+    assert!(dc.tags("mirror/app").is_empty());
+
+    // with the CA named (relative to the config file), it works
+    let run = ws.run(
+        &config(&ws, &src, &dst, &format!("registries:\n  {h}:\n    ca-file: ca.pem\n")),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
+
+    // insecure: no verification, with a warning
+    let run = ws.run(
+        &config(&ws, &src, &dst, &format!("registries:\n  {h}:\n    insecure: true\n")),
+        &[],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("not verified"), "{run:?}");
+}
+
+#[test]
+fn tls_files_that_are_not_pem_are_configuration_errors() {
+    let (src, _sc, dst, _dc, _ca) = setup();
+    let ws = Workspace::new();
+    std::fs::write(ws.path("garbage.pem"), "not a certificate").unwrap();
+    let h = dst.host();
+    let run = ws.run(
+        &config(
+            &ws,
+            &src,
+            &dst,
+            &format!("registries:\n  {h}:\n    ca-file: garbage.pem\n"),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("ca-file") && run.stderr.contains("garbage.pem"),
+        "{run:?}"
+    );
+    let run = ws.run(
+        &config(
+            &ws,
+            &src,
+            &dst,
+            &format!("registries:\n  {h}:\n    ca-file: nowhere.pem\n"),
+        ),
+        &[],
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("nowhere.pem is not a readable file"), "{run:?}");
+}
