@@ -33,6 +33,11 @@ pub enum ErrorKind {
     Network(String),
     /// The registry's certificate was not accepted (not worth retrying).
     Tls(String),
+    /// The registry's pull budget is spent for this run.
+    RateLimited {
+        registry: String,
+        until: std::time::SystemTime,
+    },
     /// Content did not match its digest.
     DigestMismatch { expected: String, actual: String },
     /// The registry sent something we cannot use.
@@ -56,6 +61,21 @@ impl fmt::Display for ErrorKind {
                 write!(f, "; {detail}")
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
+            ErrorKind::RateLimited { registry, until } => {
+                let secs = until
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let wait = until
+                    .duration_since(std::time::SystemTime::now())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                write!(
+                    f,
+                    "not pulled: the pull budget of {registry} is exhausted; retry after {} (in {wait} s)",
+                    utc(secs)
+                )
+            }
             ErrorKind::Tls(m) => write!(
                 f,
                 "TLS error: {m} (a private CA goes in the config's registries: section as ca-file)"
@@ -81,6 +101,27 @@ fn write_api_errors(f: &mut fmt::Formatter<'_>, errors: &[ApiError]) -> fmt::Res
         }
     }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (civil-from-days,
+/// to avoid a date crate for one line of output).
+pub fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86400, secs % 86400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// One entry of the Distribution API's `{"errors": [...]}` body.
@@ -170,6 +211,8 @@ mod tests {
             assert_eq!(e.is_retryable(), retry, "{status}");
         }
         assert!(StoreError::new("x", ErrorKind::Network("reset".into())).is_retryable());
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_795_813_200), "2026-11-27 21:00:00 UTC");
         assert!(!StoreError::new("x", ErrorKind::Layout("bad".into())).is_retryable());
     }
 }

@@ -92,7 +92,7 @@ struct Job {
 pub async fn run(config: &Config, client: Arc<Client>, options: Options, interrupt: &Interrupt) -> RunReport {
     let jobs = options.jobs.max(1);
     let engine = Engine::new(options.max_connections, options.retries);
-    let stores = Stores::new(client);
+    let stores = Stores::new(client.clone());
     let opened: Vec<(Arc<dyn Store>, Arc<dyn Store>)> = config
         .images
         .iter()
@@ -212,6 +212,20 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options, interru
     }
     report.stopped_early = stop.load(Ordering::SeqCst);
     report.interrupted = interrupt.requested();
+    report.rate_limited = client
+        .exhausted()
+        .into_iter()
+        .map(|(registry, until)| {
+            let secs = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            format!(
+                "{registry}: pull budget exhausted; retry after {}",
+                crate::error::utc(secs)
+            )
+        })
+        .collect();
     for r in &report.images {
         r.log();
     }

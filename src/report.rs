@@ -91,6 +91,8 @@ pub struct RunReport {
     pub stopped_early: bool,
     /// A signal (SIGTERM, SIGINT) stopped the run.
     pub interrupted: bool,
+    /// Registries whose pull budget ran out, with when to retry.
+    pub rate_limited: Vec<String>,
 }
 
 impl RunReport {
@@ -200,6 +202,9 @@ impl RunReport {
                 out,
                 "stopped at the first error (--exit-on-error); later images were not processed"
             );
+        }
+        for r in &self.rate_limited {
+            let _ = writeln!(out, "{r}: images that needed it are listed as failed above");
         }
         if self.interrupted {
             let _ = writeln!(

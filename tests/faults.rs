@@ -318,3 +318,46 @@ fn sigkill_at_thirty_moments_never_leaves_a_tag_on_an_incomplete_image() {
         assert_mirror(&sc, "team/app", &dc, repo, &TAGS);
     }
 }
+
+#[test]
+fn an_exhausted_pull_budget_stops_pulls_from_that_registry_only() {
+    let (src, sc) = seeded_source();
+    let other = Registry::start(Auth::None);
+    let oc = TestClient::new(&other.host(), None);
+    oc.push_image(
+        "team/tool",
+        &ImageGen::default().image(Format::Oci, &[100], &[], ("linux", "amd64")),
+        "2.0.0",
+    );
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let proxy = FaultProxy::start(&src.host(), 5);
+    // every pull is throttled, with Retry-After: 1
+    proxy.set(Some((Fault::Status(429), 1.0, Target::Downloads)));
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {d}/mirror/app\n  tool:\n    source: {}/team/tool\n    destination: {d}/mirror/tool\n",
+        proxy.host(),
+        other.host(),
+        d = dst.host()
+    ));
+    let run = ws.run(&cfg, &["--retries", "1", "--jobs", "1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    // the throttled registry was asked twice (one retry), then left alone
+    assert_eq!(proxy.injected(), 2, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("{}: pull budget exhausted; retry after", proxy.host())),
+        "{run:?}"
+    );
+    let refused = run
+        .stdout
+        .lines()
+        .filter(|l| l.contains("the pull budget of") && l.contains("is exhausted"))
+        .count();
+    assert_eq!(refused, 2, "the two later tags were not even tried: {run:?}");
+    assert!(dc.tags("mirror/app").is_empty());
+    // the other registry's image was still copied
+    assert_mirror(&oc, "team/tool", &dc, "mirror/tool", &["2.0.0"]);
+    let _ = sc;
+}

@@ -42,6 +42,8 @@ pub enum Mount {
 struct RegistryState {
     challenge: OnceCell<Challenge>,
     tokens: Mutex<HashMap<String, Token>>,
+    /// The pull budget ran out: no more pulls until then (for this run).
+    exhausted_until: std::sync::Mutex<Option<std::time::SystemTime>>,
 }
 
 /// How patient the client is.
@@ -90,6 +92,20 @@ pub fn backoff(attempt: u32) -> Duration {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(60)))
+}
+
+/// Docker Hub's `ratelimit-remaining: 76;w=21600`: pulls left and the
+/// window they are counted over.
+fn rate_limit(headers: &HeaderMap) -> Option<(u64, Duration)> {
+    let value = headers.get("ratelimit-remaining")?.to_str().ok()?;
+    let mut parts = value.split(';');
+    let remaining = parts.next()?.trim().parse().ok()?;
+    let window = parts
+        .find_map(|p| p.trim().strip_prefix("w="))
+        .and_then(|w| w.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(Duration::from_secs(21600));
+    Some((remaining, window))
 }
 
 fn pull(repo: &Repository) -> String {
@@ -202,7 +218,7 @@ impl Client {
     /// Runs `op` again after retryable failures (network, timeouts, 408,
     /// 429, 5xx, damaged content), waiting as the registry asks or with
     /// backoff, at most `retries` more times.
-    async fn with_retries<T, F, Fut>(&self, mut op: F) -> Result<T>
+    async fn with_retries<T, F, Fut>(&self, registry: &Registry, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -216,9 +232,55 @@ impl Client {
                     tracing::debug!("{e}; attempt {attempt} of {} in {wait:?}", self.settings.retries);
                     tokio::time::sleep(wait).await;
                 }
+                // still throttled after every retry: the budget is spent
+                Err(e) if e.status() == Some(429) => {
+                    let wait = e.retry_after.unwrap_or(Duration::from_secs(3600));
+                    self.exhaust(registry, wait);
+                    return Err(e);
+                }
                 result => return result,
             }
         }
+    }
+
+    /// Stops pulling from `registry` for the rest of the run.
+    fn exhaust(&self, registry: &Registry, wait: Duration) {
+        let until = std::time::SystemTime::now() + wait;
+        let state = self.state(registry);
+        let mut slot = state.exhausted_until.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            tracing::warn!(registry = %registry, "pull budget exhausted: no more pulls from it in this run");
+        }
+        *slot = Some(until);
+    }
+
+    /// An error for a pull from a registry whose budget is spent.
+    fn refuse_if_exhausted(&self, registry: &Registry, ctx: &str) -> Result<()> {
+        let state = self.state(registry);
+        let until = *state.exhausted_until.lock().unwrap_or_else(|p| p.into_inner());
+        match until {
+            Some(until) => Err(StoreError::new(
+                ctx,
+                ErrorKind::RateLimited {
+                    registry: registry.host.clone(),
+                    until,
+                },
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Registries whose pull budget ran out in this run, with when to retry.
+    pub fn exhausted(&self) -> Vec<(String, std::time::SystemTime)> {
+        let map = self.registries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out: Vec<_> = map
+            .iter()
+            .filter_map(|(r, s)| {
+                (*s.exhausted_until.lock().unwrap_or_else(|p| p.into_inner())).map(|u| (r.host.clone(), u))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     // ---- authentication ------------------------------------------------
@@ -256,7 +318,7 @@ impl Client {
         let state = self.state(registry);
         let challenge = state
             .challenge
-            .get_or_try_init(|| self.with_retries(|| self.ping(registry)))
+            .get_or_try_init(|| self.with_retries(registry, || self.ping(registry)))
             .await?;
         match challenge {
             Challenge::None => Ok(None),
@@ -390,6 +452,12 @@ impl Client {
             .await
             .map_err(|e| network(ctx, e))?;
         tracing::debug!(%method, registry = %repo.registry, path = %url, status = resp.status().as_u16(), "request");
+        if let Some((remaining, window)) = rate_limit(resp.headers()) {
+            tracing::debug!(registry = %repo.registry, remaining, window_seconds = window.as_secs(), "pull budget");
+            if remaining == 0 {
+                self.exhaust(&repo.registry, window);
+            }
+        }
         Ok(resp)
     }
 
@@ -417,36 +485,41 @@ impl Client {
     // ---- operations, each retried as a whole -------------------------------
 
     pub async fn list_tags(&self, repo: &Repository) -> Result<Option<Vec<String>>> {
-        self.with_retries(|| self.list_tags_once(repo)).await
+        self.with_retries(&repo.registry, || self.list_tags_once(repo)).await
     }
 
     pub async fn head_manifest(&self, repo: &Repository, reference: &str, write: bool) -> Result<Option<ManifestHead>> {
-        self.with_retries(|| self.head_manifest_once(repo, reference, write))
+        self.with_retries(&repo.registry, || self.head_manifest_once(repo, reference, write))
             .await
     }
 
     pub async fn get_manifest(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
-        self.with_retries(|| self.get_manifest_once(repo, reference)).await
+        self.with_retries(&repo.registry, || self.get_manifest_once(repo, reference))
+            .await
     }
 
     pub async fn put_manifest(&self, repo: &Repository, reference: &str, m: &FetchedManifest) -> Result<()> {
-        self.with_retries(|| self.put_manifest_once(repo, reference, m)).await
+        self.with_retries(&repo.registry, || self.put_manifest_once(repo, reference, m))
+            .await
     }
 
     pub async fn blob_exists(&self, repo: &Repository, digest: &Digest, write: bool) -> Result<bool> {
-        self.with_retries(|| self.blob_exists_once(repo, digest, write)).await
+        self.with_retries(&repo.registry, || self.blob_exists_once(repo, digest, write))
+            .await
     }
 
     pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
-        self.with_retries(|| self.get_blob_once(repo, digest)).await
+        self.with_retries(&repo.registry, || self.get_blob_once(repo, digest))
+            .await
     }
 
     pub async fn mount_blob(&self, repo: &Repository, digest: &Digest, from: &Repository) -> Result<Mount> {
-        self.with_retries(|| self.mount_blob_once(repo, digest, from)).await
+        self.with_retries(&repo.registry, || self.mount_blob_once(repo, digest, from))
+            .await
     }
 
     pub async fn start_upload(&self, repo: &Repository) -> Result<Url> {
-        self.with_retries(|| self.start_upload_once(repo)).await
+        self.with_retries(&repo.registry, || self.start_upload_once(repo)).await
     }
 
     // ---- tags ------------------------------------------------------------
@@ -528,6 +601,7 @@ impl Client {
     /// is a digest, else against the registry's `Docker-Content-Digest`.
     async fn get_manifest_once(&self, repo: &Repository, reference: &str) -> Result<FetchedManifest> {
         let ctx = format!("{repo}: GET manifest {reference}");
+        self.refuse_if_exhausted(&repo.registry, &ctx)?;
         let scopes = [pull(repo)];
         let url = self.url(repo, &format!("manifests/{reference}"));
         let resp = self
@@ -615,6 +689,7 @@ impl Client {
     /// GET a blob; the caller streams and verifies the body.
     async fn get_blob_once(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
         let ctx = format!("{repo}: GET blob {digest}");
+        self.refuse_if_exhausted(&repo.registry, &ctx)?;
         let url = self.url(repo, &format!("blobs/{digest}"));
         let resp = self
             .send(repo, &[pull(repo)], &ctx, || self.http(&repo.registry).get(&url))
@@ -824,6 +899,18 @@ mod tests {
                 proptest::prop_assert!(Url::parse(&next).is_ok());
             }
         }
+    }
+
+    #[test]
+    fn docker_hub_rate_limit_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(rate_limit(&h), None);
+        h.insert("ratelimit-remaining", HeaderValue::from_static("76;w=21600"));
+        assert_eq!(rate_limit(&h), Some((76, Duration::from_secs(21600))));
+        h.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+        assert_eq!(rate_limit(&h), Some((0, Duration::from_secs(21600))));
+        h.insert("ratelimit-remaining", HeaderValue::from_static("lots"));
+        assert_eq!(rate_limit(&h), None);
     }
 
     #[test]
