@@ -237,3 +237,43 @@ fn creds_store_applies_to_every_registry() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["3.0.0"]);
 }
+
+#[test]
+fn a_token_that_expires_mid_run_is_renewed_and_the_run_goes_on() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    for tag in ["1.0.0", "1.1.0", "1.2.0"] {
+        sc.push_image("team/app", &generator.multi_arch(Format::Oci, 2000, &[]), tag);
+    }
+    // a slow source, and destination tokens that die after one second while
+    // the client is told they last five minutes
+    let slow = testkit::proxy::FaultProxy::start(&src.host(), 9);
+    slow.set_delay(std::time::Duration::from_millis(100));
+    let dst = token_registry(Policy {
+        jwt_lifetime: Some(1),
+        ..bob_policy()
+    });
+    let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
+    let ws = Workspace::new();
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"username":"bob","password":"{BOB_PW}"}}}}}}"#,
+        dst.host()
+    ));
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        slow.host(),
+        dst.host()
+    ));
+    let run = ws.run(&cfg, &["--jobs", "1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0", "1.2.0"]);
+    // the registry refused an expired token at least once, and a new one was fetched
+    let refused = dst.log().lines().filter(|l| l.contains("\" 401 ")).count();
+    eprintln!("{refused} requests refused with 401, {} token requests", dst.issuer.as_ref().unwrap().requests());
+    assert!(
+        refused >= 2,
+        "no token expired mid-run ({refused} refusals, the first is the ping)"
+    );
+    assert!(dst.issuer.as_ref().unwrap().requests() >= 2);
+}

@@ -41,6 +41,8 @@ struct Shared {
     fault: Mutex<Option<(Fault, f64, Target)>>,
     /// Answer blob GETs with a 307 to this `host:port` (object storage).
     redirect: Mutex<Option<String>>,
+    /// Wait this long before forwarding each request (a slow registry).
+    delay: Mutex<Duration>,
     rng: Mutex<StdRng>,
     pub injected: AtomicUsize,
     pub forwarded: AtomicUsize,
@@ -62,6 +64,7 @@ impl FaultProxy {
             upstream: upstream.to_string(),
             fault: Mutex::new(None),
             redirect: Mutex::new(None),
+            delay: Mutex::new(Duration::ZERO),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             injected: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
@@ -94,6 +97,11 @@ impl FaultProxy {
     /// Injects `fault` into a share `rate` (0..=1) of the targeted requests.
     pub fn set(&self, fault: Option<(Fault, f64, Target)>) {
         *self.shared.fault.lock().unwrap() = fault;
+    }
+
+    /// Delays every request by `delay` (a slow registry).
+    pub fn set_delay(&self, delay: Duration) {
+        *self.shared.delay.lock().unwrap() = delay;
     }
 
     /// Redirects blob downloads to `host:port`, which receives the path
@@ -227,6 +235,8 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     }
     let body = read_body(&mut reader, &head.headers)?;
     shared.forwarded.fetch_add(1, Ordering::SeqCst);
+    let delay = *shared.delay.lock().unwrap();
+    std::thread::sleep(delay);
     // forward, byte for byte, to the registry
     let mut up = TcpStream::connect(&shared.upstream)?;
     write!(up, "{} {} HTTP/1.1\r\n", head.method, head.target)?;

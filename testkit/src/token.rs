@@ -27,6 +27,10 @@ pub struct Policy {
     pub anonymous_pull: bool,
     /// Users that only get `pull`, whatever they ask.
     pub read_only: Vec<String>,
+    /// Seconds a token is valid for the registry (its `exp`), whatever the
+    /// response's `expires_in` (300) tells the client: set it low to see
+    /// tokens expire in the middle of a run.
+    pub jwt_lifetime: Option<u64>,
 }
 
 #[derive(Default)]
@@ -180,7 +184,7 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result
         iss: ISSUER.into(),
         sub: user.unwrap_or_default(),
         aud: get("service").unwrap_or_else(|| SERVICE.into()),
-        exp: t + 300,
+        exp: t + policy.jwt_lifetime.unwrap_or(300),
         nbf: t - 10,
         iat: t,
         jti: format!("{:x}", rand::random::<u64>()),
