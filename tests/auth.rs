@@ -270,7 +270,10 @@ fn a_token_that_expires_mid_run_is_renewed_and_the_run_goes_on() {
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0", "1.2.0"]);
     // the registry refused an expired token at least once, and a new one was fetched
     let refused = dst.log().lines().filter(|l| l.contains("\" 401 ")).count();
-    eprintln!("{refused} requests refused with 401, {} token requests", dst.issuer.as_ref().unwrap().requests());
+    eprintln!(
+        "{refused} requests refused with 401, {} token requests",
+        dst.issuer.as_ref().unwrap().requests()
+    );
     assert!(
         refused >= 2,
         "no token expired mid-run ({refused} refusals, the first is the ping)"

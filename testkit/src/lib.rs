@@ -11,6 +11,7 @@ pub mod http;
 pub mod image;
 pub mod layout;
 pub mod proxy;
+pub mod quickstart;
 pub mod registry;
 pub mod tls;
 pub mod token;
