@@ -55,49 +55,52 @@ fn injected_faults_never_leave_a_broken_tag_and_a_clean_run_converges() {
         Fault::Reset,
         Fault::Truncate,
         Fault::Flip,
+        Fault::WrongDigest,
         Fault::Stall,
     ];
     let (mut runs, mut tags_checked, mut failed_runs) = (0, 0, 0);
     let mut repos = Vec::new();
-    for (k, fault) in kinds.iter().enumerate() {
-        let rates: &[f64] = if *fault == Fault::Stall {
-            &[0.1]
-        } else {
-            &[0.05, 0.2, 0.5]
-        };
-        for (r, rate) in rates.iter().enumerate() {
-            // downloads from the source, or anything sent to the destination
-            let on_source = (k + r) % 2 == 0;
-            let (proxy, target) = if on_source {
-                (&src_proxy, Target::Downloads)
+    for round in 0..2 {
+        for (k, fault) in kinds.iter().enumerate() {
+            let rates: &[f64] = if *fault == Fault::Stall {
+                &[0.1]
             } else {
-                (&dst_proxy, Target::Any)
+                &[0.05, 0.2, 0.5]
             };
-            proxy.set(Some((*fault, *rate, target)));
-            let repo = format!("mirror/case-{k}-{r}");
-            let cfg = ws.write_config(&format!(
-                "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
-                src_proxy.host(),
-                dst_proxy.host()
-            ));
-            let run = ws.run(&cfg, &["--retries", "1", "--timeout", "2"]);
-            proxy.set(None);
-            runs += 1;
-            tags_checked += exact_or_absent(&sc, &dc, &repo);
-            // the exit code and the summary agree on failure
-            let failed = run.stdout.contains("[FAILED]");
-            assert_eq!(run.code, if failed { 1 } else { 0 }, "{fault:?} at {rate}: {run:?}");
-            if failed {
-                failed_runs += 1;
-                assert!(run.stdout.contains("1 failed (app)"), "{run:?}");
-            } else {
-                assert_eq!(
-                    dc.tags(&repo),
-                    TAGS,
-                    "{fault:?} at {rate}: a run that says ok copied everything"
-                );
+            for (r, rate) in rates.iter().enumerate() {
+                // downloads from the source, or anything sent to the destination
+                let on_source = (k + r + round) % 2 == 0;
+                let (proxy, target) = if on_source {
+                    (&src_proxy, Target::Downloads)
+                } else {
+                    (&dst_proxy, Target::Any)
+                };
+                proxy.set(Some((*fault, *rate, target)));
+                let repo = format!("mirror/case-{round}-{k}-{r}");
+                let cfg = ws.write_config(&format!(
+                    "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
+                    src_proxy.host(),
+                    dst_proxy.host()
+                ));
+                let run = ws.run(&cfg, &["--retries", "1", "--timeout", "2"]);
+                proxy.set(None);
+                runs += 1;
+                tags_checked += exact_or_absent(&sc, &dc, &repo);
+                // the exit code and the summary agree on failure
+                let failed = run.stdout.contains("[FAILED]");
+                assert_eq!(run.code, if failed { 1 } else { 0 }, "{fault:?} at {rate}: {run:?}");
+                if failed {
+                    failed_runs += 1;
+                    assert!(run.stdout.contains("1 failed (app)"), "{run:?}");
+                } else {
+                    assert_eq!(
+                        dc.tags(&repo),
+                        TAGS,
+                        "{fault:?} at {rate}: a run that says ok copied everything"
+                    );
+                }
+                repos.push(repo);
             }
-            repos.push(repo);
         }
     }
     eprintln!(

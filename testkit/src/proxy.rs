@@ -26,6 +26,8 @@ pub enum Fault {
     Flip,
     /// Send half the body, then stall for a long time.
     Stall,
+    /// Forward everything, but claim another `Docker-Content-Digest`.
+    WrongDigest,
 }
 
 /// Which requests a fault may hit.
@@ -287,7 +289,13 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
         {
             continue;
         }
-        write!(out, "{k}: {}\r\n", v.replace(&shared.upstream, &me))?;
+        let v = if fault == Some(Fault::WrongDigest) && k.eq_ignore_ascii_case("docker-content-digest") {
+            // a well-formed digest of other content
+            format!("sha256:{}", "0".repeat(64))
+        } else {
+            v.replace(&shared.upstream, &me)
+        };
+        write!(out, "{k}: {v}\r\n")?;
     }
     let declared = if head.method == "HEAD" {
         header(&headers, "content-length")
