@@ -97,3 +97,36 @@ fn tls_files_that_are_not_pem_are_configuration_errors() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("nowhere.pem is not a readable file"), "{run:?}");
 }
+
+#[test]
+fn client_certificates_for_mutual_tls() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    sc.push_image(
+        "team/app",
+        &ImageGen::default().image(Format::Oci, &[500], &[], ("linux", "amd64")),
+        "1.0.0",
+    );
+    let ca = TestCa::new();
+    let dst = Registry::start_mtls(Auth::None, &ca);
+    let dc = TestClient::mtls(&dst.host(), &ca);
+    let ws = Workspace::new();
+    std::fs::write(ws.path("ca.pem"), &ca.ca_pem).unwrap();
+    std::fs::write(ws.path("client.pem"), &ca.client_cert_pem).unwrap();
+    std::fs::write(ws.path("client-key.pem"), &ca.client_key_pem).unwrap();
+    let h = dst.host();
+
+    // the CA alone is not enough: the registry wants a client certificate
+    let run = ws.run(
+        &config(&ws, &src, &dst, &format!("registries:\n  {h}:\n    ca-file: ca.pem\n")),
+        &["--retries", "0"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(dc.tags("mirror/app").is_empty());
+
+    let with_cert =
+        format!("registries:\n  {h}:\n    ca-file: ca.pem\n    cert-file: client.pem\n    key-file: client-key.pem\n");
+    let run = ws.run(&config(&ws, &src, &dst, &with_cert), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
+}

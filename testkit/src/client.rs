@@ -48,6 +48,23 @@ impl TestClient {
         }
     }
 
+    /// A client for a registry that also requires a client certificate.
+    pub fn mtls(host: &str, ca: &crate::tls::TestCa) -> TestClient {
+        let root = reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).expect("CA");
+        let pem = format!("{}{}", ca.client_cert_pem, ca.client_key_pem);
+        let id = reqwest::Identity::from_pem(pem.as_bytes()).expect("identity");
+        TestClient {
+            base: format!("https://{host}"),
+            http: Client::builder()
+                .tls_certs_merge([root])
+                .identity(id)
+                .build()
+                .expect("client"),
+            creds: None,
+            auth: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// `host` is `127.0.0.1:<port>`.
     pub fn new(host: &str, creds: Option<(&str, &str)>) -> TestClient {
         TestClient {

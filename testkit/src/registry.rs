@@ -33,15 +33,20 @@ fn free_port() -> u16 {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
-        Registry::start_with(auth, None)
+        Registry::start_with(auth, None, false)
     }
 
     /// A registry serving HTTPS with `ca`'s server certificate.
     pub fn start_tls(auth: Auth, ca: &crate::tls::TestCa) -> Registry {
-        Registry::start_with(auth, Some(ca))
+        Registry::start_with(auth, Some(ca), false)
     }
 
-    fn start_with(auth: Auth, tls: Option<&crate::tls::TestCa>) -> Registry {
+    /// A TLS registry that also requires a client certificate from `ca`.
+    pub fn start_mtls(auth: Auth, ca: &crate::tls::TestCa) -> Registry {
+        Registry::start_with(auth, Some(ca), true)
+    }
+
+    fn start_with(auth: Auth, tls: Option<&crate::tls::TestCa>, client_certs: bool) -> Registry {
         let binary = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
         let dir = tempfile::tempdir().expect("tempdir");
         let (auth_yaml, issuer) = match auth {
@@ -76,11 +81,17 @@ impl Registry {
                 let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server-key.pem"));
                 std::fs::write(&cert, &ca.cert_pem).expect("write cert");
                 std::fs::write(&key, &ca.key_pem).expect("write key");
-                format!(
+                let mut yaml = format!(
                     "  tls:\n    certificate: {}\n    key: {}\n",
                     cert.display(),
                     key.display()
-                )
+                );
+                if client_certs {
+                    let ca_path = dir.path().join("client-ca.pem");
+                    std::fs::write(&ca_path, &ca.ca_pem).expect("write client CA");
+                    yaml.push_str(&format!("    clientcas:\n      - {}\n", ca_path.display()));
+                }
+                yaml
             }
         };
         for _attempt in 0..5 {
@@ -146,20 +157,23 @@ impl Drop for Registry {
 }
 
 fn wait_ready(child: &mut Child, port: u16, tls: bool) -> bool {
-    let scheme = if tls { "https" } else { "http" };
-    // readiness only: the certificate is checked by the tests themselves
-    let probe = reqwest::blocking::Client::builder()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .expect("client");
+    let probe = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if let Ok(resp) = probe.get(format!("{scheme}://127.0.0.1:{port}/v2/")).send()
-            && matches!(resp.status().as_u16(), 200 | 401)
-        {
+        // a TLS registry may want a client certificate: accepting
+        // connections is ready enough (the tests check the handshake)
+        let ready = if tls {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        } else {
+            probe
+                .get(format!("http://127.0.0.1:{port}/v2/"))
+                .send()
+                .is_ok_and(|r| matches!(r.status().as_u16(), 200 | 401))
+        };
+        if ready {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -8,6 +8,9 @@ pub struct TestCa {
     /// The server certificate (PEM), for 127.0.0.1 and localhost.
     pub cert_pem: String,
     pub key_pem: String,
+    /// A client certificate and key signed by the same CA (mutual TLS).
+    pub client_cert_pem: String,
+    pub client_key_pem: String,
 }
 
 impl TestCa {
@@ -24,10 +27,21 @@ impl TestCa {
             .subject_alt_names
             .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
         let cert = params.signed_by(&key, &issuer).expect("server cert");
+        let client_key = KeyPair::generate().expect("client key");
+        let mut client_params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "replicant test client");
+        client_params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let client = client_params.signed_by(&client_key, &issuer).expect("client cert");
         TestCa {
             ca_pem: ca.pem(),
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            client_cert_pem: client.pem(),
+            client_key_pem: client_key.serialize_pem(),
         }
     }
 }
