@@ -902,6 +902,31 @@ mod tests {
     }
 
     #[test]
+    fn credentials_never_travel_in_clear_text_to_a_remote_host() {
+        let mut settings = Settings::default();
+        let plain = RegistryOptions {
+            tls: Some(false),
+            ..RegistryOptions::default()
+        };
+        settings.registries.insert("r.example.com".into(), plain);
+        settings.registries.insert(
+            "127.0.0.1:5443".into(),
+            RegistryOptions {
+                tls: Some(true),
+                ..Default::default()
+            },
+        );
+        let c = Client::new(Arc::new(Chain::new(vec![])), settings).unwrap();
+        let remote = Registry::new("r.example.com");
+        assert_eq!(c.base_url(&remote), "http://r.example.com");
+        assert!(c.cleartext_forbidden(&remote));
+        assert_eq!(c.base_url(&Registry::new("127.0.0.1:5443")), "https://127.0.0.1:5443");
+        assert!(!c.cleartext_forbidden(&Registry::new("127.0.0.1:5000")));
+        assert_eq!(c.base_url(&Registry::new("quay.io")), "https://quay.io");
+        assert!(!c.cleartext_forbidden(&Registry::new("quay.io")));
+    }
+
+    #[test]
     fn docker_hub_rate_limit_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(rate_limit(&h), None);
