@@ -42,11 +42,7 @@ fn seed(reg: &Registry, creds: (&str, &str), repo: &str, tags: &[&str]) -> TestC
 }
 
 fn config(ws: &Workspace, src: &Registry, dst: &Registry) -> std::path::PathBuf {
-    ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ))
+    ws.app_config(&src.host(), &dst.host(), "mode: semver\n")
 }
 
 #[test]
@@ -256,15 +252,8 @@ fn a_token_that_expires_mid_run_is_renewed_and_the_run_goes_on() {
     });
     let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
     let ws = Workspace::new();
-    ws.docker_config(&format!(
-        r#"{{"auths":{{"{}":{{"username":"bob","password":"{BOB_PW}"}}}}}}"#,
-        dst.host()
-    ));
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        slow.host(),
-        dst.host()
-    ));
+    ws.docker_login(&dst.host(), "bob", BOB_PW);
+    let cfg = ws.app_config(&slow.host(), &dst.host(), "mode: semver\n");
     let run = ws.run(&cfg, &["--jobs", "1"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0", "1.2.0"]);

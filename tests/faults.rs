@@ -133,11 +133,7 @@ fn a_registry_that_keeps_lying_fails_the_image_with_a_clear_error() {
     let proxy = FaultProxy::start(&src.host(), 3);
     proxy.set(Some((Fault::Flip, 1.0, Target::Downloads)));
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        proxy.host(),
-        dst.host()
-    ));
+    let cfg = ws.app_config(&proxy.host(), &dst.host(), "mode: semver\n");
     let run = ws.run(&cfg, &["--retries", "2"]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("does not match its digest"), "{run:?}");
@@ -184,15 +180,8 @@ fn redirected_blob_downloads_carry_no_credentials() {
     let dst = Registry::start(Auth::None);
     let dc = TestClient::new(&dst.host(), None);
     let ws = Workspace::new();
-    ws.docker_config(&format!(
-        r#"{{"auths":{{"{}":{{"username":"alice","password":"{PW}"}}}}}}"#,
-        proxy.host()
-    ));
-    let cfg = ws.write_config(&format!(
-        "images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        proxy.host(),
-        dst.host()
-    ));
+    ws.docker_login(&proxy.host(), "alice", PW);
+    let cfg = ws.app_config(&proxy.host(), &dst.host(), "");
     let run = ws.run(&cfg, &["--debug"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
@@ -221,11 +210,7 @@ fn sigterm_stops_starting_work_reports_and_leaves_no_broken_tag() {
     let dst = Registry::start(Auth::None);
     let dc = TestClient::new(&dst.host(), None);
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let cfg = ws.app_config(&src.host(), &dst.host(), "mode: semver\n");
     let mut cmd = ws.command();
     cmd.arg("-c")
         .arg(&cfg)

@@ -32,11 +32,7 @@ fn a_corrupt_source_blob_fails_the_tag_and_writes_no_manifest() {
     corrupt_blob(&src, &victim);
 
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let cfg = ws.app_config(&src.host(), &dst.host(), "mode: semver\n");
     let run = ws.run(&cfg, &[]);
     assert_eq!(run.code, 1, "{run:?}");
     let line = run

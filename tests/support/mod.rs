@@ -51,6 +51,21 @@ impl Workspace {
         p
     }
 
+    /// A config mirroring `<src>/team/app` to `<dst>/mirror/app`; `mode` is
+    /// the top-level mode line ("" for the default).
+    pub fn app_config(&self, src: &str, dst: &str, mode: &str) -> PathBuf {
+        self.write_config(&format!(
+            "{mode}images:\n  app:\n    source: {src}/team/app\n    destination: {dst}/mirror/app\n"
+        ))
+    }
+
+    /// `$DOCKER_CONFIG/config.json` holding a username and password for `host`.
+    pub fn docker_login(&self, host: &str, user: &str, password: &str) {
+        self.docker_config(&format!(
+            r#"{{"auths":{{"{host}":{{"username":"{user}","password":"{password}"}}}}}}"#
+        ));
+    }
+
     /// Writes `$DOCKER_CONFIG/config.json`.
     pub fn docker_config(&self, json: &str) {
         std::fs::write(self.path("docker/config.json"), json).expect("write docker config");
