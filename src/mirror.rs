@@ -198,7 +198,7 @@ pub async fn run(config: &Config, client: Arc<Client>, options: Options, interru
         match result {
             None if started.load(Ordering::SeqCst) => r.failed.push(TagFailure {
                 tag: job.tag.clone(),
-                error: "abandoned: the run was interrupted; the tag was not written".into(),
+                error: "abandoned when the run was interrupted: the tag is either absent or complete".into(),
             }),
             None => r.not_started.push(job.tag.clone()),
             Some(Ok(Outcome::Copied)) if job.replacing => r.replaced.push(job.tag.clone()),
