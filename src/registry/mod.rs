@@ -3,5 +3,7 @@
 
 pub mod auth;
 mod client;
+mod wire;
 
-pub use client::{Client, Mount, Settings, backoff, is_valid_tag};
+pub use client::{Client, Mount, Settings};
+pub use wire::{backoff, is_valid_tag};
