@@ -14,8 +14,7 @@ use support::*;
 const LAYER: u64 = 256 * 1024 * 1024;
 const LIMIT_KIB: i64 = 64 * 1024;
 
-/// Runs replicant with `args` and returns its output and peak RSS (KiB): the
-/// child's own `VmHWM`, polled while it runs.
+/// Runs replicant with `args` and returns its output and peak RSS (KiB).
 fn run_measured(ws: &Workspace, cfg: &std::path::Path, args: &[&str]) -> (String, String, i64) {
     let mut cmd = ws.command();
     cmd.arg("-c")
@@ -24,23 +23,9 @@ fn run_measured(ws: &Workspace, cfg: &std::path::Path, args: &[&str]) -> (String
         .stdout(Stdio::from(std::fs::File::create(ws.path("out")).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(ws.path("err")).unwrap()));
     let mut child = cmd.spawn().unwrap();
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak = 0i64;
-    let exit = loop {
-        // VmHWM is a high-water mark: the last reading before exit is the peak
-        let status = std::fs::read_to_string(&status_file).unwrap_or_default();
-        let hwm = status.lines().find(|l| l.starts_with("VmHWM:"));
-        if let Some(kib) = hwm
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<i64>().ok())
-        {
-            peak = peak.max(kib);
-        }
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
+    let watch = testkit::measure::PeakRss::watch(child.id());
+    let exit = child.wait().unwrap();
+    let peak = watch.stop();
     let stdout = std::fs::read_to_string(ws.path("out")).unwrap();
     let stderr = std::fs::read_to_string(ws.path("err")).unwrap();
     assert!(exit.success(), "{stdout}\n{stderr}");

@@ -10,6 +10,7 @@ pub mod client;
 pub mod http;
 pub mod image;
 pub mod layout;
+pub mod measure;
 pub mod proxy;
 pub mod quickstart;
 pub mod registry;

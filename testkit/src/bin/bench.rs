@@ -78,33 +78,13 @@ fn measure(cmd: &mut Command) -> (Sample, bool) {
     #[allow(clippy::zombie_processes)] // reaped by wait4 below
     let child = cmd.spawn().expect("spawn");
     let pid = child.id();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let done = done.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0i64;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-                if let Some(kib) = status
-                    .lines()
-                    .find(|l| l.starts_with("VmHWM:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<i64>().ok())
-                {
-                    peak = peak.max(kib);
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
-        })
-    };
+    let peak = testkit::measure::PeakRss::watch(pid);
     let mut status = 0;
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waiting for our own child with pointers to locals.
     unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
-    done.store(true, std::sync::atomic::Ordering::SeqCst);
-    let peak_rss_kib = watcher.join().unwrap_or(0);
+    let peak_rss_kib = peak.stop();
     let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
     (

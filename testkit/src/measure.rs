@@ -1,0 +1,43 @@
+//! Peak memory of a child process, read from its own `VmHWM` while it runs.
+//! (wait4's `ru_maxrss` can carry the memory the forking process had.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Polls `/proc/<pid>/status` until stopped; VmHWM is a high-water mark, so
+/// the last reading before the process exits is its peak.
+pub struct PeakRss {
+    done: Arc<AtomicBool>,
+    thread: JoinHandle<i64>,
+}
+
+impl PeakRss {
+    pub fn watch(pid: u32) -> PeakRss {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0i64;
+            while !flag.load(Ordering::SeqCst) {
+                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let hwm = status.lines().find(|l| l.starts_with("VmHWM:"));
+                if let Some(kib) = hwm
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    peak = peak.max(kib);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        });
+        PeakRss { done, thread }
+    }
+
+    /// Call once the process has exited: its peak RSS in KiB (0 if never read).
+    pub fn stop(self) -> i64 {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap_or(0)
+    }
+}
