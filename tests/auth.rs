@@ -41,6 +41,18 @@ fn seed(reg: &Registry, creds: (&str, &str), repo: &str, tags: &[&str]) -> TestC
     client
 }
 
+/// Installs `docker-credential-<name>` answering `user`/`secret`; returns a
+/// PATH that finds it.
+fn install_helper(ws: &Workspace, name: &str, user: &str, secret: &str) -> String {
+    let bin = ws.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join(format!("docker-credential-{name}"));
+    let answer = format!(r#"{{"Username":"{user}","Secret":"{secret}"}}"#);
+    std::fs::write(&helper, format!("#!/bin/sh\nread server\necho '{answer}'\n")).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
 fn config(ws: &Workspace, src: &Registry, dst: &Registry) -> std::path::PathBuf {
     ws.app_config(&src.host(), &dst.host(), "mode: semver\n")
 }
@@ -156,22 +168,14 @@ fn credential_helpers_and_identity_tokens() {
     let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
     let ws = Workspace::new();
     // a credential helper program on PATH, as docker-credential-* are
-    let bin = ws.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-testkit");
-    std::fs::write(
-        &helper,
-        format!("#!/bin/sh\nread server\necho '{{\"Username\":\"bob\",\"Secret\":\"{BOB_PW}\"}}'\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = install_helper(&ws, "testkit", "bob", BOB_PW);
     ws.docker_config(&format!(
         r#"{{"auths":{{"{}":{{"identitytoken":"refresh-tok-3Xq"}}}},"credHelpers":{{"{}":"testkit"}}}}"#,
         src.host(),
         dst.host()
     ));
     let mut cmd = ws.command();
-    cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+    cmd.env("PATH", &path);
     cmd.arg("-c").arg(config(&ws, &src, &dst)).arg("-d");
     let run = output(cmd.output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");
@@ -215,19 +219,11 @@ fn creds_store_applies_to_every_registry() {
     let dst = basic_registry();
     let dc = TestClient::new(&dst.host(), Some(("alice", ALICE_PW)));
     let ws = Workspace::new();
-    let bin = ws.path("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-store");
     // the store answers for any server it is asked about
-    std::fs::write(
-        &helper,
-        format!("#!/bin/sh\nread server\necho '{{\"Username\":\"alice\",\"Secret\":\"{ALICE_PW}\"}}'\n"),
-    )
-    .unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = install_helper(&ws, "store", "alice", ALICE_PW);
     ws.docker_config(r#"{"credsStore":"store"}"#);
     let mut cmd = ws.command();
-    cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()));
+    cmd.env("PATH", &path);
     cmd.arg("-c").arg(config(&ws, &src, &dst));
     let run = output(cmd.output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");

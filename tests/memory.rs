@@ -4,11 +4,8 @@
 
 mod support;
 
-use std::io::Write;
 use std::process::Stdio;
 
-use rand::{RngCore, SeedableRng};
-use sha2::{Digest, Sha256};
 use support::*;
 
 const LAYER: u64 = 256 * 1024 * 1024;
@@ -80,41 +77,7 @@ fn a_256_mib_layer_is_streamed_in_bounded_memory() {
     let ws = Workspace::new();
 
     // the layer goes to a file (hashing as it is written), then to the source
-    let layer_path = ws.path("layer.bin");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&layer_path).unwrap());
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
-    let mut hasher = Sha256::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    for _ in 0..(LAYER >> 20) {
-        rng.fill_bytes(&mut chunk);
-        hasher.update(&chunk);
-        file.write_all(&chunk).unwrap();
-    }
-    file.flush().unwrap();
-    drop(file);
-    let layer_digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    sc.push_blob_file("big/app", &layer_path, &layer_digest, LAYER);
-    std::fs::remove_file(&layer_path).unwrap();
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let config_digest = testkit::image::sha256(config);
-    sc.push_blob(
-        "big/app",
-        &testkit::image::Blob {
-            digest: config_digest.clone(),
-            data: config.to_vec(),
-            media_type: String::new(),
-        },
-    );
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer_digest}","size":{LAYER}}}]}}"#,
-        config.len()
-    );
-    sc.push_manifest(
-        "big/app",
-        "1.0.0",
-        manifest.as_bytes(),
-        "application/vnd.oci.image.manifest.v1+json",
-    );
+    let layer_digest = sc.push_big_layer_image("big/app", "1.0.0", LAYER, ws.dir.path());
 
     let cfg = ws.write_config(&format!(
         "images:\n  big:\n    source: {}/big/app\n    destination: {}/mirror/big\n",

@@ -190,6 +190,50 @@ impl TestClient {
         );
     }
 
+    /// Pushes `repo:tag`: one OCI image with a single random layer of `size`
+    /// bytes (a whole number of MiB), generated into a file in `scratch`
+    /// while it is hashed, so neither side holds it in memory. Returns the
+    /// layer's digest.
+    pub fn push_big_layer_image(&self, repo: &str, tag: &str, size: u64, scratch: &std::path::Path) -> String {
+        use rand::{RngCore, SeedableRng};
+        use sha2::Digest as _;
+        use std::io::Write as _;
+        let path = scratch.join("big-layer.bin");
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&path).expect("layer file"));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(size);
+        let mut hasher = sha2::Sha256::new();
+        let mut chunk = vec![0u8; 1 << 20];
+        for _ in 0..(size >> 20) {
+            rng.fill_bytes(&mut chunk);
+            hasher.update(&chunk);
+            file.write_all(&chunk).expect("write layer");
+        }
+        file.flush().expect("write layer");
+        drop(file);
+        let layer = format!("sha256:{}", hex::encode(hasher.finalize()));
+        self.push_blob_file(repo, &path, &layer, size);
+        std::fs::remove_file(&path).expect("remove layer file");
+        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+        let config = Blob {
+            digest: crate::image::sha256(&config),
+            data: config,
+            media_type: String::new(),
+        };
+        self.push_blob(repo, &config);
+        let manifest = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{layer}","size":{size}}}]}}"#,
+            config.digest,
+            config.data.len()
+        );
+        self.push_manifest(
+            repo,
+            tag,
+            manifest.as_bytes(),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        layer
+    }
+
     pub fn push_manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) {
         let url = self.url(repo, &format!("manifests/{reference}"));
         let bytes = bytes.to_vec();

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
+use crate::http::read_headers;
+
 /// What goes wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -141,16 +143,7 @@ fn read_head(reader: &mut impl BufRead) -> std::io::Result<Option<Head>> {
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    let headers = read_headers(reader)?;
     Ok(Some(Head {
         method,
         target,
@@ -257,16 +250,7 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     let mut up_reader = BufReader::new(up);
     let mut status_line = String::new();
     up_reader.read_line(&mut status_line)?;
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        if up_reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = h.split_once(':') {
-            headers.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    let headers = read_headers(&mut up_reader)?;
     let mut resp_body = Vec::new();
     if head.method != "HEAD" {
         match header(&headers, "content-length").and_then(|v| v.parse::<usize>().ok()) {

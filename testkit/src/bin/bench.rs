@@ -7,13 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
-use sha2::{Digest as _, Sha256};
 use testkit::image::{Blob, Image};
 use testkit::{Auth, Format, ImageGen, Registry, TestClient};
 
@@ -169,47 +166,13 @@ fn many_small(g: &mut ImageGen, client: &TestClient, quick: bool) -> Dataset {
 
 /// One layer of `size` bytes, written to a file and pushed from it.
 fn one_big(client: &TestClient, dir: &Path, size: u64) -> (Dataset, String) {
-    let path = dir.join("big-layer");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let mut hasher = Sha256::new();
-    let mut chunk = vec![0u8; 1 << 20];
-    for _ in 0..(size >> 20) {
-        rng.fill_bytes(&mut chunk);
-        hasher.update(&chunk);
-        file.write_all(&chunk).unwrap();
-    }
-    file.flush().unwrap();
-    drop(file);
-    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    client.push_blob_file("bench/big", &path, &digest, size);
-    std::fs::remove_file(&path).unwrap();
-    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
-    let cfg = Blob {
-        digest: testkit::image::sha256(&config),
-        data: config,
-        media_type: String::new(),
+    let digest = client.push_big_layer_image("bench/big", "1.0.0", size, dir);
+    let data = Dataset {
+        name: "one big layer",
+        repos: vec!["bench/big".into()],
+        unique_bytes: size,
     };
-    client.push_blob("bench/big", &cfg);
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{digest}","size":{size}}}]}}"#,
-        cfg.digest,
-        cfg.data.len()
-    );
-    client.push_manifest(
-        "bench/big",
-        "1.0.0",
-        manifest.as_bytes(),
-        "application/vnd.oci.image.manifest.v1+json",
-    );
-    (
-        Dataset {
-            name: "one big layer",
-            repos: vec!["bench/big".into()],
-            unique_bytes: size,
-        },
-        digest,
-    )
+    (data, digest)
 }
 
 /// Where a source repository lands: `mirror/<last path component>`, which
