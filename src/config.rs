@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use crate::reference::{Endpoint, Repository};
+use crate::model::{Endpoint, Repository};
 use crate::select::{Filters, Mode};
 
 /// One image entry of a valid configuration.

@@ -4,22 +4,42 @@
 //! registry's own error codes.
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-/// An error with the operation it happened in.
-#[derive(Debug, thiserror::Error)]
-#[error("{context}: {kind}")]
+/// An error with the operation it happened in. Cloneable, so that copies
+/// waiting on one transfer, and images that need one unreachable registry,
+/// all get the same error.
+#[derive(Debug, Clone)]
 pub struct StoreError {
     /// e.g. `127.0.0.1:5000/mirror/app: GET manifest 1.2.3`
     pub context: String,
     pub kind: ErrorKind,
     /// How long the registry asked us to wait (`Retry-After`).
     pub retry_after: Option<Duration>,
+    /// The transport already spent its retries on this: trying again from a
+    /// layer above would multiply attempts.
+    pub retries_spent: bool,
 }
 
-#[derive(Debug)]
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.kind)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            ErrorKind::Unreachable { cause, .. } => Some(&**cause),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
 pub enum ErrorKind {
     /// The registry answered with an unexpected status.
     Status { status: u16, errors: Vec<ApiError> },
@@ -31,12 +51,21 @@ pub enum ErrorKind {
     },
     /// Connection, timeout, or a body cut short.
     Network(String),
+    /// The registry's host name does not resolve.
+    Dns { host: String, message: String },
     /// The registry's certificate was not accepted (not worth retrying).
     Tls(String),
-    /// The registry's pull budget is spent for this run.
+    /// A TLS connection was answered in plain HTTP.
+    PlainHttp { registry: String },
+    /// An earlier request found the registry unreachable in this run.
+    Unreachable { registry: String, cause: Arc<StoreError> },
+    /// The registry's pull budget is spent for this run: it throttled this
+    /// request past every retry (`throttled`), or an earlier one, and this
+    /// one was not sent.
     RateLimited {
         registry: String,
-        until: std::time::SystemTime,
+        until: SystemTime,
+        throttled: bool,
     },
     /// Content did not match its digest.
     DigestMismatch { expected: String, actual: String },
@@ -46,6 +75,51 @@ pub enum ErrorKind {
     Io(String),
     /// A layout is not valid (not a layout, bad index, bad tag, bad digest).
     Layout(String),
+}
+
+/// What kind of thing failed, for the report and for people deciding what
+/// to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    /// Credentials missing, refused, or lacking permission.
+    Auth,
+    /// A repository, tag or manifest does not exist.
+    NotFound,
+    /// The registry throttled us past every retry.
+    RateLimited,
+    /// The registry could not be reached at all in this run.
+    Unreachable,
+    /// Connections, timeouts, server errors.
+    Network,
+    /// Certificates and TLS settings.
+    Tls,
+    /// Content that does not match its digest or declared size.
+    Integrity,
+    /// An OCI layout that cannot be read or written.
+    Layout,
+    /// A registry answer or manifest replicant cannot use.
+    Protocol,
+    /// Stopped by a signal before it finished.
+    Interrupted,
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Category::Auth => "auth",
+            Category::NotFound => "not found",
+            Category::RateLimited => "rate limited",
+            Category::Unreachable => "unreachable",
+            Category::Network => "network",
+            Category::Tls => "tls",
+            Category::Integrity => "integrity",
+            Category::Layout => "layout",
+            Category::Protocol => "protocol",
+            Category::Interrupted => "interrupted",
+        };
+        f.write_str(s)
+    }
 }
 
 impl fmt::Display for ErrorKind {
@@ -61,30 +135,34 @@ impl fmt::Display for ErrorKind {
                 write!(f, "; {detail}")
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
-            ErrorKind::RateLimited { registry, until } => {
-                let secs = until
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let wait = until
-                    .duration_since(std::time::SystemTime::now())
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                write!(
-                    f,
-                    "not pulled: the pull budget of {registry} is exhausted; retry after {} (in {wait} s)",
-                    utc(secs)
-                )
+            ErrorKind::Dns { host, message } => write!(f, "the host name {host} does not resolve ({message})"),
+            ErrorKind::Unreachable { registry, cause } => {
+                write!(f, "registry {registry} is unreachable in this run (first failure: {cause})")
+            }
+            ErrorKind::RateLimited {
+                registry,
+                until,
+                throttled,
+            } => {
+                let secs = until.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let wait = until.duration_since(SystemTime::now()).map(|d| d.as_secs()).unwrap_or(0);
+                if *throttled {
+                    write!(f, "HTTP 429 after every retry: {registry} will not be pulled from again in this run")?;
+                } else {
+                    write!(f, "not pulled: the pull budget of {registry} is exhausted")?;
+                }
+                write!(f, "; retry after {} (in {wait} s)", utc(secs))
             }
             ErrorKind::Tls(m) => write!(
                 f,
-                "TLS error: {m} (a private CA goes in the config's registries: section as ca-file)"
+                "TLS error: {m} (trust a private CA with ca-file, or skip verification with insecure: true, in the config's registries: section)"
+            ),
+            ErrorKind::PlainHttp { registry } => write!(
+                f,
+                "{registry} answered in plain HTTP on a TLS connection; if that is intended, set `registries: {registry}: tls: false` in the config"
             ),
             ErrorKind::DigestMismatch { expected, actual } => {
-                write!(
-                    f,
-                    "content does not match its digest: expected {expected}, got {actual}"
-                )
+                write!(f, "content does not match its digest: expected {expected}, got {actual}")
             }
             ErrorKind::Protocol(m) => write!(f, "unexpected response: {m}"),
             ErrorKind::Io(m) => write!(f, "{m}"),
@@ -158,17 +236,15 @@ impl StoreError {
             context: context.into(),
             kind,
             retry_after: None,
+            retries_spent: false,
         }
     }
 
     /// Whether trying again may succeed: network trouble, a timeout, a
-    /// throttle or a server error, or content that arrived damaged.
+    /// throttle or a server error, or content that arrived damaged, and the
+    /// transport has not already spent its retries on it.
     pub fn is_retryable(&self) -> bool {
-        match &self.kind {
-            ErrorKind::Network(_) | ErrorKind::DigestMismatch { .. } => true,
-            ErrorKind::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
-            _ => false,
-        }
+        !self.retries_spent && self.kind.is_transient()
     }
 
     pub fn status(&self) -> Option<u16> {
@@ -180,6 +256,46 @@ impl StoreError {
 
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    pub fn category(&self) -> Category {
+        self.kind.category()
+    }
+
+    /// The registry that is unreachable or out of pull budget, if that is
+    /// what this error is about (for grouping in the summary).
+    pub fn registry_wide(&self) -> Option<(Category, &str)> {
+        match &self.kind {
+            ErrorKind::Unreachable { registry, .. } => Some((Category::Unreachable, registry)),
+            ErrorKind::RateLimited { registry, .. } => Some((Category::RateLimited, registry)),
+            _ => None,
+        }
+    }
+}
+
+impl ErrorKind {
+    /// Failures that may pass by themselves.
+    fn is_transient(&self) -> bool {
+        match self {
+            ErrorKind::Network(_) | ErrorKind::DigestMismatch { .. } => true,
+            ErrorKind::Status { status, .. } => matches!(status, 408 | 429 | 500 | 502 | 503 | 504),
+            _ => false,
+        }
+    }
+
+    pub fn category(&self) -> Category {
+        match self {
+            ErrorKind::Status { status: 404, .. } => Category::NotFound,
+            ErrorKind::Status { status: 429, .. } | ErrorKind::RateLimited { .. } => Category::RateLimited,
+            ErrorKind::Status { status, .. } if *status >= 500 || *status == 408 => Category::Network,
+            ErrorKind::Status { .. } | ErrorKind::Protocol(_) => Category::Protocol,
+            ErrorKind::Unauthorized { .. } => Category::Auth,
+            ErrorKind::Network(_) | ErrorKind::Dns { .. } => Category::Network,
+            ErrorKind::Tls(_) | ErrorKind::PlainHttp { .. } => Category::Tls,
+            ErrorKind::Unreachable { .. } => Category::Unreachable,
+            ErrorKind::DigestMismatch { .. } => Category::Integrity,
+            ErrorKind::Io(_) | ErrorKind::Layout(_) => Category::Layout,
+        }
     }
 }
 
@@ -214,5 +330,11 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_795_813_200), "2026-11-27 21:00:00 UTC");
         assert!(!StoreError::new("x", ErrorKind::Layout("bad".into())).is_retryable());
+        let mut spent = StoreError::new("x", ErrorKind::Network("reset".into()));
+        spent.retries_spent = true;
+        assert!(!spent.is_retryable(), "what the transport gave up on is not retried again");
+        let tls = StoreError::new("x", ErrorKind::PlainHttp { registry: "r.io:5000".into() });
+        assert!(tls.to_string().contains("set `registries: r.io:5000: tls: false`"), "{tls}");
+        assert_eq!(tls.category(), Category::Tls);
     }
 }

@@ -1,20 +1,21 @@
 //! replicant: mirror container images between registries over the OCI
 //! Distribution API. The binary (`main.rs`) is a thin layer over this library.
 //!
-//! Data flows one way: [`config`] -> [`select`] (pure) -> [`mirror`] plans
-//! each image -> [`copy`] moves it through the [`registry`] client ->
-//! [`report`].
+//! Data flows one way: [`config`] + flags -> [`settings`] -> [`run`] plans
+//! each image ([`select`] is pure) -> [`copy`] moves it between [`store`]s
+//! -> the [`registry`] client or an OCI layout on disk -> [`report`].
+//! [`model`] and [`error`] are the vocabulary underneath all of them.
+//! ARCHITECTURE.md is the map.
 
 pub mod config;
 pub mod copy;
 pub mod credentials;
-pub mod digest;
 pub mod error;
-pub mod manifest;
-pub mod mirror;
-pub mod reference;
+pub mod model;
 pub mod registry;
 pub mod report;
+pub mod run;
 pub mod select;
+pub mod settings;
 pub mod store;
 pub mod version;

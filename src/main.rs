@@ -9,8 +9,9 @@ use clap::{ArgAction, Parser, ValueEnum};
 
 use replicant::config;
 use replicant::credentials::Chain;
-use replicant::mirror::{self, Interrupt, Options};
-use replicant::registry::{Client, Settings};
+use replicant::registry::Client;
+use replicant::run::{self, Interrupt};
+use replicant::settings::{RunOptions, Settings};
 
 /// Exit code for an unusable configuration or command line.
 const EXIT_USAGE: u8 = 2;
@@ -132,6 +133,30 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
 
+    let options = RunOptions {
+        dry_run: cli.dry_run,
+        exit_on_error: cli.exit_on_error,
+        jobs: usize::from(cli.jobs),
+        max_connections: usize::from(cli.max_connections),
+        retries: cli.retries,
+        timeout: std::time::Duration::from_secs(cli.timeout),
+    };
+    // The files of the `registries:` section: still configuration problems,
+    // found before any network traffic.
+    let settings = match Settings::new(config, options) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}; nothing was copied");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let client = match Client::new(Arc::new(Chain::standard()), &settings.transport) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::error!("{}: {e}; nothing was copied", cli.config_file.display());
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -139,33 +164,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let options = Options {
-        dry_run: cli.dry_run,
-        exit_on_error: cli.exit_on_error,
-        jobs: usize::from(cli.jobs),
-        max_connections: usize::from(cli.max_connections),
-        retries: cli.retries,
-    };
-    let settings = Settings {
-        retries: cli.retries,
-        timeout: std::time::Duration::from_secs(cli.timeout),
-        registries: config.registries.clone(),
-    };
-    // Fails only on the TLS files of the `registries:` section: still a
-    // configuration problem, found before any network traffic.
-    let client = match Client::new(Arc::new(Chain::standard()), settings) {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!("{}: {e}; nothing was copied", cli.config_file.display());
-            return ExitCode::from(EXIT_USAGE);
-        }
-    };
     let interrupt = Arc::new(Interrupt::default());
     let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {
         listen_for_signals(interrupt.clone(), signal.clone());
-        mirror::run(&config, client, options, &interrupt).await
+        run::run(&settings, client, &interrupt).await
     });
+    // A file-system call stuck in the blocking pool must not hold the exit.
+    runtime.shutdown_background();
     match cli.log_format {
         LogFormat::Text => print!("{}", report.to_text()),
         LogFormat::Json => println!("{}", report.to_json()),
@@ -197,8 +203,8 @@ fn listen_for_signals(interrupt: Arc<Interrupt>, signal: Arc<std::sync::atomic::
                 std::process::exit(128 + i32::from(number));
             }
             tracing::warn!(
-                "{name}: starting nothing new; copies in flight get {} s to finish",
-                mirror::SHUTDOWN_GRACE.as_secs()
+                "{name}: starting nothing new; planning stops now, copies in flight get {} s to finish",
+                run::SHUTDOWN_GRACE.as_secs()
             );
             signal.store(number, std::sync::atomic::Ordering::SeqCst);
             interrupt.request();

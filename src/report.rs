@@ -7,11 +7,26 @@ use serde::Serialize;
 
 use crate::config::ImageConfig;
 use crate::copy::Totals;
+use crate::error::Category;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TagFailure {
     pub tag: String,
+    /// What kind of thing failed (auth, not-found, network, ...).
+    pub category: Category,
     pub error: String,
+}
+
+/// A registry that failed as a whole (unreachable, or out of pull budget),
+/// with the images that could not be copied because of it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RegistryTrouble {
+    pub registry: String,
+    pub category: Category,
+    /// The first failure, or when to retry.
+    pub cause: String,
+    /// Image names, in file order.
+    pub images: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -34,6 +49,8 @@ pub struct ImageReport {
     pub stopped: bool,
     /// A failure of the whole image (listing or planning).
     pub error: Option<String>,
+    /// What kind of thing failed, with `error`.
+    pub error_category: Option<Category>,
 }
 
 impl ImageReport {
@@ -50,6 +67,7 @@ impl ImageReport {
             not_started: Vec::new(),
             stopped: false,
             error: None,
+            error_category: None,
         }
     }
 
@@ -91,8 +109,9 @@ pub struct RunReport {
     pub stopped_early: bool,
     /// A signal (SIGTERM, SIGINT) stopped the run.
     pub interrupted: bool,
-    /// Registries whose pull budget ran out, with when to retry.
-    pub rate_limited: Vec<String>,
+    /// Registries that failed as a whole: unreachable, or out of pull
+    /// budget.
+    pub registries: Vec<RegistryTrouble>,
 }
 
 impl RunReport {
@@ -203,8 +222,12 @@ impl RunReport {
                 "stopped at the first error (--exit-on-error); later images were not processed"
             );
         }
-        for r in &self.rate_limited {
-            let _ = writeln!(out, "{r}: images that needed it are listed as failed above");
+        for t in &self.registries {
+            let what = match t.category {
+                Category::Unreachable => format!("registry {} unreachable: {}", t.registry, t.cause),
+                _ => format!("{}: {}", t.registry, t.cause),
+            };
+            let _ = writeln!(out, "{what}; images {} not copied", t.images.join(", "));
         }
         if self.interrupted {
             let _ = writeln!(
@@ -248,6 +271,7 @@ mod tests {
             not_started: vec![],
             stopped: false,
             error: None,
+            error_category: None,
         }
     }
 
@@ -273,6 +297,18 @@ mod tests {
         assert!(text.contains("bad [FAILED]"), "{text}");
         assert!(text.contains("1 failed (bad)"), "{text}");
         assert!(text.contains("2 transferred (3.0 MiB)"), "{text}");
+        let mut r = r;
+        r.registries.push(RegistryTrouble {
+            registry: "r.io".into(),
+            category: Category::Unreachable,
+            cause: "r.io: GET /v2/: network error: connection refused".into(),
+            images: vec!["a".into(), "b".into()],
+        });
+        let text = r.to_text();
+        assert!(
+            text.contains("registry r.io unreachable: r.io: GET /v2/: network error: connection refused; images a, b not copied"),
+            "{text}"
+        );
         let r = RunReport {
             images: vec![ok],
             ..RunReport::default()

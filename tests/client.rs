@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use replicant::credentials::Chain;
-use replicant::digest::Digest;
-use replicant::reference::Repository;
+use replicant::model::Digest;
+use replicant::model::Repository;
 use replicant::registry::{Client, Mount};
 use support::*;
 
 fn client() -> Client {
-    Client::new(Arc::new(Chain::new(vec![])), Default::default()).unwrap()
+    Client::new(Arc::new(Chain::new(vec![])), &Default::default()).unwrap()
 }
 
 /// The test client is blocking, so async parts run on their own runtime.

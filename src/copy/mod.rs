@@ -8,7 +8,10 @@
 //! that need it meanwhile wait for that one transfer), and a blob that landed
 //! in one repository of a registry is mounted into the others.
 
+mod blobs;
 mod once;
+#[cfg(test)]
+mod tests;
 mod verify;
 
 use std::collections::{HashMap, HashSet};
@@ -18,12 +21,12 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::digest::Digest;
-use crate::error::{ErrorKind, StoreError};
-use crate::manifest::{Descriptor, Manifest, ManifestError, media_type_of};
-use crate::store::{BlobBody, FetchedManifest, Store};
+use crate::error::{Category, StoreError};
+use crate::model::manifest::{Manifest, ManifestError, media_type_of};
+use crate::model::{Digest, FetchedManifest};
+use crate::store::Store;
 use once::OnceMap;
 pub use verify::verified;
 
@@ -32,14 +35,45 @@ const FAN_OUT: usize = 4;
 /// Indexes nested deeper than this are refused (a loop or an attack).
 const MAX_DEPTH: usize = 4;
 
-#[derive(Debug, thiserror::Error)]
+/// Why a copy failed. Cloneable: copies waiting on one transfer all get
+/// its outcome.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CopyError {
+    /// Reading or writing a store failed.
     #[error(transparent)]
-    Registry(#[from] StoreError),
+    Store(#[from] StoreError),
+    /// A manifest could not be read.
     #[error("{context}: {source}")]
-    Manifest { context: String, source: ManifestError },
-    #[error("{0}")]
-    Invalid(String),
+    Manifest {
+        context: String,
+        #[source]
+        source: ManifestError,
+    },
+    /// An index lists a Docker schema 1 manifest.
+    #[error("{store}: index child {digest} is a Docker schema 1 manifest, which is not supported")]
+    Schema1Child { store: String, digest: Digest },
+    /// Indexes nested deeper than the limit (a loop or an attack).
+    #[error("{store}: indexes nested more than {limit} deep")]
+    TooDeep { store: String, limit: usize },
+}
+
+impl CopyError {
+    pub fn category(&self) -> Category {
+        match self {
+            CopyError::Store(e) => e.category(),
+            CopyError::Manifest { .. } | CopyError::Schema1Child { .. } | CopyError::TooDeep { .. } => {
+                Category::Protocol
+            }
+        }
+    }
+
+    /// The store error inside, if that is what failed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            CopyError::Store(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// How a tag copy ended when it did not fail.
@@ -83,16 +117,19 @@ pub struct Engine {
     pub stats: Stats,
     /// Blob transfers at once per registry (or layout).
     transfers_per_domain: usize,
-    /// Further attempts of a failed blob transfer.
-    retries: u32,
+    /// Restarts of a blob transfer whose body broke mid-way.
+    restarts: u32,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Source manifests by (store, digest): fetched once per run.
-    manifests: OnceMap<FetchedManifest>,
-    /// Blobs and child manifests known present in a destination store.
-    present: OnceMap<()>,
+    manifests: OnceMap<FetchedManifest, CopyError>,
+    /// Blobs (`blob:` keys) and child manifests with their whole subtree
+    /// (`manifest:` keys) known present in a destination store. The two
+    /// never share a key: a blob whose bytes happen to be a manifest says
+    /// nothing about that manifest's children.
+    present: OnceMap<(), CopyError>,
     /// Per (registry, blob): the repository it was first put in this run,
     /// for the others to mount from.
-    holders: OnceMap<String>,
+    holders: OnceMap<String, CopyError>,
     /// Destinations that did not exist when the run planned them: they hold
     /// no blob and no manifest, so asking for each one is a wasted request.
     new_destinations: Mutex<HashSet<String>>,
@@ -100,12 +137,13 @@ pub struct Engine {
 
 impl Engine {
     /// `transfers_per_domain`: blob transfers at once per registry;
-    /// `retries`: further attempts of a failed blob transfer.
-    pub fn new(transfers_per_domain: usize, retries: u32) -> Engine {
+    /// `restarts`: how often a blob transfer whose body broke mid-way (or
+    /// failed verification) starts again (`--retries`).
+    pub fn new(transfers_per_domain: usize, restarts: u32) -> Engine {
         Engine {
             stats: Stats::default(),
             transfers_per_domain: transfers_per_domain.max(1),
-            retries,
+            restarts,
             slots: Mutex::new(HashMap::new()),
             manifests: OnceMap::default(),
             present: OnceMap::default(),
@@ -137,7 +175,7 @@ impl Engine {
             tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
             return Ok(Outcome::SkippedSchema1);
         }
-        self.copy_contents(src, dst, manifest, 0).await?;
+        self.copy_contents(src, dst, manifest, &top.digest, 0).await?;
         dst.put_manifest(tag, &top).await?;
         tracing::debug!(source = %src.name(), destination = %dst.name(), tag, digest = %top.digest, "copied");
         Ok(Outcome::Copied)
@@ -176,14 +214,15 @@ impl Engine {
         src: &'a dyn Store,
         dst: &'a dyn Store,
         manifest: Manifest,
+        digest: &'a Digest,
         depth: usize,
     ) -> BoxFuture<'a, Result<(), CopyError>> {
         Box::pin(async move {
             match manifest {
-                Manifest::Schema1 => Err(CopyError::Invalid(format!(
-                    "{}: an index refers to a Docker schema 1 manifest, which is not supported",
-                    src.name()
-                ))),
+                Manifest::Schema1 => Err(CopyError::Schema1Child {
+                    store: src.name(),
+                    digest: digest.clone(),
+                }),
                 Manifest::Image { blobs, foreign } => {
                     if foreign > 0 {
                         tracing::debug!(source = %src.name(), foreign, "non-distributable layers are not copied");
@@ -197,10 +236,10 @@ impl Engine {
                 }
                 Manifest::Index { children } => {
                     if depth >= MAX_DEPTH {
-                        return Err(CopyError::Invalid(format!(
-                            "{}: indexes nested more than {MAX_DEPTH} deep",
-                            src.name()
-                        )));
+                        return Err(CopyError::TooDeep {
+                            store: src.name(),
+                            limit: MAX_DEPTH,
+                        });
                     }
                     stream::iter(children)
                         .map(|(digest, _)| async move { self.copy_child(src, dst, &digest, depth + 1).await })
@@ -224,174 +263,18 @@ impl Engine {
         digest: &Digest,
         depth: usize,
     ) -> Result<(), CopyError> {
-        let key = format!("{}@{digest}", dst.name());
+        let key = format!("manifest:{}@{digest}", dst.name());
         self.present
             .get_or_try_init(key, || async {
                 if !self.is_new(dst) && dst.head_manifest(digest.as_str()).await?.is_some() {
                     return Ok(());
                 }
                 let (child, manifest) = self.fetch(src, digest.as_str()).await?;
-                self.copy_contents(src, dst, manifest, depth).await?;
+                self.copy_contents(src, dst, manifest, digest, depth).await?;
                 dst.put_manifest(digest.as_str(), &child).await?;
                 Ok::<(), CopyError>(())
             })
             .await
-    }
-
-    /// Makes a blob present in `dst`, checking and moving it at most once
-    /// per destination per run.
-    async fn copy_blob(
-        &self,
-        src: &dyn Store,
-        dst: &dyn Store,
-        digest: &Digest,
-        desc: &Descriptor,
-    ) -> Result<(), CopyError> {
-        let key = format!("{}@{digest}", dst.name());
-        self.present
-            .get_or_try_init(key, || async {
-                if !self.is_new(dst) && dst.has_blob(digest).await? {
-                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                    self.holders_offer(dst, digest);
-                    return Ok(());
-                }
-                self.place_blob(src, dst, digest, desc).await
-            })
-            .await
-    }
-
-    /// Mounts the blob from a repository of the same registry when one has
-    /// it (the source itself, or one this run put it in, waiting for a
-    /// transfer in flight), else transfers it.
-    async fn place_blob(
-        &self,
-        src: &dyn Store,
-        dst: &dyn Store,
-        digest: &Digest,
-        desc: &Descriptor,
-    ) -> Result<(), CopyError> {
-        let Some(domain) = dst.mount_domain() else {
-            return self.transfer(src, dst, digest, desc).await;
-        };
-        if src.mount_domain() == Some(domain)
-            && src.mount_name() != dst.mount_name()
-            && self.mount(src.mount_name(), dst, digest).await?
-        {
-            return Ok(());
-        }
-        let key = format!("{domain}@{digest}");
-        let holder = self
-            .holders
-            .get_or_try_init(key, || async {
-                self.transfer(src, dst, digest, desc).await?;
-                Ok::<String, CopyError>(dst.mount_name().to_string())
-            })
-            .await?;
-        if holder == dst.mount_name() || self.mount(&holder, dst, digest).await? {
-            return Ok(());
-        }
-        self.transfer(src, dst, digest, desc).await
-    }
-
-    async fn mount(&self, from: &str, dst: &dyn Store, digest: &Digest) -> Result<bool, CopyError> {
-        let mounted = dst.mount_blob(digest, from).await?;
-        if mounted {
-            tracing::debug!(destination = %dst.name(), %digest, from, "blob mounted");
-            self.stats.mounted.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(mounted)
-    }
-
-    /// Records that `dst` holds a blob, if no repository of its registry
-    /// was recorded yet.
-    fn holders_offer(&self, dst: &dyn Store, digest: &Digest) {
-        if let Some(domain) = dst.mount_domain() {
-            self.holders
-                .set_if_empty(format!("{domain}@{digest}"), dst.mount_name().to_string());
-        }
-    }
-
-    /// Streams the blob from `src` into `dst`, verified on the way. A failed
-    /// transfer starts again from scratch (a new download, a new upload
-    /// session): nothing of a broken attempt is ever committed.
-    async fn transfer(
-        &self,
-        src: &dyn Store,
-        dst: &dyn Store,
-        digest: &Digest,
-        desc: &Descriptor,
-    ) -> Result<(), CopyError> {
-        let _slots = self.slots(src, dst).await;
-        let mut attempt = 0;
-        loop {
-            match self.transfer_once(src, dst, digest, desc).await {
-                Err(CopyError::Registry(e)) if attempt < self.retries && e.is_retryable() => {
-                    let wait = e.retry_after.unwrap_or_else(|| crate::registry::backoff(attempt));
-                    attempt += 1;
-                    tracing::debug!("{e}; blob transfer attempt {attempt} of {} in {wait:?}", self.retries);
-                    tokio::time::sleep(wait).await;
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn transfer_once(
-        &self,
-        src: &dyn Store,
-        dst: &dyn Store,
-        digest: &Digest,
-        desc: &Descriptor,
-    ) -> Result<(), CopyError> {
-        let blob = src.get_blob(digest).await?;
-        let ctx = format!("{}: blob {digest}", src.name());
-        let size = match (desc.size, blob.len) {
-            (0, served) => served,
-            (declared, Some(served)) if served != declared => {
-                let why = format!("served {served} bytes where the manifest declares {declared}");
-                return Err(StoreError::new(ctx, ErrorKind::Protocol(why)).into());
-            }
-            (declared, _) => Some(declared),
-        };
-        let failure = Arc::new(Mutex::new(None));
-        let body: BlobBody = Box::pin(verified(blob.body, digest.clone(), size, failure.clone()));
-        let stored = dst.put_blob(digest, size, body).await;
-        // A verification failure inside the stream is the real cause.
-        if let Some(kind) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            return Err(StoreError::new(ctx, kind).into());
-        }
-        stored?;
-        let bytes = size.unwrap_or(desc.size);
-        self.stats.transferred.fetch_add(1, Ordering::Relaxed);
-        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-        tracing::debug!(destination = %dst.name(), %digest, bytes, "blob transferred");
-        Ok(())
-    }
-
-    /// A transfer slot on each side's registry, taken in a fixed order so
-    /// that transfers waiting for slots can never wait for each other.
-    async fn slots(&self, src: &dyn Store, dst: &dyn Store) -> Vec<OwnedSemaphorePermit> {
-        let mut domains: Vec<String> = [src, dst]
-            .iter()
-            .map(|s| s.mount_domain().map(str::to_string).unwrap_or_else(|| s.name()))
-            .collect();
-        domains.sort();
-        domains.dedup();
-        let mut permits = Vec::with_capacity(domains.len());
-        for d in domains {
-            let sem = {
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots
-                    .entry(d)
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.transfers_per_domain)))
-                    .clone()
-            };
-            // never closed, so acquiring cannot fail
-            if let Ok(p) = sem.acquire_owned().await {
-                permits.push(p);
-            }
-        }
-        permits
     }
 }
 

@@ -3,43 +3,120 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
-use tokio::sync::OnceCell;
+use tokio::sync::watch;
 
-/// Keyed once-cells. A failed attempt leaves the cell empty, so the next
-/// asker tries again (and gets its own error if it fails too).
-pub struct OnceMap<V> {
-    cells: Mutex<HashMap<String, Arc<OnceCell<V>>>>,
+enum Slot<V, E> {
+    /// Being computed; the receiver yields the outcome.
+    Running(watch::Receiver<Option<Result<V, E>>>),
+    Done(V),
 }
 
-impl<V> Default for OnceMap<V> {
+/// Keyed once-cells. Askers that arrive while a value is being computed
+/// wait for that computation and get its outcome, success or failure. A
+/// failure is not remembered: the next asker after it tries again.
+pub struct OnceMap<V, E> {
+    slots: Mutex<HashMap<String, Slot<V, E>>>,
+}
+
+impl<V, E> Default for OnceMap<V, E> {
     fn default() -> Self {
         OnceMap {
-            cells: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
     }
 }
 
-impl<V: Clone> OnceMap<V> {
-    fn cell(&self, key: String) -> Arc<OnceCell<V>> {
-        let mut cells = self.cells.lock().unwrap_or_else(|p| p.into_inner());
-        cells.entry(key).or_default().clone()
+enum Turn<V, E> {
+    Known(V),
+    Wait(watch::Receiver<Option<Result<V, E>>>),
+    Compute(watch::Sender<Option<Result<V, E>>>),
+}
+
+impl<V: Clone, E: Clone> OnceMap<V, E> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot<V, E>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The value for `key`, computing it with `init` unless it is known or
-    /// being computed by another task (then waiting for that).
-    pub async fn get_or_try_init<E, F, Fut>(&self, key: String, init: F) -> Result<V, E>
+    fn turn(&self, key: &str) -> Turn<V, E> {
+        let mut slots = self.lock();
+        match slots.get(key) {
+            Some(Slot::Done(v)) => Turn::Known(v.clone()),
+            Some(Slot::Running(rx)) => Turn::Wait(rx.clone()),
+            None => {
+                let (tx, rx) = watch::channel(None);
+                slots.insert(key.to_string(), Slot::Running(rx));
+                Turn::Compute(tx)
+            }
+        }
+    }
+
+    /// The value for `key`: known, computed by `init`, or waited for when
+    /// another task is computing it (then its outcome is this one's too).
+    pub async fn get_or_try_init<F, Fut>(&self, key: String, init: F) -> Result<V, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        self.cell(key).get_or_try_init(init).await.cloned()
+        let mut init = Some(init);
+        loop {
+            match self.turn(&key) {
+                Turn::Known(v) => return Ok(v),
+                Turn::Wait(mut rx) => {
+                    if let Ok(outcome) = rx.wait_for(Option::is_some).await
+                        && let Some(outcome) = outcome.clone()
+                    {
+                        return outcome;
+                    }
+                    // the computing task was dropped (an abandoned copy): try
+                    // again, perhaps computing it ourselves
+                }
+                Turn::Compute(tx) => {
+                    // Clears the slot if this future is dropped mid-way, so
+                    // that waiters do not wait for nothing.
+                    let guard = Reset { map: self, key: &key, armed: true };
+                    let Some(init) = init.take() else {
+                        unreachable!("a task computes a key at most once per call")
+                    };
+                    let outcome = init().await;
+                    let mut guard = guard;
+                    guard.armed = false;
+                    {
+                        let mut slots = self.lock();
+                        match &outcome {
+                            Ok(v) => slots.insert(key.clone(), Slot::Done(v.clone())),
+                            Err(_) => slots.remove(&key),
+                        };
+                    }
+                    let _ = tx.send(Some(outcome.clone()));
+                    return outcome;
+                }
+            }
+        }
     }
 
-    /// Sets the value unless one is there already.
+    /// Sets the value unless one is there or being computed.
     pub fn set_if_empty(&self, key: String, value: V) {
-        let _ = self.cell(key).set(value);
+        self.lock().entry(key).or_insert(Slot::Done(value));
+    }
+}
+
+/// Removes a running slot whose computation was dropped.
+struct Reset<'a, V, E> {
+    map: &'a OnceMap<V, E>,
+    key: &'a str,
+    armed: bool,
+}
+
+impl<V, E> Drop for Reset<'_, V, E> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut slots = self.map.slots.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(slots.get(self.key), Some(Slot::Running(_))) {
+                slots.remove(self.key);
+            }
+        }
     }
 }
 
@@ -47,33 +124,56 @@ impl<V: Clone> OnceMap<V> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
 
     #[tokio::test]
-    async fn concurrent_askers_share_one_computation_and_failures_are_retried() {
-        let map: OnceMap<u32> = OnceMap::default();
+    async fn concurrent_askers_share_one_outcome_and_later_askers_retry_failures() {
+        let map: OnceMap<u32, &str> = OnceMap::default();
         let runs = AtomicUsize::new(0);
-        let work = || async {
-            runs.fetch_add(1, Ordering::SeqCst);
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            Ok::<u32, ()>(7)
+        let work = |result: Result<u32, &'static str>| {
+            let runs = &runs;
+            move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                result
+            }
         };
         let (a, b) = tokio::join!(
-            map.get_or_try_init("k".into(), work),
-            map.get_or_try_init("k".into(), work)
+            map.get_or_try_init("k".into(), work(Ok(7))),
+            map.get_or_try_init("k".into(), work(Ok(8)))
         );
         assert_eq!((a, b), (Ok(7), Ok(7)));
         assert_eq!(runs.load(Ordering::SeqCst), 1);
 
-        let failed: Result<u32, &str> = map.get_or_try_init("x".into(), || async { Err("no") }).await;
-        assert_eq!(failed, Err("no"));
-        assert_eq!(
-            map.get_or_try_init("x".into(), || async { Ok::<u32, &str>(1) }).await,
-            Ok(1)
+        // a failure reaches those who waited for it, without a second run
+        let (a, b) = tokio::join!(
+            map.get_or_try_init("x".into(), work(Err("no"))),
+            map.get_or_try_init("x".into(), work(Ok(1)))
         );
+        assert_eq!((a, b), (Err("no"), Err("no")));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        // ...but the next asker tries again
+        assert_eq!(map.get_or_try_init("x".into(), work(Ok(1))).await, Ok(1));
         map.set_if_empty("x".into(), 5);
-        assert_eq!(
-            map.get_or_try_init("x".into(), || async { Ok::<u32, &str>(9) }).await,
+        assert_eq!(map.get_or_try_init("x".into(), work(Ok(9))).await, Ok(1));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_computation_lets_waiters_compute() {
+        let map: OnceMap<u32, ()> = OnceMap::default();
+        let slow = map.get_or_try_init("k".into(), || async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
             Ok(1)
-        );
+        });
+        // start the slow one, then drop it while a waiter waits
+        let waiter = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            map.get_or_try_init("k".into(), || async { Ok(2) }).await
+        };
+        let abandoned = async {
+            let _ = tokio::time::timeout(Duration::from_millis(30), slow).await;
+        };
+        let ((), got) = tokio::join!(abandoned, waiter);
+        assert_eq!(got, Ok(2));
     }
 }

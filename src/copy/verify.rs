@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use crate::digest::Digest;
+use crate::model::Digest;
 use crate::error::ErrorKind;
 use crate::store::BlobBody;
 
@@ -25,7 +25,7 @@ pub fn verified(
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     struct State<S> {
         inner: S,
-        verifier: Option<crate::digest::Verifier>,
+        verifier: Option<crate::model::digest::Verifier>,
         digest: Digest,
         size: Option<u64>,
         failure: Arc<Mutex<Option<ErrorKind>>>,

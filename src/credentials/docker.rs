@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use futures_util::future::BoxFuture;
 
 use super::{Credential, CredentialProvider, Found};
-use crate::reference::Registry;
+use crate::model::Registry;
 
 /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 pub struct DockerConfigProvider {

@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 
 pub use docker::DockerConfigProvider;
 
-use crate::reference::Registry;
+use crate::model::Registry;
 
 /// A secret for one registry. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]

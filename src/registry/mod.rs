@@ -1,9 +1,23 @@
-//! The Distribution API client: transport, auth challenge and token cache,
-//! tags, manifests, blobs.
+//! The Distribution API client, in three layers:
+//!
+//! - [`connect`]: how each registry is reached (scheme, TLS material, one
+//!   HTTP client per setup);
+//! - `transport`: sending requests — auth challenge and token cache, the one
+//!   retry policy, size limits, fail-fast on unreachable registries, pull
+//!   budgets;
+//! - `client`: the operations (tags, manifests, blobs, uploads).
 
 pub mod auth;
 mod client;
+pub mod connect;
+mod transport;
 mod wire;
 
-pub use client::{Client, Mount, Settings};
-pub use wire::{backoff, is_valid_tag};
+pub use client::{Client, Mount};
+pub use connect::{HostSettings, TransportSettings};
+
+/// The wait before retry number `failures + 1` (exponential with jitter),
+/// for the copy engine's restarts of broken transfers.
+pub fn backoff(failures: u32) -> std::time::Duration {
+    wire::backoff(failures)
+}

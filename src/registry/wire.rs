@@ -1,6 +1,7 @@
-//! Small pieces of HTTP shared by the client: reading bodies within limits,
-//! headers (`Link`, `Retry-After`, rate limits), error construction, the
-//! backoff schedule, and the rules for where credentials may go.
+//! Small pieces of HTTP shared by the transport and the operations: reading
+//! bodies within limits, headers (`Link`, `Retry-After`, rate limits), what a
+//! failed connection means, the backoff schedule, and the rule for where
+//! credentials may go.
 
 use std::time::Duration;
 
@@ -10,13 +11,16 @@ use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
 use url::Url;
 
 use crate::error::{ErrorKind, StoreError};
-use crate::reference::Registry;
+use crate::model::Registry;
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Error bodies are read only this far (they end up in one message line).
+pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
+
 /// The wait before attempt `attempt + 1`: exponential from 250 ms, capped at
 /// 15 s, with jitter so that parallel copies do not retry in lockstep.
-pub fn backoff(attempt: u32) -> Duration {
+pub(super) fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(250)
         .saturating_mul(1 << attempt.min(6))
         .min(Duration::from_secs(15));
@@ -44,14 +48,6 @@ pub(super) fn rate_limit(headers: &HeaderMap) -> Option<(u64, Duration)> {
     Some((remaining, window))
 }
 
-/// Tags end up in URLs: only the Distribution tag grammar is accepted.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let mut chars = tag.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
-        && tag.len() <= 128
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
 pub(super) fn basic(username: &str, password: &str) -> String {
     format!(
         "Basic {}",
@@ -59,32 +55,56 @@ pub(super) fn basic(username: &str, password: &str) -> String {
     )
 }
 
-pub(super) fn same_authority(url: &Url, registry: &Registry) -> bool {
-    let Some(host) = url.host_str() else { return false };
-    let authority = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    };
-    authority.eq_ignore_ascii_case(&registry.host)
+/// Whether `url` has the registry's scheme, host and port: only then may it
+/// carry our credentials (not to object storage, not over a downgraded
+/// scheme).
+pub(super) fn same_origin(url: &Url, origin: &Url) -> bool {
+    url.scheme() == origin.scheme()
+        && url.host_str().map(str::to_ascii_lowercase) == origin.host_str().map(str::to_ascii_lowercase)
+        && url.port_or_known_default() == origin.port_or_known_default()
 }
 
 pub(super) fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-pub(super) fn network(ctx: &str, e: reqwest::Error) -> StoreError {
-    let mut msg = e.to_string();
+/// What a failed request means, from the error's types (not its text):
+/// a TLS connection answered in plain HTTP, a rejected certificate (neither
+/// is worth retrying), or a network failure that may pass.
+pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> StoreError {
+    let mut message = e.to_string();
+    let mut kind = None;
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        let tls = s
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| s.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
+        match tls {
+            Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+                kind = Some(ErrorKind::PlainHttp {
+                    registry: registry.host.clone(),
+                });
+            }
+            Some(
+                rustls::Error::InvalidCertificate(_)
+                | rustls::Error::NoCertificatesPresented
+                | rustls::Error::InvalidCertRevocationList(_),
+            ) => kind = kind.or(Some(ErrorKind::Tls(String::new()))),
+            _ => {}
+        }
         source = s.source();
     }
-    // certificate problems do not go away by themselves: no retries
-    if msg.contains("certificate") {
-        return StoreError::new(ctx, ErrorKind::Tls(msg));
-    }
-    StoreError::new(ctx, ErrorKind::Network(msg))
+    let kind = match kind {
+        Some(ErrorKind::Tls(_)) => ErrorKind::Tls(message),
+        Some(k) => k,
+        None => return StoreError::new(ctx, ErrorKind::Network(message)),
+    };
+    // configuration problems: no retry cures them
+    let mut err = StoreError::new(ctx, kind);
+    err.retries_spent = true;
+    err
 }
 
 pub(super) fn protocol(ctx: &str, e: impl std::fmt::Display) -> StoreError {
@@ -97,7 +117,11 @@ pub(super) async fn read_limited(mut resp: Response, max: usize, ctx: &str) -> R
         return Err(protocol(ctx, format!("response body larger than {max} bytes")));
     }
     let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| network(ctx, e))? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| StoreError::new(ctx, ErrorKind::Network(format!("reading the body: {e}"))))?
+    {
         if buf.len() + chunk.len() > max {
             return Err(protocol(ctx, format!("response body larger than {max} bytes")));
         }
@@ -174,36 +198,14 @@ mod tests {
     }
 
     #[test]
-    fn tag_grammar() {
-        assert!(is_valid_tag("1.2.3-alpine"));
-        assert!(is_valid_tag("latest"));
-        assert!(is_valid_tag("_x"));
-        for bad in [
-            "",
-            "../x",
-            "a/b",
-            ".hidden",
-            "-x",
-            &"a".repeat(129),
-            "a b",
-            "sha256:abc",
-        ] {
-            assert!(!is_valid_tag(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn credentials_only_go_to_the_registry_host() {
-        let r = Registry::new("127.0.0.1:5000");
-        assert!(same_authority(&Url::parse("http://127.0.0.1:5000/v2/x").unwrap(), &r));
-        assert!(!same_authority(&Url::parse("http://127.0.0.1:5001/v2/x").unwrap(), &r));
-        assert!(!same_authority(
-            &Url::parse("https://storage.example.com/blob").unwrap(),
-            &Registry::new("r.io")
-        ));
-        assert!(same_authority(
-            &Url::parse("https://r.io/v2/").unwrap(),
-            &Registry::new("r.io")
-        ));
+    fn credentials_only_go_to_the_registry_origin() {
+        let origin = Url::parse("https://r.io:5000").unwrap();
+        assert!(same_origin(&Url::parse("https://r.io:5000/v2/x").unwrap(), &origin));
+        assert!(same_origin(&Url::parse("https://R.IO:5000/v2/x").unwrap(), &origin));
+        assert!(!same_origin(&Url::parse("http://r.io:5000/v2/x").unwrap(), &origin), "scheme downgrade");
+        assert!(!same_origin(&Url::parse("https://r.io:5001/v2/x").unwrap(), &origin));
+        assert!(!same_origin(&Url::parse("https://storage.example.com/blob").unwrap(), &origin));
+        let default_port = Url::parse("https://r.io").unwrap();
+        assert!(same_origin(&Url::parse("https://r.io:443/v2/").unwrap(), &default_port));
     }
 }

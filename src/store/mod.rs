@@ -15,9 +15,8 @@ use futures_util::stream::BoxStream;
 pub use layout::Layout;
 pub use registry::RegistryStore;
 
-use crate::digest::Digest;
 use crate::error::StoreError;
-use crate::reference::Endpoint;
+use crate::model::{Digest, Endpoint, FetchedManifest, ManifestHead};
 use crate::registry::Client;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -29,21 +28,6 @@ pub type BlobBody = BoxStream<'static, std::result::Result<Bytes, std::io::Error
 pub struct Blob {
     pub body: BlobBody,
     pub len: Option<u64>,
-}
-
-/// What a manifest lookup without the body says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestHead {
-    pub digest: Option<Digest>,
-    pub media_type: String,
-}
-
-/// A manifest's original bytes, verified against its digest.
-#[derive(Debug, Clone)]
-pub struct FetchedManifest {
-    pub bytes: Bytes,
-    pub media_type: String,
-    pub digest: Digest,
 }
 
 /// One repository of images: tags, manifests, blobs.

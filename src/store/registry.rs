@@ -7,9 +7,8 @@ use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use url::Url;
 
-use super::{Blob, BlobBody, FetchedManifest, ManifestHead, Result, Store};
-use crate::digest::Digest;
-use crate::reference::Repository;
+use super::{Blob, BlobBody, Result, Store};
+use crate::model::{Digest, FetchedManifest, ManifestHead, Repository};
 use crate::registry::{Client, Mount};
 
 pub struct RegistryStore {

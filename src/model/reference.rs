@@ -40,20 +40,11 @@ impl Registry {
         self.host.split(':').next().unwrap_or(&self.host)
     }
 
-    /// Loopback registries (`localhost`, 127.0.0.0/8, `[::1]`) are spoken to
-    /// over plain HTTP; every other registry over verified HTTPS.
+    /// Loopback registries (`localhost`, 127.0.0.0/8, `[::1]`). The transport
+    /// speaks plain HTTP to these unless the `registries:` section says `tls`.
     pub fn is_loopback(&self) -> bool {
         let name = self.hostname();
         name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    }
-
-    pub fn scheme(&self) -> &'static str {
-        if self.is_loopback() { "http" } else { "https" }
-    }
-
-    /// `scheme://host` with no trailing slash.
-    pub fn base_url(&self) -> String {
-        format!("{}://{}", self.scheme(), self.host)
     }
 
     pub fn is_docker_hub(&self) -> bool {
@@ -78,6 +69,15 @@ impl fmt::Display for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.path)
     }
+}
+
+/// Tags end up in URLs and file names: only the Distribution tag grammar
+/// (`[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`) is accepted.
+pub fn is_valid_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric() || c == '_')
+        && tag.len() <= 128
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
 /// Why a repository reference was refused.
@@ -217,14 +217,31 @@ mod tests {
             ("localhost:5000", "alpine")
         );
         assert!(r.registry.is_loopback());
-        assert_eq!(r.registry.base_url(), "http://localhost:5000");
         let r = repo("127.0.0.1:4000/a/b");
         assert!(r.registry.is_loopback());
         let r = repo("[::1]:4000/a");
         assert!(r.registry.is_loopback());
         assert_eq!(r.registry.hostname(), "::1");
-        assert_eq!(repo("quay.io/x/y").registry.base_url(), "https://quay.io");
         assert!(!repo("127.example.com/x").registry.is_loopback());
+    }
+
+    #[test]
+    fn tag_grammar() {
+        assert!(is_valid_tag("1.2.3-alpine"));
+        assert!(is_valid_tag("latest"));
+        assert!(is_valid_tag("_x"));
+        for bad in [
+            "",
+            "../x",
+            "a/b",
+            ".hidden",
+            "-x",
+            &"a".repeat(129),
+            "a b",
+            "sha256:abc",
+        ] {
+            assert!(!is_valid_tag(bad), "{bad}");
+        }
     }
 
     #[test]

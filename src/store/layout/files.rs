@@ -1,81 +1,111 @@
-//! An OCI image layout directory (`oci-layout`, `index.json`,
-//! `blobs/<alg>/<hex>`) as a [`Store`]. Tags are the
-//! `org.opencontainers.image.ref.name` annotations of `index.json`.
+//! The file-system side of an OCI image layout, all of it blocking: the
+//! [`super::Layout`] store runs every call here on tokio's blocking pool,
+//! never on the async workers.
 //!
 //! Writes are crash-safe: every file is written to `.replicant-tmp/`,
 //! verified, synced and renamed into place, and `index.json` is replaced
-//! (atomically) only after everything it names is on disk. A lock file keeps
-//! a second writing process out.
+//! (atomically) only after everything it names is on disk. Files a layout
+//! names are opened only when they are regular files: a FIFO, a device or a
+//! socket in a layout is refused, never read (a FIFO would block forever,
+//! `/dev/zero` would never end).
 
 use std::fs::{self, File, TryLockError};
-use std::io::ErrorKind as IoKind;
+use std::io::{ErrorKind as IoKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
-use super::{Blob, BlobBody, FetchedManifest, ManifestHead, Result, Store};
-use crate::digest::Digest;
 use crate::error::{ErrorKind, StoreError};
-use crate::manifest::{MAX_MANIFEST_BYTES, media_type_of};
-use crate::registry::is_valid_tag;
+use crate::model::manifest::{MAX_MANIFEST_BYTES, media_type_of};
+use crate::model::{Digest, FetchedManifest, is_valid_tag};
+
+pub(super) type Result<T> = std::result::Result<T, StoreError>;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LOCK_FILE: &str = ".replicant.lock";
-const TMP_DIR: &str = ".replicant-tmp";
+pub(super) const TMP_DIR: &str = ".replicant-tmp";
 const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-pub struct Layout {
-    root: PathBuf,
-    /// The lock file, held from the first write until the process ends.
-    lock: Mutex<Option<File>>,
-    /// Serialises read-modify-write of `index.json` within this process.
-    index: tokio::sync::Mutex<()>,
-}
-
 /// One entry of `index.json`.
-struct Entry {
-    tag: Option<String>,
-    digest: Digest,
-    media_type: String,
+pub(super) struct Entry {
+    pub tag: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
 }
 
-impl Layout {
-    pub fn new(root: PathBuf) -> Layout {
-        Layout {
-            root,
-            lock: Mutex::new(None),
-            index: tokio::sync::Mutex::new(()),
-        }
-    }
+/// A layout's root directory and the blocking operations on it.
+#[derive(Debug, Clone)]
+pub(super) struct Files {
+    pub root: PathBuf,
+}
 
-    fn error(&self, what: impl std::fmt::Display, kind: ErrorKind) -> StoreError {
+impl Files {
+    pub fn error(&self, what: impl std::fmt::Display, kind: ErrorKind) -> StoreError {
         StoreError::new(format!("oci:{}: {what}", self.root.display()), kind)
     }
 
-    fn invalid(&self, message: impl Into<String>) -> StoreError {
+    pub fn invalid(&self, message: impl Into<String>) -> StoreError {
         self.error("read", ErrorKind::Layout(message.into()))
     }
 
-    fn io(&self, what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    pub fn io(&self, what: &str, path: &Path, e: std::io::Error) -> StoreError {
         self.error(what, ErrorKind::Io(format!("{}: {e}", path.display())))
     }
 
-    fn blob_path(&self, d: &Digest) -> PathBuf {
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
         let (alg, hex) = d.as_str().split_once(':').unwrap_or(("sha256", d.as_str()));
         self.root.join("blobs").join(alg).join(hex)
     }
 
+    /// Opens a file the layout names, refusing anything but a regular file.
+    /// `O_NONBLOCK` keeps the open itself from hanging on a FIFO; `None`
+    /// when the file does not exist.
+    pub fn open_regular(&self, path: &Path) -> Result<Option<(File, u64)>> {
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.io("read", path, e)),
+        };
+        let meta = file.metadata().map_err(|e| self.io("read", path, e))?;
+        if !meta.is_file() {
+            return Err(self.invalid(format!(
+                "{} is not a regular file (a FIFO, device or socket is never read)",
+                path.display()
+            )));
+        }
+        Ok(Some((file, meta.len())))
+    }
+
+    /// Reads a whole file the layout names, of at most `max` bytes.
+    fn read_small(&self, path: &Path, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
+        let Some((file, len)) = self.open_regular(path)? else {
+            return Ok(None);
+        };
+        if len > max {
+            return Err(self.invalid(format!("{what} {} is larger than {max} bytes", path.display())));
+        }
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.io("read", path, e))?;
+        if bytes.len() as u64 > max {
+            return Err(self.invalid(format!("{what} {} is larger than {max} bytes", path.display())));
+        }
+        Ok(Some(bytes))
+    }
+
     /// `index.json`, or `None` when there is no layout yet (no directory, or
     /// an empty one).
-    fn read_index(&self) -> Result<Option<Value>> {
+    pub fn read_index(&self) -> Result<Option<Value>> {
         match fs::read_dir(&self.root) {
             Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
             Err(e) if e.kind() == IoKind::NotADirectory => {
@@ -95,11 +125,9 @@ impl Layout {
             )));
         }
         let path = self.root.join("index.json");
-        let len = fs::metadata(&path).map_err(|e| self.io("read", &path, e))?.len();
-        if len > MAX_INDEX_BYTES {
-            return Err(self.invalid(format!("{} is larger than {MAX_INDEX_BYTES} bytes", path.display())));
-        }
-        let text = fs::read(&path).map_err(|e| self.io("read", &path, e))?;
+        let text = self
+            .read_small(&path, MAX_INDEX_BYTES, "index")?
+            .ok_or_else(|| self.invalid(format!("{} is missing", path.display())))?;
         let index: Value = serde_json::from_slice(&text)
             .map_err(|e| self.invalid(format!("{} is not valid JSON: {e}", path.display())))?;
         if !index.get("manifests").is_none_or(Value::is_array) {
@@ -108,7 +136,7 @@ impl Layout {
         Ok(Some(index))
     }
 
-    fn entries(&self, index: &Value) -> Result<Vec<Entry>> {
+    pub fn entries(&self, index: &Value) -> Result<Vec<Entry>> {
         let path = self.root.join("index.json");
         let list = index
             .get("manifests")
@@ -139,8 +167,19 @@ impl Layout {
             .collect()
     }
 
+    /// Tags of the layout, sorted; `None` when there is no layout.
+    pub fn tags(&self) -> Result<Option<Vec<String>>> {
+        let Some(index) = self.read_index()? else {
+            return Ok(None);
+        };
+        let mut tags: Vec<String> = self.entries(&index)?.into_iter().filter_map(|e| e.tag).collect();
+        tags.sort();
+        tags.dedup();
+        Ok(Some(tags))
+    }
+
     /// A tag or digest -> (digest, media type from the index if known).
-    fn resolve(&self, reference: &str) -> Result<Option<(Digest, String)>> {
+    pub fn resolve(&self, reference: &str) -> Result<Option<(Digest, String)>> {
         if let Ok(d) = Digest::parse(reference) {
             return Ok(self.blob_path(&d).is_file().then_some((d, String::new())));
         }
@@ -155,13 +194,31 @@ impl Layout {
         Ok(found.map(|e| (e.digest, e.media_type)))
     }
 
-    /// Takes the layout for writing: creates it if missing, takes the lock,
-    /// clears what a killed writer left in the temporary folder.
-    fn writable(&self) -> Result<()> {
-        let mut held = self.lock.lock().unwrap_or_else(|p| p.into_inner());
-        if held.is_some() {
-            return Ok(());
+    /// A manifest's bytes, checked against its digest.
+    pub fn read_manifest(&self, reference: &str) -> Result<FetchedManifest> {
+        let (digest, media_type) = self
+            .resolve(reference)?
+            .ok_or_else(|| self.invalid(format!("no manifest {reference}")))?;
+        let path = self.blob_path(&digest);
+        let bytes = self
+            .read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")?
+            .ok_or_else(|| self.invalid(format!("manifest {digest} is missing ({})", path.display())))?;
+        let bytes = Bytes::from(bytes);
+        if !digest.matches(&bytes) {
+            return Err(self.invalid(format!("{} does not match its digest {digest}", path.display())));
         }
+        let media_type = media_type_of(&media_type, &bytes);
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Takes the layout for writing: creates it if missing, takes the lock,
+    /// clears what a killed writer left in the temporary folder. The lock is
+    /// held as long as the returned file is open.
+    pub fn take_for_writing(&self) -> Result<File> {
         if self.read_index()?.is_none() {
             self.create()?;
         }
@@ -190,8 +247,7 @@ impl Layout {
             fs::remove_dir_all(&tmp).map_err(|e| self.io("clean", &tmp, e))?;
         }
         fs::create_dir_all(&tmp).map_err(|e| self.io("create", &tmp, e))?;
-        *held = Some(file);
-        Ok(())
+        Ok(file)
     }
 
     /// Creates an empty layout in one step: the skeleton (`oci-layout`,
@@ -225,7 +281,7 @@ impl Layout {
         if let Some(parent) = self.root.parent() {
             fs::create_dir_all(parent).map_err(|e| self.io("create", parent, e))?;
         }
-        build().map_err(|e| self.io("create", &staging, e))?;
+        build().map_err(|e| self.io("create", &self.root, e))?;
         let placed = fs::rename(&staging, &self.root);
         let _ = fs::remove_dir_all(&staging);
         match placed {
@@ -240,7 +296,7 @@ impl Layout {
         }
     }
 
-    fn tmp_path(&self) -> PathBuf {
+    pub fn tmp_path(&self) -> PathBuf {
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root.join(TMP_DIR).join(format!("{}-{n}", std::process::id()))
     }
@@ -260,8 +316,10 @@ impl Layout {
         })
     }
 
-    async fn put_manifest_inner(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
-        self.writable()?;
+    /// Stores a manifest's bytes under its digest (unless there) and, for a
+    /// tag, points the tag at it in `index.json`. The caller serialises
+    /// index updates.
+    pub fn write_manifest(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
         let path = self.blob_path(&m.digest);
         if !path.is_file() {
             self.write_atomic(&path, &m.bytes)?;
@@ -272,7 +330,6 @@ impl Layout {
         if !is_valid_tag(reference) {
             return Err(self.invalid(format!("\"{reference}\" is not a valid tag")));
         }
-        let _guard = self.index.lock().await;
         let mut index = self
             .read_index()?
             .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
@@ -296,152 +353,12 @@ impl Layout {
         let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
         self.write_atomic(&self.root.join("index.json"), &text)
     }
-
-    async fn put_blob_inner(&self, digest: &Digest, len: Option<u64>, mut body: BlobBody) -> Result<()> {
-        self.writable()?;
-        let path = self.blob_path(digest);
-        if path.is_file() {
-            return Ok(());
-        }
-        let tmp = self.tmp_path();
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| self.io("write", &tmp, e))?;
-            let mut verifier = digest.verifier();
-            while let Some(chunk) = body.next().await {
-                let chunk: Bytes =
-                    chunk.map_err(|e| self.error(format!("blob {digest}"), ErrorKind::Io(e.to_string())))?;
-                verifier.update(&chunk);
-                file.write_all(&chunk).await.map_err(|e| self.io("write", &tmp, e))?;
-            }
-            let written = verifier.len();
-            if let Some(expected) = len.filter(|l| *l != written) {
-                let why = format!("blob is {written} bytes, expected {expected}");
-                return Err(self.error(format!("blob {digest}"), ErrorKind::Protocol(why)));
-            }
-            verifier.finish().map_err(|actual| {
-                self.error(
-                    format!("blob {digest}"),
-                    ErrorKind::DigestMismatch {
-                        expected: digest.to_string(),
-                        actual,
-                    },
-                )
-            })?;
-            file.sync_all().await.map_err(|e| self.io("write", &tmp, e))?;
-            drop(file);
-            place(&tmp, &path).map_err(|e| self.io("write", &path, e))
-        }
-        .await;
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
-    }
-}
-
-impl Drop for Layout {
-    /// A writer that finished leaves no temporary folder behind.
-    fn drop(&mut self) {
-        if self.lock.get_mut().map(|l| l.is_some()).unwrap_or(false) {
-            let _ = fs::remove_dir_all(self.root.join(TMP_DIR));
-        }
-    }
 }
 
 /// Renames a finished file into place and makes the rename durable.
-fn place(tmp: &Path, path: &Path) -> std::io::Result<()> {
+pub(super) fn place(tmp: &Path, path: &Path) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     fs::rename(tmp, path)?;
     File::open(dir)?.sync_all()
-}
-
-impl Store for Layout {
-    fn name(&self) -> String {
-        format!("oci:{}", self.root.display())
-    }
-
-    fn kind(&self) -> &'static str {
-        "layout"
-    }
-
-    fn list_tags(&self) -> BoxFuture<'_, Result<Option<Vec<String>>>> {
-        Box::pin(async move {
-            let Some(index) = self.read_index()? else {
-                return Ok(None);
-            };
-            let mut tags: Vec<String> = self.entries(&index)?.into_iter().filter_map(|e| e.tag).collect();
-            tags.sort();
-            tags.dedup();
-            Ok(Some(tags))
-        })
-    }
-
-    fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<ManifestHead>>> {
-        Box::pin(async move {
-            Ok(self.resolve(reference)?.map(|(digest, media_type)| ManifestHead {
-                digest: Some(digest),
-                media_type,
-            }))
-        })
-    }
-
-    fn get_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<FetchedManifest>> {
-        Box::pin(async move {
-            let (digest, media_type) = self
-                .resolve(reference)?
-                .ok_or_else(|| self.invalid(format!("no manifest {reference}")))?;
-            let path = self.blob_path(&digest);
-            let len = match fs::metadata(&path) {
-                Ok(m) => m.len(),
-                Err(e) if e.kind() == IoKind::NotFound => {
-                    return Err(self.invalid(format!("manifest {digest} is missing ({})", path.display())));
-                }
-                Err(e) => return Err(self.io("read", &path, e)),
-            };
-            if len > MAX_MANIFEST_BYTES as u64 {
-                return Err(self.invalid(format!("manifest {digest} is larger than {MAX_MANIFEST_BYTES} bytes")));
-            }
-            let bytes = Bytes::from(fs::read(&path).map_err(|e| self.io("read", &path, e))?);
-            if !digest.matches(&bytes) {
-                return Err(self.invalid(format!("{} does not match its digest {digest}", path.display())));
-            }
-            let media_type = media_type_of(&media_type, &bytes);
-            Ok(FetchedManifest {
-                bytes,
-                media_type,
-                digest,
-            })
-        })
-    }
-
-    fn put_manifest<'a>(&'a self, reference: &'a str, m: &'a FetchedManifest) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.put_manifest_inner(reference, m))
-    }
-
-    fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { Ok(self.blob_path(digest).is_file()) })
-    }
-
-    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
-        Box::pin(async move {
-            let path = self.blob_path(digest);
-            let file = match tokio::fs::File::open(&path).await {
-                Ok(f) => f,
-                Err(e) if e.kind() == IoKind::NotFound => {
-                    return Err(self.invalid(format!("blob {digest} is missing ({})", path.display())));
-                }
-                Err(e) => return Err(self.io("read", &path, e)),
-            };
-            let len = file.metadata().await.map_err(|e| self.io("read", &path, e))?.len();
-            let body = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
-            Ok(Blob { body, len: Some(len) })
-        })
-    }
-
-    fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.put_blob_inner(digest, len, body))
-    }
 }

@@ -7,7 +7,9 @@
 
 use serde::Deserialize;
 
-use crate::digest::{BadDigest, Digest};
+use bytes::Bytes;
+
+use super::digest::{BadDigest, Digest};
 
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
@@ -21,6 +23,21 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/v
 
 /// Manifests larger than this are refused (registries cap at 4 MiB too).
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// What a manifest lookup without the body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestHead {
+    pub digest: Option<Digest>,
+    pub media_type: String,
+}
+
+/// A manifest's original bytes, verified against its digest.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    pub media_type: String,
+    pub digest: Digest,
+}
 
 /// A reference from one manifest to a blob or another manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,7 +88,7 @@ pub enum Manifest {
     Schema1,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ManifestError {
     #[error("manifest is not valid JSON: {0}")]
     Json(String),

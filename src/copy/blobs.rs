@@ -1,0 +1,175 @@
+//! Making a blob present in a destination: known there, mounted from a
+//! repository of the same registry, or streamed from the source, verified
+//! on the way. Each happens at most once per destination per run.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{CopyError, Engine, verified};
+use crate::error::{ErrorKind, StoreError};
+use crate::model::Digest;
+use crate::model::manifest::Descriptor;
+use crate::store::{BlobBody, Store};
+
+impl Engine {
+    /// Makes a blob present in `dst`, checking and moving it at most once
+    /// per destination per run.
+    pub(super) async fn copy_blob(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
+        let key = format!("blob:{}@{digest}", dst.name());
+        self.present
+            .get_or_try_init(key, || async {
+                if !self.is_new(dst) && dst.has_blob(digest).await? {
+                    self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.holders_offer(dst, digest);
+                    return Ok(());
+                }
+                self.place_blob(src, dst, digest, desc).await
+            })
+            .await
+    }
+
+    /// Mounts the blob from a repository of the same registry when one has
+    /// it (the source itself, or one this run put it in, waiting for a
+    /// transfer in flight), else transfers it.
+    async fn place_blob(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
+        let Some(domain) = dst.mount_domain() else {
+            return self.transfer(src, dst, digest, desc).await;
+        };
+        if src.mount_domain() == Some(domain)
+            && src.mount_name() != dst.mount_name()
+            && self.mount(src.mount_name(), dst, digest).await?
+        {
+            return Ok(());
+        }
+        let key = format!("{domain}@{digest}");
+        let holder = self
+            .holders
+            .get_or_try_init(key, || async {
+                self.transfer(src, dst, digest, desc).await?;
+                Ok::<String, CopyError>(dst.mount_name().to_string())
+            })
+            .await?;
+        if holder == dst.mount_name() || self.mount(&holder, dst, digest).await? {
+            return Ok(());
+        }
+        self.transfer(src, dst, digest, desc).await
+    }
+
+    async fn mount(&self, from: &str, dst: &dyn Store, digest: &Digest) -> Result<bool, CopyError> {
+        let mounted = dst.mount_blob(digest, from).await?;
+        if mounted {
+            tracing::debug!(destination = %dst.name(), %digest, from, "blob mounted");
+            self.stats.mounted.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(mounted)
+    }
+
+    /// Records that `dst` holds a blob, if no repository of its registry
+    /// was recorded yet.
+    fn holders_offer(&self, dst: &dyn Store, digest: &Digest) {
+        if let Some(domain) = dst.mount_domain() {
+            self.holders
+                .set_if_empty(format!("{domain}@{digest}"), dst.mount_name().to_string());
+        }
+    }
+
+    /// Streams the blob from `src` into `dst`, verified on the way. Failed
+    /// exchanges were already retried by the transport; what it cannot
+    /// retry — a body that broke or failed verification mid-way, an upload
+    /// that cannot be replayed — starts again here from scratch (a new
+    /// download, a new upload session), at most `restarts` times. Nothing
+    /// of a broken attempt is ever committed.
+    async fn transfer(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
+        let _slots = self.slots(src, dst).await;
+        let mut restarts = 0;
+        loop {
+            match self.transfer_once(src, dst, digest, desc).await {
+                Err(CopyError::Store(e)) if restarts < self.restarts && e.is_retryable() => {
+                    let wait = e.retry_after.unwrap_or_else(|| crate::registry::backoff(restarts));
+                    restarts += 1;
+                    tracing::debug!("{e}; blob transfer restart {restarts} of {} in {wait:?}", self.restarts);
+                    tokio::time::sleep(wait).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn transfer_once(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
+        let blob = src.get_blob(digest).await?;
+        let ctx = format!("{}: blob {digest}", src.name());
+        let size = match (desc.size, blob.len) {
+            (0, served) => served,
+            (declared, Some(served)) if served != declared => {
+                let why = format!("served {served} bytes where the manifest declares {declared}");
+                return Err(StoreError::new(ctx, ErrorKind::Protocol(why)).into());
+            }
+            (declared, _) => Some(declared),
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let body: BlobBody = Box::pin(verified(blob.body, digest.clone(), size, failure.clone()));
+        let stored = dst.put_blob(digest, size, body).await;
+        // A verification failure inside the stream is the real cause.
+        if let Some(kind) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(StoreError::new(ctx, kind).into());
+        }
+        stored?;
+        let bytes = size.unwrap_or(desc.size);
+        self.stats.transferred.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+        tracing::debug!(destination = %dst.name(), %digest, bytes, "blob transferred");
+        Ok(())
+    }
+
+    /// A transfer slot on each side's registry, taken in a fixed order so
+    /// that transfers waiting for slots can never wait for each other.
+    async fn slots(&self, src: &dyn Store, dst: &dyn Store) -> Vec<OwnedSemaphorePermit> {
+        let mut domains: Vec<String> = [src, dst]
+            .iter()
+            .map(|s| s.mount_domain().map(str::to_string).unwrap_or_else(|| s.name()))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        let mut permits = Vec::with_capacity(domains.len());
+        for d in domains {
+            let sem = {
+                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                slots
+                    .entry(d)
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.transfers_per_domain)))
+                    .clone()
+            };
+            // never closed, so acquiring cannot fail
+            if let Ok(p) = sem.acquire_owned().await {
+                permits.push(p);
+            }
+        }
+        permits
+    }
+}

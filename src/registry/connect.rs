@@ -1,0 +1,141 @@
+//! How to reach each registry: the scheme, and one `reqwest` client per set
+//! of TLS material. The material (CA bundle, client certificate) arrives
+//! already loaded and checked by `settings`; nothing here reads a file.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::model::Registry;
+
+/// Connection settings of one registry host (a `registries:` entry).
+#[derive(Clone, Default)]
+pub struct HostSettings {
+    /// HTTPS (`true`) or plain HTTP (`false`).
+    pub tls: bool,
+    /// Extra certificate authorities trusted for this host.
+    pub ca_certs: Vec<reqwest::Certificate>,
+    /// Client certificate and key for mutual TLS.
+    pub identity: Option<reqwest::Identity>,
+    /// TLS without certificate verification.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for HostSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostSettings")
+            .field("tls", &self.tls)
+            .field("ca_certs", &self.ca_certs.len())
+            .field("identity", &self.identity.is_some())
+            .field("insecure", &self.insecure)
+            .finish()
+    }
+}
+
+/// How patient the transport is, and how to reach registries.
+#[derive(Debug, Clone)]
+pub struct TransportSettings {
+    /// Further attempts of one HTTP exchange after a failure that may pass.
+    pub retries: u32,
+    /// Connect timeout, and the longest a response may stay silent.
+    pub timeout: Duration,
+    /// Hosts with settings of their own, by `host[:port]`.
+    pub hosts: HashMap<String, HostSettings>,
+}
+
+impl Default for TransportSettings {
+    fn default() -> Self {
+        TransportSettings {
+            retries: 4,
+            timeout: Duration::from_secs(60),
+            hosts: HashMap::new(),
+        }
+    }
+}
+
+/// The HTTP clients of a run: connection reuse per TLS setup.
+pub(super) struct Connections {
+    default: reqwest::Client,
+    custom: HashMap<String, reqwest::Client>,
+    hosts: HashMap<String, HostSettings>,
+}
+
+impl Connections {
+    pub(super) fn new(settings: &TransportSettings) -> Result<Connections, reqwest::Error> {
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
+                .read_timeout(settings.timeout)
+                .pool_idle_timeout(Duration::from_secs(90))
+        };
+        let mut custom = HashMap::new();
+        for (host, o) in &settings.hosts {
+            let mut b = builder();
+            if !o.ca_certs.is_empty() {
+                b = b.tls_certs_merge(o.ca_certs.iter().cloned());
+            }
+            if let Some(id) = &o.identity {
+                b = b.identity(id.clone());
+            }
+            if o.insecure {
+                tracing::warn!(registry = %host, "TLS certificates are not verified (insecure: true)");
+                b = b.tls_danger_accept_invalid_certs(true);
+            }
+            custom.insert(host.clone(), b.build()?);
+        }
+        Ok(Connections {
+            default: builder().build()?,
+            custom,
+            hosts: settings.hosts.clone(),
+        })
+    }
+
+    pub(super) fn http(&self, registry: &Registry) -> &reqwest::Client {
+        self.custom.get(&registry.host).unwrap_or(&self.default)
+    }
+
+    /// HTTPS, except for loopback registries (unless configured for TLS)
+    /// and those configured with `tls: false`.
+    pub(super) fn uses_tls(&self, registry: &Registry) -> bool {
+        match self.hosts.get(&registry.host) {
+            Some(o) => o.tls,
+            None => !registry.is_loopback(),
+        }
+    }
+
+    /// `https://host` or `http://host`.
+    pub(super) fn base_url(&self, registry: &Registry) -> String {
+        let scheme = if self.uses_tls(registry) { "https" } else { "http" };
+        format!("{scheme}://{}", registry.host)
+    }
+
+    /// Credentials never travel in clear text beyond this machine.
+    pub(super) fn cleartext_forbidden(&self, registry: &Registry) -> bool {
+        !registry.is_loopback() && !self.uses_tls(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_travel_in_clear_text_to_a_remote_host() {
+        let mut settings = TransportSettings::default();
+        settings.hosts.insert("r.example.com".into(), HostSettings::default());
+        let tls = HostSettings {
+            tls: true,
+            ..HostSettings::default()
+        };
+        settings.hosts.insert("127.0.0.1:5443".into(), tls);
+        let c = Connections::new(&settings).unwrap();
+        let remote = Registry::new("r.example.com");
+        assert_eq!(c.base_url(&remote), "http://r.example.com");
+        assert!(c.cleartext_forbidden(&remote));
+        assert_eq!(c.base_url(&Registry::new("127.0.0.1:5443")), "https://127.0.0.1:5443");
+        assert!(!c.cleartext_forbidden(&Registry::new("127.0.0.1:5000")));
+        assert_eq!(c.base_url(&Registry::new("127.0.0.1:5000")), "http://127.0.0.1:5000");
+        assert_eq!(c.base_url(&Registry::new("quay.io")), "https://quay.io");
+        assert!(!c.cleartext_forbidden(&Registry::new("quay.io")));
+    }
+}

@@ -1,0 +1,216 @@
+//! One pass over the configuration, in three steps:
+//!
+//! 1. **plan** every image, a few at once (list tags on both sides, select:
+//!    [`plan`]);
+//! 2. **schedule** every planned tag copy through the copy engine, `jobs`
+//!    at once, stopping as a signal or `--exit-on-error` asks
+//!    ([`schedule`]);
+//! 3. **collect** what happened into a [`RunReport`], in file order.
+
+mod plan;
+mod schedule;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use plan::{Plan, PlanError, plan};
+pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
+
+use crate::config::ImageConfig;
+use crate::copy::{CopyError, Engine, Outcome};
+use crate::error::{Category, ErrorKind, StoreError, utc};
+use crate::registry::Client;
+use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
+use crate::settings::{RunOptions, Settings};
+use crate::store::{Store, Stores};
+
+/// One image of the run: its config and the stores on each side.
+struct ImageRun<'a> {
+    config: &'a ImageConfig,
+    src: Arc<dyn Store>,
+    dst: Arc<dyn Store>,
+}
+
+/// One tag to copy, and what became of it.
+struct TagCopy {
+    image: usize,
+    tag: String,
+    replacing: bool,
+}
+
+/// Runs one pass. One image's failure does not stop the others unless
+/// `exit_on_error`, which stops starting new work at the first failure.
+pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt) -> RunReport {
+    let options = settings.run;
+    let stores = Stores::new(client);
+    let images: Vec<ImageRun> = settings
+        .config
+        .images
+        .iter()
+        .map(|config| ImageRun {
+            config,
+            src: stores.open(&config.source, false),
+            dst: stores.open(&config.destination, true),
+        })
+        .collect();
+    let engine = Engine::new(options.max_connections, options.retries);
+    let failed = AtomicBool::new(false);
+    let may_start = || !(interrupt.requested() || (options.exit_on_error && failed.load(Ordering::SeqCst)));
+
+    // 1. plan: reads only, so a stop signal abandons it at once
+    let plans = schedule::run_all(
+        &images,
+        options.jobs,
+        may_start,
+        |image| async {
+            let plan = plan(image.config, &*image.src, &*image.dst).await;
+            if plan.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            plan
+        },
+        interrupt.deadline(std::time::Duration::ZERO),
+    )
+    .await;
+
+    let mut copies = Vec::new();
+    for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
+        if let Slot::Done(Ok(plan)) = plan {
+            tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
+            if plan.new_destination {
+                engine.destination_is_new(&*image.dst);
+            }
+            if !options.dry_run {
+                let copy = plan.copy.iter().map(|t| (t, false));
+                let replace = plan.replace.iter().map(|t| (t, true));
+                copies.extend(copy.chain(replace).map(|(tag, replacing)| TagCopy {
+                    image: i,
+                    tag: tag.clone(),
+                    replacing,
+                }));
+            }
+        }
+    }
+
+    // 2. copy every planned tag; copies in flight get a grace period
+    let results = schedule::run_all(
+        &copies,
+        options.jobs,
+        may_start,
+        |job| async {
+            let image = &images[job.image];
+            let result = engine.copy_tag(&*image.src, &*image.dst, &job.tag).await;
+            if let Err(e) = &result {
+                tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
+                failed.store(true, Ordering::SeqCst);
+            }
+            result
+        },
+        interrupt.deadline(SHUTDOWN_GRACE),
+    )
+    .await;
+    if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
+        tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
+    }
+
+    // 3. collect, in file order
+    let mut report = collect(&images, plans, &copies, results, options);
+    report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
+    report.interrupted = interrupt.requested();
+    report.totals = engine.stats.totals();
+    for r in &report.images {
+        r.log();
+    }
+    report
+}
+
+/// The failures that concern a whole registry, grouped: which registry,
+/// what went wrong, and which images it cost.
+#[derive(Default)]
+struct RegistryTroubles(BTreeMap<(String, Category), RegistryTrouble>);
+
+impl RegistryTroubles {
+    fn note(&mut self, image: &str, error: Option<&StoreError>) {
+        let Some(e) = error else { return };
+        let (registry, category, cause) = match &e.kind {
+            ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, cause.to_string()),
+            ErrorKind::RateLimited { registry, until, .. } => {
+                let secs = until.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let cause = format!("pull budget exhausted; retry after {}", utc(secs));
+                (registry, Category::RateLimited, cause)
+            }
+            _ => return,
+        };
+        let entry = self
+            .0
+            .entry((registry.clone(), category))
+            .or_insert_with(|| RegistryTrouble {
+                registry: registry.clone(),
+                category,
+                cause,
+                images: Vec::new(),
+            });
+        if !entry.images.iter().any(|i| i == image) {
+            entry.images.push(image.to_string());
+        }
+    }
+}
+
+fn collect(
+    images: &[ImageRun],
+    plans: Vec<Slot<Result<Plan, PlanError>>>,
+    copies: &[TagCopy],
+    results: Vec<Slot<Result<Outcome, CopyError>>>,
+    options: RunOptions,
+) -> RunReport {
+    let mut report = RunReport {
+        dry_run: options.dry_run,
+        ..RunReport::default()
+    };
+    let mut troubles = RegistryTroubles::default();
+    for (image, plan) in images.iter().zip(plans) {
+        let mut r = ImageReport::new(image.config);
+        match plan {
+            Slot::NotStarted | Slot::Abandoned => r.stopped = true,
+            Slot::Done(Err(e)) => {
+                troubles.note(&r.name, e.store_error());
+                r.error = Some(e.to_string());
+                r.error_category = Some(e.category());
+            }
+            Slot::Done(Ok(plan)) => {
+                r.present = plan.present;
+                if options.dry_run {
+                    r.copied = plan.copy;
+                    r.replaced = plan.replace;
+                }
+            }
+        }
+        report.images.push(r);
+    }
+    for (job, result) in copies.iter().zip(results) {
+        let r = &mut report.images[job.image];
+        let tag = job.tag.clone();
+        match result {
+            Slot::Abandoned => r.failed.push(TagFailure {
+                tag,
+                category: Category::Interrupted,
+                error: "abandoned when the run was interrupted: the tag is either absent or complete".into(),
+            }),
+            Slot::NotStarted => r.not_started.push(tag),
+            Slot::Done(Ok(Outcome::Copied)) if job.replacing => r.replaced.push(tag),
+            Slot::Done(Ok(Outcome::Copied)) => r.copied.push(tag),
+            Slot::Done(Ok(Outcome::SkippedSchema1)) => r.unsupported.push(tag),
+            Slot::Done(Err(e)) => {
+                troubles.note(&r.name, e.store_error());
+                r.failed.push(TagFailure {
+                    tag,
+                    category: e.category(),
+                    error: e.to_string(),
+                });
+            }
+        }
+    }
+    report.registries = troubles.0.into_values().collect();
+    report
+}

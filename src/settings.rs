@@ -1,0 +1,106 @@
+//! Command line + configuration file -> the settings of a run. The files a
+//! configuration names (CA bundles, client certificates) are read and
+//! checked here, so that every problem exits 2 before any network traffic,
+//! and the registry client receives ready-made TLS material, never a path.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Config, RegistryOptions};
+use crate::model::Registry;
+use crate::registry::{HostSettings, TransportSettings};
+
+/// Options of a run that are not in the config file.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    pub dry_run: bool,
+    pub exit_on_error: bool,
+    /// Images planned and tags copied at once.
+    pub jobs: usize,
+    /// Blob transfers at once per registry.
+    pub max_connections: usize,
+    /// Further attempts of one HTTP exchange; also the restarts of a blob
+    /// transfer whose body broke mid-way.
+    pub retries: u32,
+    /// Connect timeout, and the longest a registry may stay silent.
+    pub timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            dry_run: false,
+            exit_on_error: false,
+            jobs: 4,
+            max_connections: 8,
+            retries: 4,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything a run needs, validated.
+pub struct Settings {
+    pub config: Config,
+    pub run: RunOptions,
+    pub transport: TransportSettings,
+}
+
+/// A file of the `registries:` section that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{config}: registries: {host}: {key} {path}: {why}")]
+pub struct SettingsError {
+    pub config: PathBuf,
+    pub host: String,
+    pub key: &'static str,
+    pub path: String,
+    pub why: String,
+}
+
+impl Settings {
+    pub fn new(config: Config, run: RunOptions) -> Result<Settings, SettingsError> {
+        let mut hosts = HashMap::new();
+        for (host, options) in &config.registries {
+            hosts.insert(host.clone(), host_settings(&config.path, host, options)?);
+        }
+        let transport = TransportSettings {
+            retries: run.retries,
+            timeout: run.timeout,
+            hosts,
+        };
+        Ok(Settings { config, run, transport })
+    }
+}
+
+fn host_settings(config: &Path, host: &str, o: &RegistryOptions) -> Result<HostSettings, SettingsError> {
+    let problem = |key: &'static str, path: &Path, why: String| SettingsError {
+        config: config.to_path_buf(),
+        host: host.to_string(),
+        key,
+        path: path.display().to_string(),
+        why,
+    };
+    let read = |key: &'static str, path: &Path| std::fs::read(path).map_err(|e| problem(key, path, e.to_string()));
+    let mut ca_certs = Vec::new();
+    if let Some(path) = &o.ca_file {
+        ca_certs = reqwest::Certificate::from_pem_bundle(&read("ca-file", path)?)
+            .ok()
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| problem("ca-file", path, "it holds no PEM certificate".into()))?;
+    }
+    let mut identity = None;
+    if let (Some(cert), Some(key)) = (&o.cert_file, &o.key_file) {
+        let mut pem = read("cert-file", cert)?;
+        pem.extend(read("key-file", key)?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| problem("cert-file", cert, format!("with key-file, not a PEM certificate and key: {e}")))?;
+        identity = Some(id);
+    }
+    Ok(HostSettings {
+        tls: o.uses_tls(Registry::new(host).is_loopback()),
+        ca_certs,
+        identity,
+        insecure: o.insecure,
+    })
+}

@@ -1,0 +1,183 @@
+//! An OCI image layout directory (`oci-layout`, `index.json`,
+//! `blobs/<alg>/<hex>`) as a [`Store`]. Tags are the
+//! `org.opencontainers.image.ref.name` annotations of `index.json`.
+//!
+//! Every file-system call runs on tokio's blocking pool ([`files`] holds
+//! them), so a slow disk or a stuck file never stalls the async workers, and
+//! a stop signal is always heard. A lock file keeps a second writing process
+//! out.
+
+mod files;
+
+use std::fs::File;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use tokio::io::AsyncWriteExt;
+
+use super::{Blob, BlobBody, Result, Store};
+use crate::error::ErrorKind;
+use crate::model::{Digest, FetchedManifest, ManifestHead};
+use files::{Files, TMP_DIR, place};
+
+pub struct Layout {
+    files: Files,
+    /// The lock file, held from the first write until the process ends.
+    lock: Arc<Mutex<Option<File>>>,
+    /// Serialises read-modify-write of `index.json` within this process.
+    index: tokio::sync::Mutex<()>,
+}
+
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(
+    files: &Files,
+    work: impl FnOnce(Files) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let owned = files.clone();
+    tokio::task::spawn_blocking(move || work(owned))
+        .await
+        .map_err(|e| files.error("file system task", ErrorKind::Io(e.to_string())))?
+}
+
+impl Layout {
+    pub fn new(root: std::path::PathBuf) -> Layout {
+        Layout {
+            files: Files { root },
+            lock: Arc::new(Mutex::new(None)),
+            index: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Takes the layout for writing on the first write (see
+    /// [`Files::take_for_writing`]).
+    async fn writable(&self) -> Result<()> {
+        let lock = self.lock.clone();
+        blocking(&self.files, move |files| {
+            let mut held = lock.lock().unwrap_or_else(|p| p.into_inner());
+            if held.is_none() {
+                *held = Some(files.take_for_writing()?);
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn put_manifest_inner(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
+        self.writable().await?;
+        let _guard = self.index.lock().await;
+        let (reference, m) = (reference.to_string(), m.clone());
+        blocking(&self.files, move |files| files.write_manifest(&reference, &m)).await
+    }
+
+    async fn put_blob_inner(&self, digest: &Digest, len: Option<u64>, mut body: BlobBody) -> Result<()> {
+        self.writable().await?;
+        let path = self.files.blob_path(digest);
+        let check = path.clone();
+        if blocking(&self.files, move |_| Ok(check.is_file())).await? {
+            return Ok(());
+        }
+        let files = &self.files;
+        let tmp = files.tmp_path();
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp)
+                .await
+                .map_err(|e| files.io("write", &tmp, e))?;
+            let mut verifier = digest.verifier();
+            while let Some(chunk) = body.next().await {
+                let chunk: Bytes =
+                    chunk.map_err(|e| files.error(format!("blob {digest}"), ErrorKind::Io(e.to_string())))?;
+                verifier.update(&chunk);
+                file.write_all(&chunk).await.map_err(|e| files.io("write", &tmp, e))?;
+            }
+            let written = verifier.len();
+            if let Some(expected) = len.filter(|l| *l != written) {
+                let why = format!("blob is {written} bytes, expected {expected}");
+                return Err(files.error(format!("blob {digest}"), ErrorKind::Protocol(why)));
+            }
+            verifier.finish().map_err(|actual| {
+                let expected = digest.to_string();
+                files.error(format!("blob {digest}"), ErrorKind::DigestMismatch { expected, actual })
+            })?;
+            file.sync_all().await.map_err(|e| files.io("write", &tmp, e))?;
+            drop(file);
+            let (from, to) = (tmp.clone(), path.clone());
+            blocking(files, move |f| place(&from, &to).map_err(|e| f.io("write", &to, e))).await
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        result
+    }
+}
+
+impl Drop for Layout {
+    /// A writer that finished leaves no temporary folder behind.
+    fn drop(&mut self) {
+        let held = self.lock.lock().map(|l| l.is_some()).unwrap_or(false);
+        if held {
+            let _ = std::fs::remove_dir_all(self.files.root.join(TMP_DIR));
+        }
+    }
+}
+
+impl Store for Layout {
+    fn name(&self) -> String {
+        format!("oci:{}", self.files.root.display())
+    }
+
+    fn kind(&self) -> &'static str {
+        "layout"
+    }
+
+    fn list_tags(&self) -> BoxFuture<'_, Result<Option<Vec<String>>>> {
+        Box::pin(blocking(&self.files, |files| files.tags()))
+    }
+
+    fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<ManifestHead>>> {
+        let reference = reference.to_string();
+        Box::pin(blocking(&self.files, move |files| {
+            Ok(files.resolve(&reference)?.map(|(digest, media_type)| ManifestHead {
+                digest: Some(digest),
+                media_type,
+            }))
+        }))
+    }
+
+    fn get_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<FetchedManifest>> {
+        let reference = reference.to_string();
+        Box::pin(blocking(&self.files, move |files| files.read_manifest(&reference)))
+    }
+
+    fn put_manifest<'a>(&'a self, reference: &'a str, m: &'a FetchedManifest) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.put_manifest_inner(reference, m))
+    }
+
+    fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
+        let path = self.files.blob_path(digest);
+        Box::pin(blocking(&self.files, move |_| Ok(path.is_file())))
+    }
+
+    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
+        let path = self.files.blob_path(digest);
+        let digest = digest.clone();
+        Box::pin(async move {
+            let opened = blocking(&self.files, move |files| {
+                files
+                    .open_regular(&path)?
+                    .ok_or_else(|| files.invalid(format!("blob {digest} is missing ({})", path.display())))
+            })
+            .await?;
+            let (file, len) = opened;
+            let file = tokio::fs::File::from_std(file);
+            let body = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
+            Ok(Blob { body, len: Some(len) })
+        })
+    }
+
+    fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.put_blob_inner(digest, len, body))
+    }
+}
