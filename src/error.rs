@@ -137,17 +137,29 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
             ErrorKind::Dns { host, message } => write!(f, "the host name {host} does not resolve ({message})"),
             ErrorKind::Unreachable { registry, cause } => {
-                write!(f, "registry {registry} is unreachable in this run (first failure: {cause})")
+                write!(
+                    f,
+                    "registry {registry} is unreachable in this run (first failure: {cause})"
+                )
             }
             ErrorKind::RateLimited {
                 registry,
                 until,
                 throttled,
             } => {
-                let secs = until.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-                let wait = until.duration_since(SystemTime::now()).map(|d| d.as_secs()).unwrap_or(0);
+                let secs = until
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let wait = until
+                    .duration_since(SystemTime::now())
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 if *throttled {
-                    write!(f, "HTTP 429 after every retry: {registry} will not be pulled from again in this run")?;
+                    write!(
+                        f,
+                        "HTTP 429 after every retry: {registry} will not be pulled from again in this run"
+                    )?;
                 } else {
                     write!(f, "not pulled: the pull budget of {registry} is exhausted")?;
                 }
@@ -162,7 +174,10 @@ impl fmt::Display for ErrorKind {
                 "{registry} answered in plain HTTP on a TLS connection; if that is intended, set `registries: {registry}: tls: false` in the config"
             ),
             ErrorKind::DigestMismatch { expected, actual } => {
-                write!(f, "content does not match its digest: expected {expected}, got {actual}")
+                write!(
+                    f,
+                    "content does not match its digest: expected {expected}, got {actual}"
+                )
             }
             ErrorKind::Protocol(m) => write!(f, "unexpected response: {m}"),
             ErrorKind::Io(m) => write!(f, "{m}"),
@@ -332,9 +347,20 @@ mod tests {
         assert!(!StoreError::new("x", ErrorKind::Layout("bad".into())).is_retryable());
         let mut spent = StoreError::new("x", ErrorKind::Network("reset".into()));
         spent.retries_spent = true;
-        assert!(!spent.is_retryable(), "what the transport gave up on is not retried again");
-        let tls = StoreError::new("x", ErrorKind::PlainHttp { registry: "r.io:5000".into() });
-        assert!(tls.to_string().contains("set `registries: r.io:5000: tls: false`"), "{tls}");
+        assert!(
+            !spent.is_retryable(),
+            "what the transport gave up on is not retried again"
+        );
+        let tls = StoreError::new(
+            "x",
+            ErrorKind::PlainHttp {
+                registry: "r.io:5000".into(),
+            },
+        );
+        assert!(
+            tls.to_string().contains("set `registries: r.io:5000: tls: false`"),
+            "{tls}"
+        );
         assert_eq!(tls.category(), Category::Tls);
     }
 }

@@ -306,7 +306,9 @@ mod tests {
         });
         let text = r.to_text();
         assert!(
-            text.contains("registry r.io unreachable: r.io: GET /v2/: network error: connection refused; images a, b not copied"),
+            text.contains(
+                "registry r.io unreachable: r.io: GET /v2/: network error: connection refused; images a, b not copied"
+            ),
             "{text}"
         );
         let r = RunReport {

@@ -93,8 +93,13 @@ fn host_settings(config: &Path, host: &str, o: &RegistryOptions) -> Result<HostS
     if let (Some(cert), Some(key)) = (&o.cert_file, &o.key_file) {
         let mut pem = read("cert-file", cert)?;
         pem.extend(read("key-file", key)?);
-        let id = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| problem("cert-file", cert, format!("with key-file, not a PEM certificate and key: {e}")))?;
+        let id = reqwest::Identity::from_pem(&pem).map_err(|e| {
+            problem(
+                "cert-file",
+                cert,
+                format!("with key-file, not a PEM certificate and key: {e}"),
+            )
+        })?;
         identity = Some(id);
     }
     Ok(HostSettings {

@@ -75,7 +75,11 @@ impl<V: Clone, E: Clone> OnceMap<V, E> {
                 Turn::Compute(tx) => {
                     // Clears the slot if this future is dropped mid-way, so
                     // that waiters do not wait for nothing.
-                    let guard = Reset { map: self, key: &key, armed: true };
+                    let guard = Reset {
+                        map: self,
+                        key: &key,
+                        armed: true,
+                    };
                     let Some(init) = init.take() else {
                         unreachable!("a task computes a key at most once per call")
                     };

@@ -1,0 +1,501 @@
+//! The copy engine over in-memory stores that count every request: what
+//! moves, how often, and in which order. No registry needed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::{BoxFuture, join_all};
+use futures_util::{StreamExt, stream};
+use serde_json::json;
+
+use super::*;
+use crate::error::ErrorKind;
+use crate::model::manifest::{OCI_INDEX, OCI_MANIFEST};
+use crate::model::{Digest, FetchedManifest, ManifestHead};
+use crate::store::{Blob, BlobBody, Result as StoreResult};
+
+/// Repositories of one registry, by name -> blobs they hold (for mounts).
+type Domain = Arc<Mutex<HashMap<String, HashSet<Digest>>>>;
+
+#[derive(Default)]
+struct State {
+    tags: HashMap<String, Digest>,
+    manifests: HashMap<Digest, FetchedManifest>,
+    blobs: HashMap<Digest, Bytes>,
+    /// Writes in order: `blob <digest>`, `manifest <reference>`.
+    writes: Vec<String>,
+    /// Requests by kind, and by `kind digest`.
+    calls: HashMap<String, usize>,
+}
+
+/// A store in memory. With a `domain`, stores mount each other's blobs.
+struct MemStore {
+    name: String,
+    domain: Option<Domain>,
+    state: Mutex<State>,
+    /// Blob uploads wait for this many milliseconds (to keep them in flight).
+    put_delay: Duration,
+    /// Blob uploads fail (after the delay) while this is set.
+    put_fails: Mutex<bool>,
+    /// Blob downloads of these digests break mid-body this many times.
+    breaks: Mutex<HashMap<Digest, usize>>,
+    put_blobs_started: AtomicUsize,
+}
+
+impl MemStore {
+    fn new(name: &str, domain: Option<Domain>) -> MemStore {
+        MemStore {
+            name: name.to_string(),
+            domain,
+            state: Mutex::default(),
+            put_delay: Duration::ZERO,
+            put_fails: Mutex::new(false),
+            breaks: Mutex::default(),
+            put_blobs_started: AtomicUsize::new(0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn count(&self, call: &str, digest: Option<&Digest>) {
+        let mut st = self.state();
+        *st.calls.entry(call.to_string()).or_default() += 1;
+        if let Some(d) = digest {
+            *st.calls.entry(format!("{call} {d}")).or_default() += 1;
+        }
+    }
+
+    fn calls(&self, call: &str) -> usize {
+        self.state().calls.get(call).copied().unwrap_or(0)
+    }
+
+    fn add_blob(&self, data: &[u8]) -> Digest {
+        let d = Digest::sha256_of(data);
+        self.state().blobs.insert(d.clone(), Bytes::copy_from_slice(data));
+        if let Some(domain) = &self.domain {
+            domain
+                .lock()
+                .unwrap()
+                .entry(self.name.clone())
+                .or_default()
+                .insert(d.clone());
+        }
+        d
+    }
+
+    fn add_manifest(&self, media_type: &str, value: serde_json::Value) -> FetchedManifest {
+        let bytes = Bytes::from(serde_json::to_vec(&value).unwrap());
+        let m = FetchedManifest {
+            digest: Digest::sha256_of(&bytes),
+            bytes,
+            media_type: media_type.to_string(),
+        };
+        self.state().manifests.insert(m.digest.clone(), m.clone());
+        m
+    }
+
+    fn tag(&self, tag: &str, m: &FetchedManifest) {
+        self.state().tags.insert(tag.to_string(), m.digest.clone());
+    }
+
+    /// An image of a config and layers with these contents.
+    fn image(&self, config: &[u8], layers: &[&[u8]]) -> FetchedManifest {
+        let desc = |data: &[u8], d: Digest| json!({"mediaType": "application/octet-stream", "digest": d.as_str(), "size": data.len()});
+        let config = desc(config, self.add_blob(config));
+        let layers: Vec<_> = layers.iter().map(|l| desc(l, self.add_blob(l))).collect();
+        self.add_manifest(
+            OCI_MANIFEST,
+            json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}),
+        )
+    }
+
+    fn index(&self, children: &[&FetchedManifest]) -> FetchedManifest {
+        let list: Vec<_> = children
+            .iter()
+            .map(|c| json!({"mediaType": c.media_type, "digest": c.digest.as_str(), "size": c.bytes.len()}))
+            .collect();
+        self.add_manifest(
+            OCI_INDEX,
+            json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list}),
+        )
+    }
+
+    fn has(&self, d: &Digest) -> bool {
+        let st = self.state();
+        st.blobs.contains_key(d) || st.manifests.contains_key(d)
+    }
+
+    fn resolve(&self, reference: &str) -> Option<Digest> {
+        let st = self.state();
+        match Digest::parse(reference) {
+            Ok(d) => st.manifests.contains_key(&d).then_some(d),
+            Err(_) => st.tags.get(reference).cloned(),
+        }
+    }
+}
+
+fn not_found(store: &str, what: &str) -> StoreError {
+    let kind = ErrorKind::Status {
+        status: 404,
+        errors: vec![],
+    };
+    StoreError::new(format!("{store}: {what}"), kind)
+}
+
+impl Store for MemStore {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn kind(&self) -> &'static str {
+        "repository"
+    }
+
+    fn mount_domain(&self) -> Option<&str> {
+        self.domain.as_ref().map(|_| "mem")
+    }
+
+    fn mount_name(&self) -> &str {
+        &self.name
+    }
+
+    fn list_tags(&self) -> BoxFuture<'_, StoreResult<Option<Vec<String>>>> {
+        Box::pin(async { Ok(Some(self.state().tags.keys().cloned().collect())) })
+    }
+
+    fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, StoreResult<Option<ManifestHead>>> {
+        Box::pin(async move {
+            self.count("head_manifest", None);
+            Ok(self.resolve(reference).map(|d| ManifestHead {
+                media_type: self.state().manifests[&d].media_type.clone(),
+                digest: Some(d),
+            }))
+        })
+    }
+
+    fn get_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, StoreResult<FetchedManifest>> {
+        Box::pin(async move {
+            let d = self
+                .resolve(reference)
+                .ok_or_else(|| not_found(&self.name, reference))?;
+            self.count("get_manifest", Some(&d));
+            Ok(self.state().manifests[&d].clone())
+        })
+    }
+
+    fn put_manifest<'a>(&'a self, reference: &'a str, m: &'a FetchedManifest) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            self.count("put_manifest", None);
+            let mut st = self.state();
+            st.manifests.insert(m.digest.clone(), m.clone());
+            if Digest::parse(reference).is_err() {
+                st.tags.insert(reference.to_string(), m.digest.clone());
+            }
+            st.writes.push(format!("manifest {reference}"));
+            Ok(())
+        })
+    }
+
+    fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            self.count("has_blob", Some(digest));
+            Ok(self.state().blobs.contains_key(digest))
+        })
+    }
+
+    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, StoreResult<Blob>> {
+        Box::pin(async move {
+            self.count("get_blob", Some(digest));
+            let data = self
+                .state()
+                .blobs
+                .get(digest)
+                .cloned()
+                .ok_or_else(|| not_found(&self.name, "blob"))?;
+            let broken = {
+                let mut breaks = self.breaks.lock().unwrap();
+                match breaks.get_mut(digest) {
+                    Some(n) if *n > 0 => {
+                        *n -= 1;
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            let len = Some(data.len() as u64);
+            let half = data.slice(..data.len() / 2);
+            let body: BlobBody = if broken {
+                let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset mid-body");
+                Box::pin(stream::iter(vec![Ok(half), Err(reset)]))
+            } else {
+                Box::pin(stream::iter(vec![Ok(half), Ok(data.slice(data.len() / 2..))]))
+            };
+            Ok(Blob { body, len })
+        })
+    }
+
+    fn mount_blob<'a>(&'a self, digest: &'a Digest, from: &'a str) -> BoxFuture<'a, StoreResult<bool>> {
+        Box::pin(async move {
+            self.count("mount_blob", Some(digest));
+            let Some(domain) = &self.domain else { return Ok(false) };
+            let there = domain.lock().unwrap().get(from).is_some_and(|b| b.contains(digest));
+            if there {
+                self.add_mounted(digest);
+                self.state().writes.push(format!("blob {digest}"));
+            }
+            Ok(there)
+        })
+    }
+
+    fn put_blob<'a>(&'a self, digest: &'a Digest, _len: Option<u64>, body: BlobBody) -> BoxFuture<'a, StoreResult<()>> {
+        Box::pin(async move {
+            self.count("put_blob", Some(digest));
+            self.put_blobs_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let chunks: Vec<_> = body.collect().await;
+            tokio::time::sleep(self.put_delay).await;
+            let mut data = Vec::new();
+            for c in chunks {
+                let c = c.map_err(|e| StoreError::new(&self.name, ErrorKind::Network(e.to_string())))?;
+                data.extend_from_slice(&c);
+            }
+            if *self.put_fails.lock().unwrap() {
+                let mut e = StoreError::new(
+                    format!("{}: upload", self.name),
+                    ErrorKind::Status {
+                        status: 500,
+                        errors: vec![],
+                    },
+                );
+                e.retries_spent = true;
+                return Err(e);
+            }
+            assert_eq!(&Digest::sha256_of(&data), digest, "only verified content is stored");
+            self.state().blobs.insert(digest.clone(), Bytes::from(data));
+            self.state().writes.push(format!("blob {digest}"));
+            if let Some(domain) = &self.domain {
+                domain
+                    .lock()
+                    .unwrap()
+                    .entry(self.name.clone())
+                    .or_default()
+                    .insert(digest.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
+impl MemStore {
+    fn add_mounted(&self, digest: &Digest) {
+        self.state().blobs.insert(digest.clone(), Bytes::new());
+        if let Some(domain) = &self.domain {
+            domain
+                .lock()
+                .unwrap()
+                .entry(self.name.clone())
+                .or_default()
+                .insert(digest.clone());
+        }
+    }
+}
+
+fn engine() -> Engine {
+    Engine::new(8, 2)
+}
+
+#[tokio::test]
+async fn a_blob_shared_by_many_tags_moves_once() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let shared: &[u8] = b"a base layer every tag shares";
+    for i in 0..5 {
+        let config = format!("config {i}");
+        let own = format!("layer {i}");
+        let m = src.image(config.as_bytes(), &[shared, own.as_bytes()]);
+        src.tag(&format!("1.{i}.0"), &m);
+    }
+    let e = engine();
+    let tags: Vec<String> = (0..5).map(|i| format!("1.{i}.0")).collect();
+    let results = join_all(tags.iter().map(|t| e.copy_tag(&src, &dst, t))).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Outcome::Copied))), "{results:?}");
+    let d = Digest::sha256_of(shared);
+    assert_eq!(
+        dst.calls(&format!("put_blob {d}")),
+        1,
+        "the shared layer was uploaded once"
+    );
+    assert_eq!(src.calls(&format!("get_blob {d}")), 1, "and downloaded once");
+    assert_eq!(dst.calls("put_blob"), 11, "1 shared + 5 configs + 5 own layers");
+    assert_eq!(e.stats.totals().blobs_transferred, 11);
+    for t in &tags {
+        assert_eq!(dst.resolve(t), src.resolve(t), "{t}");
+    }
+}
+
+#[tokio::test]
+async fn a_mount_is_tried_once_per_repository() {
+    let domain = Domain::default();
+    let src = MemStore::new("team/app", Some(domain.clone()));
+    let dst = MemStore::new("mirror/app", Some(domain.clone()));
+    let other = MemStore::new("mirror/other", Some(domain.clone()));
+    let shared: &[u8] = b"shared layer";
+    for i in 0..3 {
+        let m = src.image(format!("config {i}").as_bytes(), &[shared]);
+        src.tag(&format!("{i}"), &m);
+    }
+    let e = engine();
+    for t in ["0", "1", "2"] {
+        e.copy_tag(&src, &dst, t).await.unwrap();
+        e.copy_tag(&src, &other, t).await.unwrap();
+    }
+    let d = Digest::sha256_of(shared);
+    assert_eq!(dst.calls(&format!("mount_blob {d}")), 1);
+    assert_eq!(other.calls(&format!("mount_blob {d}")), 1);
+    assert_eq!(src.calls("get_blob"), 0, "everything was mounted, nothing streamed");
+    assert_eq!(
+        e.stats.totals().blobs_mounted,
+        8,
+        "1 shared + 3 configs, in each of 2 repositories"
+    );
+}
+
+/// Two tags share a layer; the second asks for it while the first uploads it.
+async fn two_copies_of_one_blob_in_flight(fail: bool) -> (Vec<std::result::Result<Outcome, CopyError>>, MemStore) {
+    let src = MemStore::new("src", None);
+    let mut dst = MemStore::new("dst", None);
+    dst.put_delay = Duration::from_millis(150);
+    *dst.put_fails.lock().unwrap() = fail;
+    let shared: &[u8] = b"the layer in flight";
+    let a = src.image(shared, &[]);
+    src.tag("a", &a);
+    let b = src.image(shared, &[]);
+    src.tag("b", &b);
+    let e = engine();
+    let results = join_all([e.copy_tag(&src, &dst, "a"), e.copy_tag(&src, &dst, "b")]).await;
+    (results, dst)
+}
+
+#[tokio::test]
+async fn copies_waiting_on_a_blob_in_flight_get_its_result() {
+    let (results, dst) = two_copies_of_one_blob_in_flight(false).await;
+    assert!(results.iter().all(|r| matches!(r, Ok(Outcome::Copied))), "{results:?}");
+    assert_eq!(dst.calls("put_blob"), 1, "one transfer served both copies");
+
+    let (results, dst) = two_copies_of_one_blob_in_flight(true).await;
+    assert_eq!(
+        dst.calls("put_blob"),
+        1,
+        "the waiter got the failure instead of trying again"
+    );
+    for r in &results {
+        let e = r.as_ref().unwrap_err();
+        assert!(e.to_string().contains("dst: upload: HTTP 500"), "{e}");
+    }
+    assert!(dst.state().tags.is_empty(), "no tag was written");
+}
+
+#[tokio::test]
+async fn nesting_deeper_than_the_limit_is_refused() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let mut top = src.image(b"config", &[b"layer"]);
+    for _ in 0..=MAX_DEPTH {
+        top = src.index(&[&top]);
+    }
+    src.tag("deep", &top);
+    let err = engine().copy_tag(&src, &dst, "deep").await.unwrap_err();
+    assert!(matches!(err, CopyError::TooDeep { .. }), "{err}");
+    assert!(err.to_string().contains("indexes nested more than 4 deep"), "{err}");
+    assert!(dst.state().tags.is_empty());
+}
+
+#[tokio::test]
+async fn a_schema1_child_inside_an_index_is_reported_and_schema1_tags_are_skipped() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let v1 = src.add_manifest(
+        crate::model::manifest::DOCKER_SCHEMA1_SIGNED,
+        json!({"schemaVersion": 1, "name": "x", "tag": "old", "fsLayers": []}),
+    );
+    let good = src.image(b"config", &[b"layer"]);
+    let index = src.index(&[&good, &v1]);
+    src.tag("mixed", &index);
+    src.tag("old", &v1);
+    let e = engine();
+    let err = e.copy_tag(&src, &dst, "mixed").await.unwrap_err();
+    assert!(
+        matches!(&err, CopyError::Schema1Child { digest, .. } if *digest == v1.digest),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Docker schema 1"), "{err}");
+    assert_eq!(e.copy_tag(&src, &dst, "old").await.unwrap(), Outcome::SkippedSchema1);
+    assert!(dst.state().tags.is_empty(), "no tag points at a partial index");
+}
+
+#[tokio::test]
+async fn the_tag_is_written_last() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let amd = src.image(b"amd64 config", &[b"amd64 layer", b"common"]);
+    let arm = src.image(b"arm64 config", &[b"arm64 layer", b"common"]);
+    let index = src.index(&[&amd, &arm]);
+    src.tag("1.0.0", &index);
+    engine().copy_tag(&src, &dst, "1.0.0").await.unwrap();
+    let writes = dst.state().writes.clone();
+    assert_eq!(writes.last().map(String::as_str), Some("manifest 1.0.0"), "{writes:?}");
+    assert_eq!(writes.len(), 5 + 2 + 1, "5 blobs, 2 children, 1 tag: {writes:?}");
+    let pos = |w: &str| writes.iter().position(|x| x == w).unwrap();
+    for (child, blobs) in [
+        (&amd, ["amd64 config", "amd64 layer"]),
+        (&arm, ["arm64 config", "arm64 layer"]),
+    ] {
+        let child_at = pos(&format!("manifest {}", child.digest));
+        for blob in blobs.iter().chain(&["common"]) {
+            let blob_at = pos(&format!("blob {}", Digest::sha256_of(blob.as_bytes())));
+            assert!(blob_at < child_at, "{blob} before its manifest: {writes:?}");
+        }
+    }
+    assert!(dst.has(&index.digest));
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_mid_way_is_restarted_within_the_budget() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let layer: &[u8] = b"a layer whose download breaks";
+    let m = src.image(b"config", &[layer]);
+    src.tag("t", &m);
+    let d = Digest::sha256_of(layer);
+    src.breaks.lock().unwrap().insert(d.clone(), 2);
+    engine().copy_tag(&src, &dst, "t").await.unwrap();
+    assert_eq!(src.calls(&format!("get_blob {d}")), 3, "two breaks, two restarts");
+
+    // with no restarts left, the break is the error
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let m = src.image(b"config", &[layer]);
+    src.tag("t", &m);
+    src.breaks.lock().unwrap().insert(d.clone(), 1);
+    let err = Engine::new(8, 0).copy_tag(&src, &dst, "t").await.unwrap_err();
+    assert!(err.to_string().contains("reset mid-body"), "{err}");
+    assert_eq!(src.calls(&format!("get_blob {d}")), 1);
+    assert!(dst.state().tags.is_empty());
+}
+
+#[tokio::test]
+async fn a_blob_with_a_manifests_bytes_does_not_stand_for_that_manifest() {
+    let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
+    let m = src.image(b"M's config", &[b"M's layer"]);
+    // tag a: an image one of whose layers has exactly M's bytes
+    let a = src.image(b"a's config", &[&m.bytes]);
+    src.tag("a", &a);
+    // tag b: an index that lists M
+    let b = src.index(&[&m]);
+    src.tag("b", &b);
+    let e = Engine::new(8, 0);
+    e.copy_tag(&src, &dst, "a").await.unwrap();
+    e.copy_tag(&src, &dst, "b").await.unwrap();
+    for blob in [b"M's config".as_slice(), b"M's layer"] {
+        let d = Digest::sha256_of(blob);
+        assert!(dst.has(&d), "M's blob {d} reached the destination");
+    }
+}

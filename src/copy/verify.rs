@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
 
-use crate::model::Digest;
 use crate::error::ErrorKind;
+use crate::model::Digest;
 use crate::store::BlobBody;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -89,19 +89,26 @@ impl Client {
             let first = pages == 1;
             let page = self
                 .transport
-                .exchange(repo, &scopes, &ctx, Spend::Free, || self.http(repo).get(&url), |resp| async {
-                    if resp.status() == StatusCode::NOT_FOUND && first {
-                        return Ok(None);
-                    }
-                    if !resp.status().is_success() {
-                        return Err(self.failure(resp, &ctx, repo).await);
-                    }
-                    let next = next_link(resp.headers(), &url);
-                    let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
-                    let page: Page =
-                        serde_json::from_slice(&body).map_err(|e| protocol(&ctx, format!("bad tag list: {e}")))?;
-                    Ok(Some((page.tags.unwrap_or_default(), next)))
-                })
+                .exchange(
+                    repo,
+                    &scopes,
+                    &ctx,
+                    Spend::Free,
+                    || self.http(repo).get(&url),
+                    |resp| async {
+                        if resp.status() == StatusCode::NOT_FOUND && first {
+                            return Ok(None);
+                        }
+                        if !resp.status().is_success() {
+                            return Err(self.failure(resp, &ctx, repo).await);
+                        }
+                        let next = next_link(resp.headers(), &url);
+                        let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
+                        let page: Page =
+                            serde_json::from_slice(&body).map_err(|e| protocol(&ctx, format!("bad tag list: {e}")))?;
+                        Ok(Some((page.tags.unwrap_or_default(), next)))
+                    },
+                )
                 .await?;
             let Some((tags, link)) = page else { return Ok(None) };
             next = link;
@@ -197,7 +204,10 @@ impl Client {
                         if stored.split(':').next() == Some(m.digest.algorithm()) && stored != m.digest.as_str() =>
                     {
                         let expected = m.digest.to_string();
-                        let kind = ErrorKind::DigestMismatch { expected, actual: stored };
+                        let kind = ErrorKind::DigestMismatch {
+                            expected,
+                            actual: stored,
+                        };
                         // the registry stored other bytes: retrying will not help
                         let mut e = StoreError::new(&ctx, kind);
                         e.retries_spent = true;
@@ -216,13 +226,20 @@ impl Client {
         let url = self.url(repo, &format!("blobs/{digest}"));
         let scopes = rights(repo, write);
         self.transport
-            .exchange(repo, &scopes, &ctx, Spend::Free, || self.http(repo).head(&url), |resp| async {
-                match resp.status() {
-                    s if s.is_success() => Ok(true),
-                    StatusCode::NOT_FOUND => Ok(false),
-                    _ => Err(self.failure(resp, &ctx, repo).await),
-                }
-            })
+            .exchange(
+                repo,
+                &scopes,
+                &ctx,
+                Spend::Free,
+                || self.http(repo).head(&url),
+                |resp| async {
+                    match resp.status() {
+                        s if s.is_success() => Ok(true),
+                        StatusCode::NOT_FOUND => Ok(false),
+                        _ => Err(self.failure(resp, &ctx, repo).await),
+                    }
+                },
+            )
             .await
     }
 
@@ -233,12 +250,19 @@ impl Client {
         let ctx = format!("{repo}: GET blob {digest}");
         let url = self.url(repo, &format!("blobs/{digest}"));
         self.transport
-            .exchange(repo, &pull(repo), &ctx, Spend::Pull, || self.http(repo).get(&url), |resp| async {
-                if !resp.status().is_success() {
-                    return Err(self.failure(resp, &ctx, repo).await);
-                }
-                Ok(resp)
-            })
+            .exchange(
+                repo,
+                &pull(repo),
+                &ctx,
+                Spend::Pull,
+                || self.http(repo).get(&url),
+                |resp| async {
+                    if !resp.status().is_success() {
+                        return Err(self.failure(resp, &ctx, repo).await);
+                    }
+                    Ok(resp)
+                },
+            )
             .await
     }
 
@@ -328,7 +352,8 @@ impl Client {
     /// An upload `Location`, resolved against the registry's URL.
     fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
         let loc = header(headers, LOCATION.as_str()).ok_or_else(|| protocol(ctx, "upload response has no Location"))?;
-        let base = Url::parse(&format!("{}/", self.transport.base_url(&repo.registry))).map_err(|e| protocol(ctx, e))?;
+        let base =
+            Url::parse(&format!("{}/", self.transport.base_url(&repo.registry))).map_err(|e| protocol(ctx, e))?;
         let url = base.join(&loc).map_err(|e| protocol(ctx, e))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(protocol(ctx, "upload Location is not http(s)"));

@@ -27,7 +27,7 @@ use url::Url;
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
 use super::connect::{Connections, TransportSettings};
 use super::wire::{
-    backoff, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin, MAX_ERROR_BODY,
+    MAX_ERROR_BODY, backoff, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin,
 };
 use crate::credentials::{Chain, Credential, Found};
 use crate::error::{ErrorKind, StoreError, parse_api_errors};
@@ -129,7 +129,11 @@ impl Transport {
             // still throttled after every retry: the budget is spent
             let until = self.exhaust(registry, e.retry_after.unwrap_or(Duration::from_secs(3600)));
             let registry = registry.host.clone();
-            let kind = ErrorKind::RateLimited { registry, until, throttled: true };
+            let kind = ErrorKind::RateLimited {
+                registry,
+                until,
+                throttled: true,
+            };
             let mut limited = StoreError::new(ctx, kind);
             limited.retries_spent = true;
             limited
@@ -180,7 +184,9 @@ impl Transport {
         let origin = Url::parse(&self.base_url(registry)).map_err(|e| protocol(ctx, e))?;
         if same_origin(request.url(), &origin) {
             if let Some(auth) = self.authorization(registry, scopes, ctx).await? {
-                let value = auth.parse().map_err(|_| protocol(ctx, "token is not a valid header value"))?;
+                let value = auth
+                    .parse()
+                    .map_err(|_| protocol(ctx, "token is not a valid header value"))?;
                 request.headers_mut().insert(AUTHORIZATION, value);
             }
         } else {
@@ -292,7 +298,9 @@ impl Transport {
                 }
                 let ctx = format!("{ctx}: token from {realm}");
                 let token = self
-                    .retried(&ctx, || self.fetch_token(registry, &realm, service.as_deref(), scopes, &ctx))
+                    .retried(&ctx, || {
+                        self.fetch_token(registry, &realm, service.as_deref(), scopes, &ctx)
+                    })
                     .await?;
                 let header = format!("Bearer {}", token.value);
                 tokens.insert(key, token);
@@ -316,7 +324,10 @@ impl Transport {
         let mut url = Url::parse(realm).map_err(|e| protocol(ctx, format!("bad token realm: {e}")))?;
         let realm_is_loopback = url.host_str().is_some_and(|h| Registry::new(h).is_loopback());
         if url.scheme() != "https" && !(url.scheme() == "http" && realm_is_loopback) {
-            return Err(protocol(ctx, "token realm must use https (plain http only on loopback)"));
+            return Err(protocol(
+                ctx,
+                "token realm must use https (plain http only on loopback)",
+            ));
         }
         let found = self.credential(registry).await;
         let request = match found.as_ref().map(|f| &f.credential) {
@@ -411,7 +422,11 @@ impl Transport {
         match until {
             Some(until) => {
                 let registry = registry.host.clone();
-                let kind = ErrorKind::RateLimited { registry, until, throttled: false };
+                let kind = ErrorKind::RateLimited {
+                    registry,
+                    until,
+                    throttled: false,
+                };
                 Err(StoreError::new(ctx, kind))
             }
             None => Ok(()),
@@ -435,7 +450,11 @@ async fn resolves(registry: &Registry) -> bool {
     if registry.hostname().parse::<std::net::IpAddr>().is_ok() {
         return true;
     }
-    let port = registry.host.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(443);
+    let port = registry
+        .host
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(443);
     let lookup = tokio::net::lookup_host((registry.hostname(), port));
     match tokio::time::timeout(Duration::from_secs(10), lookup).await {
         Ok(Ok(mut addrs)) => addrs.next().is_some(),

@@ -78,9 +78,11 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
-        let tls = s
-            .downcast_ref::<rustls::Error>()
-            .or_else(|| s.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
+        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
+            s.downcast_ref::<std::io::Error>()?
+                .get_ref()?
+                .downcast_ref::<rustls::Error>()
+        });
         match tls {
             Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
                 kind = Some(ErrorKind::PlainHttp {
@@ -202,9 +204,15 @@ mod tests {
         let origin = Url::parse("https://r.io:5000").unwrap();
         assert!(same_origin(&Url::parse("https://r.io:5000/v2/x").unwrap(), &origin));
         assert!(same_origin(&Url::parse("https://R.IO:5000/v2/x").unwrap(), &origin));
-        assert!(!same_origin(&Url::parse("http://r.io:5000/v2/x").unwrap(), &origin), "scheme downgrade");
+        assert!(
+            !same_origin(&Url::parse("http://r.io:5000/v2/x").unwrap(), &origin),
+            "scheme downgrade"
+        );
         assert!(!same_origin(&Url::parse("https://r.io:5001/v2/x").unwrap(), &origin));
-        assert!(!same_origin(&Url::parse("https://storage.example.com/blob").unwrap(), &origin));
+        assert!(!same_origin(
+            &Url::parse("https://storage.example.com/blob").unwrap(),
+            &origin
+        ));
         let default_port = Url::parse("https://r.io").unwrap();
         assert!(same_origin(&Url::parse("https://r.io:443/v2/").unwrap(), &default_port));
     }

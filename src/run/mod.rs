@@ -136,7 +136,10 @@ impl RegistryTroubles {
         let (registry, category, cause) = match &e.kind {
             ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, cause.to_string()),
             ErrorKind::RateLimited { registry, until, .. } => {
-                let secs = until.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                let secs = until
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
                 let cause = format!("pull budget exhausted; retry after {}", utc(secs));
                 (registry, Category::RateLimited, cause)
             }
