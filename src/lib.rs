@@ -7,6 +7,7 @@
 //! [`model`] and [`error`] are the vocabulary underneath all of them.
 //! ARCHITECTURE.md is the map.
 
+pub mod backoff;
 pub mod config;
 pub mod copy;
 pub mod credentials;

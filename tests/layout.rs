@@ -380,3 +380,71 @@ fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(layout_tags(&dest).keys().cloned().collect::<Vec<_>>(), ["1.0.0"]);
 }
+
+/// Runs with a deadline: a run that hangs is killed and reported.
+fn run_within(ws: &Workspace, cfg: &Path, limit: Duration) -> Run {
+    let mut child = ws
+        .command()
+        .arg("-c")
+        .arg(cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!(
+                "the run hung for {limit:?}: {:?}",
+                output(child.wait_with_output().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    output(child.wait_with_output().unwrap())
+}
+
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let status = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn fifos_in_a_layout_are_refused_not_read() {
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let image = ImageGen::default().image(Format::Oci, &[100], &[], ("linux", "amd64"));
+
+    // index.json is a FIFO: opening it for reading would wait forever
+    let dir = ws.path("fifo-index");
+    write_layout(&dir, &[("1.0.0", &image)]);
+    mkfifo(&dir.join("index.json"));
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", dir.display()),
+        &format!("{}/m/a", dst.host()),
+        "",
+    ));
+    let run = run_within(&ws, &cfg, Duration::from_secs(10));
+    expect_failure(
+        &run,
+        &[&format!("{} is not a regular file", dir.join("index.json").display())],
+    );
+
+    // a layer is a FIFO
+    let dir = ws.path("fifo-blob");
+    write_layout(&dir, &[("1.0.0", &image)]);
+    let layer = &image.blobs[1].digest;
+    let (alg, hex) = layer.split_once(':').unwrap();
+    let blob = dir.join("blobs").join(alg).join(hex);
+    mkfifo(&blob);
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", dir.display()),
+        &format!("{}/m/b", dst.host()),
+        "",
+    ));
+    let run = run_within(&ws, &cfg, Duration::from_secs(10));
+    expect_failure(&run, &[&format!("{} is not a regular file", blob.display())]);
+    assert!(TestClient::new(&dst.host(), None).tags("m/b").is_empty());
+}

@@ -105,7 +105,7 @@ impl Engine {
         loop {
             match self.transfer_once(src, dst, digest, desc).await {
                 Err(CopyError::Store(e)) if restarts < self.restarts && e.is_retryable() => {
-                    let wait = e.retry_after.unwrap_or_else(|| crate::registry::backoff(restarts));
+                    let wait = e.retry_after.unwrap_or_else(|| crate::backoff::backoff(restarts));
                     restarts += 1;
                     tracing::debug!("{e}; blob transfer restart {restarts} of {} in {wait:?}", self.restarts);
                     tokio::time::sleep(wait).await;

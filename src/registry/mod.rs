@@ -15,9 +15,3 @@ mod wire;
 
 pub use client::{Client, Mount};
 pub use connect::{HostSettings, TransportSettings};
-
-/// The wait before retry number `failures + 1` (exponential with jitter),
-/// for the copy engine's restarts of broken transfers.
-pub fn backoff(failures: u32) -> std::time::Duration {
-    wire::backoff(failures)
-}

@@ -26,9 +26,8 @@ use url::Url;
 
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
 use super::connect::{Connections, TransportSettings};
-use super::wire::{
-    MAX_ERROR_BODY, backoff, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin,
-};
+use super::wire::{MAX_ERROR_BODY, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin};
+use crate::backoff::backoff;
 use crate::credentials::{Chain, Credential, Found};
 use crate::error::{ErrorKind, StoreError, parse_api_errors};
 use crate::model::{Registry, Repository};

@@ -18,15 +18,6 @@ type Result<T> = std::result::Result<T, StoreError>;
 /// Error bodies are read only this far (they end up in one message line).
 pub(super) const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The wait before attempt `attempt + 1`: exponential from 250 ms, capped at
-/// 15 s, with jitter so that parallel copies do not retry in lockstep.
-pub(super) fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250)
-        .saturating_mul(1 << attempt.min(6))
-        .min(Duration::from_secs(15));
-    base.mul_f64(rand::random_range(0.5..1.0))
-}
-
 /// A registry's `Retry-After` (seconds; dates are not worth a clock skew),
 /// capped so that one throttle cannot stall a run for long.
 pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -78,12 +69,7 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
-        let tls = s.downcast_ref::<rustls::Error>().or_else(|| {
-            s.downcast_ref::<std::io::Error>()?
-                .get_ref()?
-                .downcast_ref::<rustls::Error>()
-        });
-        match tls {
+        match find_rustls(s) {
             Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
                 kind = Some(ErrorKind::PlainHttp {
                     registry: registry.host.clone(),
@@ -107,6 +93,16 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
     let mut err = StoreError::new(ctx, kind);
     err.retries_spent = true;
     err
+}
+
+/// A rustls error at this level, or wrapped in (nested) `io::Error`s, whose
+/// `source()` skips the wrapped error itself.
+fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    if let Some(r) = e.downcast_ref::<rustls::Error>() {
+        return Some(r);
+    }
+    let inner = e.downcast_ref::<std::io::Error>()?.get_ref()?;
+    find_rustls(inner)
 }
 
 pub(super) fn protocol(ctx: &str, e: impl std::fmt::Display) -> StoreError {

@@ -38,6 +38,8 @@ pub enum Target {
     Any,
     /// Only GETs of blobs and manifests (bodies to corrupt).
     Downloads,
+    /// Only GETs of blobs.
+    Blobs,
 }
 
 struct Shared {
@@ -189,8 +191,8 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     let Some(head) = read_head(&mut reader)? else {
         return Ok(());
     };
-    let is_download =
-        head.method == "GET" && (head.target.contains("/blobs/sha") || head.target.contains("/manifests/"));
+    let is_blob = head.method == "GET" && head.target.contains("/blobs/sha");
+    let is_download = is_blob || (head.method == "GET" && head.target.contains("/manifests/"));
     let redirect = shared.redirect.lock().unwrap().clone();
     if let Some(to) = redirect.filter(|_| head.method == "GET" && head.target.contains("/blobs/sha")) {
         let path = head.target.strip_prefix("/v2").unwrap_or(&head.target);
@@ -203,7 +205,12 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     let fault = {
         let f = *shared.fault.lock().unwrap();
         f.filter(|(_, rate, target)| {
-            (*target == Target::Any || is_download) && shared.rng.lock().unwrap().random_bool(rate.clamp(0.0, 1.0))
+            let hit = match target {
+                Target::Any => true,
+                Target::Downloads => is_download,
+                Target::Blobs => is_blob,
+            };
+            hit && shared.rng.lock().unwrap().random_bool(rate.clamp(0.0, 1.0))
         })
         .map(|(f, _, _)| f)
     };
