@@ -269,22 +269,8 @@ impl StoreError {
         }
     }
 
-    pub fn is_not_found(&self) -> bool {
-        self.status() == Some(404)
-    }
-
     pub fn category(&self) -> Category {
         self.kind.category()
-    }
-
-    /// The registry that is unreachable or out of pull budget, if that is
-    /// what this error is about (for grouping in the summary).
-    pub fn registry_wide(&self) -> Option<(Category, &str)> {
-        match &self.kind {
-            ErrorKind::Unreachable { registry, .. } => Some((Category::Unreachable, registry)),
-            ErrorKind::RateLimited { registry, .. } => Some((Category::RateLimited, registry)),
-            _ => None,
-        }
     }
 }
 
@@ -327,7 +313,7 @@ mod tests {
             e.to_string(),
             "r.io/a/b: GET manifest 1.0: HTTP 404 MANIFEST_UNKNOWN (manifest unknown)"
         );
-        assert!(e.is_not_found());
+        assert_eq!(e.category(), Category::NotFound);
         assert!(!e.is_retryable());
         assert!(parse_api_errors(b"<html>").is_empty());
         for (status, retry) in [
