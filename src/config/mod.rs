@@ -1,0 +1,192 @@
+//! YAML configuration file -> validated [`Config`], with line/column
+//! diagnostics for every problem at once.
+//!
+//! The file is first read into a tree of located [`Node`]s and then checked
+//! by hand: serde's derive stops at the first error, and an operator fixing a
+//! config wants to see all of them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use crate::model::Endpoint;
+use crate::select::{Filters, Mode};
+
+mod node;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use node::Node;
+use validate::Validator;
+
+/// One image entry of a valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// The key under `images:`; used in logs and reports.
+    pub name: String,
+    pub source: Endpoint,
+    pub destination: Endpoint,
+    pub mode: Mode,
+    pub filters: Filters,
+    pub replace_tag: bool,
+}
+
+/// How to connect to one registry (a `registries:` entry). Paths are
+/// resolved against the config file's folder and checked to exist.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryOptions {
+    /// Extra CA certificates (PEM) trusted for this registry.
+    pub ca_file: Option<PathBuf>,
+    /// TLS without certificate verification (a warning is logged).
+    pub insecure: bool,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Force HTTPS (`true`) or plain HTTP (`false`); by default loopback
+    /// registries use plain HTTP unless one of the TLS settings is given.
+    pub tls: Option<bool>,
+}
+
+impl RegistryOptions {
+    /// Whether this registry is spoken to over HTTPS.
+    pub fn uses_tls(&self, loopback: bool) -> bool {
+        self.tls
+            .unwrap_or(!loopback || self.insecure || self.ca_file.is_some() || self.cert_file.is_some())
+    }
+}
+
+/// A valid configuration: images in file order.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub images: Vec<ImageConfig>,
+    /// Connection settings per registry host (`registries:`).
+    pub registries: BTreeMap<String, RegistryOptions>,
+    /// Things worth telling the operator that do not stop the run.
+    pub warnings: Vec<Problem>,
+}
+
+/// One thing wrong (or worth a warning) in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based; 0 when the problem is about the whole file.
+    pub line: u64,
+    pub column: u64,
+    pub image: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        f.write_str(": ")?;
+        if let Some(image) = &self.image {
+            write!(f, "image \"{image}\": ")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, "key \"{key}\": ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Why the configuration cannot be used. Every variant means exit 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Invalid(p) => p,
+        }
+    }
+}
+
+const TOP_KEYS: &[&str] = &["mode", "images", "registries"];
+const REGISTRY_KEYS: &[&str] = &["ca-file", "insecure", "cert-file", "key-file", "tls"];
+const IMAGE_KEYS: &[&str] = &[
+    "source",
+    "destination",
+    "mode",
+    "compatibility",
+    "replace-tag",
+    "pinned-major",
+];
+
+/// Reads and validates the configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let whole_file = |message: String| ConfigError::Invalid(vec![problem_at(path, 0, 0, None, None, message)]);
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found".to_string(),
+            _ => format!("cannot read the file: {e}"),
+        };
+        whole_file(why)
+    })?;
+    parse(path, &text)
+}
+
+/// Validates configuration text; `path` is used in messages only.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let is_blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
+    if is_blank {
+        return Err(ConfigError::Invalid(vec![problem_at(
+            path,
+            0,
+            0,
+            None,
+            None,
+            "the file is empty; it needs an \"images:\" section".into(),
+        )]));
+    }
+    let root: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+        let message = format!("YAML syntax error: {}", first_line(&e.to_string()));
+        ConfigError::Invalid(vec![problem_at(path, line, column, None, None, message)])
+    })?;
+    let mut v = Validator {
+        path,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let (images, registries) = v.root(&root);
+    if v.problems.is_empty() {
+        Ok(Config {
+            path: path.to_path_buf(),
+            images,
+            registries,
+            warnings: v.warnings,
+        })
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
+}
+
+fn problem_at(path: &Path, line: u64, column: u64, image: Option<&str>, key: Option<&str>, message: String) -> Problem {
+    Problem {
+        file: path.to_path_buf(),
+        line,
+        column,
+        image: image.map(str::to_string),
+        key: key.map(str::to_string),
+        message,
+    }
+}

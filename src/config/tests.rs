@@ -1,0 +1,182 @@
+//! Validation of configuration files: every rule, every message.
+
+use super::validate::edit_distance;
+use super::*;
+
+fn ok(text: &str) -> Config {
+    parse(Path::new("c.yaml"), text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse(Path::new("c.yaml"), text) {
+        Ok(c) => panic!("expected problems, got {c:?}"),
+        Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+#[test]
+fn a_file_written_for_the_original_is_valid() {
+    let c = ok(
+        "mode: higher\nimages:\n  nginx:\n    source: docker.io/library/nginx\n    destination: localhost:5000/mirror/nginx\n    mode: semver\n    compatibility: alpine\n    replace-tag: true\n    pinned-major: 1\n  redis:\n    source: redis\n    destination: gcr.io/p/redis\n",
+    );
+    assert_eq!(c.images.len(), 2);
+    let n = &c.images[0];
+    assert_eq!(n.name, "nginx");
+    assert_eq!(n.mode, Mode::Semver);
+    assert_eq!(n.filters.compatibility.as_deref(), Some("alpine"));
+    assert_eq!(n.filters.pinned_major, Some(1));
+    assert!(n.replace_tag);
+    let r = &c.images[1];
+    assert_eq!((r.name.as_str(), r.mode, r.replace_tag), ("redis", Mode::Higher, false));
+    assert_eq!(r.source.to_string(), "registry-1.docker.io/library/redis");
+}
+
+#[test]
+fn default_mode_is_highest_and_order_is_kept() {
+    let c =
+        ok("images:\n  b:\n    source: a/b\n    destination: c.io/b\n  a:\n    source: a/a\n    destination: c.io/a\n");
+    assert_eq!(c.images.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+    assert_eq!(c.images[0].mode, Mode::Highest);
+}
+
+#[test]
+fn every_problem_is_reported_with_line_image_and_key() {
+    let text = "mode: Highest\nimages:\n  one:\n    source: docker.io/x/y:1.0\n    destinaton: gcr.io/p/y\n    pinned-major: -1\n    replace-tag: maybe\n  two:\n  three:\n    source: \"\"\n    destination: q.io/a\n    mode: fastest\n    compatibility: 3\n";
+    let p = problems(text);
+    let expect = [
+        "c.yaml:1:7: key \"mode\": unknown mode \"Highest\"",
+        "c.yaml:3:3: image \"one\": key \"destination\": missing",
+        "c.yaml:4:13: image \"one\": key \"source\": \"docker.io/x/y:1.0\" must name a repository, not a tag",
+        "c.yaml:5:5: image \"one\": unknown key \"destinaton\"; did you mean \"destination\"?",
+        "c.yaml:6:19: image \"one\": key \"pinned-major\": expected a non-negative integer, found the number -1",
+        "c.yaml:7:18: image \"one\": key \"replace-tag\": expected true or false",
+        "c.yaml:8:3: image \"two\": empty entry",
+        "c.yaml:10:13: image \"three\": key \"source\": \"\" is empty",
+        "c.yaml:12:11: image \"three\": key \"mode\": unknown mode \"fastest\"",
+        "c.yaml:13:20: image \"three\": key \"compatibility\": expected a non-empty string",
+    ];
+    assert_eq!(p.len(), expect.len(), "{p:#?}");
+    for (got, want) in p.iter().zip(expect) {
+        assert!(got.starts_with(want), "got {got:?}, want prefix {want:?}");
+    }
+}
+
+#[test]
+fn whole_file_problems() {
+    assert!(problems("")[0].contains("the file is empty"));
+    assert!(problems("# only a comment\n\n")[0].contains("the file is empty"));
+    let syntax = problems("images:\n  a: [\n");
+    assert!(
+        syntax[0].starts_with("c.yaml:") && syntax[0].contains("YAML syntax error"),
+        "{syntax:?}"
+    );
+    assert!(problems("mode: all\n")[0].contains("key \"images\": missing"));
+    assert!(problems("images:\n")[0].contains("key \"images\""));
+    assert!(problems("images: {}\n")[0].contains("lists no images"));
+    assert!(problems("- a\n- b\n")[0].contains("expected a mapping"));
+    assert!(
+        problems("imgaes: {}\n")
+            .iter()
+            .any(|p| p.contains("did you mean \"images\""))
+    );
+    let missing = load(Path::new("/nonexistent/replicant.yaml")).unwrap_err();
+    assert_eq!(missing.to_string(), "/nonexistent/replicant.yaml: file not found");
+}
+
+#[test]
+fn source_without_destination_and_wrong_types() {
+    let p = problems("images:\n  a:\n    source: x/y\n  b:\n    source: 5\n    destination: [x]\n");
+    assert!(p[0].contains("image \"a\": key \"destination\": missing"), "{p:?}");
+    assert!(
+        p[1].contains("image \"b\": key \"source\": expected a repository name, found the number 5"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].contains("image \"b\": key \"destination\": expected a repository name, found a list"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn filters_with_mode_all_warn() {
+    let c = ok("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    mode: all\n    pinned-major: 2\n");
+    assert_eq!(c.warnings.len(), 1);
+    assert!(
+        c.warnings[0]
+            .to_string()
+            .contains("key \"pinned-major\": ignored with mode \"all\"")
+    );
+}
+
+proptest::proptest! {
+    /// Arbitrary text, and YAML-shaped text with random keys and values:
+    /// always a Config or a list of located problems, never a panic.
+    #[test]
+    fn parse_never_panics(text in "\\PC{0,200}") {
+        let _ = parse(Path::new("f.yaml"), &text);
+    }
+
+    #[test]
+    fn yaml_shaped_input_never_panics(
+        keys in proptest::collection::vec("(source|destination|mode|compatibility|replace-tag|pinned-major|[a-z-]{1,8})", 0..6),
+        values in proptest::collection::vec("(\"\"|~|-?[0-9]{1,22}|true|[a-z0-9./:@-]{0,30}|\\[\\]|\\{\\})", 0..6),
+    ) {
+        let mut text = String::from("images:\n  a:\n");
+        for (k, v) in keys.iter().zip(values.iter()) {
+            text.push_str(&format!("    {k}: {v}\n"));
+        }
+        match parse(Path::new("f.yaml"), &text) {
+            Ok(c) => proptest::prop_assert_eq!(c.images.len(), 1),
+            Err(e) => proptest::prop_assert!(e.problems().iter().all(|p| p.line > 0 || p.message.contains("YAML"))),
+        }
+    }
+}
+
+#[test]
+fn registries_section_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "pem").unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let text = "registries:\n  registry.example.com:5000:\n    ca-file: ca.pem\n  10.0.0.1:5000:\n    insecure: true\nimages:\n  a:\n    source: x/y\n    destination: registry.example.com:5000/y\n";
+    let c = parse(&cfg, text).unwrap();
+    let r = &c.registries["registry.example.com:5000"];
+    assert_eq!(r.ca_file.as_deref(), Some(ca.as_path()));
+    assert!(r.uses_tls(false));
+    assert!(c.registries["10.0.0.1:5000"].insecure);
+    assert!(c.warnings[0].to_string().contains("not verified"));
+    let bad = "registries:\n  r.io:\n    ca-file: missing.pem\n    insecure: maybe\n    cert-file: ca.pem\n    colour: red\n  nohost:\n    tls: true\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
+    let p: Vec<String> = parse(&cfg, bad)
+        .unwrap_err()
+        .problems()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        p.iter()
+            .any(|m| m.contains("key \"registries.r.io.ca-file\"") && m.contains("missing.pem is not a readable file")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.contains("registries.r.io.insecure") && m.contains("expected true or false")),
+        "{p:#?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains("cert-file and key-file go together")),
+        "{p:#?}"
+    );
+    assert!(p.iter().any(|m| m.contains("unknown key \"colour\"")), "{p:#?}");
+    assert!(
+        p.iter().any(|m| m.contains("\"nohost\" is not a registry host")),
+        "{p:#?}"
+    );
+    assert!(RegistryOptions::default().uses_tls(false) && !RegistryOptions::default().uses_tls(true));
+}
+
+#[test]
+fn did_you_mean_is_only_offered_when_close() {
+    assert_eq!(edit_distance("replace_tag", "replace-tag"), 1);
+    let p = problems("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    colour: red\n");
+    assert!(p[0].contains("known keys are"), "{p:?}");
+}

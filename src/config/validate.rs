@@ -1,0 +1,444 @@
+//! Checking the located YAML tree by hand, collecting every problem with
+//! its line, column, image and key (serde's derive would stop at the first).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+use super::node::Node;
+use super::{IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at};
+use crate::model::{Endpoint, Repository};
+use crate::select::{Filters, Mode};
+
+pub(super) struct Validator<'a> {
+    pub path: &'a Path,
+    pub problems: Vec<Problem>,
+    pub warnings: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn report(&mut self, at: &Spanned<Node>, image: Option<&str>, key: Option<&str>, message: String) {
+        let p = problem_at(
+            self.path,
+            at.referenced.line(),
+            at.referenced.column(),
+            image,
+            key,
+            message,
+        );
+        self.problems.push(p);
+    }
+
+    pub(super) fn root(&mut self, root: &Spanned<Node>) -> (Vec<ImageConfig>, BTreeMap<String, RegistryOptions>) {
+        let Node::Map(entries) = &root.value else {
+            self.report(
+                root,
+                None,
+                None,
+                format!("expected a mapping with \"images:\", found {}", root.value.kind()),
+            );
+            return Default::default();
+        };
+        let mut mode = Mode::default();
+        let mut images_node = None;
+        let mut registries = BTreeMap::new();
+        for (k, val) in entries {
+            match key_text(k) {
+                Some("mode") => {
+                    if let Some(m) = self.mode(val, None) {
+                        mode = m;
+                    }
+                }
+                Some("images") => images_node = Some((k, val)),
+                Some("registries") => registries = self.registries(val),
+                _ => self.unknown_key(k, None, TOP_KEYS),
+            }
+        }
+        (self.images(root, images_node, mode), registries)
+    }
+
+    /// `registries:` — host -> connection settings.
+    fn registries(&mut self, val: &Spanned<Node>) -> BTreeMap<String, RegistryOptions> {
+        let mut out = BTreeMap::new();
+        let entries = match &val.value {
+            Node::Map(e) => e,
+            Node::Null => return out,
+            other => {
+                let message = format!(
+                    "expected a mapping of registry hosts to settings, found {}",
+                    other.kind()
+                );
+                self.report(val, None, Some("registries"), message);
+                return out;
+            }
+        };
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for (k, v) in entries {
+            let Some(host) = key_text(k) else {
+                self.report(
+                    k,
+                    None,
+                    Some("registries"),
+                    format!("a registry must be a host name, found {}", k.value.kind()),
+                );
+                continue;
+            };
+            let registry = match Repository::parse(&format!("{host}/x")) {
+                Ok(r) if host.contains(['.', ':']) || host == "localhost" => r.registry,
+                _ => {
+                    self.report(
+                        k,
+                        None,
+                        Some("registries"),
+                        format!("\"{host}\" is not a registry host such as registry.example.com:5000"),
+                    );
+                    continue;
+                }
+            };
+            let key = |name: &str| format!("registries.{host}.{name}");
+            let mut o = RegistryOptions::default();
+            let settings = match &v.value {
+                Node::Map(e) => e.as_slice(),
+                Node::Null => &[],
+                other => {
+                    self.report(
+                        v,
+                        None,
+                        Some(&key("")),
+                        format!("expected a mapping of settings, found {}", other.kind()),
+                    );
+                    continue;
+                }
+            };
+            for (sk, sv) in settings {
+                let name = key_text(sk).unwrap_or_default();
+                match (name, &sv.value) {
+                    ("insecure", Node::Bool(b)) => o.insecure = *b,
+                    ("tls", Node::Bool(b)) => o.tls = Some(*b),
+                    ("insecure" | "tls", other) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        format!("expected true or false, found {}", other.kind()),
+                    ),
+                    ("ca-file" | "cert-file" | "key-file", Node::Str(p)) => {
+                        let path = base.join(p);
+                        if !path.is_file() {
+                            self.report(
+                                sv,
+                                None,
+                                Some(&key(name)),
+                                format!("{} is not a readable file", path.display()),
+                            );
+                        }
+                        match name {
+                            "ca-file" => o.ca_file = Some(path),
+                            "cert-file" => o.cert_file = Some(path),
+                            _ => o.key_file = Some(path),
+                        }
+                    }
+                    ("ca-file" | "cert-file" | "key-file", other) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        format!("expected a file path, found {}", other.kind()),
+                    ),
+                    _ => self.unknown_key(sk, None, REGISTRY_KEYS),
+                }
+            }
+            if o.cert_file.is_some() != o.key_file.is_some() {
+                self.report(
+                    k,
+                    None,
+                    Some(&key("cert-file")),
+                    "cert-file and key-file go together".into(),
+                );
+            }
+            if o.insecure {
+                let warning = problem_at(
+                    self.path,
+                    k.referenced.line(),
+                    k.referenced.column(),
+                    None,
+                    Some(&key("insecure")),
+                    "TLS certificates of this registry are not verified".into(),
+                );
+                self.warnings.push(warning);
+            }
+            out.insert(registry.host, o);
+        }
+        out
+    }
+
+    fn images(
+        &mut self,
+        root: &Spanned<Node>,
+        images_node: Option<(&Spanned<Node>, &Spanned<Node>)>,
+        mode: Mode,
+    ) -> Vec<ImageConfig> {
+        let Some((images_key, images)) = images_node else {
+            self.report(
+                root,
+                None,
+                Some("images"),
+                "missing; the file must list the images to mirror".into(),
+            );
+            return Vec::new();
+        };
+        let Node::Map(list) = &images.value else {
+            let at = if matches!(images.value, Node::Null) {
+                images_key
+            } else {
+                images
+            };
+            self.report(
+                at,
+                None,
+                Some("images"),
+                format!(
+                    "expected a mapping of image names to entries, found {}",
+                    images.value.kind()
+                ),
+            );
+            return Vec::new();
+        };
+        if list.is_empty() {
+            self.report(images_key, None, Some("images"), "lists no images".into());
+        }
+        list.iter().filter_map(|(k, val)| self.image(k, val, mode)).collect()
+    }
+
+    fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, default_mode: Mode) -> Option<ImageConfig> {
+        let Some(name) = key_text(k) else {
+            self.report(
+                k,
+                None,
+                None,
+                format!("an image name must be a string, found {}", k.value.kind()),
+            );
+            return None;
+        };
+        let name = Some(name);
+        let entries = match &val.value {
+            Node::Map(e) if !e.is_empty() => e,
+            Node::Map(_) | Node::Null => {
+                self.report(
+                    k,
+                    name,
+                    None,
+                    "empty entry; it needs \"source\" and \"destination\"".into(),
+                );
+                return None;
+            }
+            other => {
+                self.report(
+                    val,
+                    name,
+                    None,
+                    format!(
+                        "expected a mapping with \"source\" and \"destination\", found {}",
+                        other.kind()
+                    ),
+                );
+                return None;
+            }
+        };
+        let before = self.problems.len();
+        let (mut source, mut destination, mut mode) = (None, None, default_mode);
+        let mut filters = Filters::default();
+        let mut replace_tag = false;
+        let mut filter_keys = Vec::new();
+        let mut seen_source = false;
+        let mut seen_destination = false;
+        for (key, v) in entries {
+            match key_text(key) {
+                Some(which @ ("source" | "destination")) => {
+                    let repo = self.endpoint(v, name, which);
+                    if which == "source" {
+                        seen_source = true;
+                        source = repo;
+                    } else {
+                        seen_destination = true;
+                        destination = repo;
+                    }
+                }
+                Some("mode") => {
+                    if let Some(m) = self.mode(v, name) {
+                        mode = m;
+                    }
+                }
+                Some("compatibility") => match &v.value {
+                    Node::Str(s) if !s.trim().is_empty() => {
+                        filters.compatibility = Some(s.clone());
+                        filter_keys.push((key, "compatibility"));
+                    }
+                    Node::Null => {}
+                    other => self.report(
+                        v,
+                        name,
+                        Some("compatibility"),
+                        format!("expected a non-empty string such as \"alpine\", found {}", other.kind()),
+                    ),
+                },
+                Some("replace-tag") => match &v.value {
+                    Node::Bool(b) => replace_tag = *b,
+                    other => self.report(
+                        v,
+                        name,
+                        Some("replace-tag"),
+                        format!("expected true or false, found {}", other.kind()),
+                    ),
+                },
+                Some("pinned-major") => match &v.value {
+                    Node::Int(i) if *i >= 0 && u64::try_from(*i).is_ok() => {
+                        filters.pinned_major = u64::try_from(*i).ok();
+                        filter_keys.push((key, "pinned-major"));
+                    }
+                    other => self.report(
+                        v,
+                        name,
+                        Some("pinned-major"),
+                        format!("expected a non-negative integer, found {}", other.kind()),
+                    ),
+                },
+                _ => self.unknown_key(key, name, IMAGE_KEYS),
+            }
+        }
+        for (which, seen) in [("source", seen_source), ("destination", seen_destination)] {
+            if !seen {
+                self.report(
+                    k,
+                    name,
+                    Some(which),
+                    "missing; every image needs a source and a destination repository".into(),
+                );
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        if mode == Mode::All {
+            for (key, which) in filter_keys {
+                let p = problem_at(
+                    self.path,
+                    key.referenced.line(),
+                    key.referenced.column(),
+                    name,
+                    Some(which),
+                    "ignored with mode \"all\", which copies every tag".into(),
+                );
+                self.warnings.push(p);
+            }
+        }
+        Some(ImageConfig {
+            name: name?.to_string(),
+            source: source?,
+            destination: destination?,
+            mode,
+            filters,
+            replace_tag,
+        })
+    }
+
+    fn endpoint(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Option<Endpoint> {
+        let base = self.path.parent().unwrap_or(Path::new("."));
+        match &v.value {
+            Node::Str(s) => match Endpoint::parse(s, base) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    self.report(v, image, Some(key), format!("\"{s}\" {e}"));
+                    None
+                }
+            },
+            Node::Null => {
+                self.report(
+                    v,
+                    image,
+                    Some(key),
+                    "is empty; it needs a repository such as docker.io/library/alpine".into(),
+                );
+                None
+            }
+            other => {
+                self.report(
+                    v,
+                    image,
+                    Some(key),
+                    format!("expected a repository name, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn mode(&mut self, v: &Spanned<Node>, image: Option<&str>) -> Option<Mode> {
+        let found = match &v.value {
+            Node::Str(s) => match Mode::parse(s) {
+                Some(m) => return Some(m),
+                None => format!("\"{s}\""),
+            },
+            other => other.kind().to_string(),
+        };
+        self.report(
+            v,
+            image,
+            Some("mode"),
+            format!("unknown mode {found}; expected one of {}", Mode::NAMES.join(", ")),
+        );
+        None
+    }
+
+    fn unknown_key(&mut self, k: &Spanned<Node>, image: Option<&str>, known: &[&str]) {
+        let Some(text) = key_text(k) else {
+            self.report(
+                k,
+                image,
+                None,
+                format!("keys must be strings, found {}", k.value.kind()),
+            );
+            return;
+        };
+        let mut message = format!("unknown key \"{text}\"");
+        if let Some(close) = known
+            .iter()
+            .filter(|c| edit_distance(text, c) <= 2)
+            .min_by_key(|c| edit_distance(text, c))
+        {
+            message.push_str(&format!("; did you mean \"{close}\"?"));
+        } else {
+            message.push_str(&format!("; known keys are {}", known.join(", ")));
+        }
+        let p = problem_at(
+            self.path,
+            k.referenced.line(),
+            k.referenced.column(),
+            image,
+            None,
+            message,
+        );
+        self.problems.push(p);
+    }
+}
+
+fn key_text(k: &Spanned<Node>) -> Option<&str> {
+    match &k.value {
+        Node::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+pub(super) fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
