@@ -211,20 +211,9 @@ fn sigterm_stops_starting_work_reports_and_leaves_no_broken_tag() {
     let dc = TestClient::new(&dst.host(), None);
     let ws = Workspace::new();
     let cfg = ws.app_config(&src.host(), &dst.host(), "mode: semver\n");
-    let mut cmd = ws.command();
-    cmd.arg("-c")
-        .arg(&cfg)
-        .args(["--jobs", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let child = cmd.spawn().unwrap();
+    let child = ws.spawn(&cfg, &["--jobs", "1"]);
     std::thread::sleep(Duration::from_millis(400));
-    let status = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let run = output(child.wait_with_output().unwrap());
     assert_eq!(run.code, 128 + 15, "{run:?}");
     assert!(run.stdout.contains("interrupted by a signal"), "{run:?}");

@@ -383,14 +383,7 @@ fn a_second_writer_is_refused_while_the_first_holds_the_lock() {
 
 /// Runs with a deadline: a run that hangs is killed and reported.
 fn run_within(ws: &Workspace, cfg: &Path, limit: Duration) -> Run {
-    let mut child = ws
-        .command()
-        .arg("-c")
-        .arg(cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = ws.spawn(cfg, &[]);
     let started = std::time::Instant::now();
     while child.try_wait().unwrap().is_none() {
         if started.elapsed() > limit {

@@ -165,22 +165,10 @@ fn sigterm_while_planning_ends_the_run_at_once() {
     slow.set_delay(Duration::from_secs(120));
     let ws = Workspace::new();
     let cfg = ws.app_config(&src.host(), &slow.host(), "");
-    let child = ws
-        .command()
-        .arg("-c")
-        .arg(&cfg)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = ws.spawn(&cfg, &[]);
     std::thread::sleep(Duration::from_millis(1500));
     let signalled = Instant::now();
-    let status = std::process::Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    sigterm(&child);
     let run = output(child.wait_with_output().unwrap());
     let took = signalled.elapsed();
     assert_eq!(run.code, 128 + 15, "{run:?}");

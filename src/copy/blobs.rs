@@ -56,13 +56,22 @@ impl Engine {
             return Ok(());
         }
         let key = format!("{domain}@{digest}");
+        let mine = std::sync::atomic::AtomicBool::new(false);
         let holder = self
             .holders
             .get_or_try_init(key, || async {
+                mine.store(true, Ordering::Relaxed);
                 self.transfer(src, dst, digest, desc).await?;
                 Ok::<String, CopyError>(dst.mount_name().to_string())
             })
-            .await?;
+            .await;
+        let holder = match holder {
+            Ok(h) => h,
+            Err(e) if mine.load(Ordering::Relaxed) => return Err(e),
+            // Another repository's transfer failed; that may be its own
+            // trouble (say, no push rights there): try this one directly.
+            Err(_) => return self.transfer(src, dst, digest, desc).await,
+        };
         if holder == dst.mount_name() || self.mount(&holder, dst, digest).await? {
             return Ok(());
         }

@@ -76,15 +76,7 @@ impl MemStore {
 
     fn add_blob(&self, data: &[u8]) -> Digest {
         let d = Digest::sha256_of(data);
-        self.state().blobs.insert(d.clone(), Bytes::copy_from_slice(data));
-        if let Some(domain) = &self.domain {
-            domain
-                .lock()
-                .unwrap()
-                .entry(self.name.clone())
-                .or_default()
-                .insert(d.clone());
-        }
+        self.hold(&d, Bytes::copy_from_slice(data));
         d
     }
 
@@ -245,7 +237,7 @@ impl Store for MemStore {
             let Some(domain) = &self.domain else { return Ok(false) };
             let there = domain.lock().unwrap().get(from).is_some_and(|b| b.contains(digest));
             if there {
-                self.add_mounted(digest);
+                self.hold(digest, Bytes::new());
                 self.state().writes.push(format!("blob {digest}"));
             }
             Ok(there)
@@ -275,31 +267,20 @@ impl Store for MemStore {
                 return Err(e);
             }
             assert_eq!(&Digest::sha256_of(&data), digest, "only verified content is stored");
-            self.state().blobs.insert(digest.clone(), Bytes::from(data));
+            self.hold(digest, Bytes::from(data));
             self.state().writes.push(format!("blob {digest}"));
-            if let Some(domain) = &self.domain {
-                domain
-                    .lock()
-                    .unwrap()
-                    .entry(self.name.clone())
-                    .or_default()
-                    .insert(digest.clone());
-            }
             Ok(())
         })
     }
 }
 
 impl MemStore {
-    fn add_mounted(&self, digest: &Digest) {
-        self.state().blobs.insert(digest.clone(), Bytes::new());
+    /// Stores a blob, visible to mounts from the other stores of the domain.
+    fn hold(&self, digest: &Digest, data: Bytes) {
+        self.state().blobs.insert(digest.clone(), data);
         if let Some(domain) = &self.domain {
-            domain
-                .lock()
-                .unwrap()
-                .entry(self.name.clone())
-                .or_default()
-                .insert(digest.clone());
+            let mut repos = domain.lock().unwrap();
+            repos.entry(self.name.clone()).or_default().insert(digest.clone());
         }
     }
 }
@@ -498,4 +479,25 @@ async fn a_blob_with_a_manifests_bytes_does_not_stand_for_that_manifest() {
         let d = Digest::sha256_of(blob);
         assert!(dst.has(&d), "M's blob {d} reached the destination");
     }
+}
+
+#[tokio::test]
+async fn a_failed_transfer_into_one_repository_does_not_fail_another() {
+    let domain = Domain::default();
+    let src = MemStore::new("src", None);
+    let mut denied = MemStore::new("mirror/denied", Some(domain.clone()));
+    denied.put_delay = Duration::from_millis(100);
+    *denied.put_fails.lock().unwrap() = true;
+    let open = MemStore::new("mirror/open", Some(domain));
+    let m = src.image(b"config", &[b"layer"]);
+    src.tag("t", &m);
+    let e = engine();
+    let (a, b) = tokio::join!(e.copy_tag(&src, &denied, "t"), async {
+        // ask while the denied repository's upload is in flight
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        e.copy_tag(&src, &open, "t").await
+    });
+    assert!(a.is_err());
+    assert_eq!(b.unwrap(), Outcome::Copied);
+    assert_eq!(open.resolve("t"), Some(m.digest));
 }

@@ -82,6 +82,17 @@ impl Workspace {
         cmd
     }
 
+    /// Starts the binary with `-c <config>` plus `args`, output captured.
+    pub fn spawn(&self, config: &Path, args: &[&str]) -> std::process::Child {
+        let mut cmd = self.command();
+        cmd.arg("-c")
+            .arg(config)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd.spawn().expect("start replicant")
+    }
+
     /// Runs with `-c <config>` plus `args`.
     pub fn run(&self, config: &Path, args: &[&str]) -> Run {
         let mut cmd = self.command();
@@ -109,4 +120,14 @@ pub fn assert_mirror(src: &TestClient, src_repo: &str, dst: &TestClient, dst_rep
         assert_eq!(d, src.digest(src_repo, tag), "digest of {dst_repo}:{tag}");
         dst.assert_complete(dst_repo, tag);
     }
+}
+
+/// Sends SIGTERM to a child, as Kubernetes does to a pod it stops.
+pub fn sigterm(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -TERM {}", child.id());
 }
