@@ -148,7 +148,11 @@ impl RunReport {
             let status = if i.is_failed() { "FAILED" } else { "ok" };
             let _ = writeln!(out, "  {} [{status}] {} -> {}", i.name, i.source, i.destination);
             if let Some(e) = &i.error {
-                let _ = writeln!(out, "    error: {e}");
+                match i.error_category {
+                    Some(c) => writeln!(out, "    error ({c}): {e}"),
+                    None => writeln!(out, "    error: {e}"),
+                }
+                .ok();
             }
             for (label, tags) in [
                 (copy_word, &i.copied),
@@ -161,7 +165,7 @@ impl RunReport {
                 }
             }
             for f in &i.failed {
-                let _ = writeln!(out, "    failed {}: {}", f.tag, f.error);
+                let _ = writeln!(out, "    failed {} ({}): {}", f.tag, f.category, f.error);
             }
             if !i.not_started.is_empty() {
                 let _ = writeln!(
@@ -281,6 +285,12 @@ mod tests {
         ok.copied = vec!["1.0".into(), "1.1".into()];
         let mut bad = image("bad");
         bad.error = Some("s/b: source repository not found".into());
+        bad.error_category = Some(Category::NotFound);
+        bad.failed.push(TagFailure {
+            tag: "2.0".into(),
+            category: Category::Network,
+            error: "s/b: GET blob: HTTP 503".into(),
+        });
         let r = RunReport {
             images: vec![ok.clone(), bad],
             totals: Totals {
@@ -295,6 +305,14 @@ mod tests {
         assert!(text.contains("good [ok] s/a -> d/a"), "{text}");
         assert!(text.contains("copied (2): 1.0, 1.1"), "{text}");
         assert!(text.contains("bad [FAILED]"), "{text}");
+        assert!(
+            text.contains("    error (not found): s/b: source repository not found"),
+            "{text}"
+        );
+        assert!(
+            text.contains("    failed 2.0 (network): s/b: GET blob: HTTP 503"),
+            "{text}"
+        );
         assert!(text.contains("1 failed (bad)"), "{text}");
         assert!(text.contains("2 transferred (3.0 MiB)"), "{text}");
         let mut r = r;

@@ -127,6 +127,7 @@ fn a_refusing_registry_names_registry_repository_and_missing_credentials() {
         .find(|l| l.contains("failed 1.0.0"))
         .unwrap_or_else(|| panic!("{run:?}"));
     assert!(line.contains(&format!("{}/mirror/app", dst.host())), "{line}");
+    assert!(line.contains("failed 1.0.0 (auth): "), "{line}");
     assert!(line.contains("HTTP 401 unauthorized"), "{line}");
     assert!(
         line.contains(&format!("no credentials for {} were found", dst.host())),
@@ -199,7 +200,7 @@ fn an_unreadable_destination_is_an_error_never_taken_for_absent() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains(&format!(
-            "error: {}/mirror/app: list tags: HTTP 401 unauthorized",
+            "error (auth): {}/mirror/app: list tags: HTTP 401 unauthorized",
             dst.host()
         )),
         "{run:?}"

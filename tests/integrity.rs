@@ -41,7 +41,9 @@ fn a_corrupt_source_blob_fails_the_tag_and_writes_no_manifest() {
         .find(|l| l.contains("failed 1.1.0"))
         .unwrap_or_else(|| panic!("{run:?}"));
     assert!(
-        line.contains(&format!("blob {victim}")) && line.contains("does not match its digest"),
+        line.contains(&format!("blob {victim}"))
+            && line.contains("does not match its digest")
+            && line.contains("failed 1.1.0 (integrity): "),
         "{line}"
     );
     // the good tag is there, the bad one is not; the corrupt blob never landed
