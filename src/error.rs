@@ -232,14 +232,29 @@ struct ErrorBody {
     errors: Vec<ApiError>,
 }
 
+/// Text that came from a peer, safe to print: control characters (newlines,
+/// escape sequences) become spaces, and it is cut to `max` characters.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// Parses an error body; anything unparseable yields no codes.
 pub fn parse_api_errors(body: &[u8]) -> Vec<ApiError> {
     let mut errors = serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.errors)
         .unwrap_or_default();
     for e in &mut errors {
-        // keep messages one short line each
-        e.message = e.message.chars().take(200).collect::<String>().replace('\n', " ");
+        // a peer's words: one short line each, no control characters
+        e.code = printable(&e.code, 64);
+        e.message = printable(&e.message, 200);
     }
     errors.truncate(5);
     errors

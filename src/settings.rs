@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Config, RegistryOptions};
-use crate::model::Registry;
+use crate::model::{Endpoint, Registry};
 use crate::registry::{HostSettings, TransportSettings};
 
 /// Options of a run that are not in the config file.
@@ -59,7 +59,16 @@ pub struct SettingsError {
 }
 
 impl Settings {
-    pub fn new(config: Config, run: RunOptions) -> Result<Settings, SettingsError> {
+    pub fn new(mut config: Config, run: RunOptions) -> Result<Settings, SettingsError> {
+        // One layout, one path: reached through a symbolic link or `..`, a
+        // layout is still the same layout (one handle, one lock).
+        for image in &mut config.images {
+            for endpoint in [&mut image.source, &mut image.destination] {
+                if let Endpoint::Layout(path) = endpoint {
+                    *path = canonical(path);
+                }
+            }
+        }
         let mut hosts = HashMap::new();
         for (host, options) in &config.registries {
             hosts.insert(host.clone(), host_settings(&config.path, host, options)?);
@@ -70,6 +79,24 @@ impl Settings {
             hosts,
         };
         Ok(Settings { config, run, transport })
+    }
+}
+
+/// The canonical form of a layout path, as far as it exists: the path
+/// itself if it does, else its folder's canonical path and its name. A
+/// dangling symbolic link stays as it is (the layout reports it).
+fn canonical(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        return path.to_path_buf();
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent)
+            .map(|p| p.join(name))
+            .unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
     }
 }
 

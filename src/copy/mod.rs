@@ -170,7 +170,7 @@ impl Engine {
 
     /// Copies `src:tag` to `dst:tag`.
     pub async fn copy_tag(&self, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<Outcome, CopyError> {
-        let (top, manifest) = self.fetch(src, tag).await?;
+        let (top, manifest) = self.fetch(src, tag, "").await?;
         if manifest == Manifest::Schema1 {
             tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
             return Ok(Outcome::SkippedSchema1);
@@ -186,20 +186,30 @@ impl Engine {
     /// fetched by digest at most once per run, so aliases (`latest` =
     /// `2.1.0`) cost no second GET. The media type is settled here, so the
     /// bytes are pushed exactly as they were served.
-    async fn fetch(&self, src: &dyn Store, reference: &str) -> Result<(FetchedManifest, Manifest), CopyError> {
-        let digest = match Digest::parse(reference) {
-            Ok(d) => Some(d),
-            Err(_) => src.head_manifest(reference).await?.and_then(|h| h.digest),
+    /// `hint`: the media type of the descriptor that led here (an index
+    /// child's), used when the store does not say.
+    async fn fetch(
+        &self,
+        src: &dyn Store,
+        reference: &str,
+        hint: &str,
+    ) -> Result<(FetchedManifest, Manifest), CopyError> {
+        let (digest, hint) = match Digest::parse(reference) {
+            Ok(d) => (Some(d), hint.to_string()),
+            Err(_) => match src.head_manifest(reference).await? {
+                Some(head) => (head.digest, head.media_type),
+                None => (None, hint.to_string()),
+            },
         };
         let fetched = match &digest {
             Some(d) => {
                 let key = format!("{}@{d}", src.name());
                 self.manifests
-                    .get_or_try_init(key, || fetch_verbatim(src, d.as_str()))
+                    .get_or_try_init(key, || fetch_verbatim(src, d.as_str(), &hint))
                     .await?
             }
             // no digest from the HEAD: fetch by tag (the GET verifies it)
-            None => fetch_verbatim(src, reference).await?,
+            None => fetch_verbatim(src, reference, &hint).await?,
         };
         let manifest = Manifest::parse(&fetched.media_type, &fetched.bytes).map_err(|source| CopyError::Manifest {
             context: format!("{}: manifest {reference}", src.name()),
@@ -242,7 +252,9 @@ impl Engine {
                         });
                     }
                     stream::iter(children)
-                        .map(|(digest, _)| async move { self.copy_child(src, dst, &digest, depth + 1).await })
+                        .map(|(digest, desc)| async move {
+                            self.copy_child(src, dst, &digest, &desc.media_type, depth + 1).await
+                        })
                         .buffer_unordered(FAN_OUT)
                         .try_collect::<Vec<()>>()
                         .await?;
@@ -261,6 +273,7 @@ impl Engine {
         src: &dyn Store,
         dst: &dyn Store,
         digest: &Digest,
+        media_type: &str,
         depth: usize,
     ) -> Result<(), CopyError> {
         let key = format!("manifest:{}@{digest}", dst.name());
@@ -269,7 +282,7 @@ impl Engine {
                 if !self.is_new(dst) && dst.head_manifest(digest.as_str()).await?.is_some() {
                     return Ok(());
                 }
-                let (child, manifest) = self.fetch(src, digest.as_str()).await?;
+                let (child, manifest) = self.fetch(src, digest.as_str(), media_type).await?;
                 self.copy_contents(src, dst, manifest, digest, depth).await?;
                 dst.put_manifest(digest.as_str(), &child).await?;
                 Ok::<(), CopyError>(())
@@ -278,8 +291,8 @@ impl Engine {
     }
 }
 
-async fn fetch_verbatim(src: &dyn Store, reference: &str) -> Result<FetchedManifest, CopyError> {
+async fn fetch_verbatim(src: &dyn Store, reference: &str, hint: &str) -> Result<FetchedManifest, CopyError> {
     let mut fetched = src.get_manifest(reference).await?;
-    fetched.media_type = media_type_of(&fetched.media_type, &fetched.bytes);
+    fetched.media_type = media_type_of(&fetched.media_type, hint, &fetched.bytes);
     Ok(fetched)
 }

@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256, Sha512};
 pub struct Digest(String);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid digest \"{0}\" (expected sha256:<64 hex> or sha512:<128 hex>)")]
+#[error("invalid digest {0:?} (expected sha256:<64 hex> or sha512:<128 hex>)")]
 pub struct BadDigest(pub String);
 
 impl Digest {

@@ -94,7 +94,7 @@ pub enum ManifestError {
     Json(String),
     #[error("manifest refers to an {0}")]
     Digest(#[from] BadDigest),
-    #[error("unsupported manifest media type \"{0}\"")]
+    #[error("unsupported manifest media type {0:?}")]
     MediaType(String),
 }
 
@@ -132,14 +132,36 @@ impl Manifest {
 
 /// The media type to push a manifest's bytes with: the served Content-Type,
 /// or the document's `mediaType` field when the Content-Type is generic.
-pub fn media_type_of(content_type: &str, bytes: &[u8]) -> String {
+///
+/// In order: a specific `content_type` (the registry's `Content-Type`, or a
+/// layout's `index.json` entry); the `descriptor` that led here (an index
+/// child's `mediaType`, a tag's entry); the document's own `mediaType`
+/// field; and, when none says, the content itself (`manifests` → OCI index,
+/// `config` → OCI image manifest; Docker's formats always carry the field).
+pub fn media_type_of(content_type: &str, descriptor: &str, bytes: &[u8]) -> String {
     #[derive(Deserialize)]
-    struct Field {
+    struct Fields {
         #[serde(rename = "mediaType", default)]
         media_type: Option<String>,
+        #[serde(default)]
+        manifests: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        config: Option<serde::de::IgnoredAny>,
     }
-    let field = serde_json::from_slice::<Field>(bytes).ok().and_then(|f| f.media_type);
-    effective_media_type(content_type, field.as_deref()).to_string()
+    let fields = serde_json::from_slice::<Fields>(bytes).ok();
+    let from_content = fields.as_ref().and_then(|f| {
+        f.media_type.clone().filter(|t| !t.is_empty()).or_else(|| {
+            if f.manifests.is_some() {
+                Some(OCI_INDEX.to_string())
+            } else if f.config.is_some() {
+                Some(OCI_MANIFEST.to_string())
+            } else {
+                None
+            }
+        })
+    });
+    let known = Some(descriptor).filter(|d| !d.trim().is_empty()).map(str::to_string).or(from_content);
+    effective_media_type(content_type, known.as_deref()).to_string()
 }
 
 /// The media type a manifest is pushed with: the served Content-Type unless
@@ -196,7 +218,7 @@ mod tests {
         #[test]
         fn parse_never_panics_on_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
             let _ = Manifest::parse(OCI_MANIFEST, &bytes);
-            let _ = media_type_of("", &bytes);
+            let _ = media_type_of("", "", &bytes);
         }
 
         #[test]

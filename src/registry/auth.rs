@@ -111,11 +111,12 @@ impl TokenResponse {
             .token
             .filter(|t| !t.is_empty())
             .or(self.access_token.filter(|t| !t.is_empty()))?;
-        let life = Duration::from_secs(self.expires_in.unwrap_or(60).max(20));
-        Some(Token {
-            value,
-            expires: Instant::now() + life - Duration::from_secs(10),
-        })
+        // A registry's number: kept between 20 s and a day, so no instant
+        // arithmetic can overflow and no token outlives a day.
+        let life = Duration::from_secs(self.expires_in.unwrap_or(60).clamp(20, 86_400));
+        let now = Instant::now();
+        let expires = now.checked_add(life - Duration::from_secs(10)).unwrap_or(now);
+        Some(Token { value, expires })
     }
 }
 
@@ -211,6 +212,15 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn token_responses_never_panic(body in "\\PC{0,60}", expires in proptest::option::of(proptest::num::u64::ANY)) {
+            if let Ok(parsed) = serde_json::from_str::<TokenResponse>(&body) {
+                let _ = parsed.into_token();
+            }
+            let t = TokenResponse { token: Some("t".into()), access_token: None, expires_in: expires }.into_token();
+            prop_assert!(t.is_some_and(|t| t.is_fresh()));
+        }
+
         #[test]
         fn challenge_parser_never_panics(s in "\\PC{0,80}") {
             let _ = parse_challenge(&s);

@@ -10,9 +10,9 @@ use url::Url;
 
 use super::connect::TransportSettings;
 use super::transport::{Spend, Transport};
-use super::wire::{header, next_link, protocol, read_limited};
+use super::wire::{header, next_link, protocol, read_limited, same_origin};
 use crate::credentials::Chain;
-use crate::error::{ErrorKind, StoreError};
+use crate::error::{ErrorKind, StoreError, printable};
 use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_tag};
 
@@ -111,7 +111,10 @@ impl Client {
                 )
                 .await?;
             let Some((tags, link)) = page else { return Ok(None) };
-            next = link;
+            next = match link {
+                Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
+                None => None,
+            };
             all.extend(tags.into_iter().filter(|t| {
                 let ok = is_valid_tag(t);
                 if !ok {
@@ -355,8 +358,22 @@ impl Client {
         let base =
             Url::parse(&format!("{}/", self.transport.base_url(&repo.registry))).map_err(|e| protocol(ctx, e))?;
         let url = base.join(&loc).map_err(|e| protocol(ctx, e))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(protocol(ctx, "upload Location is not http(s)"));
+        self.same_registry(repo, url.as_str(), "upload Location", ctx)
+    }
+
+    /// A URL the registry told us to use next (`Link`, `Location`), only if
+    /// it stays on the registry's own scheme, host and port: following it
+    /// elsewhere would either carry our credentials there or (without
+    /// them) fail with a misleading "unauthorized".
+    fn same_registry(&self, repo: &Repository, url: &str, what: &str, ctx: &str) -> Result<Url> {
+        let base = Url::parse(&self.transport.base_url(&repo.registry)).map_err(|e| protocol(ctx, e))?;
+        let url = Url::parse(url).map_err(|e| protocol(ctx, format!("{what}: {e}")))?;
+        if !same_origin(&url, &base) {
+            let shown = printable(url.as_str(), 200);
+            let why = format!("{what} points to {shown}, away from {base}: refused (credentials never leave the registry)");
+            let mut e = protocol(ctx, why);
+            e.retries_spent = true;
+            return Err(e);
         }
         Ok(url)
     }

@@ -94,6 +94,23 @@ impl Connections {
         self.custom.get(&registry.host).unwrap_or(&self.default)
     }
 
+    /// The client for a registry's token realm: the registry's own TLS
+    /// settings (CA, client certificate, `insecure`) apply only when the
+    /// realm is on the registry's host and port; any other host is verified
+    /// against the system roots.
+    pub(super) fn for_realm(&self, realm: &url::Url, registry: &Registry) -> &reqwest::Client {
+        let authority = match (realm.host_str(), realm.port()) {
+            (Some(h), Some(p)) => format!("{h}:{p}"),
+            (Some(h), None) => h.to_string(),
+            (None, _) => String::new(),
+        };
+        if authority.eq_ignore_ascii_case(&registry.host) {
+            self.http(registry)
+        } else {
+            &self.default
+        }
+    }
+
     /// HTTPS, except for loopback registries (unless configured for TLS)
     /// and those configured with `tls: false`.
     pub(super) fn uses_tls(&self, registry: &Registry) -> bool {

@@ -340,7 +340,7 @@ impl Transport {
                 if let Some(s) = service {
                     form.push(("service", s.to_string()));
                 }
-                self.http(registry).post(url).form(&form)
+                self.connections.for_realm(&url, registry).post(url).form(&form)
             }
             other => {
                 {
@@ -352,7 +352,7 @@ impl Transport {
                         q.append_pair("scope", s);
                     }
                 }
-                let req = self.http(registry).get(url);
+                let req = self.connections.for_realm(&url, registry).get(url);
                 match other {
                     Some(Credential::Basic { username, password }) => req.basic_auth(username, Some(password)),
                     _ => req,

@@ -31,10 +31,11 @@ pub(super) fn rate_limit(headers: &HeaderMap) -> Option<(u64, Duration)> {
     let value = headers.get("ratelimit-remaining")?.to_str().ok()?;
     let mut parts = value.split(';');
     let remaining = parts.next()?.trim().parse().ok()?;
+    // the window is the registry's number: at most a week
     let window = parts
         .find_map(|p| p.trim().strip_prefix("w="))
-        .and_then(|w| w.parse().ok())
-        .map(Duration::from_secs)
+        .and_then(|w| w.trim().parse::<u64>().ok())
+        .map(|w| Duration::from_secs(w.min(7 * 86_400)))
         .unwrap_or(Duration::from_secs(21600));
     Some((remaining, window))
 }

@@ -19,7 +19,7 @@ pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, Outcome};
-use crate::error::{Category, ErrorKind, StoreError, utc};
+use crate::error::{Category, ErrorKind, StoreError, printable, utc};
 use crate::registry::Client;
 use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
 use crate::settings::{RunOptions, Settings};
@@ -134,7 +134,7 @@ impl RegistryTroubles {
     fn note(&mut self, image: &str, error: Option<&StoreError>) {
         let Some(e) = error else { return };
         let (registry, category, cause) = match &e.kind {
-            ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, cause.to_string()),
+            ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, shown(&**cause)),
             ErrorKind::RateLimited { registry, until, .. } => {
                 let secs = until
                     .duration_since(std::time::UNIX_EPOCH)
@@ -160,6 +160,13 @@ impl RegistryTroubles {
     }
 }
 
+/// An error as the report shows it: whatever a peer put into it (codes,
+/// messages, names from a layout) cannot forge a log line or move the
+/// terminal's cursor, and no message runs on for pages.
+fn shown(e: &dyn std::fmt::Display) -> String {
+    printable(&e.to_string(), 2000)
+}
+
 fn collect(
     images: &[ImageRun],
     plans: Vec<Slot<Result<Plan, PlanError>>>,
@@ -178,7 +185,7 @@ fn collect(
             Slot::NotStarted | Slot::Abandoned => r.stopped = true,
             Slot::Done(Err(e)) => {
                 troubles.note(&r.name, e.store_error());
-                r.error = Some(e.to_string());
+                r.error = Some(shown(&e));
                 r.error_category = Some(e.category());
             }
             Slot::Done(Ok(plan)) => {
@@ -209,7 +216,7 @@ fn collect(
                 r.failed.push(TagFailure {
                     tag,
                     category: e.category(),
-                    error: e.to_string(),
+                    error: shown(&e),
                 });
             }
         }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorKind, StoreError};
-use crate::model::manifest::{MAX_MANIFEST_BYTES, media_type_of};
+use crate::model::manifest::{MAX_MANIFEST_BYTES, Manifest, media_type_of};
 use crate::model::{Digest, FetchedManifest, is_valid_tag};
 
 pub(super) type Result<T> = std::result::Result<T, StoreError>;
@@ -28,6 +28,9 @@ const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const LOCK_FILE: &str = ".replicant.lock";
 pub(super) const TMP_DIR: &str = ".replicant-tmp";
 const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+/// Indexes nested deeper than this are not followed (the copy engine
+/// refuses them too).
+const MAX_NESTING: usize = 8;
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -62,17 +65,54 @@ impl Files {
         self.root.join("blobs").join(alg).join(hex)
     }
 
-    /// Opens a file the layout names, refusing anything but a regular file.
-    /// `O_NONBLOCK` keeps the open itself from hanging on a FIFO; `None`
-    /// when the file does not exist.
+    /// The folders a blob lives in (`blobs/`, `blobs/<alg>/`) must be real
+    /// folders inside the layout: a symbolic link there would make reads
+    /// and writes land outside it.
+    pub fn check_blob_dirs(&self, d: &Digest) -> Result<()> {
+        let alg = d.algorithm();
+        for dir in [self.root.join("blobs"), self.root.join("blobs").join(alg)] {
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(self.invalid(format!(
+                        "{} is a symbolic link: refused, a layout's files must be inside it",
+                        dir.display()
+                    )));
+                }
+                Ok(m) if !m.is_dir() => {
+                    return Err(self.invalid(format!("{} is not a directory", dir.display())));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == IoKind::NotFound => {}
+                Err(e) => return Err(self.io("read", &dir, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a blob is here as a regular file (a symbolic link is not).
+    pub fn has_blob(&self, d: &Digest) -> Result<bool> {
+        self.check_blob_dirs(d)?;
+        Ok(is_regular(&self.blob_path(d)))
+    }
+
+    /// Opens a file the layout names, refusing anything but a regular file:
+    /// not a symbolic link (`O_NOFOLLOW`: it could lead anywhere on the
+    /// host), and without hanging on a FIFO (`O_NONBLOCK`). `None` when the
+    /// file does not exist.
     pub fn open_regular(&self, path: &Path) -> Result<Option<(File, u64)>> {
         let file = match fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_NONBLOCK)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .open(path)
         {
             Ok(f) => f,
             Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.invalid(format!(
+                    "{} is a symbolic link: refused, a layout's files must be inside it",
+                    path.display()
+                )));
+            }
             Err(e) => return Err(self.io("read", path, e)),
         };
         let meta = file.metadata().map_err(|e| self.io("read", path, e))?;
@@ -107,6 +147,14 @@ impl Files {
     /// an empty one).
     pub fn read_index(&self) -> Result<Option<Value>> {
         match fs::read_dir(&self.root) {
+            Err(e) if e.kind() == IoKind::NotFound && fs::symlink_metadata(&self.root).is_ok() => {
+                let target = fs::read_link(&self.root).unwrap_or_default();
+                return Err(self.invalid(format!(
+                    "{} is a symbolic link to {}, which does not exist",
+                    self.root.display(),
+                    target.display()
+                )));
+            }
             Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
             Err(e) if e.kind() == IoKind::NotADirectory => {
                 return Err(self.invalid(format!("{} is not a directory", self.root.display())));
@@ -152,7 +200,7 @@ impl Files {
                     .and_then(|a| a.get(REF_NAME))
                     .and_then(Value::as_str);
                 if let Some(t) = tag.filter(|t| !is_valid_tag(t)) {
-                    return Err(self.invalid(format!("{}: \"{t}\" is not a valid tag", path.display())));
+                    return Err(self.invalid(format!("{}: {t:?} is not a valid tag", path.display())));
                 }
                 Ok(Entry {
                     tag: tag.map(str::to_string),
@@ -181,7 +229,7 @@ impl Files {
     /// A tag or digest -> (digest, media type from the index if known).
     pub fn resolve(&self, reference: &str) -> Result<Option<(Digest, String)>> {
         if let Ok(d) = Digest::parse(reference) {
-            return Ok(self.blob_path(&d).is_file().then_some((d, String::new())));
+            return Ok(self.has_blob(&d)?.then_some((d, String::new())));
         }
         let Some(index) = self.read_index()? else {
             return Ok(None);
@@ -192,6 +240,44 @@ impl Files {
             .rev()
             .find(|e| e.tag.as_deref() == Some(reference));
         Ok(found.map(|e| (e.digest, e.media_type)))
+    }
+
+    /// Whether the manifest `digest` is here with everything it refers to
+    /// (blobs, and child manifests in turn): only then may a copy skip it.
+    /// A blob file that merely has a manifest's digest is not enough: its
+    /// bytes may have arrived as some other image's layer.
+    pub fn manifest_complete(&self, digest: &Digest, depth: usize) -> Result<bool> {
+        if depth > MAX_NESTING {
+            return Ok(false);
+        }
+        self.check_blob_dirs(digest)?;
+        let path = self.blob_path(digest);
+        let Some(bytes) = self.read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")? else {
+            return Ok(false);
+        };
+        if !digest.matches(&bytes) {
+            return Ok(false);
+        }
+        let media_type = media_type_of("", "", &bytes);
+        Ok(match Manifest::parse(&media_type, &bytes) {
+            Ok(Manifest::Image { blobs, .. }) => {
+                for (d, _) in &blobs {
+                    if !self.has_blob(d)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Ok(Manifest::Index { children }) => {
+                for (child, _) in &children {
+                    if !self.manifest_complete(child, depth + 1)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Ok(Manifest::Schema1) | Err(_) => false,
+        })
     }
 
     /// A manifest's bytes, checked against its digest.
@@ -207,7 +293,7 @@ impl Files {
         if !digest.matches(&bytes) {
             return Err(self.invalid(format!("{} does not match its digest {digest}", path.display())));
         }
-        let media_type = media_type_of(&media_type, &bytes);
+        let media_type = media_type_of(&media_type, "", &bytes);
         Ok(FetchedManifest {
             bytes,
             media_type,
@@ -227,8 +313,15 @@ impl Files {
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&lock_path)
-            .map_err(|e| self.io("lock", &lock_path, e))?;
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => self.invalid(format!(
+                    "{} is a symbolic link: refused, a layout's files must be inside it",
+                    lock_path.display()
+                )),
+                _ => self.io("lock", &lock_path, e),
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -243,10 +336,14 @@ impl Files {
             Err(TryLockError::Error(e)) => return Err(self.io("lock", &lock_path, e)),
         }
         let tmp = self.root.join(TMP_DIR);
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp).map_err(|e| self.io("clean", &tmp, e))?;
+        match fs::symlink_metadata(&tmp) {
+            // a symbolic link is removed itself, never followed
+            Ok(m) if m.file_type().is_symlink() || !m.is_dir() => fs::remove_file(&tmp),
+            Ok(_) => fs::remove_dir_all(&tmp),
+            Err(_) => Ok(()),
         }
-        fs::create_dir_all(&tmp).map_err(|e| self.io("create", &tmp, e))?;
+        .map_err(|e| self.io("clean", &tmp, e))?;
+        fs::create_dir(&tmp).map_err(|e| self.io("create", &tmp, e))?;
         Ok(file)
     }
 
@@ -320,8 +417,9 @@ impl Files {
     /// tag, points the tag at it in `index.json`. The caller serialises
     /// index updates.
     pub fn write_manifest(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
+        self.check_blob_dirs(&m.digest)?;
         let path = self.blob_path(&m.digest);
-        if !path.is_file() {
+        if !is_regular(&path) {
             self.write_atomic(&path, &m.bytes)?;
         }
         if Digest::parse(reference).is_ok() {
@@ -353,6 +451,11 @@ impl Files {
         let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
         self.write_atomic(&self.root.join("index.json"), &text)
     }
+}
+
+/// A regular file, not through a symbolic link.
+pub(super) fn is_regular(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
 }
 
 /// Renames a finished file into place and makes the rename durable.

@@ -74,8 +74,8 @@ impl Layout {
     async fn put_blob_inner(&self, digest: &Digest, len: Option<u64>, mut body: BlobBody) -> Result<()> {
         self.writable().await?;
         let path = self.files.blob_path(digest);
-        let check = path.clone();
-        if blocking(&self.files, move |_| Ok(check.is_file())).await? {
+        let check = digest.clone();
+        if blocking(&self.files, move |files| files.has_blob(&check)).await? {
             return Ok(());
         }
         let files = &self.files;
@@ -139,6 +139,14 @@ impl Store for Layout {
     fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<ManifestHead>>> {
         let reference = reference.to_string();
         Box::pin(blocking(&self.files, move |files| {
+            // by digest: present only with its whole tree
+            if let Ok(digest) = Digest::parse(&reference) {
+                let complete = files.manifest_complete(&digest, 0)?;
+                return Ok(complete.then_some(ManifestHead {
+                    digest: Some(digest),
+                    media_type: String::new(),
+                }));
+            }
             Ok(files.resolve(&reference)?.map(|(digest, media_type)| ManifestHead {
                 digest: Some(digest),
                 media_type,
@@ -156,8 +164,8 @@ impl Store for Layout {
     }
 
     fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>> {
-        let path = self.files.blob_path(digest);
-        Box::pin(blocking(&self.files, move |_| Ok(path.is_file())))
+        let digest = digest.clone();
+        Box::pin(blocking(&self.files, move |files| files.has_blob(&digest)))
     }
 
     fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
@@ -165,6 +173,7 @@ impl Store for Layout {
         let digest = digest.clone();
         Box::pin(async move {
             let opened = blocking(&self.files, move |files| {
+                files.check_blob_dirs(&digest)?;
                 files
                     .open_regular(&path)?
                     .ok_or_else(|| files.invalid(format!("blob {digest} is missing ({})", path.display())))
