@@ -160,7 +160,10 @@ pub fn media_type_of(content_type: &str, descriptor: &str, bytes: &[u8]) -> Stri
             }
         })
     });
-    let known = Some(descriptor).filter(|d| !d.trim().is_empty()).map(str::to_string).or(from_content);
+    let known = Some(descriptor)
+        .filter(|d| !d.trim().is_empty())
+        .map(str::to_string)
+        .or(from_content);
     effective_media_type(content_type, known.as_deref()).to_string()
 }
 

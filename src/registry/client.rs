@@ -370,7 +370,8 @@ impl Client {
         let url = Url::parse(url).map_err(|e| protocol(ctx, format!("{what}: {e}")))?;
         if !same_origin(&url, &base) {
             let shown = printable(url.as_str(), 200);
-            let why = format!("{what} points to {shown}, away from {base}: refused (credentials never leave the registry)");
+            let why =
+                format!("{what} points to {shown}, away from {base}: refused (credentials never leave the registry)");
             let mut e = protocol(ctx, why);
             e.retries_spent = true;
             return Err(e);
