@@ -374,3 +374,119 @@ fn layouts_never_lead_outside_themselves() {
     assert_eq!(run.code, 0, "{run:?}");
     validate_layout(&real).unwrap();
 }
+
+/// Runs to the end, watching the child's peak RSS (MiB).
+fn run_measured(ws: &Workspace, cfg: &Path, args: &[&str]) -> (Run, i64) {
+    let child = ws.spawn(cfg, args);
+    let watch = testkit::measure::PeakRss::watch(child.id());
+    let run = output(child.wait_with_output().unwrap());
+    (run, watch.stop() / 1024)
+}
+
+#[test]
+fn memory_stays_bounded_whatever_the_peer_sends() {
+    let ws = Workspace::new();
+    let dst = Registry::start(Auth::None);
+
+    // a tag list that pages on forever, 7 MB a page
+    let endless = Server::start(|req| {
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        if !path.ends_with("/tags/list") {
+            return Response::json(200, "{}".into());
+        }
+        let page: usize = req
+            .query()
+            .iter()
+            .find(|(k, _)| k == "page")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        let tags: Vec<String> = (0..350_000).map(|i| format!("\"1.{page}.{i}-padding\"")).collect();
+        let mut r = Response::json(200, format!("{{\"tags\":[{}]}}", tags.join(",")));
+        r.headers
+            .push(("Link".into(), format!("<{path}?page={}>; rel=\"next\"", page + 1)));
+        r
+    });
+    let cfg = ws.app_config(&format!("127.0.0.1:{}", endless.port), &dst.host(), "");
+    let (run, peak) = run_measured(&ws, &cfg, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("the tag list goes on past"), "{run:?}");
+    eprintln!("peak RSS {peak} MiB");
+    assert!(peak <= 256, "peak RSS {peak} MiB");
+
+    // an index of 70 children of almost 4 MiB each (280 MiB of manifests)
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let child = {
+        let config = config.clone();
+        move |i: usize| {
+            let desc = json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()});
+            let pad = "x".repeat(4 * 1024 * 1024 - 1024);
+            serde_json::to_vec(
+                &json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": desc, "layers": [], "annotations": {"n": i.to_string(), "pad": pad}}),
+            )
+            .unwrap()
+        }
+    };
+    let children: Vec<(String, usize)> = (0..70)
+        .map(|i| {
+            let bytes = child(i);
+            (sha256(&bytes), bytes.len())
+        })
+        .collect();
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children.iter().map(|(d, n)| json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": n,
+            "platform": {"os": "linux", "architecture": "amd64"}})).collect::<Vec<_>>()}))
+    .unwrap();
+    let by_digest: std::collections::HashMap<String, usize> =
+        children.iter().enumerate().map(|(i, (d, _))| (d.clone(), i)).collect();
+    let index_digest = sha256(&index);
+    let big = Server::start(move |req| {
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        let reference = path.rsplit('/').next().unwrap_or("").to_string();
+        let (body, media_type) = if path.ends_with("/tags/list") {
+            return Response::json(200, r#"{"tags":["1.0.0"]}"#.into());
+        } else if path.contains("/blobs/") {
+            (config.clone(), "application/octet-stream")
+        } else if reference == "1.0.0" || reference == index_digest {
+            (index.clone(), "application/vnd.oci.image.index.v1+json")
+        } else if let Some(i) = by_digest.get(&reference) {
+            (child(*i), "application/vnd.oci.image.manifest.v1+json")
+        } else {
+            return Response::json(200, "{}".into());
+        };
+        let digest = sha256(&body);
+        Response {
+            status: 200,
+            headers: vec![
+                ("Content-Type".into(), media_type.into()),
+                ("Docker-Content-Digest".into(), digest),
+            ],
+            body: if req.method == "HEAD" { vec![] } else { body },
+        }
+    });
+    let out = ws.path("big-out");
+    let cfg = ws.write_config(&yaml(
+        &format!("127.0.0.1:{}/team/app", big.port),
+        &format!("oci:{}", out.display()),
+    ));
+    let (run, peak) = run_measured(&ws, &cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    eprintln!("peak RSS {peak} MiB");
+    assert!(peak <= 256, "peak RSS {peak} MiB");
+    assert_eq!(validate_layout(&out).unwrap().len(), 1);
+
+    // a layout whose index.json leads to /dev/zero
+    let zero = ws.path("zero");
+    write_layout(&zero, &[]);
+    std::fs::remove_file(zero.join("index.json")).unwrap();
+    symlink(Path::new("/dev/zero"), &zero.join("index.json"));
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", zero.display()),
+        &format!("{}/m/z", dst.host()),
+    ));
+    let (run, peak) = run_measured(&ws, &cfg, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("index.json is a symbolic link: refused"), "{run:?}");
+    eprintln!("peak RSS {peak} MiB");
+    assert!(peak <= 256, "peak RSS {peak} MiB");
+}

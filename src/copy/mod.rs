@@ -32,6 +32,9 @@ pub use verify::verified;
 
 /// Blobs of one manifest, and children of one index, copied at once.
 const FAN_OUT: usize = 4;
+/// Source manifests kept for aliases and shared children, in bytes: a
+/// registry serving many large manifests cannot make memory grow past it.
+const MANIFEST_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Indexes nested deeper than this are refused (a loop or an attack).
 const MAX_DEPTH: usize = 4;
 
@@ -145,7 +148,7 @@ impl Engine {
             transfers_per_domain: transfers_per_domain.max(1),
             restarts,
             slots: Mutex::new(HashMap::new()),
-            manifests: OnceMap::default(),
+            manifests: OnceMap::with_budget(MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
             present: OnceMap::default(),
             holders: OnceMap::default(),
             new_destinations: Mutex::new(HashSet::new()),

@@ -1,7 +1,7 @@
 //! Work done at most once per key per run, with concurrent askers waiting
 //! for the one doing it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -16,14 +16,32 @@ enum Slot<V, E> {
 /// Keyed once-cells. Askers that arrive while a value is being computed
 /// wait for that computation and get its outcome, success or failure. A
 /// failure is not remembered: the next asker after it tries again.
+///
+/// With a budget, known values are kept only up to that many bytes (as
+/// `weigh` counts them), the oldest forgotten first: a forgotten value is
+/// computed again if asked for again.
 pub struct OnceMap<V, E> {
     slots: Mutex<HashMap<String, Slot<V, E>>>,
+    budget: Option<(usize, fn(&V) -> usize)>,
+    kept: Mutex<(VecDeque<(String, usize)>, usize)>,
 }
 
 impl<V, E> Default for OnceMap<V, E> {
     fn default() -> Self {
         OnceMap {
             slots: Mutex::new(HashMap::new()),
+            budget: None,
+            kept: Mutex::new((VecDeque::new(), 0)),
+        }
+    }
+}
+
+impl<V, E> OnceMap<V, E> {
+    /// Keeps known values up to `bytes` in all.
+    pub fn with_budget(bytes: usize, weigh: fn(&V) -> usize) -> Self {
+        OnceMap {
+            budget: Some((bytes, weigh)),
+            ..OnceMap::default()
         }
     }
 }
@@ -89,13 +107,35 @@ impl<V: Clone, E: Clone> OnceMap<V, E> {
                     {
                         let mut slots = self.lock();
                         match &outcome {
-                            Ok(v) => slots.insert(key.clone(), Slot::Done(v.clone())),
-                            Err(_) => slots.remove(&key),
-                        };
+                            Ok(v) => {
+                                slots.insert(key.clone(), Slot::Done(v.clone()));
+                                self.keep_within_budget(&mut slots, &key, v);
+                            }
+                            Err(_) => {
+                                slots.remove(&key);
+                            }
+                        }
                     }
                     let _ = tx.send(Some(outcome.clone()));
                     return outcome;
                 }
+            }
+        }
+    }
+
+    /// Records a new known value and forgets the oldest ones past the
+    /// budget (never the one just computed).
+    fn keep_within_budget(&self, slots: &mut HashMap<String, Slot<V, E>>, key: &str, v: &V) {
+        let Some((budget, weigh)) = self.budget else { return };
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        let weight = weigh(v);
+        kept.0.push_back((key.to_string(), weight));
+        kept.1 += weight;
+        while kept.1 > budget && kept.0.len() > 1 {
+            let Some((old, w)) = kept.0.pop_front() else { break };
+            kept.1 -= w;
+            if matches!(slots.get(&old), Some(Slot::Done(_))) {
+                slots.remove(&old);
             }
         }
     }
@@ -160,6 +200,28 @@ mod tests {
         assert_eq!(map.get_or_try_init("x".into(), work(Ok(1))).await, Ok(1));
         map.set_if_empty("x".into(), 5);
         assert_eq!(map.get_or_try_init("x".into(), work(Ok(9))).await, Ok(1));
+    }
+
+    #[tokio::test]
+    async fn a_budget_forgets_the_oldest_values() {
+        let map: OnceMap<Vec<u8>, ()> = OnceMap::with_budget(10, Vec::len);
+        let runs = AtomicUsize::new(0);
+        let make = |n: usize| {
+            let runs = &runs;
+            move || async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok(vec![0; n])
+            }
+        };
+        for key in ["a", "b", "c"] {
+            map.get_or_try_init(key.into(), make(4)).await.unwrap();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        // "a" was forgotten to stay within 10 bytes; "c" is still known
+        map.get_or_try_init("c".into(), make(4)).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 3);
+        map.get_or_try_init("a".into(), make(4)).await.unwrap();
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test]

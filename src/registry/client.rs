@@ -16,8 +16,11 @@ use crate::error::{ErrorKind, StoreError, printable};
 use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_tag};
 
+/// One page of a tag list, and all pages of one repository together: a
+/// registry that pages on forever is stopped here.
 const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
-const MAX_TAG_PAGES: usize = 10_000;
+const MAX_TAGS_TOTAL_BYTES: usize = 64 * 1024 * 1024;
+const MAX_TAGS: usize = 1_000_000;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -80,12 +83,9 @@ impl Client {
         let scopes = pull(repo);
         let mut next = Some(self.url(repo, "tags/list?n=1000"));
         let mut all = Vec::new();
-        let mut pages = 0;
+        let (mut pages, mut bytes) = (0usize, 0usize);
         while let Some(url) = next.take() {
             pages += 1;
-            if pages > MAX_TAG_PAGES {
-                return Err(protocol(&ctx, "too many tag list pages"));
-            }
             let first = pages == 1;
             let page = self
                 .transport
@@ -106,11 +106,24 @@ impl Client {
                         let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
                         let page: Page =
                             serde_json::from_slice(&body).map_err(|e| protocol(&ctx, format!("bad tag list: {e}")))?;
-                        Ok(Some((page.tags.unwrap_or_default(), next)))
+                        Ok(Some((page.tags.unwrap_or_default(), next, body.len())))
                     },
                 )
                 .await?;
-            let Some((tags, link)) = page else { return Ok(None) };
+            let Some((tags, link, size)) = page else {
+                return Ok(None);
+            };
+            bytes += size;
+            if bytes > MAX_TAGS_TOTAL_BYTES || all.len() + tags.len() > MAX_TAGS {
+                let why = format!(
+                    "the tag list goes on past {} tags or {} MiB ({pages} pages): refused",
+                    MAX_TAGS,
+                    MAX_TAGS_TOTAL_BYTES >> 20
+                );
+                let mut e = protocol(&ctx, why);
+                e.retries_spent = true;
+                return Err(e);
+            }
             next = match link {
                 Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
                 None => None,
