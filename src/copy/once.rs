@@ -13,6 +13,12 @@ enum Slot<V, E> {
     Done(V),
 }
 
+/// At most this many bytes of known values, as the function counts them.
+type Budget<V> = (usize, fn(&V) -> usize);
+
+/// Known values in the order they came, with their weights, and the total.
+type Kept = (VecDeque<(String, usize)>, usize);
+
 /// Keyed once-cells. Askers that arrive while a value is being computed
 /// wait for that computation and get its outcome, success or failure. A
 /// failure is not remembered: the next asker after it tries again.
@@ -22,8 +28,8 @@ enum Slot<V, E> {
 /// computed again if asked for again.
 pub struct OnceMap<V, E> {
     slots: Mutex<HashMap<String, Slot<V, E>>>,
-    budget: Option<(usize, fn(&V) -> usize)>,
-    kept: Mutex<(VecDeque<(String, usize)>, usize)>,
+    budget: Option<Budget<V>>,
+    kept: Mutex<Kept>,
 }
 
 impl<V, E> Default for OnceMap<V, E> {
