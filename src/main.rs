@@ -68,6 +68,16 @@ struct Cli {
     #[arg(long, env = "REPLICANT_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
 
+    /// Seconds one small response (a manifest, a tag-list page, a token, an
+    /// error) may take in all, however it trickles in.
+    #[arg(long, env = "REPLICANT_RESPONSE_DEADLINE", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    response_deadline: u64,
+
+    /// Bytes per second, averaged over --timeout seconds, below which a blob
+    /// transfer is cut off and restarted (0: no minimum).
+    #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = 10240)]
+    min_transfer_rate: u64,
+
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -140,6 +150,8 @@ fn main() -> ExitCode {
         max_connections: usize::from(cli.max_connections),
         retries: cli.retries,
         timeout: std::time::Duration::from_secs(cli.timeout),
+        response_deadline: std::time::Duration::from_secs(cli.response_deadline),
+        min_transfer_rate: cli.min_transfer_rate,
     };
     // The files of the `registries:` section: still configuration problems,
     // found before any network traffic.

@@ -25,6 +25,12 @@ pub struct RunOptions {
     pub retries: u32,
     /// Connect timeout, and the longest a registry may stay silent.
     pub timeout: Duration,
+    /// The longest one small response (manifest, tag page, token, error)
+    /// may take in all.
+    pub response_deadline: Duration,
+    /// Blobs slower than this many bytes per second, averaged over
+    /// `timeout`, are cut off and restarted (0: no minimum).
+    pub min_transfer_rate: u64,
 }
 
 impl Default for RunOptions {
@@ -36,6 +42,8 @@ impl Default for RunOptions {
             max_connections: 8,
             retries: 4,
             timeout: Duration::from_secs(60),
+            response_deadline: Duration::from_secs(120),
+            min_transfer_rate: 10 * 1024,
         }
     }
 }
@@ -76,6 +84,7 @@ impl Settings {
         let transport = TransportSettings {
             retries: run.retries,
             timeout: run.timeout,
+            response_deadline: run.response_deadline,
             hosts,
         };
         Ok(Settings { config, run, transport })

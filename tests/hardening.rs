@@ -490,3 +490,84 @@ fn memory_stays_bounded_whatever_the_peer_sends() {
     eprintln!("peak RSS {peak} MiB");
     assert!(peak <= 256, "peak RSS {peak} MiB");
 }
+
+#[test]
+fn a_registry_that_drips_cannot_hold_a_run() {
+    use std::time::{Duration, Instant};
+    use testkit::http::Drip;
+    let config = vec![b'{'; 1]
+        .into_iter()
+        .chain(format!("\"pad\":\"{}\"}}", "x".repeat(16 * 1024)).into_bytes())
+        .collect::<Vec<u8>>();
+    let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": []}))
+    .unwrap();
+    let server = Server::start_dripping(move |req| {
+        let path = req.target.split('?').next().unwrap_or("").to_string();
+        let slow = |bytes| {
+            Some(Drip {
+                bytes,
+                every: Duration::from_millis(100),
+            })
+        };
+        if path.ends_with("/tags/list") {
+            return (Response::json(200, r#"{"tags":["1.0.0"]}"#.into()), None);
+        }
+        if path.contains("/manifests/") {
+            let r = Response {
+                status: 200,
+                headers: vec![
+                    (
+                        "Content-Type".into(),
+                        "application/vnd.oci.image.manifest.v1+json".into(),
+                    ),
+                    ("Docker-Content-Digest".into(), sha256(&manifest)),
+                ],
+                body: if req.method == "HEAD" { vec![] } else { manifest.clone() },
+            };
+            // one byte every 100 ms: the manifest would take half a minute
+            let drip = (path.starts_with("/v2/slow-manifest/") && req.method == "GET").then_some(1);
+            return (r, drip.and_then(slow));
+        }
+        if path.contains("/blobs/") {
+            // 512 bytes every 100 ms: 5 KB/s
+            return (Response::json(200, String::from_utf8_lossy(&config).into()), slow(512));
+        }
+        (Response::json(200, "{}".into()), None)
+    });
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let h = format!("127.0.0.1:{}", server.port);
+
+    let cfg = ws.write_config(&yaml(&format!("{h}/slow-manifest"), &format!("{}/m/a", dst.host())));
+    let started = Instant::now();
+    let run = ws.run(&cfg, &["--response-deadline", "2", "--retries", "0"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{run:?}");
+    assert!(run.stdout.contains("no complete answer within 2 s"), "{run:?}");
+
+    let cfg = ws.write_config(&yaml(&format!("{h}/slow-blob"), &format!("{}/m/b", dst.host())));
+    let started = Instant::now();
+    let run = ws.run(
+        &cfg,
+        &["--min-transfer-rate", "50000", "--timeout", "2", "--retries", "0"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{run:?}");
+    assert!(run.stdout.contains("below the minimum of 50000 B/s"), "{run:?}");
+    assert!(TestClient::new(&dst.host(), None).tags("m/b").is_empty());
+
+    // slow but steady: an upload that lasts longer than --timeout is fine
+    // (the destination rightly stays silent until the body is in)
+    let cfg = ws.write_config(&yaml(&format!("{h}/slow-blob"), &format!("{}/m/c", dst.host())));
+    let run = ws.run(
+        &cfg,
+        &["--min-transfer-rate", "1000", "--timeout", "2", "--retries", "0"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        TestClient::new(&dst.host(), None).tags("m/c"),
+        vec!["1.0.0".to_string()]
+    );
+}

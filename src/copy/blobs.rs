@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::verify::rate_guarded;
 use super::{CopyError, Engine, verified};
 use crate::error::{ErrorKind, StoreError};
 use crate::model::Digest;
@@ -142,7 +143,11 @@ impl Engine {
             (declared, _) => Some(declared),
         };
         let failure = Arc::new(Mutex::new(None));
-        let body: BlobBody = Box::pin(verified(blob.body, digest.clone(), size, failure.clone()));
+        let body = match self.min_rate {
+            Some(min) => rate_guarded(blob.body, min, failure.clone()),
+            None => blob.body,
+        };
+        let body: BlobBody = Box::pin(verified(body, digest.clone(), size, failure.clone()));
         let stored = dst.put_blob(digest, size, body).await;
         // A verification failure inside the stream is the real cause.
         if let Some(kind) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {

@@ -28,7 +28,7 @@ use crate::model::manifest::{Manifest, ManifestError, media_type_of};
 use crate::model::{Digest, FetchedManifest};
 use crate::store::Store;
 use once::OnceMap;
-pub use verify::verified;
+pub use verify::{MinRate, verified};
 
 /// Blobs of one manifest, and children of one index, copied at once.
 const FAN_OUT: usize = 4;
@@ -122,6 +122,8 @@ pub struct Engine {
     transfers_per_domain: usize,
     /// Restarts of a blob transfer whose body broke mid-way.
     restarts: u32,
+    /// Blobs arriving slower than this are cut off (and restarted).
+    min_rate: Option<MinRate>,
     slots: Mutex<HashMap<String, Arc<Semaphore>>>,
     /// Source manifests by (store, digest): fetched once per run.
     manifests: OnceMap<FetchedManifest, CopyError>,
@@ -147,12 +149,19 @@ impl Engine {
             stats: Stats::default(),
             transfers_per_domain: transfers_per_domain.max(1),
             restarts,
+            min_rate: None,
             slots: Mutex::new(HashMap::new()),
             manifests: OnceMap::with_budget(MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
             present: OnceMap::default(),
             holders: OnceMap::default(),
             new_destinations: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Cuts off blob transfers slower than `min` (see [`MinRate`]).
+    pub fn with_min_rate(mut self, min: MinRate) -> Engine {
+        self.min_rate = (min.bytes_per_second > 0).then_some(min);
+        self
     }
 
     /// Tells the engine that `dst` did not exist when planned (its tag list

@@ -1,6 +1,7 @@
 //! Verifying a blob while it streams.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, stream};
@@ -102,6 +103,50 @@ pub fn verified(
     })
 }
 
+/// The slowest a blob may arrive: `bytes_per_second`, averaged over each
+/// `window` (`--min-transfer-rate` over `--timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct MinRate {
+    pub bytes_per_second: u64,
+    pub window: Duration,
+}
+
+/// Passes a blob's bytes through, failing the stream when fewer than the
+/// minimum rate's worth arrived in a window: a peer that drips bytes (and so
+/// never trips the silence timeout) cannot hold a transfer for days. Total
+/// silence is the HTTP client's read timeout's to catch.
+pub fn rate_guarded(inner: BlobBody, min: MinRate, failure: Arc<Mutex<Option<ErrorKind>>>) -> BlobBody {
+    let state = (inner, Instant::now(), 0u64, false);
+    Box::pin(stream::unfold(state, move |(mut inner, mut start, mut bytes, done)| {
+        let failure = failure.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let item = inner.next().await?;
+            if let Ok(chunk) = &item {
+                bytes += chunk.len() as u64;
+                let elapsed = start.elapsed();
+                if elapsed >= min.window {
+                    let needed = min.bytes_per_second.saturating_mul(elapsed.as_secs().max(1));
+                    if bytes < needed {
+                        let rate = bytes / elapsed.as_secs().max(1);
+                        let why = format!(
+                            "the blob arrived at {rate} B/s over {} s, below the minimum of {} B/s (--min-transfer-rate)",
+                            elapsed.as_secs(),
+                            min.bytes_per_second
+                        );
+                        *lock(&failure) = Some(ErrorKind::Network(why.clone()));
+                        return Some((Err(std::io::Error::other(why)), (inner, start, bytes, true)));
+                    }
+                    (start, bytes) = (Instant::now(), 0);
+                }
+            }
+            Some((item, (inner, start, bytes, false)))
+        }
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +163,27 @@ mod tests {
         let out = out.map(|v| v.concat()).map_err(|e| e.to_string());
         let recorded = lock(&failure).as_ref().map(|k| k.to_string());
         (out, recorded)
+    }
+
+    #[tokio::test]
+    async fn a_dripping_body_is_cut_off_below_the_minimum_rate() {
+        let drip = stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            (n < 100).then(|| (Ok(Bytes::from_static(b"x")), n + 1))
+        });
+        let failure = Arc::new(Mutex::new(None));
+        let min = MinRate {
+            bytes_per_second: 1000,
+            window: Duration::from_millis(200),
+        };
+        let out: Result<Vec<Bytes>, _> = rate_guarded(Box::pin(drip), min, failure.clone()).try_collect().await;
+        assert!(out.is_err());
+        let why = lock(&failure).as_ref().map(|k| k.to_string()).unwrap_or_default();
+        assert!(why.contains("below the minimum of 1000 B/s"), "{why}");
+
+        let fast: BlobBody = Box::pin(stream::iter(vec![Ok(Bytes::from_static(b"plenty"))]));
+        let out: Result<Vec<Bytes>, _> = rate_guarded(fast, min, Arc::new(Mutex::new(None))).try_collect().await;
+        assert_eq!(out.unwrap().concat(), b"plenty");
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
@@ -328,20 +330,27 @@ impl Client {
         location: Url,
         digest: &Digest,
         size: Option<u64>,
-        body: reqwest::Body,
+        body: impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static,
     ) -> Result<()> {
         let ctx = format!("{repo}: upload blob {digest}");
         let scopes = push(repo);
         let mut location = location;
+        // the registry answers once the whole body is in: that answer must
+        // come within the response deadline of the body's end
+        let (sent, body_sent) = tokio::sync::oneshot::channel();
+        let mut body_sent = Some(body_sent);
+        let body = reqwest::Body::wrap_stream(announce_end(body, sent));
         let body = match size {
             Some(len) => Some((len, body)),
             None => {
                 let patch = self
-                    .http(repo)
+                    .transport
+                    .uploading(&repo.registry)
                     .request(Method::PATCH, location.clone())
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(body);
-                let resp = self.transport.send_once(repo, &scopes, &ctx, patch).await?;
+                let sent = body_sent.take().unwrap_or_else(ended);
+                let resp = self.transport.send_upload(repo, &scopes, &ctx, patch, sent).await?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(self.failure(resp, &ctx, repo).await);
                 }
@@ -351,14 +360,21 @@ impl Client {
         };
         location.query_pairs_mut().append_pair("digest", digest.as_str());
         let put = self
-            .http(repo)
+            .transport
+            .uploading(&repo.registry)
             .put(location)
             .header(CONTENT_TYPE, "application/octet-stream");
-        let put = match body {
-            Some((len, body)) => put.header(CONTENT_LENGTH, len).body(body),
-            None => put.header(CONTENT_LENGTH, 0),
+        let resp = match body {
+            Some((len, body)) => {
+                let put = put.header(CONTENT_LENGTH, len).body(body);
+                let sent = body_sent.take().unwrap_or_else(ended);
+                self.transport.send_upload(repo, &scopes, &ctx, put, sent).await?
+            }
+            None => {
+                let put = put.header(CONTENT_LENGTH, 0);
+                self.transport.send_upload(repo, &scopes, &ctx, put, ended()).await?
+            }
         };
-        let resp = self.transport.send_once(repo, &scopes, &ctx, put).await?;
         if resp.status() != StatusCode::CREATED {
             return Err(self.failure(resp, &ctx, repo).await);
         }
@@ -391,4 +407,30 @@ impl Client {
         }
         Ok(url)
     }
+}
+
+/// Passes a body through and says when it has all been read.
+fn announce_end(
+    body: impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static,
+    sent: tokio::sync::oneshot::Sender<()>,
+) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static {
+    let body = Box::pin(body);
+    futures_util::stream::unfold((body, Some(sent)), |(mut body, mut sent)| async move {
+        match body.next().await {
+            Some(item) => Some((item, (body, sent))),
+            None => {
+                if let Some(s) = sent.take() {
+                    let _ = s.send(());
+                }
+                None
+            }
+        }
+    })
+}
+
+/// A body that has already ended (an empty closing PUT).
+fn ended() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(());
+    rx
 }

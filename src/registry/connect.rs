@@ -38,6 +38,9 @@ pub struct TransportSettings {
     pub retries: u32,
     /// Connect timeout, and the longest a response may stay silent.
     pub timeout: Duration,
+    /// The longest one attempt of an exchange may take in all, body
+    /// included (blob bodies excepted: they stream under a minimum rate).
+    pub response_deadline: Duration,
     /// Hosts with settings of their own, by `host[:port]`.
     pub hosts: HashMap<String, HostSettings>,
 }
@@ -47,51 +50,79 @@ impl Default for TransportSettings {
         TransportSettings {
             retries: 4,
             timeout: Duration::from_secs(60),
+            response_deadline: Duration::from_secs(120),
             hosts: HashMap::new(),
         }
     }
 }
 
 /// The HTTP clients of a run: connection reuse per TLS setup.
+/// One TLS setup's clients: `reading` stops at `--timeout` of silence;
+/// `uploading` has no read timeout, because while a streamed upload is
+/// sent the registry rightly says nothing, for as long as the upload takes
+/// (its pace is the source's, watched by the copy engine's minimum rate).
+struct Clients {
+    reading: reqwest::Client,
+    uploading: reqwest::Client,
+}
+
 pub(super) struct Connections {
-    default: reqwest::Client,
-    custom: HashMap<String, reqwest::Client>,
+    default: Clients,
+    custom: HashMap<String, Clients>,
     hosts: HashMap<String, HostSettings>,
 }
 
 impl Connections {
     pub(super) fn new(settings: &TransportSettings) -> Result<Connections, reqwest::Error> {
-        let builder = || {
-            reqwest::Client::builder()
+        let builder = |o: Option<&HostSettings>| {
+            let mut b = reqwest::Client::builder()
                 .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
                 .connect_timeout(settings.timeout.min(Duration::from_secs(30)))
-                .read_timeout(settings.timeout)
-                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_idle_timeout(Duration::from_secs(90));
+            if let Some(o) = o {
+                if !o.ca_certs.is_empty() {
+                    b = b.tls_certs_merge(o.ca_certs.iter().cloned());
+                }
+                if let Some(id) = &o.identity {
+                    b = b.identity(id.clone());
+                }
+                if o.insecure {
+                    b = b.tls_danger_accept_invalid_certs(true);
+                }
+            }
+            b
+        };
+        let clients = |o: Option<&HostSettings>| -> Result<Clients, reqwest::Error> {
+            Ok(Clients {
+                reading: builder(o).read_timeout(settings.timeout).build()?,
+                uploading: builder(o).build()?,
+            })
         };
         let mut custom = HashMap::new();
         for (host, o) in &settings.hosts {
-            let mut b = builder();
-            if !o.ca_certs.is_empty() {
-                b = b.tls_certs_merge(o.ca_certs.iter().cloned());
-            }
-            if let Some(id) = &o.identity {
-                b = b.identity(id.clone());
-            }
             if o.insecure {
                 tracing::warn!(registry = %host, "TLS certificates are not verified (insecure: true)");
-                b = b.tls_danger_accept_invalid_certs(true);
             }
-            custom.insert(host.clone(), b.build()?);
+            custom.insert(host.clone(), clients(Some(o))?);
         }
         Ok(Connections {
-            default: builder().build()?,
+            default: clients(None)?,
             custom,
             hosts: settings.hosts.clone(),
         })
     }
 
-    pub(super) fn http(&self, registry: &Registry) -> &reqwest::Client {
+    fn clients(&self, registry: &Registry) -> &Clients {
         self.custom.get(&registry.host).unwrap_or(&self.default)
+    }
+
+    pub(super) fn http(&self, registry: &Registry) -> &reqwest::Client {
+        &self.clients(registry).reading
+    }
+
+    /// For streamed uploads: no read timeout (see [`Clients`]).
+    pub(super) fn uploading(&self, registry: &Registry) -> &reqwest::Client {
+        &self.clients(registry).uploading
     }
 
     /// The client for a registry's token realm: the registry's own TLS
@@ -107,7 +138,7 @@ impl Connections {
         if authority.eq_ignore_ascii_case(&registry.host) {
             self.http(registry)
         } else {
-            &self.default
+            &self.default.reading
         }
     }
 

@@ -61,6 +61,7 @@ pub(super) struct Transport {
     credentials: Arc<Chain>,
     registries: Mutex<HashMap<Registry, Arc<RegistryState>>>,
     retries: u32,
+    deadline: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -76,6 +77,7 @@ impl Transport {
             credentials,
             registries: Mutex::new(HashMap::new()),
             retries: settings.retries,
+            deadline: settings.response_deadline,
         })
     }
 
@@ -140,7 +142,8 @@ impl Transport {
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or has been tried
-    /// `retries + 1` times. The error that comes out is marked spent.
+    /// `retries + 1` times, each attempt within the response deadline. The
+    /// error that comes out is marked spent.
     async fn retried<T, F, Fut>(&self, ctx: &str, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
@@ -148,7 +151,16 @@ impl Transport {
     {
         let mut failures = 0;
         loop {
-            match attempt().await {
+            let bounded = tokio::time::timeout(self.deadline, attempt())
+                .await
+                .unwrap_or_else(|_| {
+                    let why = format!(
+                        "no complete answer within {} s (--response-deadline)",
+                        self.deadline.as_secs()
+                    );
+                    Err(StoreError::new(ctx, ErrorKind::Network(why)))
+                });
+            match bounded {
                 Err(e) if failures < self.retries && e.is_retryable() => {
                     let wait = e.retry_after.unwrap_or_else(|| backoff(failures));
                     failures += 1;
@@ -167,9 +179,40 @@ impl Transport {
         }
     }
 
-    /// Sends once, authenticated for `scopes`, without retries: for bodies
-    /// that cannot be replayed (streamed uploads).
-    pub(super) async fn send_once(
+    /// The client for streamed uploads (no read timeout: see `connect`).
+    pub(super) fn uploading(&self, registry: &Registry) -> &reqwest::Client {
+        self.connections.uploading(registry)
+    }
+
+    /// Sends a streamed upload once (a streamed body cannot be replayed).
+    /// The registry's answer must come within the response deadline of the
+    /// body's end (`body_sent`); before that, the body's own pace rules.
+    pub(super) async fn send_upload(
+        &self,
+        repo: &Repository,
+        scopes: &[String],
+        ctx: &str,
+        builder: RequestBuilder,
+        body_sent: tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<Response> {
+        let answer_due = async {
+            let _ = body_sent.await;
+            tokio::time::sleep(self.deadline).await;
+        };
+        tokio::select! {
+            resp = self.send_once(repo, scopes, ctx, builder) => resp,
+            () = answer_due => {
+                let why = format!(
+                    "no answer within {} s of the upload's end (--response-deadline)",
+                    self.deadline.as_secs()
+                );
+                Err(StoreError::new(ctx, ErrorKind::Network(why)))
+            }
+        }
+    }
+
+    /// Sends once, authenticated for `scopes`, without retries.
+    async fn send_once(
         &self,
         repo: &Repository,
         scopes: &[String],
@@ -193,11 +236,12 @@ impl Transport {
             self.health(registry, ctx).await?;
         }
         let (method, path) = (request.method().clone(), request.url().path().to_string());
-        let resp = self
-            .http(registry)
-            .execute(request)
-            .await
-            .map_err(|e| classify(ctx, registry, e))?;
+        // uploads go through the client without a read timeout
+        let client = match request.body() {
+            Some(b) if b.as_bytes().is_none() => self.uploading(registry),
+            _ => self.http(registry),
+        };
+        let resp = client.execute(request).await.map_err(|e| classify(ctx, registry, e))?;
         tracing::debug!(%method, registry = %registry, %path, status = resp.status().as_u16(), "request");
         if let Some((remaining, window)) = rate_limit(resp.headers()) {
             tracing::debug!(registry = %registry, remaining, window_seconds = window.as_secs(), "pull budget");

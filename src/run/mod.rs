@@ -18,7 +18,7 @@ pub use plan::{Plan, PlanError, plan};
 pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 
 use crate::config::ImageConfig;
-use crate::copy::{CopyError, Engine, Outcome};
+use crate::copy::{CopyError, Engine, MinRate, Outcome};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc};
 use crate::registry::Client;
 use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
@@ -54,7 +54,10 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             dst: stores.open(&config.destination, true),
         })
         .collect();
-    let engine = Engine::new(options.max_connections, options.retries);
+    let engine = Engine::new(options.max_connections, options.retries).with_min_rate(MinRate {
+        bytes_per_second: options.min_transfer_rate,
+        window: options.timeout,
+    });
     let failed = AtomicBool::new(false);
     let may_start = || !(interrupt.requested() || (options.exit_on_error && failed.load(Ordering::SeqCst)));
 

@@ -104,9 +104,7 @@ impl Store for RegistryStore {
                 Some(url) => url,
                 None => self.client.start_upload(&self.repo).await?,
             };
-            self.client
-                .upload_blob(&self.repo, location, digest, len, reqwest::Body::wrap_stream(body))
-                .await
+            self.client.upload_blob(&self.repo, location, digest, len, body).await
         })
     }
 }

@@ -58,6 +58,13 @@ fn decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Send `bytes` of the body, then wait `every`, until it is all sent.
+#[derive(Debug, Clone, Copy)]
+pub struct Drip {
+    pub bytes: usize,
+    pub every: std::time::Duration,
+}
+
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -83,6 +90,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(handler: impl Fn(Request) -> Response + Send + Sync + 'static) -> Server {
+        Server::start_dripping(move |req| (handler(req), None))
+    }
+
+    /// A server whose answers may trickle: with a [`Drip`], the body goes
+    /// out a few bytes at a time (a slow or hostile registry).
+    pub fn start_dripping(handler: impl Fn(Request) -> (Response, Option<Drip>) + Send + Sync + 'static) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let port = listener.local_addr().expect("local addr").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -179,7 +192,7 @@ pub(crate) fn read_headers(reader: &mut impl BufRead) -> std::io::Result<Vec<(St
     }
 }
 
-fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Result<()> {
+fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> (Response, Option<Drip>)) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn.try_clone()?);
     let mut line = String::new();
     reader.read_line(&mut line)?;
@@ -193,7 +206,7 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Res
     let len: usize = headers.get("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
-    let resp = handler(Request {
+    let (resp, drip) = handler(Request {
         method,
         target,
         headers,
@@ -210,6 +223,15 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> Response) -> std::io::Res
         write!(out, "{k}: {v}\r\n")?;
     }
     out.write_all(b"\r\n")?;
-    out.write_all(&resp.body)?;
+    match drip {
+        None => out.write_all(&resp.body)?,
+        Some(d) => {
+            for chunk in resp.body.chunks(d.bytes.max(1)) {
+                out.write_all(chunk)?;
+                out.flush()?;
+                std::thread::sleep(d.every);
+            }
+        }
+    }
     out.flush()
 }
