@@ -571,3 +571,27 @@ fn a_registry_that_drips_cannot_hold_a_run() {
         vec!["1.0.0".to_string()]
     );
 }
+
+#[test]
+fn a_layout_takes_its_tags_in_batches() {
+    let image = ImageGen::default().image(Format::Oci, &[10], &[], ("linux", "amd64"));
+    let names: Vec<String> = (0..1000).map(|i| format!("1.0.{i}")).collect();
+    let tags: Vec<(&str, &testkit::image::Image)> = names.iter().map(|n| (n.as_str(), &image)).collect();
+    let ws = Workspace::new();
+    let src = ws.path("src");
+    write_layout(&src, &tags);
+    let out = ws.path("out");
+    let cfg = ws.write_config(&yaml(
+        &format!("oci:{}", src.display()),
+        &format!("oci:{}", out.display()),
+    ));
+    let run = ws.run(&cfg, &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(validate_layout(&out).unwrap().len(), 1000);
+    // one index.json write per batch (256 tags or a second), not per tag
+    let writes = run.stderr.lines().filter(|l| l.contains("index.json written")).count();
+    assert!(
+        (1..=20).contains(&writes),
+        "{writes} writes of index.json for 1000 tags"
+    );
+}

@@ -116,6 +116,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
         tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
     }
+    let results = flush_destinations(&images, &copies, results).await;
 
     // 3. collect, in file order
     let mut report = collect(&images, plans, &copies, results, options);
@@ -126,6 +127,31 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         r.log();
     }
     report
+}
+
+/// Makes every tag written visible (layouts write tags in batches); a tag
+/// that could not be is a failed copy, not a copied one.
+async fn flush_destinations(
+    images: &[ImageRun<'_>],
+    copies: &[TagCopy],
+    mut results: Vec<Slot<Result<Outcome, CopyError>>>,
+) -> Vec<Slot<Result<Outcome, CopyError>>> {
+    let mut lost = std::collections::HashMap::new();
+    let mut flushed = std::collections::HashSet::new();
+    for image in images {
+        if flushed.insert(image.dst.name()) {
+            for (tag, e) in image.dst.flush().await {
+                lost.insert((image.dst.name(), tag), e);
+            }
+        }
+    }
+    for (job, slot) in copies.iter().zip(results.iter_mut()) {
+        let key = (images[job.image].dst.name(), job.tag.clone());
+        if let (Slot::Done(Ok(Outcome::Copied)), Some(e)) = (&*slot, lost.get(&key)) {
+            *slot = Slot::Done(Err(CopyError::Store(e.clone())));
+        }
+    }
+    results
 }
 
 /// The failures that concern a whole registry, grouped: which registry,

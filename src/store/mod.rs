@@ -61,6 +61,12 @@ pub trait Store: Send + Sync {
     /// Stores a blob from a stream; nothing becomes visible unless the whole
     /// content arrived and matched `digest`.
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
+    /// Makes every tag written so far visible, for stores that write tags
+    /// in batches (layouts); returns the tags that could not be, with why.
+    /// Called once at the end of a run.
+    fn flush(&self) -> BoxFuture<'_, Vec<(String, StoreError)>> {
+        Box::pin(async { Vec::new() })
+    }
 }
 
 /// Opens stores for a run: one HTTP client for every registry, and one

@@ -14,6 +14,7 @@ use std::io::{ErrorKind as IoKind, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -35,19 +36,58 @@ const MAX_NESTING: usize = 8;
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// One entry of `index.json`.
+#[derive(Debug, Clone)]
 pub(super) struct Entry {
     pub tag: Option<String>,
     pub digest: Digest,
     pub media_type: String,
 }
 
+/// What identifies one version of `index.json`: length, modification
+/// time, inode (every write replaces the file, so the inode changes).
+type Stamp = (u64, Option<std::time::SystemTime>, u64);
+
+/// Entries of `index.json` and the version they were read from.
+type Cached = (Stamp, Arc<Vec<Entry>>);
+
 /// A layout's root directory and the blocking operations on it.
 #[derive(Debug, Clone)]
 pub(super) struct Files {
     pub root: PathBuf,
+    /// `index.json`'s entries as last read, with the version they came
+    /// from: resolving each of thousands of tags must not re-read it.
+    cache: Arc<Mutex<Option<Cached>>>,
 }
 
 impl Files {
+    pub fn new(root: PathBuf) -> Files {
+        Files {
+            root,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The entries of `index.json` (`None` when there is no layout yet),
+    /// read again only when the file changed.
+    fn index_entries(&self) -> Result<Option<Arc<Vec<Entry>>>> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = fs::symlink_metadata(self.root.join("index.json"))
+            .ok()
+            .map(|m| (m.len(), m.modified().ok(), m.ino()));
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let (Some(stamp), Some((cached, entries))) = (stamp, cache.as_ref())
+            && stamp == *cached
+        {
+            return Ok(Some(entries.clone()));
+        }
+        let Some(index) = self.read_index()? else {
+            return Ok(None);
+        };
+        let entries = Arc::new(self.entries(&index)?);
+        *cache = stamp.map(|s| (s, entries.clone()));
+        Ok(Some(entries))
+    }
+
     pub fn error(&self, what: impl std::fmt::Display, kind: ErrorKind) -> StoreError {
         StoreError::new(format!("oci:{}: {what}", self.root.display()), kind)
     }
@@ -217,10 +257,10 @@ impl Files {
 
     /// Tags of the layout, sorted; `None` when there is no layout.
     pub fn tags(&self) -> Result<Option<Vec<String>>> {
-        let Some(index) = self.read_index()? else {
+        let Some(entries) = self.index_entries()? else {
             return Ok(None);
         };
-        let mut tags: Vec<String> = self.entries(&index)?.into_iter().filter_map(|e| e.tag).collect();
+        let mut tags: Vec<String> = entries.iter().filter_map(|e| e.tag.clone()).collect();
         tags.sort();
         tags.dedup();
         Ok(Some(tags))
@@ -231,15 +271,11 @@ impl Files {
         if let Ok(d) = Digest::parse(reference) {
             return Ok(self.has_blob(&d)?.then_some((d, String::new())));
         }
-        let Some(index) = self.read_index()? else {
+        let Some(entries) = self.index_entries()? else {
             return Ok(None);
         };
-        let found = self
-            .entries(&index)?
-            .into_iter()
-            .rev()
-            .find(|e| e.tag.as_deref() == Some(reference));
-        Ok(found.map(|e| (e.digest, e.media_type)))
+        let found = entries.iter().rev().find(|e| e.tag.as_deref() == Some(reference));
+        Ok(found.map(|e| (e.digest.clone(), e.media_type.clone())))
     }
 
     /// Whether the manifest `digest` is here with everything it refers to
@@ -413,44 +449,58 @@ impl Files {
         })
     }
 
-    /// Stores a manifest's bytes under its digest (unless there) and, for a
-    /// tag, points the tag at it in `index.json`. The caller serialises
-    /// index updates.
-    pub fn write_manifest(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
+    /// Stores a manifest's bytes under its digest, unless there.
+    pub fn write_manifest(&self, m: &FetchedManifest) -> Result<()> {
         self.check_blob_dirs(&m.digest)?;
         let path = self.blob_path(&m.digest);
         if !is_regular(&path) {
             self.write_atomic(&path, &m.bytes)?;
         }
-        if Digest::parse(reference).is_ok() {
-            return Ok(());
-        }
-        if !is_valid_tag(reference) {
-            return Err(self.invalid(format!("\"{reference}\" is not a valid tag")));
-        }
+        Ok(())
+    }
+
+    /// Points tags at their manifests in `index.json`, all in one atomic
+    /// replacement: one read, one pass and one write however many tags, so
+    /// a run's index writes grow linearly, not with the square of its tags.
+    pub fn point_tags(&self, tags: &[TagEntry]) -> Result<()> {
         let mut index = self
             .read_index()?
             .unwrap_or_else(|| json!({"schemaVersion": 2, "manifests": []}));
-        let entry = json!({
-            "mediaType": m.media_type,
-            "digest": m.digest.as_str(),
-            "size": m.bytes.len(),
-            "annotations": { REF_NAME: reference },
+        let names: std::collections::HashSet<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
+        let entries = tags.iter().map(|t| {
+            json!({
+                "mediaType": t.media_type,
+                "digest": t.digest.as_str(),
+                "size": t.size,
+                "annotations": { REF_NAME: t.tag },
+            })
         });
         if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
             list.retain(|e| {
-                e.get("annotations")
+                let tag = e
+                    .get("annotations")
                     .and_then(|a| a.get(REF_NAME))
-                    .and_then(Value::as_str)
-                    != Some(reference)
+                    .and_then(Value::as_str);
+                !tag.is_some_and(|t| names.contains(t))
             });
-            list.push(entry);
+            list.extend(entries);
         } else {
-            index["manifests"] = json!([entry]);
+            index["manifests"] = Value::Array(entries.collect());
         }
         let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
-        self.write_atomic(&self.root.join("index.json"), &text)
+        self.write_atomic(&self.root.join("index.json"), &text)?;
+        tracing::debug!(layout = %self.root.display(), tags = tags.len(), "index.json written");
+        Ok(())
     }
+}
+
+/// A tag to point at a manifest in `index.json`.
+#[derive(Debug, Clone)]
+pub(super) struct TagEntry {
+    pub tag: String,
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: usize,
 }
 
 /// A regular file, not through a symbolic link.

@@ -11,6 +11,7 @@ mod files;
 
 use std::fs::File;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -18,9 +19,9 @@ use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
 use super::{Blob, BlobBody, Result, Store};
-use crate::error::ErrorKind;
-use crate::model::{Digest, FetchedManifest, ManifestHead};
-use files::{Files, TMP_DIR, place};
+use crate::error::{ErrorKind, StoreError};
+use crate::model::{Digest, FetchedManifest, ManifestHead, is_valid_tag};
+use files::{Files, TMP_DIR, TagEntry, place};
 
 pub struct Layout {
     files: Files,
@@ -28,7 +29,15 @@ pub struct Layout {
     lock: Arc<Mutex<Option<File>>>,
     /// Serialises read-modify-write of `index.json` within this process.
     index: tokio::sync::Mutex<()>,
+    /// Tags whose trees are complete, not yet in `index.json`, and when it
+    /// was last written: tags go in by batches (see [`Store::flush`]).
+    pending: Mutex<(Vec<TagEntry>, Instant)>,
 }
+
+/// `index.json` is written when this many tags wait, or when the last
+/// write is this old, and at the end of the run.
+const BATCH_TAGS: usize = 256;
+const BATCH_AGE: Duration = Duration::from_secs(1);
 
 /// Runs blocking file work off the async workers.
 async fn blocking<T: Send + 'static>(
@@ -44,10 +53,37 @@ async fn blocking<T: Send + 'static>(
 impl Layout {
     pub fn new(root: std::path::PathBuf) -> Layout {
         Layout {
-            files: Files { root },
+            files: Files::new(root),
             lock: Arc::new(Mutex::new(None)),
             index: tokio::sync::Mutex::new(()),
+            pending: Mutex::new((Vec::new(), Instant::now())),
         }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, (Vec<TagEntry>, Instant)> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the waiting tags into `index.json` at once. On failure they
+    /// wait again, for the next write (the one at the end reports them).
+    async fn write_pending(&self) -> Result<()> {
+        let _guard = self.index.lock().await;
+        let batch = std::mem::take(&mut self.pending().0);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let tags = batch.clone();
+        let written = blocking(&self.files, move |files| files.point_tags(&tags)).await;
+        let mut pending = self.pending();
+        match written {
+            Ok(()) => pending.1 = Instant::now(),
+            Err(_) => {
+                let later = std::mem::take(&mut pending.0);
+                pending.0 = batch;
+                pending.0.extend(later);
+            }
+        }
+        written
     }
 
     /// Takes the layout for writing on the first write (see
@@ -64,11 +100,34 @@ impl Layout {
         .await
     }
 
+    /// Stores the manifest; a tag then waits for the next `index.json`
+    /// write (its tree is complete: the copy engine writes tags last).
     async fn put_manifest_inner(&self, reference: &str, m: &FetchedManifest) -> Result<()> {
         self.writable().await?;
-        let _guard = self.index.lock().await;
-        let (reference, m) = (reference.to_string(), m.clone());
-        blocking(&self.files, move |files| files.write_manifest(&reference, &m)).await
+        let owned = m.clone();
+        blocking(&self.files, move |files| files.write_manifest(&owned)).await?;
+        if Digest::parse(reference).is_ok() {
+            return Ok(());
+        }
+        if !is_valid_tag(reference) {
+            return Err(self.files.invalid(format!("{reference:?} is not a valid tag")));
+        }
+        let due = {
+            let mut pending = self.pending();
+            pending.0.retain(|t| t.tag != reference);
+            pending.0.push(TagEntry {
+                tag: reference.to_string(),
+                digest: m.digest.clone(),
+                media_type: m.media_type.clone(),
+                size: m.bytes.len(),
+            });
+            pending.0.len() >= BATCH_TAGS || pending.1.elapsed() >= BATCH_AGE
+        };
+        if due {
+            // a failure here leaves the tags waiting; the final write reports it
+            let _ = self.write_pending().await;
+        }
+        Ok(())
     }
 
     async fn put_blob_inner(&self, digest: &Digest, len: Option<u64>, mut body: BlobBody) -> Result<()> {
@@ -188,5 +247,17 @@ impl Store for Layout {
 
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.put_blob_inner(digest, len, body))
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Vec<(String, StoreError)>> {
+        Box::pin(async move {
+            match self.write_pending().await {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    let lost = std::mem::take(&mut self.pending().0);
+                    lost.into_iter().map(|t| (t.tag, e.clone())).collect()
+                }
+            }
+        })
     }
 }
