@@ -501,3 +501,136 @@ async fn a_failed_transfer_into_one_repository_does_not_fail_another() {
     assert_eq!(b.unwrap(), Outcome::Copied);
     assert_eq!(open.resolve("t"), Some(m.digest));
 }
+
+/// Walks a tag in a store: every manifest of its tree and every blob they
+/// refer to must be there. Returns what is missing.
+async fn missing_in(store: &dyn Store, tag: &str) -> Vec<String> {
+    let mut missing = Vec::new();
+    let Some(head) = store.head_manifest(tag).await.unwrap() else {
+        return vec![format!("tag {tag}")];
+    };
+    let mut todo = vec![head.digest.unwrap()];
+    while let Some(d) = todo.pop() {
+        let Ok(m) = store.get_manifest(d.as_str()).await else {
+            missing.push(format!("manifest {d}"));
+            continue;
+        };
+        match Manifest::parse(&m.media_type, &m.bytes).unwrap() {
+            Manifest::Image { blobs, .. } => {
+                for (b, _) in blobs {
+                    if !store.has_blob(&b).await.unwrap() {
+                        missing.push(format!("blob {b} of {d}"));
+                    }
+                }
+            }
+            Manifest::Index { children } => todo.extend(children.into_iter().map(|(c, _)| c)),
+            Manifest::Schema1 => missing.push(format!("schema 1 {d}")),
+        }
+    }
+    missing
+}
+
+/// A random graph of images: blobs shared between images, images shared
+/// between indexes, nested indexes, tags that alias one manifest, and
+/// layers whose bytes are exactly another manifest's.
+#[derive(Debug, Clone)]
+struct Graph {
+    /// Per image: (config seed, layer seeds); a seed of None means "the
+    /// bytes of the image before this one" (a byte-identical manifest).
+    images: Vec<(u8, Vec<Option<u8>>)>,
+    /// Per index: images it lists (by position), and whether it also
+    /// lists the index before it (nesting).
+    indexes: Vec<(Vec<usize>, bool)>,
+    /// Tags: (is an index, which one).
+    tags: Vec<(bool, usize)>,
+}
+
+fn graphs() -> impl proptest::strategy::Strategy<Value = Graph> {
+    use proptest::prelude::*;
+    let image = (
+        any::<u8>(),
+        proptest::collection::vec(proptest::option::weighted(0.8, 0u8..6), 0..4),
+    );
+    (proptest::collection::vec(image, 1..6), 0usize..4, 1usize..8).prop_flat_map(|(images, n_idx, n_tags)| {
+        let n_img = images.len();
+        let index = (proptest::collection::vec(0..n_img, 1..4), any::<bool>());
+        let tag = (any::<bool>(), 0usize..8);
+        (
+            Just(images),
+            proptest::collection::vec(index, n_idx),
+            proptest::collection::vec(tag, n_tags),
+        )
+            .prop_map(|(images, indexes, tags)| Graph { images, indexes, tags })
+    })
+}
+
+/// Builds the graph in a source store; returns the tags.
+fn build(src: &MemStore, g: &Graph) -> Vec<String> {
+    let mut images: Vec<FetchedManifest> = Vec::new();
+    for (config, layers) in &g.images {
+        let layers: Vec<Vec<u8>> = layers
+            .iter()
+            .map(|l| match (l, images.last()) {
+                (Some(seed), _) => format!("layer {seed}").into_bytes(),
+                (None, Some(prev)) => prev.bytes.to_vec(),
+                (None, None) => b"first".to_vec(),
+            })
+            .collect();
+        let refs: Vec<&[u8]> = layers.iter().map(Vec::as_slice).collect();
+        images.push(src.image(format!("config {config}").as_bytes(), &refs));
+    }
+    let mut indexes: Vec<FetchedManifest> = Vec::new();
+    for (children, nested) in &g.indexes {
+        let mut list: Vec<&FetchedManifest> = children.iter().map(|c| &images[*c]).collect();
+        let prev = indexes.last().cloned();
+        if let (true, Some(p)) = (nested, prev.as_ref()) {
+            list.push(p);
+        }
+        let made = src.index(&list);
+        indexes.push(made);
+    }
+    let mut tags = Vec::new();
+    for (n, (is_index, which)) in g.tags.iter().enumerate() {
+        let target = match (is_index, indexes.is_empty()) {
+            (true, false) => &indexes[which % indexes.len()],
+            _ => &images[which % images.len()],
+        };
+        let tag = format!("t{n}");
+        src.tag(&tag, target);
+        tags.push(tag);
+    }
+    tags
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever the graph, every tag copied into a layout or a registry-like
+    /// store resolves to a complete tree, in any order of copies.
+    #[test]
+    fn every_copied_tag_resolves_completely(g in graphs(), reverse in proptest::bool::ANY) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let src = MemStore::new("src", None);
+            let mut tags = build(&src, &g);
+            if reverse {
+                tags.reverse();
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let layout = crate::store::Layout::new(dir.path().join("out"));
+            let mem = MemStore::new("dst", None);
+            let e = Engine::new(4, 0);
+            for dst in [&layout as &dyn Store, &mem] {
+                let copies = join_all(tags.iter().map(|t| e.copy_tag(&src, dst, t))).await;
+                for r in copies {
+                    r.unwrap();
+                }
+                assert!(dst.flush().await.is_empty());
+                for t in &tags {
+                    let missing = missing_in(dst, t).await;
+                    assert!(missing.is_empty(), "{} {t}: {missing:?} in {g:?}", dst.name());
+                }
+            }
+        });
+    }
+}

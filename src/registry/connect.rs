@@ -186,4 +186,22 @@ mod tests {
         assert_eq!(c.base_url(&Registry::new("quay.io")), "https://quay.io");
         assert!(!c.cleartext_forbidden(&Registry::new("quay.io")));
     }
+
+    #[test]
+    fn a_registrys_tls_settings_do_not_reach_its_token_realm_on_another_host() {
+        let mut settings = TransportSettings::default();
+        let insecure = HostSettings {
+            tls: true,
+            insecure: true,
+            ..HostSettings::default()
+        };
+        settings.hosts.insert("r.example.com".into(), insecure);
+        let c = Connections::new(&settings).unwrap();
+        let r = Registry::new("r.example.com");
+        let on_registry = url::Url::parse("https://r.example.com/token").unwrap();
+        let elsewhere = url::Url::parse("https://auth.example.com/token").unwrap();
+        assert!(std::ptr::eq(c.for_realm(&on_registry, &r), c.http(&r)));
+        assert!(std::ptr::eq(c.for_realm(&elsewhere, &r), &c.default.reading));
+        assert!(!std::ptr::eq(c.http(&r), &c.default.reading));
+    }
 }

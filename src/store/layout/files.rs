@@ -515,3 +515,64 @@ pub(super) fn place(tmp: &Path, path: &Path) -> std::io::Result<()> {
     fs::rename(tmp, path)?;
     File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "\\PC{0,20}".prop_map(Value::String),
+            "sha256:[0-9a-f]{64}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("manifests".to_string()),
+                            Just("digest".to_string()),
+                            Just("mediaType".to_string()),
+                            Just("annotations".to_string()),
+                            Just(REF_NAME.to_string()),
+                            "[a-z]{1,6}"
+                        ],
+                        inner
+                    ),
+                    0..4
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever `index.json` holds, reading tags and resolving one is a
+        /// clear answer or a clear error, never a panic.
+        #[test]
+        fn any_index_json_is_read_without_panic(index in json_value(), raw in "\\PC{0,40}", use_raw in any::<bool>()) {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("l");
+            fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+            fs::write(root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+            let text = if use_raw { raw.into_bytes() } else { serde_json::to_vec(&index).unwrap() };
+            fs::write(root.join("index.json"), text).unwrap();
+            let files = Files::new(root);
+            if let Ok(Some(tags)) = files.tags() {
+                for t in &tags {
+                    prop_assert!(is_valid_tag(t));
+                    let _ = files.resolve(t);
+                }
+            }
+            let _ = files.resolve("latest");
+            let _ = files.manifest_complete(&Digest::sha256_of(b"x"), 0);
+        }
+    }
+}
