@@ -595,3 +595,58 @@ fn a_layout_takes_its_tags_in_batches() {
         "{writes} writes of index.json for 1000 tags"
     );
 }
+
+#[test]
+fn random_image_graphs_copied_into_a_registry_resolve_completely() {
+    // a small deterministic generator: no test dependency for randomness
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    for round in 0..4 {
+        let mut generator = ImageGen::seeded(round);
+        let pool: Vec<Blob> = (0..4).map(|_| generator.layer(Format::Oci, 200)).collect();
+        let mut images: Vec<testkit::image::Image> = Vec::new();
+        for _ in 0..5 {
+            let mut layers: Vec<Blob> = (0..next(3)).map(|_| pool[next(pool.len())].clone()).collect();
+            if let (Some(prev), 0) = (images.last(), next(2)) {
+                // a layer whose bytes are exactly another image's manifest
+                layers.push(blob(&prev.bytes));
+            }
+            let config = generator.image(Format::Oci, &[], &[], ("linux", "amd64")).blobs[0].clone();
+            images.push(generator.manifest(Format::Oci, config, layers));
+        }
+        let mut indexes = Vec::new();
+        for _ in 0..3 {
+            let children = (0..1 + next(3)).map(|_| images[next(images.len())].clone()).collect();
+            indexes.push(generator.index(Format::Oci, children));
+        }
+        let names: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+        let tagged: Vec<(&str, &testkit::image::Image)> = names
+            .iter()
+            .map(|n| match next(2) {
+                0 => (n.as_str(), &images[next(images.len())]),
+                _ => (n.as_str(), &indexes[next(indexes.len())]),
+            })
+            .collect();
+        let src = ws.path(&format!("graph-{round}"));
+        write_layout(&src, &tagged);
+        let repo = format!("m/graph-{round}");
+        let cfg = ws.write_config(&yaml(
+            &format!("oci:{}", src.display()),
+            &format!("{}/{repo}", dst.host()),
+        ));
+        let run = ws.run(&cfg, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        for (tag, image) in &tagged {
+            assert_eq!(dc.digest(&repo, tag).as_deref(), Some(image.digest.as_str()));
+            dc.assert_complete(&repo, tag);
+        }
+    }
+}
