@@ -115,6 +115,18 @@ fn a_registry_that_never_answers_costs_one_timeout_budget_not_one_per_image() {
         run.stdout.contains("timed out") || run.stdout.contains("timeout"),
         "{run:?}"
     );
+
+    // the response deadline bounds each ping too, and the ping is still
+    // remembered: two attempts in all, however many images wait on it
+    let silent = testkit::http::Silent::start();
+    let dead = format!("127.0.0.1:{}", silent.port);
+    let cfg = many_images(&ws, &src.host(), &dead, 8);
+    let started = Instant::now();
+    let run = ws.run(&cfg, &["--timeout", "30", "--response-deadline", "1", "--retries", "1"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(started.elapsed() < Duration::from_secs(6), "{run:?}");
+    assert_eq!(silent.accepted.load(std::sync::atomic::Ordering::SeqCst), 2, "{run:?}");
+    assert!(run.stdout.contains("no complete answer within 1 s"), "{run:?}");
 }
 
 #[test]

@@ -114,13 +114,20 @@ impl Transport {
             if spend == Spend::Pull {
                 self.refuse_if_exhausted(registry, ctx)?;
             }
-            let mut resp = self.send_once(repo, scopes, ctx, build()).await?;
-            if resp.status() == StatusCode::UNAUTHORIZED {
-                // an expired or revoked token: renew once, not a retry
-                self.forget_token(registry, scopes).await;
-                resp = self.send_once(repo, scopes, ctx, build()).await?;
-            }
-            read(resp).await
+            // auth first: the ping and the token are exchanges of their own,
+            // with their own deadlines; this one's deadline is for its answer
+            let request = self.prepare(repo, scopes, ctx, build()).await?;
+            self.bounded(ctx, async {
+                let mut resp = self.execute(repo, ctx, request).await?;
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    // an expired or revoked token: renew once, not a retry
+                    self.forget_token(registry, scopes).await;
+                    let again = self.prepare(repo, scopes, ctx, build()).await?;
+                    resp = self.execute(repo, ctx, again).await?;
+                }
+                read(resp).await
+            })
+            .await
         })
         .await
         .map_err(|e| {
@@ -141,9 +148,19 @@ impl Transport {
         })
     }
 
+    /// One answer, within the response deadline however it trickles in.
+    async fn bounded<T>(&self, ctx: &str, answer: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::time::timeout(self.deadline, answer).await.unwrap_or_else(|_| {
+            let why = format!(
+                "no complete answer within {} s (--response-deadline)",
+                self.deadline.as_secs()
+            );
+            Err(StoreError::new(ctx, ErrorKind::Network(why)))
+        })
+    }
+
     /// Runs `attempt` until it succeeds, fails for good, or has been tried
-    /// `retries + 1` times, each attempt within the response deadline. The
-    /// error that comes out is marked spent.
+    /// `retries + 1` times. The error that comes out is marked spent.
     async fn retried<T, F, Fut>(&self, ctx: &str, attempt: F) -> Result<T>
     where
         F: Fn() -> Fut,
@@ -151,16 +168,7 @@ impl Transport {
     {
         let mut failures = 0;
         loop {
-            let bounded = tokio::time::timeout(self.deadline, attempt())
-                .await
-                .unwrap_or_else(|_| {
-                    let why = format!(
-                        "no complete answer within {} s (--response-deadline)",
-                        self.deadline.as_secs()
-                    );
-                    Err(StoreError::new(ctx, ErrorKind::Network(why)))
-                });
-            match bounded {
+            match attempt().await {
                 Err(e) if failures < self.retries && e.is_retryable() => {
                     let wait = e.retry_after.unwrap_or_else(|| backoff(failures));
                     failures += 1;
@@ -199,8 +207,9 @@ impl Transport {
             let _ = body_sent.await;
             tokio::time::sleep(self.deadline).await;
         };
+        let request = self.prepare(repo, scopes, ctx, builder).await?;
         tokio::select! {
-            resp = self.send_once(repo, scopes, ctx, builder) => resp,
+            resp = self.execute(repo, ctx, request) => resp,
             () = answer_due => {
                 let why = format!(
                     "no answer within {} s of the upload's end (--response-deadline)",
@@ -211,14 +220,15 @@ impl Transport {
         }
     }
 
-    /// Sends once, authenticated for `scopes`, without retries.
-    async fn send_once(
+    /// Builds a request, authenticated for `scopes` when it goes to the
+    /// registry itself.
+    async fn prepare(
         &self,
         repo: &Repository,
         scopes: &[String],
         ctx: &str,
         builder: RequestBuilder,
-    ) -> Result<Response> {
+    ) -> Result<reqwest::Request> {
         let registry = &repo.registry;
         let mut request = builder.build().map_err(|e| classify(ctx, registry, e))?;
         // Our credentials go only to the registry itself, over the scheme
@@ -235,6 +245,12 @@ impl Transport {
             // never pull from an unreachable registry's redirect either
             self.health(registry, ctx).await?;
         }
+        Ok(request)
+    }
+
+    /// Sends a prepared request once.
+    async fn execute(&self, repo: &Repository, ctx: &str, request: reqwest::Request) -> Result<Response> {
+        let registry = &repo.registry;
         let (method, path) = (request.method().clone(), request.url().path().to_string());
         // uploads go through the client without a read timeout
         let client = match request.body() {
@@ -261,7 +277,8 @@ impl Transport {
         let mut ping = state.ping.lock().await;
         if ping.is_none() {
             let ping_ctx = format!("{registry}: GET /v2/");
-            let outcome = match self.retried(&ping_ctx, || self.ping(registry, &ping_ctx)).await {
+            let attempt = || self.bounded(&ping_ctx, self.ping(registry, &ping_ctx));
+            let outcome = match self.retried(&ping_ctx, attempt).await {
                 Ok(c) => Ok(c),
                 // a throttled ping is a budget problem, not a dead registry
                 Err(e) if e.status() == Some(429) => return Err(e),
@@ -342,7 +359,8 @@ impl Transport {
                 let ctx = format!("{ctx}: token from {realm}");
                 let token = self
                     .retried(&ctx, || {
-                        self.fetch_token(registry, &realm, service.as_deref(), scopes, &ctx)
+                        let fetch = self.fetch_token(registry, &realm, service.as_deref(), scopes, &ctx);
+                        self.bounded(&ctx, fetch)
                     })
                     .await?;
                 let header = format!("Bearer {}", token.value);
