@@ -135,6 +135,12 @@ pub struct Engine {
     /// Per (registry, blob): the repository it was first put in this run,
     /// for the others to mount from.
     holders: OnceMap<String, CopyError>,
+    /// Per (destination, manifest digest): writing that manifest (by tag or
+    /// digest) excludes writing an index that lists it. Distribution 2.8
+    /// rewrites a manifest's revision link on every PUT of it and reads the
+    /// links of an index's children while checking the index; done at once,
+    /// the index is refused (`DIGEST_INVALID`, `MANIFEST_BLOB_UNKNOWN`).
+    manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// Destinations that did not exist when the run planned them: they hold
     /// no blob and no manifest, so asking for each one is a wasted request.
     new_destinations: Mutex<HashSet<String>>,
@@ -154,8 +160,41 @@ impl Engine {
             manifests: OnceMap::with_budget(MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
             present: OnceMap::default(),
             holders: OnceMap::default(),
+            manifest_locks: Mutex::new(HashMap::new()),
             new_destinations: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Writes a manifest under a tag or its digest, never while its own
+    /// digest or one of its `children` is being written (see
+    /// `manifest_locks`). Locks are taken in digest order, so two writers
+    /// can never wait for each other.
+    async fn put_manifest(
+        &self,
+        dst: &dyn Store,
+        reference: &str,
+        m: &FetchedManifest,
+        children: &[Digest],
+    ) -> Result<(), CopyError> {
+        let mut wanted: Vec<(&Digest, bool)> = children.iter().map(|c| (c, false)).collect();
+        wanted.push((&m.digest, true));
+        wanted.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()).then(b.1.cmp(&a.1)));
+        wanted.dedup_by(|a, b| a.0 == b.0);
+        let (mut writing, mut reading) = (Vec::new(), Vec::new());
+        for (digest, write) in wanted {
+            let lock = {
+                let mut locks = self.manifest_locks.lock().unwrap_or_else(|p| p.into_inner());
+                locks.entry(format!("{}@{digest}", dst.name())).or_default().clone()
+            };
+            if write {
+                writing.push(lock.write_owned().await);
+            } else {
+                reading.push(lock.read_owned().await);
+            }
+        }
+        dst.put_manifest(reference, m).await?;
+        drop((writing, reading));
+        Ok(())
     }
 
     /// Cuts off blob transfers slower than `min` (see [`MinRate`]).
@@ -187,8 +226,9 @@ impl Engine {
             tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
             return Ok(Outcome::SkippedSchema1);
         }
+        let children = manifest.children();
         self.copy_contents(src, dst, manifest, &top.digest, 0).await?;
-        dst.put_manifest(tag, &top).await?;
+        self.put_manifest(dst, tag, &top, &children).await?;
         tracing::debug!(source = %src.name(), destination = %dst.name(), tag, digest = %top.digest, "copied");
         Ok(Outcome::Copied)
     }
@@ -295,8 +335,9 @@ impl Engine {
                     return Ok(());
                 }
                 let (child, manifest) = self.fetch(src, digest.as_str(), media_type).await?;
+                let children = manifest.children();
                 self.copy_contents(src, dst, manifest, digest, depth).await?;
-                dst.put_manifest(digest.as_str(), &child).await?;
+                self.put_manifest(dst, digest.as_str(), &child, &children).await?;
                 Ok::<(), CopyError>(())
             })
             .await

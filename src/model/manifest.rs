@@ -130,6 +130,16 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// The child manifests an index lists (none for an image).
+    pub fn children(&self) -> Vec<Digest> {
+        match self {
+            Manifest::Index { children } => children.iter().map(|(d, _)| d.clone()).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// The media type to push a manifest's bytes with: the served Content-Type,
 /// or the document's `mediaType` field when the Content-Type is generic.
 ///
