@@ -147,10 +147,6 @@ impl fmt::Display for ErrorKind {
                 until,
                 throttled,
             } => {
-                let secs = until
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
                 let wait = until
                     .duration_since(SystemTime::now())
                     .map(|d| d.as_secs())
@@ -163,7 +159,7 @@ impl fmt::Display for ErrorKind {
                 } else {
                     write!(f, "not pulled: the pull budget of {registry} is exhausted")?;
                 }
-                write!(f, "; retry after {} (in {wait} s)", utc(secs))
+                write!(f, "; retry after {} (in {wait} s)", utc_at(*until))
             }
             ErrorKind::Tls(m) => write!(
                 f,
@@ -194,6 +190,14 @@ fn write_api_errors(f: &mut fmt::Formatter<'_>, errors: &[ApiError]) -> fmt::Res
         }
     }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` for a point in time.
+pub fn utc_at(t: SystemTime) -> String {
+    utc(t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0))
 }
 
 /// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (civil-from-days,

@@ -83,14 +83,17 @@ struct Cli {
     log_format: LogFormat,
 }
 
+/// A flag or variable value that is not a boolean.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a boolean (use true/false, 1/0, yes/no, on/off)")]
+struct NotABoolean(String);
+
 /// Boolean environment values: true/false/1/0/yes/no/on/off, any case.
-fn parse_bool(s: &str) -> Result<bool, String> {
+fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
     match s.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!(
-            "\"{s}\" is not a boolean (use true/false, 1/0, yes/no, on/off)"
-        )),
+        _ => Err(NotABoolean(s.to_string())),
     }
 }
 

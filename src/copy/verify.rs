@@ -51,7 +51,7 @@ pub fn verified(
                 st,
                 ErrorKind::DigestMismatch {
                     expected: st.digest.to_string(),
-                    actual,
+                    actual: actual.to_string(),
                 },
             )
         })
@@ -156,11 +156,11 @@ mod tests {
         chunks: Vec<&'static [u8]>,
         digest: Digest,
         size: Option<u64>,
-    ) -> (Result<Vec<u8>, String>, Option<String>) {
+    ) -> (Result<Vec<u8>, std::io::Error>, Option<String>) {
         let failure = Arc::new(Mutex::new(None));
         let inner: BlobBody = Box::pin(stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))));
         let out: Result<Vec<Bytes>, _> = verified(inner, digest, size, failure.clone()).try_collect().await;
-        let out = out.map(|v| v.concat()).map_err(|e| e.to_string());
+        let out = out.map(|v| v.concat());
         let recorded = lock(&failure).as_ref().map(|k| k.to_string());
         (out, recorded)
     }

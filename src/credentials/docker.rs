@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use futures_util::future::BoxFuture;
 
-use super::{Credential, CredentialProvider, Found};
+use super::{Credential, CredentialProvider, Found, LookupError};
 use crate::model::Registry;
 
 /// Reads `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
@@ -45,7 +45,7 @@ impl CredentialProvider for DockerConfigProvider {
         }
     }
 
-    fn lookup(&self, registry: Registry) -> BoxFuture<'_, Result<Option<Found>, String>> {
+    fn lookup(&self, registry: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
         Box::pin(async move {
             let Some(path) = self.path.clone() else { return Ok(None) };
             if !path.exists() {
@@ -55,14 +55,14 @@ impl CredentialProvider for DockerConfigProvider {
             let source = format!("Docker config {}", path.display());
             // docker_credential is blocking (it may run a helper program).
             let result = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-                Ok::<_, String>(docker_credential::get_credential_from_reader(
+                let file = std::fs::File::open(&path).map_err(|source| LookupError::Open { path, source })?;
+                Ok::<_, LookupError>(docker_credential::get_credential_from_reader(
                     std::io::BufReader::new(file),
                     &server,
                 ))
             })
             .await
-            .map_err(|e| format!("credential lookup task failed: {e}"))??;
+            .map_err(|e| LookupError::Interrupted(e.to_string()))??;
             use docker_credential::{CredentialRetrievalError as E, DockerCredential as D};
             match result {
                 Ok(D::UsernamePassword(username, password)) => Ok(Some(Found {
@@ -75,8 +75,11 @@ impl CredentialProvider for DockerConfigProvider {
                 })),
                 Err(E::NoCredentialConfigured) => Ok(None),
                 // The helper's own output may hold secrets: name the helper only.
-                Err(E::HelperFailure { helper, .. }) => Err(format!("credential helper {helper} failed")),
-                Err(e) => Err(format!("{source}: {e}")),
+                Err(E::HelperFailure { helper, .. }) => Err(LookupError::Helper { helper }),
+                Err(e) => Err(LookupError::Unreadable {
+                    place: source,
+                    reason: e.to_string(),
+                }),
             }
         })
     }

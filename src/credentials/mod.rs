@@ -44,13 +44,31 @@ pub struct Found {
     pub source: String,
 }
 
+/// Why a provider could not say whether it has a credential. Never holds a
+/// secret: a helper's own output is left out.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("credential helper {helper} failed")]
+    Helper { helper: String },
+    #[error("{place}: {reason}")]
+    Unreadable { place: String, reason: String },
+    #[error("the lookup stopped: {0}")]
+    Interrupted(String),
+}
+
 /// One place credentials can come from.
 pub trait CredentialProvider: Send + Sync {
     /// Where this provider looks for `registry`, for messages.
     fn describe(&self, registry: &Registry) -> String;
     /// The credential for `registry`, or `None` if this provider has none.
     /// An error is logged as a warning and the chain goes on.
-    fn lookup(&self, registry: Registry) -> BoxFuture<'_, Result<Option<Found>, String>>;
+    fn lookup(&self, registry: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>>;
 }
 
 /// Providers asked in order; answers cached per registry for the run.

@@ -98,12 +98,16 @@ impl Verifier {
     }
 
     /// `Err(actual)` when the content does not match the expected digest.
-    pub fn finish(self) -> Result<(), String> {
+    pub fn finish(self) -> Result<(), Digest> {
         let actual = match self.hasher {
             Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
             Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
         };
-        if actual == self.expected.0 { Ok(()) } else { Err(actual) }
+        if actual == self.expected.0 {
+            Ok(())
+        } else {
+            Err(Digest(actual))
+        }
     }
 }
 

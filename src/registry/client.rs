@@ -122,9 +122,7 @@ impl Client {
                     MAX_TAGS,
                     MAX_TAGS_TOTAL_BYTES >> 20
                 );
-                let mut e = protocol(&ctx, why);
-                e.retries_spent = true;
-                return Err(e);
+                return Err(protocol(&ctx, why));
             }
             next = match link {
                 Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
@@ -191,6 +189,7 @@ impl Client {
                 v.update(&bytes);
                 v.finish().map_err(|actual| {
                     let expected = digest.to_string();
+                    let actual = actual.to_string();
                     StoreError::new(&ctx, ErrorKind::DigestMismatch { expected, actual })
                 })?;
                 Ok(FetchedManifest {
@@ -334,44 +333,33 @@ impl Client {
     ) -> Result<()> {
         let ctx = format!("{repo}: upload blob {digest}");
         let scopes = push(repo);
-        let mut location = location;
         // the registry answers once the whole body is in: that answer must
         // come within the response deadline of the body's end
         let (sent, body_sent) = tokio::sync::oneshot::channel();
-        let mut body_sent = Some(body_sent);
         let body = reqwest::Body::wrap_stream(announce_end(body, sent));
-        let body = match size {
-            Some(len) => Some((len, body)),
+        let uploading = self.transport.uploading(&repo.registry);
+        let closing_put = |mut location: Url| {
+            location.query_pairs_mut().append_pair("digest", digest.as_str());
+            uploading.put(location).header(CONTENT_TYPE, "application/octet-stream")
+        };
+        let resp = match size {
+            Some(len) => {
+                let put = closing_put(location).header(CONTENT_LENGTH, len).body(body);
+                self.transport.send_upload(repo, &scopes, &ctx, put, body_sent).await?
+            }
             None => {
-                let patch = self
-                    .transport
-                    .uploading(&repo.registry)
-                    .request(Method::PATCH, location.clone())
+                let patch = uploading
+                    .request(Method::PATCH, location)
                     .header(CONTENT_TYPE, "application/octet-stream")
                     .body(body);
-                let sent = body_sent.take().unwrap_or_else(ended);
-                let resp = self.transport.send_upload(repo, &scopes, &ctx, patch, sent).await?;
+                let resp = self
+                    .transport
+                    .send_upload(repo, &scopes, &ctx, patch, body_sent)
+                    .await?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(self.failure(resp, &ctx, repo).await);
                 }
-                location = self.location(repo, resp.headers(), &ctx)?;
-                None
-            }
-        };
-        location.query_pairs_mut().append_pair("digest", digest.as_str());
-        let put = self
-            .transport
-            .uploading(&repo.registry)
-            .put(location)
-            .header(CONTENT_TYPE, "application/octet-stream");
-        let resp = match body {
-            Some((len, body)) => {
-                let put = put.header(CONTENT_LENGTH, len).body(body);
-                let sent = body_sent.take().unwrap_or_else(ended);
-                self.transport.send_upload(repo, &scopes, &ctx, put, sent).await?
-            }
-            None => {
-                let put = put.header(CONTENT_LENGTH, 0);
+                let put = closing_put(self.location(repo, resp.headers(), &ctx)?).header(CONTENT_LENGTH, 0);
                 self.transport.send_upload(repo, &scopes, &ctx, put, ended()).await?
             }
         };
@@ -401,9 +389,7 @@ impl Client {
             let shown = printable(url.as_str(), 200);
             let why =
                 format!("{what} points to {shown}, away from {base}: refused (credentials never leave the registry)");
-            let mut e = protocol(ctx, why);
-            e.retries_spent = true;
-            return Err(e);
+            return Err(protocol(ctx, why));
         }
         Ok(url)
     }

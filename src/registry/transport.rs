@@ -29,7 +29,7 @@ use super::connect::{Connections, TransportSettings};
 use super::wire::{MAX_ERROR_BODY, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin};
 use crate::backoff::backoff;
 use crate::credentials::{Chain, Credential, Found};
-use crate::error::{ErrorKind, StoreError, parse_api_errors};
+use crate::error::{ErrorKind, StoreError, parse_api_errors, printable};
 use crate::model::{Registry, Repository};
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -47,6 +47,9 @@ struct RegistryState {
     /// The pull budget ran out: no more pulls until then (for this run).
     exhausted_until: Mutex<Option<SystemTime>>,
 }
+
+/// A request ready to send, with the client it was built from.
+type Prepared = (reqwest::Client, reqwest::Request);
 
 /// Whether a request reads from the registry in a way that counts against
 /// a pull budget (manifest and blob GETs).
@@ -142,9 +145,7 @@ impl Transport {
                 until,
                 throttled: true,
             };
-            let mut limited = StoreError::new(ctx, kind);
-            limited.retries_spent = true;
-            limited
+            StoreError::new(ctx, kind)
         })
     }
 
@@ -221,16 +222,18 @@ impl Transport {
     }
 
     /// Builds a request, authenticated for `scopes` when it goes to the
-    /// registry itself.
+    /// registry itself, with the client it was built from (which says how
+    /// patient to be: uploads come from the client without a read timeout).
     async fn prepare(
         &self,
         repo: &Repository,
         scopes: &[String],
         ctx: &str,
         builder: RequestBuilder,
-    ) -> Result<reqwest::Request> {
+    ) -> Result<Prepared> {
         let registry = &repo.registry;
-        let mut request = builder.build().map_err(|e| classify(ctx, registry, e))?;
+        let (client, request) = builder.build_split();
+        let mut request = request.map_err(|e| classify(ctx, registry, e))?;
         // Our credentials go only to the registry itself, over the scheme
         // it was reached with (never to object storage, never downgraded).
         let origin = Url::parse(&self.base_url(registry)).map_err(|e| protocol(ctx, e))?;
@@ -245,18 +248,13 @@ impl Transport {
             // never pull from an unreachable registry's redirect either
             self.health(registry, ctx).await?;
         }
-        Ok(request)
+        Ok((client, request))
     }
 
     /// Sends a prepared request once.
-    async fn execute(&self, repo: &Repository, ctx: &str, request: reqwest::Request) -> Result<Response> {
+    async fn execute(&self, repo: &Repository, ctx: &str, (client, request): Prepared) -> Result<Response> {
         let registry = &repo.registry;
         let (method, path) = (request.method().clone(), request.url().path().to_string());
-        // uploads go through the client without a read timeout
-        let client = match request.body() {
-            Some(b) if b.as_bytes().is_none() => self.uploading(registry),
-            _ => self.http(registry),
-        };
         let resp = client.execute(request).await.map_err(|e| classify(ctx, registry, e))?;
         tracing::debug!(%method, registry = %registry, %path, status = resp.status().as_u16(), "request");
         if let Some((remaining, window)) = rate_limit(resp.headers()) {
@@ -307,9 +305,7 @@ impl Transport {
             Err(e) if e.is_connect() && !resolves(registry).await => {
                 let message = "no address found".to_string();
                 let host = registry.hostname().to_string();
-                let mut dns = StoreError::new(ctx, ErrorKind::Dns { host, message });
-                dns.retries_spent = true;
-                return Err(dns);
+                return Err(StoreError::new(ctx, ErrorKind::Dns { host, message }));
             }
             Err(e) => return Err(classify(ctx, registry, e)),
         };
@@ -323,7 +319,7 @@ impl Transport {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("");
                 parse_challenge(header).ok_or_else(|| {
-                    let shown: String = header.chars().take(200).collect();
+                    let shown = printable(header, 200);
                     protocol(ctx, format!("unusable WWW-Authenticate challenge \"{shown}\""))
                 })
             }
@@ -500,9 +496,7 @@ fn unreachable(ctx: &str, registry: &Registry, first: Arc<StoreError>) -> StoreE
         registry: registry.host.clone(),
         cause: first,
     };
-    let mut e = StoreError::new(ctx, kind);
-    e.retries_spent = true;
-    e
+    StoreError::new(ctx, kind)
 }
 
 /// Whether the registry's host name resolves: tells a DNS failure from

@@ -85,15 +85,14 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
         }
         source = s.source();
     }
+    // TLS and plain-HTTP failures are configuration problems: their kinds
+    // are not transient, so nothing retries them
     let kind = match kind {
         Some(ErrorKind::Tls(_)) => ErrorKind::Tls(message),
         Some(k) => k,
-        None => return StoreError::new(ctx, ErrorKind::Network(message)),
+        None => ErrorKind::Network(message),
     };
-    // configuration problems: no retry cures them
-    let mut err = StoreError::new(ctx, kind);
-    err.retries_spent = true;
-    err
+    StoreError::new(ctx, kind)
 }
 
 /// A rustls error at this level, or wrapped in (nested) `io::Error`s, whose

@@ -19,7 +19,7 @@ pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, MinRate, Outcome};
-use crate::error::{Category, ErrorKind, StoreError, printable, utc};
+use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::registry::Client;
 use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
 use crate::settings::{RunOptions, Settings};
@@ -165,11 +165,7 @@ impl RegistryTroubles {
         let (registry, category, cause) = match &e.kind {
             ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, shown(&**cause)),
             ErrorKind::RateLimited { registry, until, .. } => {
-                let secs = until
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let cause = format!("pull budget exhausted; retry after {}", utc(secs));
+                let cause = format!("pull budget exhausted; retry after {}", utc_at(*until));
                 (registry, Category::RateLimited, cause)
             }
             _ => return,

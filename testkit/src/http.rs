@@ -81,11 +81,52 @@ impl Response {
     }
 }
 
+/// The accept loop every server here shares: a thread taking connections on
+/// 127.0.0.1:<free port> and handing them to `on_conn`, until dropped.
+struct Acceptor {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    fn start(mut on_conn: impl FnMut(TcpStream) + Send + 'static) -> Acceptor {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(conn) = conn {
+                    on_conn(conn);
+                }
+            }
+        });
+        Acceptor {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A server on 127.0.0.1:<free port>, stopped on drop.
 pub struct Server {
     pub port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl Server {
@@ -96,37 +137,16 @@ impl Server {
     /// A server whose answers may trickle: with a [`Drip`], the body goes
     /// out a few bytes at a time (a slow or hostile registry).
     pub fn start_dripping(handler: impl Fn(Request) -> (Response, Option<Drip>) + Send + Sync + 'static) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
         let handler = Arc::new(handler);
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let handler = handler.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(conn, &*handler);
-                });
-            }
+        let acceptor = Acceptor::start(move |conn| {
+            let handler = handler.clone();
+            std::thread::spawn(move || {
+                let _ = serve(conn, &*handler);
+            });
         });
         Server {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            port: acceptor.port,
+            _acceptor: acceptor,
         }
     }
 }
@@ -136,44 +156,22 @@ impl Drop for Server {
 pub struct Silent {
     pub port: u16,
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl Silent {
     pub fn start() -> Silent {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let (stop2, accepted2) = (stop.clone(), accepted.clone());
-        let thread = std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(conn) = conn {
-                    accepted2.fetch_add(1, Ordering::SeqCst);
-                    held.push(conn);
-                }
-            }
+        let counter = accepted.clone();
+        let mut held = Vec::new();
+        let acceptor = Acceptor::start(move |conn| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            held.push(conn);
         });
         Silent {
-            port,
+            port: acceptor.port,
             accepted,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Silent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            _acceptor: acceptor,
         }
     }
 }

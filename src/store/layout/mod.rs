@@ -157,6 +157,7 @@ impl Layout {
             }
             verifier.finish().map_err(|actual| {
                 let expected = digest.to_string();
+                let actual = actual.to_string();
                 files.error(format!("blob {digest}"), ErrorKind::DigestMismatch { expected, actual })
             })?;
             file.sync_all().await.map_err(|e| files.io("write", &tmp, e))?;
