@@ -75,6 +75,12 @@ pub enum ErrorKind {
     Io(String),
     /// A layout is not valid (not a layout, bad index, bad tag, bad digest).
     Layout(String),
+    /// A registry that creates no repository on push (ECR) lacks this one.
+    RepositoryMissing { registry: String, repository: String },
+    /// The repository's tags are immutable: an existing tag cannot change.
+    ImmutableTag { repository: String, message: String },
+    /// A cloud provider's API refused or failed (e.g. creating a repository).
+    Cloud(String),
 }
 
 /// What kind of thing failed, for the report and for people deciding what
@@ -100,6 +106,8 @@ pub enum Category {
     Layout,
     /// A registry answer or manifest replicant cannot use.
     Protocol,
+    /// The registry refused a write by its own rules (immutable tags).
+    Refused,
     /// Stopped by a signal before it finished.
     Interrupted,
 }
@@ -116,6 +124,7 @@ impl fmt::Display for Category {
             Category::Integrity => "integrity",
             Category::Layout => "layout",
             Category::Protocol => "protocol",
+            Category::Refused => "refused",
             Category::Interrupted => "interrupted",
         };
         f.write_str(s)
@@ -135,6 +144,18 @@ impl fmt::Display for ErrorKind {
                 write!(f, "; {detail}")
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),
+            ErrorKind::RepositoryMissing { registry, repository } => write!(
+                f,
+                "repository {repository} does not exist in {registry}, and this registry creates none on push; \
+                 create it (aws ecr create-repository --repository-name {repository}) or set \
+                 `registries: {registry}: create-repositories: true` in the config"
+            ),
+            ErrorKind::ImmutableTag { repository, message } => write!(
+                f,
+                "the tags of {repository} are immutable: an existing tag cannot be replaced (replace-tag); \
+                 the registry said: {message}"
+            ),
+            ErrorKind::Cloud(m) => f.write_str(m),
             ErrorKind::Dns { host, message } => write!(f, "the host name {host} does not resolve ({message})"),
             ErrorKind::Unreachable { registry, cause } => {
                 write!(
@@ -315,6 +336,9 @@ impl ErrorKind {
             ErrorKind::Unreachable { .. } => Category::Unreachable,
             ErrorKind::DigestMismatch { .. } => Category::Integrity,
             ErrorKind::Io(_) | ErrorKind::Layout(_) => Category::Layout,
+            ErrorKind::RepositoryMissing { .. } => Category::NotFound,
+            ErrorKind::ImmutableTag { .. } => Category::Refused,
+            ErrorKind::Cloud(_) => Category::Auth,
         }
     }
 }

@@ -165,7 +165,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let client = match Client::new(Arc::new(Chain::standard()), &settings.transport) {
+    let client = match Client::new(
+        Arc::new(Chain::standard(settings.config.registries.clone())),
+        &settings.transport,
+    ) {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("{}: {e}; nothing was copied", cli.config_file.display());

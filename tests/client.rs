@@ -13,7 +13,7 @@ use replicant::registry::{Client, Mount};
 use support::*;
 
 fn client() -> Client {
-    Client::new(Arc::new(Chain::new(vec![])), &Default::default()).unwrap()
+    Client::new(Arc::new(Chain::without_docker_config()), &Default::default()).unwrap()
 }
 
 /// A whole body as a stream of one chunk.

@@ -48,6 +48,42 @@ pub struct RegistryOptions {
     /// Force HTTPS (`true`) or plain HTTP (`false`); by default loopback
     /// registries use plain HTTP unless one of the TLS settings is given.
     pub tls: Option<bool>,
+    /// Where credentials come from (`auth:`); by default the Docker config,
+    /// then the cloud the host name belongs to, then anonymous.
+    pub auth: Option<AuthChoice>,
+    /// AWS region for `auth: ecr` when the host name does not tell it.
+    pub region: Option<String>,
+    /// AWS account (registry id) for `auth: ecr` when the host does not tell it.
+    pub registry_id: Option<String>,
+    /// Create missing ECR repositories before the first push.
+    pub create_repositories: bool,
+}
+
+/// An explicit credential source for one registry (`registries: HOST: auth:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthChoice {
+    Google,
+    Ecr,
+    EcrPublic,
+    Azure,
+    Docker,
+    Anonymous,
+}
+
+impl AuthChoice {
+    pub const NAMES: &'static [&'static str] = &["google", "ecr", "ecr-public", "azure", "docker", "anonymous"];
+
+    pub fn parse(s: &str) -> Option<AuthChoice> {
+        Some(match s {
+            "google" => AuthChoice::Google,
+            "ecr" => AuthChoice::Ecr,
+            "ecr-public" => AuthChoice::EcrPublic,
+            "azure" => AuthChoice::Azure,
+            "docker" => AuthChoice::Docker,
+            "anonymous" => AuthChoice::Anonymous,
+            _ => return None,
+        })
+    }
 }
 
 impl RegistryOptions {
@@ -114,7 +150,17 @@ impl ConfigError {
 }
 
 const TOP_KEYS: &[&str] = &["mode", "images", "registries"];
-const REGISTRY_KEYS: &[&str] = &["ca-file", "insecure", "cert-file", "key-file", "tls"];
+const REGISTRY_KEYS: &[&str] = &[
+    "ca-file",
+    "insecure",
+    "cert-file",
+    "key-file",
+    "tls",
+    "auth",
+    "region",
+    "registry-id",
+    "create-repositories",
+];
 const IMAGE_KEYS: &[&str] = &[
     "source",
     "destination",

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::node::Node;
-use super::{IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at};
+use super::{AuthChoice, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at};
 use crate::model::{Endpoint, Repository};
 use crate::select::{Filters, Mode};
 
@@ -116,7 +116,49 @@ impl Validator<'_> {
                 match (name, &sv.value) {
                     ("insecure", Node::Bool(b)) => o.insecure = *b,
                     ("tls", Node::Bool(b)) => o.tls = Some(*b),
-                    ("insecure" | "tls", other) => self.report(
+                    ("create-repositories", Node::Bool(b)) => o.create_repositories = *b,
+                    ("auth", Node::Str(a)) => match AuthChoice::parse(a) {
+                        Some(choice) => o.auth = Some(choice),
+                        None => self.report(
+                            sv,
+                            None,
+                            Some(&key(name)),
+                            format!(
+                                "unknown auth \"{a}\"; expected one of: {}",
+                                AuthChoice::NAMES.join(", ")
+                            ),
+                        ),
+                    },
+                    ("region", Node::Str(r)) if is_aws_region(r) => o.region = Some(r.clone()),
+                    ("registry-id", Node::Str(r)) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
+                        o.registry_id = Some(r.clone())
+                    }
+                    ("registry-id", Node::Int(n)) if (100_000_000_000..1_000_000_000_000).contains(n) => {
+                        o.registry_id = Some(n.to_string())
+                    }
+                    ("region", _) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        "expected an AWS region such as us-east-1".into(),
+                    ),
+                    ("registry-id", _) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        "expected a 12-digit AWS account id (quote it to keep leading zeros)".into(),
+                    ),
+                    ("auth", other) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        format!(
+                            "expected one of {}, found {}",
+                            AuthChoice::NAMES.join(", "),
+                            other.kind()
+                        ),
+                    ),
+                    ("insecure" | "tls" | "create-repositories", other) => self.report(
                         sv,
                         None,
                         Some(&key(name)),
@@ -441,4 +483,15 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+/// An AWS region name as the SDKs write them (`us-east-1`, `cn-north-1`,
+/// `us-gov-west-1`, `eu-isoe-west-1`).
+fn is_aws_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -23,6 +23,11 @@ impl DockerConfigProvider {
         }
     }
 
+    /// Reads `path` (`None`: nothing).
+    pub fn at(path: Option<PathBuf>) -> DockerConfigProvider {
+        DockerConfigProvider { path }
+    }
+
     /// The key Docker itself uses for a registry in `auths` / helpers.
     fn server_key(registry: &Registry) -> String {
         if registry.is_docker_hub() {
@@ -55,7 +60,10 @@ impl CredentialProvider for DockerConfigProvider {
             let source = format!("Docker config {}", path.display());
             // docker_credential is blocking (it may run a helper program).
             let result = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|source| LookupError::Open { path, source })?;
+                let file = std::fs::File::open(&path).map_err(|e| LookupError::Open {
+                    path,
+                    reason: e.to_string(),
+                })?;
                 Ok::<_, LookupError>(docker_credential::get_credential_from_reader(
                     std::io::BufReader::new(file),
                     &server,
@@ -65,14 +73,10 @@ impl CredentialProvider for DockerConfigProvider {
             .map_err(|e| LookupError::Interrupted(e.to_string()))??;
             use docker_credential::{CredentialRetrievalError as E, DockerCredential as D};
             match result {
-                Ok(D::UsernamePassword(username, password)) => Ok(Some(Found {
-                    credential: Credential::Basic { username, password },
-                    source,
-                })),
-                Ok(D::IdentityToken(t)) => Ok(Some(Found {
-                    credential: Credential::IdentityToken(t),
-                    source,
-                })),
+                Ok(D::UsernamePassword(username, password)) => {
+                    Ok(Some(Found::fixed(Credential::Basic { username, password }, source)))
+                }
+                Ok(D::IdentityToken(t)) => Ok(Some(Found::fixed(Credential::IdentityToken(t), source))),
                 Err(E::NoCredentialConfigured) => Ok(None),
                 // The helper's own output may hold secrets: name the helper only.
                 Err(E::HelperFailure { helper, .. }) => Err(LookupError::Helper { helper }),

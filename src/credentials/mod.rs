@@ -1,20 +1,31 @@
-//! Where registry credentials come from (SPEC §6): a chain of providers,
-//! first match wins, anonymous when none has anything.
-//!
-//! Native cloud providers (GCR, ECR, ACR) slot in as further
-//! [`CredentialProvider`]s ahead of the Docker config; the registry client
-//! only ever sees a [`Credential`].
+//! Where registry credentials come from (SPEC §6, docs/cloud-registries.md):
+//! per registry, an explicit `auth:` choice; else the Docker config, then
+//! the cloud the host name belongs to; anonymous when none has anything.
+//! The registry client only ever sees a [`Credential`].
 
+mod cloud;
 mod docker;
+mod web;
 
-use std::collections::HashMap;
+#[cfg(feature = "aws")]
+mod aws;
+#[cfg(feature = "azure")]
+mod azure;
+#[cfg(feature = "google")]
+mod google;
+
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
+pub use cloud::{Cloud, recognise};
 pub use docker::DockerConfigProvider;
 
+use crate::config::{AuthChoice, RegistryOptions};
 use crate::model::Registry;
 
 /// A secret for one registry. `Debug` never shows the secret.
@@ -42,24 +53,35 @@ impl fmt::Debug for Credential {
 pub struct Found {
     pub credential: Credential,
     pub source: String,
+    /// When a cloud token stops being valid; `None` for static secrets.
+    pub expires: Option<SystemTime>,
+}
+
+impl Found {
+    pub fn fixed(credential: Credential, source: String) -> Found {
+        Found {
+            credential,
+            source,
+            expires: None,
+        }
+    }
 }
 
 /// Why a provider could not say whether it has a credential. Never holds a
-/// secret: a helper's own output is left out.
-#[derive(Debug, thiserror::Error)]
+/// secret: a helper's own output is left out, token endpoints' answers are
+/// reduced to their status and OAuth error code.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LookupError {
-    #[error("cannot open {path}: {source}")]
-    Open {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot open {path}: {reason}")]
+    Open { path: std::path::PathBuf, reason: String },
     #[error("credential helper {helper} failed")]
     Helper { helper: String },
     #[error("{place}: {reason}")]
     Unreadable { place: String, reason: String },
     #[error("the lookup stopped: {0}")]
     Interrupted(String),
+    #[error("{what} needs the \"{feature}\" feature, and this replicant was built without it")]
+    NotBuilt { what: &'static str, feature: &'static str },
 }
 
 /// One place credentials can come from.
@@ -71,32 +93,94 @@ pub trait CredentialProvider: Send + Sync {
     fn lookup(&self, registry: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>>;
 }
 
-/// Providers asked in order; answers cached per registry for the run.
+/// What the chain holds for one registry.
+#[derive(Default)]
+struct Slot {
+    found: Option<Found>,
+    /// Ask the providers again from this moment (cloud tokens expire).
+    renew_at: Option<Instant>,
+    /// When the providers were last asked.
+    asked: Option<Instant>,
+    /// The last lookup failure, for "unauthorized" messages.
+    failure: Option<String>,
+}
+
+/// A cloud token is renewed this long before it expires (at most a quarter
+/// of its lifetime), and reused for at least [`MIN_REUSE`].
+const RENEW_MARGIN: Duration = Duration::from_secs(300);
+const MIN_REUSE: Duration = Duration::from_secs(1);
+
+/// Providers asked in order; answers cached per registry and renewed before
+/// a cloud token expires. Concurrent askers for one registry wait on one
+/// lookup.
 pub struct Chain {
-    providers: Vec<Box<dyn CredentialProvider>>,
-    cache: Mutex<HashMap<Registry, Option<Found>>>,
+    docker: Arc<dyn CredentialProvider>,
+    clouds: cloud::Providers,
+    choices: BTreeMap<String, RegistryOptions>,
+    slots: std::sync::Mutex<HashMap<Registry, Arc<Mutex<Slot>>>>,
 }
 
 impl Chain {
-    pub fn new(providers: Vec<Box<dyn CredentialProvider>>) -> Chain {
+    /// A chain with the given Docker-config provider and `registries:`
+    /// settings (their `auth:`, `region:`, `registry-id:`).
+    pub fn new(docker: Arc<dyn CredentialProvider>, registries: BTreeMap<String, RegistryOptions>) -> Chain {
         Chain {
-            providers,
-            cache: Mutex::new(HashMap::new()),
+            docker,
+            clouds: cloud::Providers::from_env(),
+            choices: registries,
+            slots: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
-    /// The default chain: the Docker config file, then anonymous.
-    pub fn standard() -> Chain {
-        Chain::new(vec![Box::new(DockerConfigProvider::from_env())])
+    /// The default chain: explicit choices, the Docker config file, the
+    /// cloud by host name, then anonymous.
+    pub fn standard(registries: BTreeMap<String, RegistryOptions>) -> Chain {
+        Chain::new(Arc::new(DockerConfigProvider::from_env()), registries)
+    }
+
+    /// A chain without a Docker config and without `registries:`
+    /// settings: anonymous but for cloud registries (tests).
+    pub fn without_docker_config() -> Chain {
+        Chain::new(Arc::new(DockerConfigProvider::at(None)), BTreeMap::new())
+    }
+
+    /// The providers asked for `registry`, in order.
+    fn providers(&self, registry: &Registry) -> Vec<Arc<dyn CredentialProvider>> {
+        let options = self.choices.get(&registry.host);
+        let cloud = |c: Cloud| self.clouds.provider(c, registry, options);
+        match options.and_then(|o| o.auth) {
+            Some(AuthChoice::Anonymous) => vec![],
+            Some(AuthChoice::Docker) => vec![self.docker.clone()],
+            Some(AuthChoice::Google) => vec![cloud(Cloud::Google)],
+            Some(AuthChoice::Ecr) => vec![cloud(Cloud::Ecr {
+                registry_id: None,
+                region: None,
+            })],
+            Some(AuthChoice::EcrPublic) => vec![cloud(Cloud::EcrPublic)],
+            Some(AuthChoice::Azure) => vec![cloud(Cloud::Azure)],
+            None => {
+                let mut list = vec![self.docker.clone()];
+                list.extend(recognise(&registry.host).map(cloud));
+                list
+            }
+        }
+    }
+
+    fn slot(&self, registry: &Registry) -> Arc<Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(registry.clone()).or_default().clone()
     }
 
     pub async fn get(&self, registry: &Registry) -> Option<Found> {
-        let mut cache = self.cache.lock().await;
-        if let Some(hit) = cache.get(registry) {
-            return hit.clone();
+        let slot = self.slot(registry);
+        let mut slot = slot.lock().await;
+        let now = Instant::now();
+        if slot.asked.is_some() && slot.renew_at.is_none_or(|t| now < t) {
+            return slot.found.clone();
         }
         let mut found = None;
-        for p in &self.providers {
+        let mut failures = Vec::new();
+        for p in self.providers(registry) {
             match p.lookup(registry.clone()).await {
                 Ok(Some(f)) => {
                     tracing::debug!(registry = %registry, source = %f.source, "using credentials");
@@ -105,23 +189,85 @@ impl Chain {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(registry = %registry, "credential lookup in {} failed: {e}", p.describe(registry))
+                    tracing::warn!(registry = %registry, "credential lookup in {} failed: {e}", p.describe(registry));
+                    failures.push(e.to_string());
                 }
             }
         }
         if found.is_none() {
             tracing::debug!(registry = %registry, "no credentials found; anonymous");
         }
-        cache.insert(registry.clone(), found.clone());
+        slot.renew_at = found.as_ref().and_then(|f| f.expires).map(|expires| {
+            let lifetime = expires.duration_since(SystemTime::now()).unwrap_or_default();
+            let margin = RENEW_MARGIN.min(lifetime / 4);
+            now + (lifetime - margin).max(MIN_REUSE)
+        });
+        slot.asked = Some(now);
+        slot.failure = (!failures.is_empty()).then(|| failures.join("; "));
+        slot.found = found.clone();
         found
     }
 
-    /// Where credentials were looked for, for "unauthorized" messages.
-    pub fn looked_in(&self, registry: &Registry) -> String {
-        self.providers
+    /// The registry refused a credential that should still be valid: a
+    /// cloud token is asked for anew on next use (at most once a second).
+    pub async fn refused(&self, registry: &Registry) {
+        let slot = self.slot(registry);
+        let mut slot = slot.lock().await;
+        let renewable = slot.found.as_ref().is_some_and(|f| f.expires.is_some());
+        if renewable && slot.asked.is_some_and(|t| t.elapsed() >= MIN_REUSE) {
+            slot.renew_at = Some(Instant::now());
+        }
+    }
+
+    /// The ECR registry `registry` is, explicitly or by host name, with
+    /// its account and region when known.
+    fn ecr(&self, registry: &Registry) -> Option<Cloud> {
+        let options = self.choices.get(&registry.host);
+        match options.and_then(|o| o.auth) {
+            Some(AuthChoice::Ecr) => Some(Cloud::Ecr {
+                registry_id: None,
+                region: None,
+            }),
+            Some(_) => None,
+            None => recognise(&registry.host).filter(|c| matches!(c, Cloud::Ecr { .. })),
+        }
+    }
+
+    /// Whether `registry` is a private ECR registry (which creates no
+    /// repository on push).
+    pub fn is_ecr(&self, registry: &Registry) -> bool {
+        self.ecr(registry).is_some()
+    }
+
+    /// Creates repository `name` in `registry` before the first push, when
+    /// it is an ECR registry with `create-repositories: true`; `Ok(true)`
+    /// if it was created.
+    pub async fn ensure_repository(&self, registry: &Registry, name: &str) -> Result<bool, LookupError> {
+        let options = self.choices.get(&registry.host);
+        if !options.is_some_and(|o| o.create_repositories) {
+            return Ok(false);
+        }
+        let Some(cloud) = self.ecr(registry) else {
+            return Ok(false);
+        };
+        self.clouds.ensure_repository(cloud, options, name).await
+    }
+
+    /// Where credentials were looked for, for "unauthorized" messages, with
+    /// the last lookup failure if there was one.
+    pub async fn looked_in(&self, registry: &Registry) -> String {
+        let places = self
+            .providers(registry)
             .iter()
             .map(|p| p.describe(registry))
-            .collect::<Vec<_>>()
-            .join(", ")
+            .collect::<Vec<_>>();
+        let mut text = match places.is_empty() {
+            true => "nowhere: auth: anonymous".to_string(),
+            false => places.join(", "),
+        };
+        if let Some(f) = &self.slot(registry).lock().await.failure {
+            text.push_str(&format!("; the lookup failed: {f}"));
+        }
+        text
     }
 }

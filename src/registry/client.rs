@@ -71,6 +71,41 @@ impl Client {
         self.transport.failure(resp, ctx, &repo.registry).await
     }
 
+    /// A refused write, told as what it is where the registry's answer
+    /// says so: a missing ECR repository, an immutable tag.
+    async fn write_failure(&self, resp: Response, ctx: &str, repo: &Repository) -> StoreError {
+        let e = self.failure(resp, ctx, repo).await;
+        let ErrorKind::Status { status, errors } = &e.kind else {
+            return e;
+        };
+        let immutable = errors
+            .iter()
+            .find(|a| a.message.to_ascii_lowercase().contains("immutable"));
+        let kind = if let Some(a) = immutable.filter(|_| (400..500).contains(status)) {
+            ErrorKind::ImmutableTag {
+                repository: repo.to_string(),
+                message: crate::error::printable(&a.message, 300),
+            }
+        } else if *status == 404
+            && errors.iter().any(|a| a.code == "NAME_UNKNOWN")
+            && self.transport.is_ecr(&repo.registry)
+        {
+            ErrorKind::RepositoryMissing {
+                registry: repo.registry.host.clone(),
+                repository: repo.path.clone(),
+            }
+        } else {
+            return e;
+        };
+        StoreError::new(ctx, kind)
+    }
+
+    /// Creates the repository first where the registry needs that (ECR
+    /// with `create-repositories: true`).
+    pub async fn prepare_repository(&self, repo: &Repository) -> Result<()> {
+        self.transport.ensure_repository(repo).await
+    }
+
     // ---- tags ------------------------------------------------------------
 
     /// All tags of a repository, following `Link` pagination; `None` when
@@ -214,7 +249,7 @@ impl Client {
         self.transport
             .exchange(repo, &push(repo), &ctx, Spend::Free, build, |resp| async {
                 if !resp.status().is_success() {
-                    return Err(self.failure(resp, &ctx, repo).await);
+                    return Err(self.write_failure(resp, &ctx, repo).await);
                 }
                 match header(resp.headers(), DOCKER_CONTENT_DIGEST) {
                     Some(stored)
@@ -298,7 +333,7 @@ impl Client {
                 match resp.status() {
                     StatusCode::CREATED => Ok(Mount::Mounted),
                     StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(repo, resp.headers(), &ctx)?)),
-                    _ => Err(self.failure(resp, &ctx, repo).await),
+                    _ => Err(self.write_failure(resp, &ctx, repo).await),
                 }
             })
             .await
@@ -312,7 +347,7 @@ impl Client {
         self.transport
             .exchange(repo, &push(repo), &ctx, Spend::Free, build, |resp| async {
                 if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.failure(resp, &ctx, repo).await);
+                    return Err(self.write_failure(resp, &ctx, repo).await);
                 }
                 self.location(repo, resp.headers(), &ctx)
             })
@@ -364,7 +399,7 @@ impl Client {
             }
         };
         if resp.status() != StatusCode::CREATED {
-            return Err(self.failure(resp, &ctx, repo).await);
+            return Err(self.write_failure(resp, &ctx, repo).await);
         }
         Ok(())
     }

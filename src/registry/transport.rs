@@ -124,6 +124,7 @@ impl Transport {
                 let mut resp = self.execute(repo, ctx, request).await?;
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     // an expired or revoked token: renew once, not a retry
+                    self.credentials.refused(registry).await;
                     self.forget_token(registry, scopes).await;
                     let again = self.prepare(repo, scopes, ctx, build()).await?;
                     resp = self.execute(repo, ctx, again).await?;
@@ -429,6 +430,26 @@ impl Transport {
             .ok_or_else(|| protocol(ctx, "token response holds no token"))
     }
 
+    // ---- cloud registries -------------------------------------------------
+
+    pub(super) fn is_ecr(&self, registry: &Registry) -> bool {
+        self.credentials.is_ecr(registry)
+    }
+
+    pub(super) async fn ensure_repository(&self, repo: &Repository) -> Result<()> {
+        match self.credentials.ensure_repository(&repo.registry, &repo.path).await {
+            Ok(true) => {
+                tracing::info!(repository = %repo, "created the ECR repository");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(e) => {
+                let ctx = format!("{repo}: creating the repository");
+                Err(StoreError::new(&ctx, ErrorKind::Cloud(e.to_string())))
+            }
+        }
+    }
+
     // ---- failures ---------------------------------------------------------
 
     /// Turns an unexpected response into an error naming what went wrong.
@@ -445,7 +466,7 @@ impl Transport {
                     Some(found) => format!("the credentials from {} were refused or lack permission", found.source),
                     None => format!(
                         "no credentials for {registry} were found (looked in {}); access was anonymous",
-                        self.credentials.looked_in(registry)
+                        self.credentials.looked_in(registry).await
                     ),
                 }
             };

@@ -67,7 +67,14 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         options.jobs,
         may_start,
         |image| async {
-            let plan = plan(image.config, &*image.src, &*image.dst).await;
+            let mut plan = plan(image.config, &*image.src, &*image.dst).await;
+            if let Ok(p) = &plan
+                && !options.dry_run
+                && (!p.copy.is_empty() || !p.replace.is_empty())
+                && let Err(e) = image.dst.prepare_to_write().await
+            {
+                plan = Err(e.into());
+            }
             if plan.is_err() {
                 failed.store(true, Ordering::SeqCst);
             }

@@ -52,6 +52,10 @@ impl Store for RegistryStore {
         &self.repo.path
     }
 
+    fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.client.prepare_repository(&self.repo))
+    }
+
     fn list_tags(&self) -> BoxFuture<'_, Result<Option<Vec<String>>>> {
         Box::pin(self.client.list_tags(&self.repo))
     }

@@ -7,6 +7,7 @@
 //! check.
 
 pub mod client;
+pub mod cloud;
 pub mod http;
 pub mod image;
 pub mod layout;

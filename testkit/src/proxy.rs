@@ -30,6 +30,8 @@ pub enum Fault {
     Stall,
     /// Forward everything, but claim another `Docker-Content-Digest`.
     WrongDigest,
+    /// Answer this status with this JSON body without forwarding.
+    Answer(u16, &'static str),
 }
 
 /// Which requests a fault may hit.
@@ -40,7 +42,15 @@ pub enum Target {
     Downloads,
     /// Only GETs of blobs.
     Blobs,
+    /// Only the start of blob uploads (`POST …/blobs/uploads/`).
+    UploadStarts,
+    /// Only manifest PUTs.
+    ManifestPuts,
 }
+
+/// A handler for requests the proxy answers itself (an endpoint that lives
+/// on the registry's host, like ACR's `/oauth2/exchange`).
+pub type Route = Arc<dyn Fn(crate::http::Request) -> crate::http::Response + Send + Sync>;
 
 struct Shared {
     upstream: String,
@@ -50,6 +60,9 @@ struct Shared {
     /// Wait this long before forwarding each request (a slow registry).
     delay: Mutex<Duration>,
     rng: Mutex<StdRng>,
+    routes: Mutex<Vec<(String, Route)>>,
+    basic: Mutex<Option<crate::token::BasicCheck>>,
+    pub refused: AtomicUsize,
     pub injected: AtomicUsize,
     pub forwarded: AtomicUsize,
     stop: AtomicBool,
@@ -72,6 +85,9 @@ impl FaultProxy {
             redirect: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
+            routes: Mutex::new(Vec::new()),
+            basic: Mutex::new(None),
+            refused: AtomicUsize::new(0),
             injected: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -114,6 +130,23 @@ impl FaultProxy {
     /// without `/v2` (as registries redirect to object storage).
     pub fn redirect_blobs_to(&self, target: Option<String>) {
         *self.shared.redirect.lock().unwrap() = target;
+    }
+
+    /// Answers requests whose path starts with `prefix` with `handler`
+    /// instead of forwarding them.
+    pub fn route(&self, prefix: &str, handler: Route) {
+        self.shared.routes.lock().unwrap().push((prefix.to_string(), handler));
+    }
+
+    /// Lets through only requests whose Basic credentials `check` accepts,
+    /// answering the others 401 with a Basic challenge (as ECR does).
+    pub fn require_basic(&self, check: crate::token::BasicCheck) {
+        *self.shared.basic.lock().unwrap() = Some(check);
+    }
+
+    /// Requests refused by [`FaultProxy::require_basic`].
+    pub fn refused(&self) -> usize {
+        self.shared.refused.load(Ordering::SeqCst)
     }
 
     pub fn injected(&self) -> usize {
@@ -202,6 +235,65 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
         )?;
         return out.flush();
     }
+    let route = {
+        let routes = shared.routes.lock().unwrap();
+        routes
+            .iter()
+            .find(|(prefix, _)| head.target.starts_with(prefix.as_str()))
+            .map(|(_, r)| r.clone())
+    };
+    if let Some(route) = route {
+        let body = read_body(&mut reader, &head.headers)?;
+        let request = crate::http::Request {
+            method: head.method.clone(),
+            target: head.target.clone(),
+            headers: head
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+                .collect(),
+            body,
+        };
+        let resp = route(request);
+        write!(
+            out,
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+            resp.status,
+            resp.body.len()
+        )?;
+        for (k, v) in &resp.headers {
+            write!(out, "{k}: {v}\r\n")?;
+        }
+        out.write_all(b"\r\n")?;
+        out.write_all(&resp.body)?;
+        return out.flush();
+    }
+    let gate = shared.basic.lock().unwrap().clone();
+    if let Some(check) = gate {
+        use base64::Engine as _;
+        let credentials = head
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, v)| v.strip_prefix("Basic "))
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        let allowed = credentials
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .is_some_and(|(u, p)| check(u, p));
+        if !allowed {
+            if credentials.is_some() {
+                shared.refused.fetch_add(1, Ordering::SeqCst);
+            }
+            let _ = read_body(&mut reader, &head.headers);
+            write!(
+                out,
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"test\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            return out.flush();
+        }
+    }
     let fault = {
         let f = *shared.fault.lock().unwrap();
         f.filter(|(_, rate, target)| {
@@ -209,6 +301,8 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
                 Target::Any => true,
                 Target::Downloads => is_download,
                 Target::Blobs => is_blob,
+                Target::UploadStarts => head.method == "POST" && head.target.contains("/blobs/uploads/"),
+                Target::ManifestPuts => head.method == "PUT" && head.target.contains("/manifests/"),
             };
             hit && shared.rng.lock().unwrap().random_bool(rate.clamp(0.0, 1.0))
         })
@@ -223,6 +317,15 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
                 write!(
                     out,
                     "HTTP/1.1 {code} Fault\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
+                )?;
+                return out.flush();
+            }
+            Fault::Answer(code, body) => {
+                let _ = read_body(&mut reader, &head.headers);
+                write!(
+                    out,
+                    "HTTP/1.1 {code} Fault\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
                 )?;
                 return out.flush();
             }

@@ -17,8 +17,17 @@ use crate::http::{Request, Response, Server, url_decode_pairs};
 pub const SERVICE: &str = "testkit-registry";
 pub const ISSUER: &str = "testkit-issuer";
 
+/// Decides whether a user name and password are valid (cloud tokens).
+pub type BasicCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+/// The user a refresh token belongs to, if it is valid.
+pub type RefreshCheck = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 #[derive(Clone, Default)]
 pub struct Policy {
+    /// Further valid Basic credentials, decided when asked.
+    pub check: Option<BasicCheck>,
+    /// Further valid refresh tokens, decided when asked.
+    pub check_refresh: Option<RefreshCheck>,
     /// username -> password
     pub users: HashMap<String, String>,
     /// refresh token -> username (Docker's `identitytoken`)
@@ -133,8 +142,9 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result
     let get = |k: &str| params.iter().find(|(pk, _)| pk == k).map(|(_, v)| v.clone());
     // who is asking
     let user = if let Some(refresh) = get("refresh_token") {
-        match policy.refresh_tokens.get(&refresh) {
-            Some(u) => Some(u.clone()),
+        let dynamic = policy.check_refresh.as_ref().and_then(|c| c(&refresh));
+        match policy.refresh_tokens.get(&refresh).cloned().or(dynamic) {
+            Some(u) => Some(u),
             None => return Err(Response::json(401, r#"{"details":"bad refresh token"}"#.into())),
         }
     } else if let Some(auth) = req.headers.get("authorization") {
@@ -144,6 +154,7 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result
             .and_then(|b| String::from_utf8(b).ok());
         match decoded.as_deref().and_then(|d| d.split_once(':')) {
             Some((u, p)) if policy.users.get(u).is_some_and(|pw| pw == p) => Some(u.to_string()),
+            Some((u, p)) if policy.check.as_ref().is_some_and(|c| c(u, p)) => Some(u.to_string()),
             _ => return Err(Response::json(401, r#"{"details":"bad credentials"}"#.into())),
         }
     } else {

@@ -1,0 +1,264 @@
+//! Amazon ECR and ECR Public through the official AWS SDK: its standard
+//! credential chain (environment keys with session token, shared config and
+//! credentials files and profiles, `credential_process`, web identity /
+//! IRSA, ECS and EC2 instance roles) and `GetAuthorizationToken`. Endpoint
+//! overrides come from the standard `AWS_ENDPOINT_URL*` variables.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use base64::Engine as _;
+use futures_util::future::BoxFuture;
+use tokio::sync::Mutex;
+
+use super::{Credential, CredentialProvider, Found, LookupError};
+use crate::model::Registry;
+
+/// ECR Public's API lives in one region.
+const PUBLIC_REGION: &str = "us-east-1";
+/// Where the SDK looks, for messages.
+const PLACES: &str = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, AWS_PROFILE in \
+                      ~/.aws/config and ~/.aws/credentials (AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE), \
+                      AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, the ECS container endpoint, the EC2 \
+                      instance metadata service";
+
+/// The SDK configuration per region, loaded once per run: each keeps its
+/// credentials cached and renews them itself.
+pub(super) struct Aws {
+    configs: Mutex<HashMap<Option<String>, SdkConfig>>,
+}
+
+impl Aws {
+    pub(super) fn new() -> Aws {
+        Aws {
+            configs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn config(&self, region: Option<&str>) -> SdkConfig {
+        let mut configs = self.configs.lock().await;
+        if let Some(c) = configs.get(&region.map(str::to_string)) {
+            return c.clone();
+        }
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(r) = region {
+            loader = loader.region(Region::new(r.to_string()));
+        }
+        let config = loader.load().await;
+        configs.insert(region.map(str::to_string), config.clone());
+        config
+    }
+
+    /// Whether the SDK's chain finds credentials: `Ok(false)` when none is
+    /// configured anywhere (a read then goes anonymous).
+    async fn has_credentials(config: &SdkConfig, place: &str) -> Result<bool, LookupError> {
+        use aws_credential_types::provider::ProvideCredentials as _;
+        let Some(provider) = config.credentials_provider() else {
+            return Ok(false);
+        };
+        match provider.provide_credentials().await {
+            Ok(_) => Ok(true),
+            Err(CredentialsError::CredentialsNotLoaded(_)) => Ok(false),
+            Err(e) => Err(LookupError::Unreadable {
+                place: place.to_string(),
+                reason: format!(
+                    "AWS credentials: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                ),
+            }),
+        }
+    }
+
+    /// Creates ECR repository `name` unless it exists; `true` if created.
+    pub(super) async fn ensure_repository(
+        &self,
+        registry_id: Option<&str>,
+        region: Option<&str>,
+        name: &str,
+    ) -> Result<bool, LookupError> {
+        let config = self.config(region).await;
+        let client = aws_sdk_ecr::Client::new(&config);
+        let place = format!(
+            "ECR in {}",
+            config.region().map(|r| r.as_ref()).unwrap_or("(no region)")
+        );
+        let fail = |what: &str, e: String| LookupError::Unreadable {
+            place: place.clone(),
+            reason: format!("{what} {name}: {e}"),
+        };
+        let described = client
+            .describe_repositories()
+            .set_registry_id(registry_id.map(str::to_string))
+            .repository_names(name)
+            .send()
+            .await;
+        match described {
+            Ok(_) => return Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_not_found_exception()) => {}
+            Err(e) => return Err(fail("DescribeRepositories", sdk_error(&e))),
+        }
+        let created = client
+            .create_repository()
+            .set_registry_id(registry_id.map(str::to_string))
+            .repository_name(name)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_already_exists_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(fail("CreateRepository", sdk_error(&e))),
+        }
+    }
+}
+
+/// An SDK error with its causes, never a credential (the SDK redacts them).
+fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &aws_sdk_ecr::error::SdkError<E, R>) -> String {
+    aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
+}
+
+/// `AWS:<password>` from an ECR authorization token.
+fn decode(token: &str, place: &str) -> Result<Credential, LookupError> {
+    let bad = || LookupError::Unreadable {
+        place: place.to_string(),
+        reason: "the authorization token is not base64 of user:password".into(),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .map_err(|_| bad())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (username, password) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Credential::Basic {
+        username: username.to_string(),
+        password: password.to_string(),
+    })
+}
+
+fn expires(at: Option<&aws_smithy_types::DateTime>) -> SystemTime {
+    // ECR tokens last 12 hours; a missing or past expiry is renewed soon
+    at.and_then(|t| u64::try_from(t.secs()).ok())
+        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600))
+}
+
+/// A private ECR registry.
+pub(super) struct Ecr {
+    aws: Arc<Aws>,
+    registry_id: Option<String>,
+    region: Option<String>,
+}
+
+impl Ecr {
+    pub(super) fn new(aws: Arc<Aws>, registry_id: Option<String>, region: Option<String>) -> Ecr {
+        Ecr {
+            aws,
+            registry_id,
+            region,
+        }
+    }
+
+    pub(super) async fn ensure_repository(&self, name: &str) -> Result<bool, LookupError> {
+        self.aws
+            .ensure_repository(self.registry_id.as_deref(), self.region.as_deref(), name)
+            .await
+    }
+}
+
+impl CredentialProvider for Ecr {
+    fn describe(&self, _: &Registry) -> String {
+        let region = self.region.as_deref().unwrap_or("the default region");
+        format!("AWS credentials ({PLACES}) for ECR GetAuthorizationToken in {region}")
+    }
+
+    fn lookup(&self, _: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
+        Box::pin(async move {
+            let config = self.aws.config(self.region.as_deref()).await;
+            let Some(region) = config.region().map(|r| r.to_string()) else {
+                return Err(LookupError::Unreadable {
+                    place: "ECR".into(),
+                    reason: "no AWS region: set region: in registries:, or AWS_REGION".into(),
+                });
+            };
+            let place = format!("ECR GetAuthorizationToken in {region}");
+            if !Aws::has_credentials(&config, &place).await? {
+                return Ok(None);
+            }
+            let answer = aws_sdk_ecr::Client::new(&config)
+                .get_authorization_token()
+                .send()
+                .await
+                .map_err(|e| LookupError::Unreadable {
+                    place: place.clone(),
+                    reason: sdk_error(&e),
+                })?;
+            let data = answer.authorization_data().first();
+            let token = data
+                .and_then(|d| d.authorization_token())
+                .ok_or_else(|| LookupError::Unreadable {
+                    place: place.clone(),
+                    reason: "the answer holds no authorization token".into(),
+                })?;
+            Ok(Some(Found {
+                credential: decode(token, &place)?,
+                source: format!("AWS {place}"),
+                expires: Some(expires(data.and_then(|d| d.expires_at()))),
+            }))
+        })
+    }
+}
+
+/// `public.ecr.aws`: its own API, in us-east-1.
+pub(super) struct EcrPublic {
+    aws: Arc<Aws>,
+}
+
+impl EcrPublic {
+    pub(super) fn new(aws: Arc<Aws>) -> EcrPublic {
+        EcrPublic { aws }
+    }
+}
+
+impl CredentialProvider for EcrPublic {
+    fn describe(&self, _: &Registry) -> String {
+        format!("AWS credentials ({PLACES}) for ECR Public GetAuthorizationToken in {PUBLIC_REGION}")
+    }
+
+    fn lookup(&self, _: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
+        Box::pin(async move {
+            let config = self.aws.config(Some(PUBLIC_REGION)).await;
+            let place = format!("ECR Public GetAuthorizationToken in {PUBLIC_REGION}");
+            if !Aws::has_credentials(&config, &place).await? {
+                return Ok(None);
+            }
+            let answer = aws_sdk_ecrpublic::Client::new(&config)
+                .get_authorization_token()
+                .send()
+                .await
+                .map_err(|e| LookupError::Unreadable {
+                    place: place.clone(),
+                    reason: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                })?;
+            let data = answer.authorization_data();
+            let token = data
+                .and_then(|d| d.authorization_token())
+                .ok_or_else(|| LookupError::Unreadable {
+                    place: place.clone(),
+                    reason: "the answer holds no authorization token".into(),
+                })?;
+            Ok(Some(Found {
+                credential: decode(token, &place)?,
+                source: format!("AWS {place}"),
+                expires: Some(expires(data.and_then(|d| d.expires_at()))),
+            }))
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! The HTTP side of the cloud token flows written here (Google, Azure): one
+//! client, answers bounded in size and time, https only (plain http only on
+//! loopback), no redirects, and error texts that never quote a secret.
+
+#![cfg_attr(not(any(feature = "google", feature = "azure")), allow(dead_code))]
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::{RequestBuilder, Url};
+use serde::de::DeserializeOwned;
+
+use super::LookupError;
+use crate::model::Registry;
+
+/// The most a token endpoint may answer.
+const MAX_ANSWER: usize = 256 * 1024;
+/// How long one token request may take in all.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(super) struct Web {
+    client: reqwest::Client,
+}
+
+impl Web {
+    pub(super) fn new() -> Web {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Web { client }
+    }
+
+    pub(super) fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends `request` and reads a JSON answer of type `T`. `place` names
+    /// the endpoint in errors.
+    pub(super) async fn json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        place: &str,
+    ) -> Result<T, LookupError> {
+        let resp = request.send().await.map_err(|e| LookupError::Unreadable {
+            place: place.to_string(),
+            reason: describe(&e),
+        })?;
+        self.read_json(resp, place).await
+    }
+
+    /// Reads a JSON answer of type `T` from `resp`.
+    pub(super) async fn read_json<T: DeserializeOwned>(
+        &self,
+        mut resp: reqwest::Response,
+        place: &str,
+    ) -> Result<T, LookupError> {
+        let fail = |reason: String| LookupError::Unreadable {
+            place: place.to_string(),
+            reason,
+        };
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| fail(describe(&e)))? {
+            if body.len() + chunk.len() > MAX_ANSWER {
+                return Err(fail(format!("the answer is larger than {} KiB", MAX_ANSWER / 1024)));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(fail(format!("HTTP {}{}", status.as_u16(), oauth_error(&body))));
+        }
+        serde_json::from_slice(&body).map_err(|e| fail(format!("unexpected answer: {e}")))
+    }
+}
+
+/// A transport error without the URL (which may carry a query secret).
+fn describe(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut source = std::error::Error::source(e);
+    let mut cause = String::new();
+    while let Some(s) = source {
+        cause = s.to_string();
+        source = s.source();
+    }
+    if cause.is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {cause}")
+    }
+}
+
+/// The OAuth `error` / `error_description` of an error answer, printable
+/// and short: these never carry secrets, the rest of the body might.
+fn oauth_error(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct E {
+        error: Option<serde_json::Value>,
+        error_description: Option<String>,
+    }
+    let Ok(e) = serde_json::from_slice::<E>(body) else {
+        return String::new();
+    };
+    let code = match e.error {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Object(o)) => o
+            .get("message")
+            .or_else(|| o.get("status"))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        _ => String::new(),
+    };
+    let text = [code, e.error_description.unwrap_or_default()]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ");
+    if text.is_empty() {
+        text
+    } else {
+        format!(" ({})", crate::error::printable(&text, 200))
+    }
+}
+
+/// `url` parsed, if it is https, or plain http to a loopback host.
+pub(super) fn endpoint(url: &str, what: &str) -> Result<Url, LookupError> {
+    let bad = |reason: &str| LookupError::Unreadable {
+        place: what.to_string(),
+        reason: reason.to_string(),
+    };
+    let parsed = Url::parse(url).map_err(|_| bad("not a URL"))?;
+    let loopback = parsed.host_str().is_some_and(|h| Registry::new(h).is_loopback());
+    match parsed.scheme() {
+        "https" => Ok(parsed),
+        "http" if loopback => Ok(parsed),
+        _ => Err(bad("must be an https URL (plain http only on loopback)")),
+    }
+}
+
+/// An access token's expiry from `expires_in` seconds.
+pub(super) fn expiry(expires_in: Option<u64>, default: Duration) -> SystemTime {
+    SystemTime::now() + expires_in.map(Duration::from_secs).unwrap_or(default)
+}
+
+/// Seconds since 1970 of an RFC 3339 time in UTC (`2026-12-01T10:00:00Z`,
+/// fractions allowed), as Google's IAM credentials API writes them.
+pub(super) fn parse_rfc3339_utc(s: &str) -> Option<u64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let time = time.split('.').next()?;
+    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // days from civil (Howard Hinnant)
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// The `exp` claim of a JWT, read without checking its signature (only to
+/// know when to renew it; the registry checks it).
+pub(super) fn jwt_expiry(token: &str) -> Option<SystemTime> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let exp = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()?
+        .get("exp")?
+        .as_u64()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+}
+
+/// `~`, from `$HOME`.
+pub(super) fn home() -> Option<std::path::PathBuf> {
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(Into::into)
+}
+
+/// A non-empty environment variable.
+pub(super) fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Reads a small file (key files, token files): at most 1 MiB.
+pub(super) async fn read_small(path: &std::path::Path) -> Result<String, LookupError> {
+    use tokio::io::AsyncReadExt as _;
+    let open = |e: std::io::Error| LookupError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let file = tokio::fs::File::open(path).await.map_err(open)?;
+    let mut text = String::new();
+    file.take(1 << 20).read_to_string(&mut text).await.map_err(open)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_are_read() {
+        assert_eq!(parse_rfc3339_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_utc("2026-11-27T21:00:00Z"), Some(1_795_813_200));
+        assert_eq!(parse_rfc3339_utc("2026-11-27T21:00:00.123456Z"), Some(1_795_813_200));
+        assert_eq!(parse_rfc3339_utc("2024-02-29T12:00:00Z"), Some(1_709_208_000));
+        assert_eq!(parse_rfc3339_utc("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_utc("2026-11-27 21:00:00"), None);
+    }
+
+    #[test]
+    fn only_https_or_loopback_http_endpoints() {
+        assert!(endpoint("https://oauth2.googleapis.com/token", "t").is_ok());
+        assert!(endpoint("http://127.0.0.1:8080/token", "t").is_ok());
+        assert!(endpoint("http://localhost:8080/token", "t").is_ok());
+        assert!(endpoint("http://oauth2.googleapis.com/token", "t").is_err());
+        assert!(endpoint("file:///etc/passwd", "t").is_err());
+    }
+
+    #[test]
+    fn error_answers_keep_only_the_oauth_error() {
+        let body = br#"{"error":"invalid_grant","error_description":"Invalid JWT","access_token":"SECRET"}"#;
+        assert_eq!(oauth_error(body), " (invalid_grant: Invalid JWT)");
+        assert_eq!(oauth_error(b"SECRET"), "");
+    }
+}
