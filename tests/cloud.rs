@@ -79,6 +79,21 @@ fn slow_basic_registry(check: BasicCheck) -> (Registry, FaultProxy) {
     (reg, gate)
 }
 
+/// The passwords of the Basic credentials a token registry's issuer saw
+/// (the seeding user's left out).
+fn sent_passwords(reg: &Registry) -> Vec<String> {
+    use base64::Engine as _;
+    let seen = reg.issuer.as_ref().unwrap().seen_authorization.lock().unwrap().clone();
+    seen.iter()
+        .filter_map(|a| a.strip_prefix("Basic "))
+        .filter_map(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .filter_map(|b| String::from_utf8(b).ok())
+        .filter_map(|c| c.split_once(':').map(|(u, p)| (u.to_string(), p.to_string())))
+        .filter(|(u, _)| u != SEEDER.0)
+        .map(|(_, p)| p)
+        .collect()
+}
+
 fn assert_no_secret(run: &Run, secrets: &[String]) {
     let all = run.all();
     for s in secrets {
@@ -335,6 +350,17 @@ mod google {
         // the key's body, not its armour
         secrets.push(google.key.pkcs8_pem.lines().nth(1).unwrap().to_string());
         assert_no_secret(&out, &secrets);
+        // what reached the registry is the token the flow ends with
+        let last = google.issued.flows().last().cloned().unwrap();
+        let sent = sent_passwords(&dst);
+        assert!(!sent.is_empty());
+        for password in sent {
+            assert_eq!(
+                google.issued.how(&password).as_ref(),
+                Some(&last),
+                "sent to the registry"
+            );
+        }
         google.issued.flows()
     }
 
@@ -375,6 +401,18 @@ mod google {
             cmd.env("GOOGLE_APPLICATION_CREDENTIALS", ws.path("wif.json"));
         });
         assert_eq!(flows, ["sts"]);
+    }
+
+    #[test]
+    fn google_external_account_can_impersonate_a_service_account() {
+        let google = GoogleStandIn::start(3600);
+        let flows = google_run(&google, |ws, cmd| {
+            std::fs::write(ws.path("subject"), &google.subject_token).unwrap();
+            let account = google.external_account_impersonating(&ws.path("subject"));
+            std::fs::write(ws.path("wif.json"), account).unwrap();
+            cmd.env("GOOGLE_APPLICATION_CREDENTIALS", ws.path("wif.json"));
+        });
+        assert_eq!(flows, ["sts", "impersonated"]);
     }
 
     #[test]
@@ -553,6 +591,16 @@ mod azure {
         });
         assert_eq!(flows, ["federated"]);
     }
+
+    #[test]
+    fn azure_managed_identity_token_is_exchanged_for_an_acr_refresh_token() {
+        let azure = AzureStandIn::start();
+        let flows = azure_run(&azure, |_, cmd| {
+            cmd.env("IDENTITY_ENDPOINT", azure.identity_endpoint())
+                .env("IDENTITY_HEADER", &azure.identity_header);
+        });
+        assert_eq!(flows, ["managed-identity"]);
+    }
 }
 
 // ---- builds without a cloud ----------------------------------------------
@@ -567,7 +615,8 @@ fn a_build_without_the_aws_feature_says_which_provider_is_missing() {
     let out = run(isolated(&ws), &cfg);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(
-        out.all().contains(r#"Amazon ECR credentials needs the "aws" feature"#),
+        out.all()
+            .contains(r#"Amazon ECR credentials: this replicant was built without the "aws" cargo feature"#),
         "{out:?}"
     );
 }

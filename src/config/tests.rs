@@ -180,3 +180,55 @@ fn did_you_mean_is_only_offered_when_close() {
     let p = problems("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    colour: red\n");
     assert!(p[0].contains("known keys are"), "{p:?}");
 }
+
+#[test]
+fn cloud_auth_settings_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.yaml");
+    let text = "registries:\n  ecr.internal.example.com:\n    auth: ecr\n    region: eu-west-1\n    registry-id: \"012345678901\"\n    create-repositories: true\n  mirror.example.com:\n    auth: anonymous\nimages:\n  a:\n    source: x/y\n    destination: ecr.internal.example.com/y\n";
+    let c = parse(&cfg, text).unwrap();
+    let r = &c.registries["ecr.internal.example.com"];
+    assert_eq!(r.auth, Some(AuthChoice::Ecr));
+    assert_eq!(r.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(r.registry_id.as_deref(), Some("012345678901"));
+    assert!(r.create_repositories);
+    assert_eq!(c.registries["mirror.example.com"].auth, Some(AuthChoice::Anonymous));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // ECR-only settings elsewhere are named, not silently ignored
+    let elsewhere = "registries:\n  r.example.com:\n    create-repositories: true\n  123456789012.dkr.ecr.us-east-1.amazonaws.com:\n    create-repositories: true\nimages:\n  a:\n    source: x/y\n    destination: r.example.com/y\n";
+    let c = parse(&cfg, elsewhere).unwrap();
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].to_string().contains("key \"registries.r.example.com\""),
+        "{}",
+        c.warnings[0]
+    );
+    assert!(c.warnings[0].to_string().contains("apply only to ECR registries"));
+
+    let bad = "registries:\n  r.io:\n    auth: gcr\n    region: Europe\n    registry-id: 12345\n    create-repositories: yes please\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
+    let p: Vec<String> = parse(&cfg, bad)
+        .unwrap_err()
+        .problems()
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
+    let has = |key: &str, text: &str| p.iter().any(|m| m.contains(key) && m.contains(text));
+    assert!(
+        has(
+            "registries.r.io.auth",
+            "unknown auth \"gcr\"; expected one of: google, ecr, ecr-public, azure, docker, anonymous"
+        ),
+        "{p:#?}"
+    );
+    assert!(
+        has("registries.r.io.region", "expected an AWS region such as us-east-1"),
+        "{p:#?}"
+    );
+    assert!(has("registries.r.io.registry-id", "12-digit AWS account id"), "{p:#?}");
+    assert!(
+        has("registries.r.io.create-repositories", "expected true or false"),
+        "{p:#?}"
+    );
+    // every problem names its line
+    assert!(p.iter().all(|m| m.contains("c.yaml:")), "{p:#?}");
+}

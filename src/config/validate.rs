@@ -197,6 +197,26 @@ impl Validator<'_> {
                     "cert-file and key-file go together".into(),
                 );
             }
+            let is_ecr = match o.auth {
+                Some(choice) => choice == AuthChoice::Ecr,
+                None => matches!(
+                    crate::credentials::recognise(&registry.host),
+                    Some(crate::credentials::Cloud::Ecr { .. })
+                ),
+            };
+            if !is_ecr && (o.region.is_some() || o.registry_id.is_some() || o.create_repositories) {
+                let warning = problem_at(
+                    self.path,
+                    k.referenced.line(),
+                    k.referenced.column(),
+                    None,
+                    Some(&format!("registries.{host}")),
+                    "region, registry-id and create-repositories apply only to ECR registries \
+                     (auth: ecr, or an ECR host name): ignored here"
+                        .into(),
+                );
+                self.warnings.push(warning);
+            }
             if o.insecure {
                 let warning = problem_at(
                     self.path,

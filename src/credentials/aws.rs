@@ -43,7 +43,12 @@ impl Aws {
         if let Some(c) = configs.get(&region.map(str::to_string)) {
             return c.clone();
         }
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // bounded in time like every other answer a peer sends
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(60))
+            .build();
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
         if let Some(r) = region {
             loader = loader.region(Region::new(r.to_string()));
         }

@@ -80,7 +80,7 @@ pub enum LookupError {
     Unreadable { place: String, reason: String },
     #[error("the lookup stopped: {0}")]
     Interrupted(String),
-    #[error("{what} needs the \"{feature}\" feature, and this replicant was built without it")]
+    #[error("{what}: this replicant was built without the \"{feature}\" cargo feature")]
     NotBuilt { what: &'static str, feature: &'static str },
 }
 
@@ -269,5 +269,115 @@ impl Chain {
             text.push_str(&format!("; the lookup failed: {f}"));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A provider that counts lookups and answers a token living `life`.
+    struct Counting {
+        calls: Arc<AtomicUsize>,
+        life: Option<Duration>,
+    }
+
+    impl CredentialProvider for Counting {
+        fn describe(&self, _: &Registry) -> String {
+            "the counting provider".into()
+        }
+
+        fn lookup(&self, _: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok(Some(Found {
+                    credential: Credential::Basic {
+                        username: "u".into(),
+                        password: format!("token-{n}"),
+                    },
+                    source: "test".into(),
+                    expires: self.life.map(|l| SystemTime::now() + l),
+                }))
+            })
+        }
+    }
+
+    fn counting_chain(life: Option<Duration>, registries: &[(&str, AuthChoice)]) -> (Chain, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let docker = Arc::new(Counting {
+            calls: calls.clone(),
+            life,
+        });
+        let registries = registries
+            .iter()
+            .map(|(host, auth)| {
+                let options = RegistryOptions {
+                    auth: Some(*auth),
+                    ..RegistryOptions::default()
+                };
+                (host.to_string(), options)
+            })
+            .collect();
+        (Chain::new(docker, registries), calls)
+    }
+
+    #[tokio::test]
+    async fn concurrent_askers_wait_on_one_lookup_per_registry() {
+        let (chain, calls) = counting_chain(None, &[]);
+        let chain = Arc::new(chain);
+        let a = Registry::new("a.example.com");
+        let b = Registry::new("b.example.com");
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let (chain, r) = (chain.clone(), if i % 2 == 0 { a.clone() } else { b.clone() });
+            tasks.push(tokio::spawn(async move { chain.get(&r).await }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_some());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "one lookup per registry");
+    }
+
+    #[tokio::test]
+    async fn an_expiring_token_is_renewed_before_it_expires_and_a_static_one_never() {
+        let (chain, calls) = counting_chain(Some(Duration::from_secs(2)), &[]);
+        let r = Registry::new("a.example.com");
+        let first = chain.get(&r).await.unwrap().credential;
+        assert_eq!(chain.get(&r).await.unwrap().credential, first);
+        // a quarter of the lifetime before expiry, a new one
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_ne!(chain.get(&r).await.unwrap().credential, first);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        let (fixed, calls) = counting_chain(None, &[]);
+        fixed.get(&r).await;
+        fixed.refused(&r).await;
+        fixed.get(&r).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "a static secret is not asked again");
+    }
+
+    #[tokio::test]
+    async fn explicit_choice_then_docker_config_then_cloud_by_host() {
+        let (c, _) = counting_chain(
+            None,
+            &[("gcr.io", AuthChoice::Anonymous), ("r.example.com", AuthChoice::Docker)],
+        );
+        let c = &c;
+        let looked = |host: &str| {
+            let r = Registry::new(host);
+            async move { c.looked_in(&r).await }
+        };
+        assert_eq!(looked("gcr.io").await, "nowhere: auth: anonymous");
+        assert_eq!(looked("r.example.com").await, "the counting provider");
+        let by_host = looked("eu.gcr.io").await;
+        assert!(by_host.starts_with("the counting provider, "), "{by_host}");
+        #[cfg(feature = "google")]
+        assert!(by_host.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{by_host}");
+        #[cfg(not(feature = "google"))]
+        assert!(by_host.contains("cargo feature \"google\""), "{by_host}");
+        assert_eq!(looked("registry.example.com").await, "the counting provider");
     }
 }

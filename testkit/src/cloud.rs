@@ -64,6 +64,16 @@ impl Issued {
             .any(|(t, exp, _)| t == token && *exp > now())
     }
 
+    /// How `token` was got.
+    pub fn how(&self, token: &str) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(t, _, _)| t == token)
+            .map(|(_, _, h)| h.clone())
+    }
+
     /// How each token was got, in order ("jwt-bearer", "metadata", …).
     pub fn flows(&self) -> Vec<String> {
         self.0.lock().unwrap().iter().map(|(_, _, h)| h.clone()).collect()
@@ -208,6 +218,23 @@ impl GoogleStandIn {
                         oauth_error(400, "invalid_grant")
                     }
                 }
+                ("POST", p)
+                    if p.starts_with("/v1/projects/-/serviceAccounts/") && p.ends_with(":generateAccessToken") =>
+                {
+                    // service account impersonation, with the STS token
+                    let bearer = req.headers.get("authorization").and_then(|a| a.strip_prefix("Bearer "));
+                    let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+                    let sts_token = bearer.filter(|t| i.valid(t) && i.how(t).as_deref() == Some("sts"));
+                    if sts_token.is_none() || body["scope"][0] != GOOGLE_SCOPE {
+                        return Response::json(403, r#"{"error":{"message":"PERMISSION_DENIED"}}"#.into());
+                    }
+                    let token = random_token("ya29.impersonated.");
+                    i.add(&token, ttl as f64, "impersonated");
+                    Response::json(
+                        200,
+                        format!(r#"{{"accessToken":"{token}","expireTime":"2099-01-01T00:00:00Z"}}"#),
+                    )
+                }
                 ("GET", "/computeMetadata/v1/instance/service-accounts/default/token") => {
                     if req.headers.get("metadata-flavor").map(String::as_str) != Some("Google") {
                         return Response::json(403, "{}".into());
@@ -274,7 +301,21 @@ impl GoogleStandIn {
         .to_string()
     }
 
-    /// Registry credentials valid exactly when they are a live token of ours.
+    /// The external account, impersonating the service account.
+    pub fn external_account_impersonating(&self, subject_file: &std::path::Path) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(&self.external_account(subject_file)).unwrap();
+        v["service_account_impersonation_url"] = format!(
+            "http://{}/v1/projects/-/serviceAccounts/{}:generateAccessToken",
+            self.host(),
+            self.email
+        )
+        .into();
+        v.to_string()
+    }
+
+    /// Registry credentials valid exactly when they are a live token of
+    /// ours for the registry (not the intermediate STS token of an
+    /// impersonation).
     pub fn check(&self) -> BasicCheck {
         let issued = self.issued.clone();
         Arc::new(move |user, password| user == "oauth2accesstoken" && issued.valid(password))
@@ -291,6 +332,8 @@ pub struct AzureStandIn {
     pub client_id: String,
     pub client_secret: String,
     pub federated_token: String,
+    /// The secret header of the managed identity endpoint.
+    pub identity_header: String,
     /// Entra access tokens handed out.
     pub access: Issued,
     /// ACR refresh tokens handed out by the exchange.
@@ -311,7 +354,22 @@ impl AzureStandIn {
             federated_token.clone(),
             access.clone(),
         );
+        let identity_header = random_token("identity-header-");
+        let ih = identity_header.clone();
         let server = Server::start(move |req| {
+            if req.method == "GET" && req.target.starts_with("/msi/token?") {
+                // App Service / Container Apps managed identity
+                let q: HashMap<String, String> = req.query().into_iter().collect();
+                let ok = req.headers.get("x-identity-header") == Some(&ih)
+                    && q.get("resource").map(String::as_str) == Some("https://containerregistry.azure.net")
+                    && q.contains_key("api-version");
+                if !ok {
+                    return Response::json(400, r#"{"error":"invalid_request"}"#.into());
+                }
+                let token = random_token("eyJmanaged.");
+                a.add(&token, 3600.0, "managed-identity");
+                return Response::json(200, format!(r#"{{"access_token":"{token}","expires_in":"3600"}}"#));
+            }
             if req.method != "POST" || req.target != format!("/{t}/oauth2/v2.0/token") {
                 return Response::json(404, "{}".into());
             }
@@ -345,6 +403,7 @@ impl AzureStandIn {
             client_id,
             client_secret,
             federated_token,
+            identity_header,
             access,
             refresh: Issued::default(),
         }
@@ -352,6 +411,11 @@ impl AzureStandIn {
 
     pub fn authority(&self) -> String {
         format!("http://127.0.0.1:{}/", self.server.port)
+    }
+
+    /// The managed identity endpoint (`IDENTITY_ENDPOINT`).
+    pub fn identity_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/msi/token", self.server.port)
     }
 
     /// ACR's `/oauth2/exchange`, to mount on the registry's host.
