@@ -200,8 +200,8 @@ impl Validator<'_> {
             let is_ecr = match o.auth {
                 Some(choice) => choice == AuthChoice::Ecr,
                 None => matches!(
-                    crate::credentials::recognise(&registry.host),
-                    Some(crate::credentials::Cloud::Ecr { .. })
+                    crate::model::cloud::recognise(&registry.host),
+                    Some(crate::model::cloud::Cloud::Ecr { .. })
                 ),
             };
             if !is_ecr && (o.region.is_some() || o.registry_id.is_some() || o.create_repositories) {

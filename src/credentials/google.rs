@@ -229,25 +229,17 @@ impl Google {
             for (k, v) in &source.headers {
                 request = request.header(k, v);
             }
+            let source_place = format!("{place}: credential_source.url");
             let resp = request.send().await.map_err(|e| LookupError::Unreadable {
-                place: format!("{place}: credential_source.url"),
+                place: source_place.clone(),
                 reason: if e.is_timeout() {
                     "timed out".into()
                 } else {
                     "cannot connect".into()
                 },
             })?;
-            if !resp.status().is_success() {
-                return Err(LookupError::Unreadable {
-                    place: format!("{place}: credential_source.url"),
-                    reason: format!("HTTP {}", resp.status().as_u16()),
-                });
-            }
-            let body = resp.bytes().await.map_err(|_| LookupError::Unreadable {
-                place: format!("{place}: credential_source.url"),
-                reason: "the answer broke off".into(),
-            })?;
-            String::from_utf8_lossy(&body[..body.len().min(1 << 20)]).into_owned()
+            let body = self.web.read_body(resp, &source_place).await?;
+            String::from_utf8_lossy(&body).into_owned()
         } else if source.executable.is_some() {
             return Err(unsupported("an executable"));
         } else if source.environment_id.is_some() {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
-pub use cloud::{Cloud, recognise};
+pub use crate::model::cloud::{Cloud, recognise};
 pub use docker::DockerConfigProvider;
 
 use crate::config::{AuthChoice, RegistryOptions};

@@ -53,9 +53,18 @@ impl Web {
     /// Reads a JSON answer of type `T` from `resp`.
     pub(super) async fn read_json<T: DeserializeOwned>(
         &self,
-        mut resp: reqwest::Response,
+        resp: reqwest::Response,
         place: &str,
     ) -> Result<T, LookupError> {
+        let body = self.read_body(resp, place).await?;
+        serde_json::from_slice(&body).map_err(|e| LookupError::Unreadable {
+            place: place.to_string(),
+            reason: format!("unexpected answer: {e}"),
+        })
+    }
+
+    /// The body of a successful answer, at most [`MAX_ANSWER`] bytes.
+    pub(super) async fn read_body(&self, mut resp: reqwest::Response, place: &str) -> Result<Vec<u8>, LookupError> {
         let fail = |reason: String| LookupError::Unreadable {
             place: place.to_string(),
             reason,
@@ -71,7 +80,7 @@ impl Web {
         if !status.is_success() {
             return Err(fail(format!("HTTP {}{}", status.as_u16(), oauth_error(&body))));
         }
-        serde_json::from_slice(&body).map_err(|e| fail(format!("unexpected answer: {e}")))
+        Ok(body)
     }
 }
 

@@ -3,6 +3,7 @@
 //! nothing here does I/O, and nothing here imports another module of the
 //! crate, so `store`, `registry` and `copy` can all depend on it.
 
+pub mod cloud;
 pub mod digest;
 pub mod manifest;
 pub mod reference;

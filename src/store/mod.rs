@@ -44,12 +44,12 @@ pub trait Store: Send + Sync {
     fn mount_name(&self) -> &str {
         ""
     }
-    /// All tags; `None` when the repository or layout does not exist.
     /// Makes the destination ready for its first write where the registry
     /// needs that (an ECR repository with `create-repositories: true`).
     fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+    /// All tags; `None` when the repository or layout does not exist.
     fn list_tags(&self) -> BoxFuture<'_, Result<Option<Vec<String>>>>;
     /// `None` when the tag or digest is absent; any failure is an error.
     fn head_manifest<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<Option<ManifestHead>>>;

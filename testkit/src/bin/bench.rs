@@ -517,6 +517,15 @@ fn main() {
         let _ = writeln!(md, "| {} | {} | {} |", tool.name(), fmt(s), fmt(d));
     }
     println!("{md}");
+    // sections other scripts write (bench/build-time) stay
+    let previous = std::fs::read_to_string(&bench.args.out).unwrap_or_default();
+    if let (Some(start), Some(end)) = (
+        previous.find("<!-- build-time:start -->"),
+        previous.find("<!-- build-time:end -->"),
+    ) && start < end
+    {
+        let _ = writeln!(md, "\n{}", &previous[start..end + "<!-- build-time:end -->".len()]);
+    }
     std::fs::write(&bench.args.out, md).expect("write the report");
     eprintln!("written to {}", bench.args.out.display());
 }
