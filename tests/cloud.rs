@@ -203,6 +203,54 @@ mod ecr {
     }
 
     #[test]
+    fn each_ecr_registry_can_have_its_own_aws_profile() {
+        // two accounts, two profiles, one run: more than one set of
+        // credentials per cloud
+        let moto = moto(3600.0);
+        let (src, sc) = source();
+        let alpha = cloud_registry(Some(moto.check()), false);
+        let beta = cloud_registry(Some(moto.check()), false);
+        let ws = Workspace::new();
+        let credentials = format!(
+            "[alpha]\naws_access_key_id = AKIAALPHAPROFILE0001\naws_secret_access_key = {AWS_SECRET}\n\
+             [beta]\naws_access_key_id = AKIABETAPROFILE00001\naws_secret_access_key = {AWS_SECRET}\n"
+        );
+        std::fs::write(ws.path("credentials"), credentials).unwrap();
+        let cfg = ws.write_config(&format!(
+            "mode: semver\nregistries:\n  {a}:\n    auth: ecr\n    region: eu-west-1\n    aws-profile: alpha\n  \
+             {b}:\n    auth: ecr\n    region: eu-west-1\n    aws-profile: beta\nimages:\n  \
+             one:\n    source: {s}/team/app\n    destination: {a}/mirror/app\n  \
+             two:\n    source: {s}/team/app\n    destination: {b}/mirror/app\n",
+            a = alpha.host(),
+            b = beta.host(),
+            s = src.host()
+        ));
+        let mut cmd = isolated(&ws);
+        cmd.env("AWS_ENDPOINT_URL", moto.url())
+            .env("AWS_SHARED_CREDENTIALS_FILE", ws.path("credentials"))
+            .env("AWS_CONFIG_FILE", ws.path("no-config"));
+        let out = run(cmd, &cfg);
+        assert_eq!(out.code, 0, "{out:?}");
+        for reg in [&alpha, &beta] {
+            let dc = TestClient::new(&reg.host(), Some(SEEDER));
+            assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0"]);
+        }
+        let mut keys: Vec<String> = moto.tokens().into_iter().map(|t| t.2).collect();
+        keys.sort();
+        assert_eq!(keys, ["AKIAALPHAPROFILE0001", "AKIABETAPROFILE00001"]);
+        // and each registry got the token of its own profile
+        let ledger = moto.tokens();
+        let password_of = |key: &str| ledger.iter().find(|t| t.2 == key).unwrap().0.clone();
+        let sent = |reg: &Registry| {
+            sent_passwords(reg)
+                .into_iter()
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(sent(&alpha), [password_of("AKIAALPHAPROFILE0001")].into());
+        assert_eq!(sent(&beta), [password_of("AKIABETAPROFILE00001")].into());
+    }
+
+    #[test]
     fn ecr_token_from_a_web_identity_token_file() {
         // IRSA: the SDK trades the token file at STS (moto) for a role's keys
         let keys = ecr_run(
@@ -375,6 +423,30 @@ mod google {
         let claims = google.assertions.lock().unwrap()[0].clone();
         assert_eq!(claims["iss"], google.email.as_str());
         assert_eq!(claims["aud"], google.token_uri().as_str());
+    }
+
+    #[test]
+    fn a_google_registry_can_name_its_own_credentials_file() {
+        let google = GoogleStandIn::start(3600);
+        let (src, sc) = source();
+        let dst = cloud_registry(Some(google.check()), false);
+        let ws = Workspace::new();
+        std::fs::create_dir_all(ws.path("keys")).unwrap();
+        std::fs::write(ws.path("keys/mirror.json"), google.service_account_key()).unwrap();
+        // relative to the config file; wins over GOOGLE_APPLICATION_CREDENTIALS
+        let cfg = config(
+            &ws,
+            &src.host(),
+            &dst.host(),
+            "    auth: google\n    google-credentials: keys/mirror.json\n",
+        );
+        let mut cmd = isolated(&ws);
+        cmd.env("GOOGLE_APPLICATION_CREDENTIALS", ws.path("missing.json"));
+        let out = run(cmd, &cfg);
+        assert_eq!(out.code, 0, "{out:?}");
+        let dc = TestClient::new(&dst.host(), Some(SEEDER));
+        assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0"]);
+        assert_eq!(google.issued.flows(), ["jwt-bearer"]);
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub struct RegistryOptions {
     pub registry_id: Option<String>,
     /// Create missing ECR repositories before the first push.
     pub create_repositories: bool,
+    /// The AWS profile for this registry's ECR token (`aws-profile:`);
+    /// by default the SDK's (`AWS_PROFILE`, else `default`).
+    pub aws_profile: Option<String>,
+    /// A Google credentials file for this registry (`google-credentials:`),
+    /// instead of `GOOGLE_APPLICATION_CREDENTIALS` and the other sources.
+    pub google_credentials: Option<PathBuf>,
 }
 
 /// An explicit credential source for one registry (`registries: HOST: auth:`).
@@ -72,6 +78,17 @@ pub enum AuthChoice {
 
 impl AuthChoice {
     pub const NAMES: &'static [&'static str] = &["google", "ecr", "ecr-public", "azure", "docker", "anonymous"];
+
+    /// The choice a recognised cloud host gets by default.
+    pub fn of(cloud: crate::model::cloud::Cloud) -> AuthChoice {
+        use crate::model::cloud::Cloud;
+        match cloud {
+            Cloud::Google => AuthChoice::Google,
+            Cloud::Ecr { .. } => AuthChoice::Ecr,
+            Cloud::EcrPublic => AuthChoice::EcrPublic,
+            Cloud::Azure => AuthChoice::Azure,
+        }
+    }
 
     pub fn parse(s: &str) -> Option<AuthChoice> {
         Some(match s {
@@ -160,6 +177,8 @@ const REGISTRY_KEYS: &[&str] = &[
     "region",
     "registry-id",
     "create-repositories",
+    "aws-profile",
+    "google-credentials",
 ];
 const IMAGE_KEYS: &[&str] = &[
     "source",

@@ -164,7 +164,14 @@ impl Validator<'_> {
                         Some(&key(name)),
                         format!("expected true or false, found {}", other.kind()),
                     ),
-                    ("ca-file" | "cert-file" | "key-file", Node::Str(p)) => {
+                    ("aws-profile", Node::Str(p)) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
+                    ("aws-profile", _) => self.report(
+                        sv,
+                        None,
+                        Some(&key(name)),
+                        "expected the name of a profile in the AWS config files".into(),
+                    ),
+                    ("ca-file" | "cert-file" | "key-file" | "google-credentials", Node::Str(p)) => {
                         let path = base.join(p);
                         if !path.is_file() {
                             self.report(
@@ -176,11 +183,12 @@ impl Validator<'_> {
                         }
                         match name {
                             "ca-file" => o.ca_file = Some(path),
+                            "google-credentials" => o.google_credentials = Some(path),
                             "cert-file" => o.cert_file = Some(path),
                             _ => o.key_file = Some(path),
                         }
                     }
-                    ("ca-file" | "cert-file" | "key-file", other) => self.report(
+                    ("ca-file" | "cert-file" | "key-file" | "google-credentials", other) => self.report(
                         sv,
                         None,
                         Some(&key(name)),
@@ -197,23 +205,32 @@ impl Validator<'_> {
                     "cert-file and key-file go together".into(),
                 );
             }
-            let is_ecr = match o.auth {
-                Some(choice) => choice == AuthChoice::Ecr,
-                None => matches!(
-                    crate::model::cloud::recognise(&registry.host),
-                    Some(crate::model::cloud::Cloud::Ecr { .. })
-                ),
-            };
+            // the cloud whose credentials this registry gets
+            let cloud = o
+                .auth
+                .or_else(|| crate::model::cloud::recognise(&registry.host).map(AuthChoice::of));
+            let is_ecr = cloud == Some(AuthChoice::Ecr);
+            let is_aws = is_ecr || cloud == Some(AuthChoice::EcrPublic);
+            let is_google = cloud == Some(AuthChoice::Google);
+            let mut ignored = Vec::new();
             if !is_ecr && (o.region.is_some() || o.registry_id.is_some() || o.create_repositories) {
+                ignored.push("region, registry-id and create-repositories apply only to ECR registries (auth: ecr, or an ECR host name)");
+            }
+            if !is_aws && o.aws_profile.is_some() {
+                ignored.push("aws-profile applies only to ECR and ECR Public registries");
+            }
+            if !is_google && o.google_credentials.is_some() {
+                ignored
+                    .push("google-credentials applies only to Google registries (auth: google, or a Google host name)");
+            }
+            for why in ignored {
                 let warning = problem_at(
                     self.path,
                     k.referenced.line(),
                     k.referenced.column(),
                     None,
                     Some(&format!("registries.{host}")),
-                    "region, registry-id and create-repositories apply only to ECR registries \
-                     (auth: ecr, or an ECR host name): ignored here"
-                        .into(),
+                    format!("{why}: ignored here"),
                 );
                 self.warnings.push(warning);
             }
@@ -514,4 +531,12 @@ fn is_aws_region(r: &str) -> bool {
             .iter()
             .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
         && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A profile name as the AWS config files allow it.
+fn is_profile_name(p: &str) -> bool {
+    !p.is_empty()
+        && p.len() <= 128
+        && p.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'/'))
 }

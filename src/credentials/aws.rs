@@ -25,10 +25,13 @@ const PLACES: &str = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TO
                       AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, the ECS container endpoint, the EC2 \
                       instance metadata service";
 
+/// A region and a profile, each `None` for the SDK's default.
+type ConfigKey = (Option<String>, Option<String>);
+
 /// The SDK configuration per region, loaded once per run: each keeps its
 /// credentials cached and renews them itself.
 pub(super) struct Aws {
-    configs: Mutex<HashMap<Option<String>, SdkConfig>>,
+    configs: Mutex<HashMap<ConfigKey, SdkConfig>>,
 }
 
 impl Aws {
@@ -38,9 +41,12 @@ impl Aws {
         }
     }
 
-    async fn config(&self, region: Option<&str>) -> SdkConfig {
+    /// The SDK configuration for `region` (else the SDK's default) and
+    /// `profile` (else `AWS_PROFILE`, else `default`).
+    async fn config(&self, region: Option<&str>, profile: Option<&str>) -> SdkConfig {
+        let key = (region.map(str::to_string), profile.map(str::to_string));
         let mut configs = self.configs.lock().await;
-        if let Some(c) = configs.get(&region.map(str::to_string)) {
+        if let Some(c) = configs.get(&key) {
             return c.clone();
         }
         // bounded in time like every other answer a peer sends
@@ -52,8 +58,11 @@ impl Aws {
         if let Some(r) = region {
             loader = loader.region(Region::new(r.to_string()));
         }
+        if let Some(p) = profile {
+            loader = loader.profile_name(p);
+        }
         let config = loader.load().await;
-        configs.insert(region.map(str::to_string), config.clone());
+        configs.insert(key, config.clone());
         config
     }
 
@@ -78,13 +87,9 @@ impl Aws {
     }
 
     /// Creates ECR repository `name` unless it exists; `true` if created.
-    pub(super) async fn ensure_repository(
-        &self,
-        registry_id: Option<&str>,
-        region: Option<&str>,
-        name: &str,
-    ) -> Result<bool, LookupError> {
-        let config = self.config(region).await;
+    pub(super) async fn ensure_repository(&self, ecr: &Ecr, name: &str) -> Result<bool, LookupError> {
+        let (registry_id, region) = (ecr.registry_id.as_deref(), ecr.region.as_deref());
+        let config = self.config(region, ecr.profile.as_deref()).await;
         let client = aws_sdk_ecr::Client::new(&config);
         let place = format!(
             "ECR in {}",
@@ -160,33 +165,47 @@ pub(super) struct Ecr {
     aws: Arc<Aws>,
     registry_id: Option<String>,
     region: Option<String>,
+    profile: Option<String>,
 }
 
 impl Ecr {
-    pub(super) fn new(aws: Arc<Aws>, registry_id: Option<String>, region: Option<String>) -> Ecr {
+    pub(super) fn new(
+        aws: Arc<Aws>,
+        registry_id: Option<String>,
+        region: Option<String>,
+        profile: Option<String>,
+    ) -> Ecr {
         Ecr {
             aws,
             registry_id,
             region,
+            profile,
         }
     }
 
     pub(super) async fn ensure_repository(&self, name: &str) -> Result<bool, LookupError> {
-        self.aws
-            .ensure_repository(self.registry_id.as_deref(), self.region.as_deref(), name)
-            .await
+        self.aws.ensure_repository(self, name).await
+    }
+}
+
+/// The region ("the default region" when unset), and the profile if set.
+fn where_(region: Option<&str>, profile: Option<&str>) -> String {
+    let region = region.unwrap_or("the default region");
+    match profile {
+        Some(p) => format!("{region} with profile {p}"),
+        None => region.to_string(),
     }
 }
 
 impl CredentialProvider for Ecr {
     fn describe(&self, _: &Registry) -> String {
-        let region = self.region.as_deref().unwrap_or("the default region");
-        format!("AWS credentials ({PLACES}) for ECR GetAuthorizationToken in {region}")
+        let at = where_(self.region.as_deref(), self.profile.as_deref());
+        format!("AWS credentials ({PLACES}) for ECR GetAuthorizationToken in {at}")
     }
 
     fn lookup(&self, _: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
         Box::pin(async move {
-            let config = self.aws.config(self.region.as_deref()).await;
+            let config = self.aws.config(self.region.as_deref(), self.profile.as_deref()).await;
             let Some(region) = config.region().map(|r| r.to_string()) else {
                 return Err(LookupError::Unreadable {
                     place: "ECR".into(),
@@ -224,22 +243,24 @@ impl CredentialProvider for Ecr {
 /// `public.ecr.aws`: its own API, in us-east-1.
 pub(super) struct EcrPublic {
     aws: Arc<Aws>,
+    profile: Option<String>,
 }
 
 impl EcrPublic {
-    pub(super) fn new(aws: Arc<Aws>) -> EcrPublic {
-        EcrPublic { aws }
+    pub(super) fn new(aws: Arc<Aws>, profile: Option<String>) -> EcrPublic {
+        EcrPublic { aws, profile }
     }
 }
 
 impl CredentialProvider for EcrPublic {
     fn describe(&self, _: &Registry) -> String {
-        format!("AWS credentials ({PLACES}) for ECR Public GetAuthorizationToken in {PUBLIC_REGION}")
+        let at = where_(Some(PUBLIC_REGION), self.profile.as_deref());
+        format!("AWS credentials ({PLACES}) for ECR Public GetAuthorizationToken in {at}")
     }
 
     fn lookup(&self, _: Registry) -> BoxFuture<'_, Result<Option<Found>, LookupError>> {
         Box::pin(async move {
-            let config = self.aws.config(Some(PUBLIC_REGION)).await;
+            let config = self.aws.config(Some(PUBLIC_REGION), self.profile.as_deref()).await;
             let place = format!("ECR Public GetAuthorizationToken in {PUBLIC_REGION}");
             if !Aws::has_credentials(&config, &place).await? {
                 return Ok(None);

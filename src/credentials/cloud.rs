@@ -38,20 +38,22 @@ impl Providers {
         let _ = (registry, options);
         match cloud {
             #[cfg(feature = "google")]
-            Cloud::Google => Arc::new(super::google::Google::new(self.web.clone())),
+            Cloud::Google => Arc::new(super::google::Google::new(
+                self.web.clone(),
+                options.and_then(|o| o.google_credentials.clone()),
+            )),
             #[cfg(feature = "azure")]
             Cloud::Azure => {
                 let tls = options.cloned().unwrap_or_default().uses_tls(registry.is_loopback());
                 Arc::new(super::azure::Azure::new(self.web.clone(), tls))
             }
             #[cfg(feature = "aws")]
-            Cloud::Ecr { registry_id, region } => Arc::new(super::aws::Ecr::new(
-                self.aws.clone(),
-                options.and_then(|o| o.registry_id.clone()).or(registry_id),
-                options.and_then(|o| o.region.clone()).or(region),
-            )),
+            Cloud::Ecr { registry_id, region } => Arc::new(self.ecr(registry_id, region, options)),
             #[cfg(feature = "aws")]
-            Cloud::EcrPublic => Arc::new(super::aws::EcrPublic::new(self.aws.clone())),
+            Cloud::EcrPublic => Arc::new(super::aws::EcrPublic::new(
+                self.aws.clone(),
+                options.and_then(|o| o.aws_profile.clone()),
+            )),
             #[allow(unreachable_patterns)]
             other => Arc::new(NotBuilt(other)),
         }
@@ -59,6 +61,23 @@ impl Providers {
 }
 
 impl Providers {
+    /// A private ECR registry: the `registries:` entry's settings first,
+    /// then what the host name tells.
+    #[cfg(feature = "aws")]
+    fn ecr(
+        &self,
+        registry_id: Option<String>,
+        region: Option<String>,
+        options: Option<&RegistryOptions>,
+    ) -> super::aws::Ecr {
+        super::aws::Ecr::new(
+            self.aws.clone(),
+            options.and_then(|o| o.registry_id.clone()).or(registry_id),
+            options.and_then(|o| o.region.clone()).or(region),
+            options.and_then(|o| o.aws_profile.clone()),
+        )
+    }
+
     /// Creates ECR repository `name` unless it exists.
     pub(super) async fn ensure_repository(
         &self,
@@ -69,12 +88,7 @@ impl Providers {
         let _ = (&cloud, options, name);
         #[cfg(feature = "aws")]
         if let Cloud::Ecr { registry_id, region } = cloud {
-            let ecr = super::aws::Ecr::new(
-                self.aws.clone(),
-                options.and_then(|o| o.registry_id.clone()).or(registry_id),
-                options.and_then(|o| o.region.clone()).or(region),
-            );
-            return ecr.ensure_repository(name).await;
+            return self.ecr(registry_id, region, options).ensure_repository(name).await;
         }
         #[cfg(not(feature = "aws"))]
         return Err(LookupError::NotBuilt {

@@ -33,6 +33,8 @@ const JWT_LIFETIME: u64 = 3600;
 
 pub(super) struct Google {
     web: Arc<Web>,
+    /// `google-credentials:` of the registry: this file and nothing else.
+    file: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -85,8 +87,8 @@ struct SourceFormat {
 }
 
 impl Google {
-    pub(super) fn new(web: Arc<Web>) -> Google {
-        Google { web }
+    pub(super) fn new(web: Arc<Web>, file: Option<PathBuf>) -> Google {
+        Google { web, file }
     }
 
     fn adc_file() -> Option<PathBuf> {
@@ -293,6 +295,9 @@ impl Google {
 
 impl CredentialProvider for Google {
     fn describe(&self, _: &Registry) -> String {
+        if let Some(file) = &self.file {
+            return format!("the Google credentials file {} (google-credentials)", file.display());
+        }
         let adc = Self::adc_file()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(no $HOME)".into());
@@ -314,6 +319,10 @@ impl CredentialProvider for Google {
                     expires: Some(expires),
                 })
             };
+            if let Some(path) = &self.file {
+                let token = self.token_from_file(path).await?;
+                return Ok(found(token, format!("Google credentials {}", path.display())));
+            }
             if let Some(path) = var("GOOGLE_APPLICATION_CREDENTIALS") {
                 let path = PathBuf::from(path);
                 let token = self.token_from_file(&path).await?;
