@@ -204,8 +204,19 @@ fn cloud_auth_settings_are_validated() {
         c.warnings[0]
     );
     assert!(c.warnings[0].to_string().contains("apply only to ECR registries"));
+    let key = dir.path().join("key.json");
+    std::fs::write(&key, "{}").unwrap();
+    let google = "registries:\n  gcr.io:\n    google-credentials: key.json\n  q.io:\n    google-credentials: key.json\n    aws-profile: prod\nimages:\n  a:\n    source: x/y\n    destination: gcr.io/p/y\n";
+    let c = parse(&cfg, google).unwrap();
+    assert_eq!(
+        c.registries["gcr.io"].google_credentials.as_deref(),
+        Some(key.as_path())
+    );
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w.iter().all(|m| m.contains("key \"registries.q.io\"")), "{w:?}");
 
-    let bad = "registries:\n  r.io:\n    auth: gcr\n    region: Europe\n    registry-id: 12345\n    create-repositories: yes please\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
+    let bad = "registries:\n  r.io:\n    auth: gcr\n    region: Europe\n    registry-id: 12345\n    create-repositories: yes please\n    aws-profile: two words\n    google-credentials: nowhere.json\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
     let p: Vec<String> = parse(&cfg, bad)
         .unwrap_err()
         .problems()
@@ -227,6 +238,17 @@ fn cloud_auth_settings_are_validated() {
     assert!(has("registries.r.io.registry-id", "12-digit AWS account id"), "{p:#?}");
     assert!(
         has("registries.r.io.create-repositories", "expected true or false"),
+        "{p:#?}"
+    );
+    assert!(
+        has("registries.r.io.aws-profile", "expected the name of a profile"),
+        "{p:#?}"
+    );
+    assert!(
+        has(
+            "registries.r.io.google-credentials",
+            "nowhere.json is not a readable file"
+        ),
         "{p:#?}"
     );
     // every problem names its line
