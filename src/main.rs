@@ -98,9 +98,13 @@ fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
 }
 
 fn init_logging(debug: bool, format: LogFormat) {
-    // Our own debug detail, without the HTTP stack's frame-level chatter.
+    // Our own debug detail, without the HTTP stack's frame-level chatter;
+    // of the AWS SDK only which credentials its chain loaded.
     let filter = if debug {
-        "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info"
+        "debug,hyper=info,hyper_util=info,h2=info,rustls=info,reqwest=info,\
+         aws_smithy_runtime=info,aws_smithy_http_client=info,aws_sdk_ecr=info,aws_sdk_ecrpublic=info,\
+         aws_sdk_sts=info,aws_sigv4=info,aws_runtime=info,aws_config::fs_util=info,aws_config::profile=info,\
+         aws_config::meta::region=info,aws_config::imds=info"
     } else {
         "info"
     };

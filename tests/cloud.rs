@@ -20,6 +20,7 @@ use testkit::proxy::{Fault, FaultProxy, Target};
 use testkit::token::{BasicCheck, Policy};
 
 const SEEDER: (&str, &str) = ("seeder", "seeder-pw-5K8");
+const SESSION_TOKEN: &str = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN";
 const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY1";
 
 /// A token-auth registry that also lets `check` in, with a seeding user.
@@ -163,6 +164,7 @@ mod ecr {
         let tokens = moto.tokens();
         let mut secrets: Vec<String> = tokens.iter().map(|t| t.0.clone()).collect();
         secrets.push(AWS_SECRET.to_string());
+        secrets.push(SESSION_TOKEN.to_string());
         assert_no_secret(&out, &secrets);
         // one token for the registry, for both tags
         assert_eq!(tokens.len(), 1, "{tokens:?}");
@@ -175,7 +177,7 @@ mod ecr {
             &[
                 ("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001".into()),
                 ("AWS_SECRET_ACCESS_KEY", AWS_SECRET.into()),
-                ("AWS_SESSION_TOKEN", "session-token-from-env".into()),
+                ("AWS_SESSION_TOKEN", SESSION_TOKEN.into()),
             ],
             &[],
         );
