@@ -253,6 +253,46 @@ mod ecr {
     }
 
     #[test]
+    fn without_aws_credentials_ecr_reads_go_anonymous_and_writes_name_what_was_looked_for() {
+        let moto = moto(3600.0);
+        // a source that lets anyone pull, a destination that does not
+        let src = cloud_registry(Some(moto.check()), true);
+        let sc = TestClient::new(&src.host(), Some(SEEDER));
+        sc.push_image(
+            "team/app",
+            &ImageGen::default().multi_arch(Format::Oci, 700, &[]),
+            "1.0.0",
+        );
+        let open_dst = Registry::start(Auth::None);
+        let closed_dst = cloud_registry(Some(moto.check()), true);
+        let ws = Workspace::new();
+        let cfg = ws.write_config(&format!(
+            "mode: semver\nregistries:\n  {s}:\n    auth: ecr\n    region: eu-west-1\n  \
+             {c}:\n    auth: ecr\n    region: eu-west-1\nimages:\n  \
+             read:\n    source: {s}/team/app\n    destination: {o}/mirror/app\n  \
+             write:\n    source: {s}/team/app\n    destination: {c}/mirror/app\n",
+            s = src.host(),
+            o = open_dst.host(),
+            c = closed_dst.host()
+        ));
+        let mut cmd = isolated(&ws);
+        cmd.env("AWS_ENDPOINT_URL", moto.url());
+        let out = run(cmd, &cfg);
+        assert_eq!(out.code, 1, "{out:?}");
+        let oc = TestClient::new(&open_dst.host(), None);
+        assert_mirror(&sc, "team/app", &oc, "mirror/app", &["1.0.0"]);
+        let text = out.all();
+        assert!(
+            text.contains(&format!("no credentials for {} were found", closed_dst.host()))
+                && text.contains("AWS_ACCESS_KEY_ID")
+                && text.contains("AWS_WEB_IDENTITY_TOKEN_FILE")
+                && text.contains("ECR GetAuthorizationToken in eu-west-1"),
+            "{out:?}"
+        );
+        assert!(moto.tokens().is_empty());
+    }
+
+    #[test]
     fn ecr_token_from_a_web_identity_token_file() {
         // IRSA: the SDK trades the token file at STS (moto) for a role's keys
         let keys = ecr_run(

@@ -28,8 +28,9 @@ const PLACES: &str = "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TO
 /// A region and a profile, each `None` for the SDK's default.
 type ConfigKey = (Option<String>, Option<String>);
 
-/// The SDK configuration per region, loaded once per run: each keeps its
-/// credentials cached and renews them itself.
+/// The SDK configuration per region and profile, loaded once per run (the
+/// profile files are read once; temporary credentials are renewed by the
+/// SDK's providers).
 pub(super) struct Aws {
     configs: Mutex<HashMap<ConfigKey, SdkConfig>>,
 }

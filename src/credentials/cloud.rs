@@ -58,9 +58,7 @@ impl Providers {
             other => Arc::new(NotBuilt(other)),
         }
     }
-}
 
-impl Providers {
     /// A private ECR registry: the `registries:` entry's settings first,
     /// then what the host name tells.
     #[cfg(feature = "aws")]
