@@ -18,5 +18,6 @@ pub mod report;
 pub mod run;
 pub mod select;
 pub mod settings;
+pub mod shard;
 pub mod store;
 pub mod version;

@@ -10,8 +10,10 @@ use clap::{ArgAction, Parser, ValueEnum};
 use replicant::config;
 use replicant::credentials::Chain;
 use replicant::registry::Client;
+use replicant::report::ShardReport;
 use replicant::run::{self, Interrupt};
 use replicant::settings::{RunOptions, Settings};
+use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
 const EXIT_USAGE: u8 = 2;
@@ -77,6 +79,12 @@ struct Cli {
     /// transfer is cut off and restarted (0: no minimum).
     #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = 10240)]
     min_transfer_rate: u64,
+
+    /// Run only shard I of N (I from 0): the images whose stable hash of
+    /// their name falls in it. Without it, a Kubernetes Indexed Job's
+    /// JOB_COMPLETION_INDEX is the shard when REPLICANT_SHARDS gives N.
+    #[arg(long, env = "REPLICANT_SHARD", value_name = "I/N")]
+    shard: Option<Shard>,
 
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
@@ -149,6 +157,26 @@ fn main() -> ExitCode {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    let shard = match Shard::resolve(cli.shard, |k| std::env::var(k).ok()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}; nothing was copied");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut config = config;
+    let shard_report = shard.map(|shard| {
+        let total = config.images.len();
+        config.images.retain(|i| shard.owns(&i.name));
+        let report = ShardReport {
+            index: shard.index,
+            count: shard.count,
+            images: config.images.len(),
+            of: total,
+        };
+        tracing::info!("shard {shard}: {} of {total} images", report.images);
+        report
+    });
 
     let options = RunOptions {
         dry_run: cli.dry_run,
@@ -192,6 +220,10 @@ fn main() -> ExitCode {
         listen_for_signals(interrupt.clone(), signal.clone());
         run::run(&settings, client, &interrupt).await
     });
+    let report = replicant::report::RunReport {
+        shard: shard_report,
+        ..report
+    };
     // A file-system call stuck in the blocking pool must not hold the exit.
     runtime.shutdown_background();
     match cli.log_format {

@@ -112,6 +112,20 @@ pub struct RunReport {
     /// Registries that failed as a whole: unreachable, or out of pull
     /// budget.
     pub registries: Vec<RegistryTrouble>,
+    /// The shard this run was (`--shard`, Indexed Jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardReport>,
+}
+
+/// Which share of the config a sharded run had.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct ShardReport {
+    pub index: u32,
+    pub count: u32,
+    /// Images of this shard.
+    pub images: usize,
+    /// Images in the config.
+    pub of: usize,
 }
 
 impl RunReport {
@@ -137,7 +151,11 @@ impl RunReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "replicant summary{}",
+            "replicant summary{}{}",
+            match &self.shard {
+                Some(s) => format!(" of shard {}/{} ({} of {} images)", s.index, s.count, s.images, s.of),
+                None => String::new(),
+            },
             if self.dry_run {
                 " (dry run: nothing was written)"
             } else {
