@@ -21,35 +21,59 @@ impl std::fmt::Display for Shard {
     }
 }
 
+/// Why a shard cannot be used; each names where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    #[error("\"{0}\" is not a shard: write I/N, e.g. 0/3 (I counts from 0)")]
+    NotAShard(String),
+    #[error("\"{given}\" is not a shard index (0 to {})", count - 1)]
+    NotAnIndex { given: String, count: u32 },
+    #[error("\"{0}\" is not a number of shards (1 to {MAX_SHARDS})")]
+    NotACount(String),
+    #[error("shard index {index} is not below the number of shards {count}")]
+    Beyond { index: u32, count: u32 },
+    #[error(
+        "REPLICANT_SHARDS is set but JOB_COMPLETION_INDEX is not: run as a Kubernetes Indexed Job, or give --shard I/N"
+    )]
+    NoJobIndex,
+    /// A variable of an Indexed Job is wrong: its name, and why.
+    #[error("{variable}: {source}")]
+    Variable {
+        variable: &'static str,
+        #[source]
+        source: Box<ShardError>,
+    },
+}
+
 impl std::str::FromStr for Shard {
-    type Err = String;
+    type Err = ShardError;
 
     /// `I/N`, e.g. `0/3`.
-    fn from_str(s: &str) -> Result<Shard, String> {
+    fn from_str(s: &str) -> Result<Shard, ShardError> {
         let (i, n) = s
             .trim()
             .split_once('/')
-            .ok_or_else(|| format!("\"{s}\" is not a shard: write I/N, e.g. 0/3 (I counts from 0)"))?;
+            .ok_or_else(|| ShardError::NotAShard(s.to_string()))?;
         let count = parse_count(n)?;
-        let index = i
-            .trim()
-            .parse::<u32>()
-            .map_err(|_| format!("\"{i}\" is not a shard index (0 to {})", count - 1))?;
+        let index = i.trim().parse::<u32>().map_err(|_| ShardError::NotAnIndex {
+            given: i.to_string(),
+            count,
+        })?;
         Shard::new(index, count)
     }
 }
 
-fn parse_count(n: &str) -> Result<u32, String> {
+fn parse_count(n: &str) -> Result<u32, ShardError> {
     match n.trim().parse::<u32>() {
         Ok(n) if (1..=MAX_SHARDS).contains(&n) => Ok(n),
-        _ => Err(format!("\"{n}\" is not a number of shards (1 to {MAX_SHARDS})")),
+        _ => Err(ShardError::NotACount(n.to_string())),
     }
 }
 
 impl Shard {
-    pub fn new(index: u32, count: u32) -> Result<Shard, String> {
+    pub fn new(index: u32, count: u32) -> Result<Shard, ShardError> {
         if index >= count {
-            return Err(format!("shard index {index} is not below the number of shards {count}"));
+            return Err(ShardError::Beyond { index, count });
         }
         Ok(Shard { index, count })
     }
@@ -57,26 +81,28 @@ impl Shard {
     /// The shard from `--shard` / `REPLICANT_SHARD` when given, else from an
     /// Indexed Job: `JOB_COMPLETION_INDEX` with `REPLICANT_SHARDS`. `None`:
     /// not sharded. `var` reads an environment variable.
-    pub fn resolve(flag: Option<Shard>, var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, String> {
+    pub fn resolve(flag: Option<Shard>, var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>, ShardError> {
+        let in_variable = |variable: &'static str| {
+            move |e: ShardError| ShardError::Variable {
+                variable,
+                source: Box::new(e),
+            }
+        };
         if flag.is_some() {
             return Ok(flag);
         }
         let Some(count) = var("REPLICANT_SHARDS").filter(|v| !v.trim().is_empty()) else {
             return Ok(None);
         };
-        let count = parse_count(&count).map_err(|e| format!("REPLICANT_SHARDS: {e}"))?;
-        let index = var("JOB_COMPLETION_INDEX").ok_or_else(|| {
-            "REPLICANT_SHARDS is set but JOB_COMPLETION_INDEX is not: run as a Kubernetes Indexed Job, \
-             or give --shard I/N"
-                .to_string()
-        })?;
+        let count = parse_count(&count).map_err(in_variable("REPLICANT_SHARDS"))?;
+        let index = var("JOB_COMPLETION_INDEX").ok_or(ShardError::NoJobIndex)?;
         let index = index
             .trim()
             .parse::<u32>()
-            .map_err(|_| format!("JOB_COMPLETION_INDEX: \"{index}\" is not a number"))?;
-        Shard::new(index, count)
-            .map(Some)
-            .map_err(|e| format!("JOB_COMPLETION_INDEX with REPLICANT_SHARDS: {e}"))
+            .map_err(|_| ShardError::NotAnIndex { given: index, count })
+            .and_then(|index| Shard::new(index, count))
+            .map_err(in_variable("JOB_COMPLETION_INDEX"))?;
+        Ok(Some(index))
     }
 
     /// Whether this shard runs the image named `name` (its key in `images:`).
@@ -114,10 +140,13 @@ mod tests {
             Shard::resolve(None, env(&[("REPLICANT_SHARDS", "3"), ("JOB_COMPLETION_INDEX", "2")])),
             Ok(Some(Shard { index: 2, count: 3 }))
         );
-        let missing = Shard::resolve(None, env(&[("REPLICANT_SHARDS", "3")])).unwrap_err();
+        let missing = Shard::resolve(None, env(&[("REPLICANT_SHARDS", "3")]))
+            .unwrap_err()
+            .to_string();
         assert!(missing.contains("JOB_COMPLETION_INDEX is not"), "{missing}");
-        let beyond =
-            Shard::resolve(None, env(&[("REPLICANT_SHARDS", "3"), ("JOB_COMPLETION_INDEX", "3")])).unwrap_err();
+        let beyond = Shard::resolve(None, env(&[("REPLICANT_SHARDS", "3"), ("JOB_COMPLETION_INDEX", "3")]))
+            .unwrap_err()
+            .to_string();
         assert!(beyond.contains("not below"), "{beyond}");
     }
 

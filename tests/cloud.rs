@@ -95,6 +95,37 @@ fn sent_passwords(reg: &Registry) -> Vec<String> {
         .collect()
 }
 
+/// Without credentials: image `read` mirrors a source anyone may pull from
+/// (only `check` may write) to an open registry, image `write` the same
+/// source to a registry only `check` may write to; both cloud registries
+/// under `settings`. Runs `cmd`; returns the run, the source's client, the
+/// open and closed destinations, and the source (kept alive).
+fn read_and_write(
+    ws: &Workspace,
+    check: BasicCheck,
+    settings: &str,
+    cmd: std::process::Command,
+) -> (Run, TestClient, Registry, Registry, Registry) {
+    let src = cloud_registry(Some(check.clone()), true);
+    let sc = TestClient::new(&src.host(), Some(SEEDER));
+    sc.push_image(
+        "team/app",
+        &ImageGen::default().multi_arch(Format::Oci, 700, &[]),
+        "1.0.0",
+    );
+    let open_dst = Registry::start(Auth::None);
+    let closed_dst = cloud_registry(Some(check), true);
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nregistries:\n  {s}:\n{settings}  {c}:\n{settings}images:\n  \
+         read:\n    source: {s}/team/app\n    destination: {o}/mirror/app\n  \
+         write:\n    source: {s}/team/app\n    destination: {c}/mirror/app\n",
+        s = src.host(),
+        o = open_dst.host(),
+        c = closed_dst.host()
+    ));
+    (run(cmd, &cfg), sc, open_dst, closed_dst, src)
+}
+
 fn assert_no_secret(run: &Run, secrets: &[String]) {
     let all = run.all();
     for s in secrets {
@@ -139,6 +170,13 @@ mod ecr {
             "python3 with moto[server] is needed: pip install 'moto[server]'"
         );
         Moto::start(ttl)
+    }
+
+    /// moto as the ECR API, asked with environment keys.
+    fn ecr_keys(cmd: &mut std::process::Command, moto: &Moto) {
+        cmd.env("AWS_ENDPOINT_URL", moto.url())
+            .env("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
     }
 
     /// Mirrors to an `auth: ecr` registry with `env` set; returns the access
@@ -255,29 +293,11 @@ mod ecr {
     #[test]
     fn without_aws_credentials_ecr_reads_go_anonymous_and_writes_name_what_was_looked_for() {
         let moto = moto(3600.0);
-        // a source that lets anyone pull, a destination that does not
-        let src = cloud_registry(Some(moto.check()), true);
-        let sc = TestClient::new(&src.host(), Some(SEEDER));
-        sc.push_image(
-            "team/app",
-            &ImageGen::default().multi_arch(Format::Oci, 700, &[]),
-            "1.0.0",
-        );
-        let open_dst = Registry::start(Auth::None);
-        let closed_dst = cloud_registry(Some(moto.check()), true);
         let ws = Workspace::new();
-        let cfg = ws.write_config(&format!(
-            "mode: semver\nregistries:\n  {s}:\n    auth: ecr\n    region: eu-west-1\n  \
-             {c}:\n    auth: ecr\n    region: eu-west-1\nimages:\n  \
-             read:\n    source: {s}/team/app\n    destination: {o}/mirror/app\n  \
-             write:\n    source: {s}/team/app\n    destination: {c}/mirror/app\n",
-            s = src.host(),
-            o = open_dst.host(),
-            c = closed_dst.host()
-        ));
         let mut cmd = isolated(&ws);
         cmd.env("AWS_ENDPOINT_URL", moto.url());
-        let out = run(cmd, &cfg);
+        let settings = "    auth: ecr\n    region: eu-west-1\n";
+        let (out, sc, open_dst, closed_dst, _src) = read_and_write(&ws, moto.check(), settings, cmd);
         assert_eq!(out.code, 1, "{out:?}");
         let oc = TestClient::new(&open_dst.host(), None);
         assert_mirror(&sc, "team/app", &oc, "mirror/app", &["1.0.0"]);
@@ -320,10 +340,8 @@ mod ecr {
         let ws = Workspace::new();
         let cfg = config(&ws, &src.host(), &gate.host(), "    auth: ecr\n    region: eu-west-1\n");
         let mut cmd = isolated(&ws);
-        cmd.env("AWS_ENDPOINT_URL", moto.url())
-            .env("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
-            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-            .args(["--jobs", "1", "--max-connections", "1"]);
+        ecr_keys(&mut cmd, &moto);
+        cmd.args(["--jobs", "1", "--max-connections", "1"]);
         let started = std::time::Instant::now();
         let out = run(cmd, &cfg);
         assert_eq!(out.code, 0, "{out:?}");
@@ -348,9 +366,7 @@ mod ecr {
         let cfg = config(&ws, &src.host(), &dst.host(), settings);
         assert!(moto.repositories().is_empty());
         let mut cmd = isolated(&ws);
-        cmd.env("AWS_ENDPOINT_URL", moto.url())
-            .env("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
-            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
+        ecr_keys(&mut cmd, &moto);
         let out = run(cmd, &cfg);
         assert_eq!(out.code, 0, "{out:?}");
         assert_eq!(moto.repositories(), ["mirror/app"]);
@@ -377,9 +393,7 @@ mod ecr {
         let ws = Workspace::new();
         let cfg = config(&ws, &src.host(), &ecr.host(), "    auth: ecr\n    region: eu-west-1\n");
         let mut cmd = isolated(&ws);
-        cmd.env("AWS_ENDPOINT_URL", moto.url())
-            .env("AWS_ACCESS_KEY_ID", "AKIAENVIRONMENT00001")
-            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET);
+        ecr_keys(&mut cmd, &moto);
         let out = run(cmd, &cfg);
         assert_eq!(out.code, 1, "{out:?}");
         let text = out.all();
@@ -557,26 +571,9 @@ mod google {
     #[test]
     fn without_cloud_credentials_reads_go_anonymous_and_writes_fail_saying_what_was_looked_for() {
         let google = GoogleStandIn::start(3600);
-        // a source that lets anyone pull, a destination that does not
-        let src = cloud_registry(Some(google.check()), true);
-        let sc = TestClient::new(&src.host(), Some(SEEDER));
-        sc.push_image(
-            "team/app",
-            &ImageGen::default().multi_arch(Format::Oci, 700, &[]),
-            "1.0.0",
-        );
-        let open_dst = Registry::start(Auth::None);
-        let closed_dst = cloud_registry(Some(google.check()), true);
         let ws = Workspace::new();
-        let cfg = ws.write_config(&format!(
-            "mode: semver\nregistries:\n  {s}:\n    auth: google\n  {c}:\n    auth: google\nimages:\n  \
-             read:\n    source: {s}/team/app\n    destination: {o}/mirror/app\n  \
-             write:\n    source: {s}/team/app\n    destination: {c}/mirror/app\n",
-            s = src.host(),
-            o = open_dst.host(),
-            c = closed_dst.host()
-        ));
-        let out = run(isolated(&ws), &cfg);
+        let (out, sc, open_dst, closed_dst, _src) =
+            read_and_write(&ws, google.check(), "    auth: google\n", isolated(&ws));
         assert_eq!(out.code, 1, "{out:?}");
         let oc = TestClient::new(&open_dst.host(), None);
         assert_mirror(&sc, "team/app", &oc, "mirror/app", &["1.0.0"]);

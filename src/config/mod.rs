@@ -90,6 +90,22 @@ impl AuthChoice {
         }
     }
 
+    /// The cloud whose credentials this choice asks for (`None` for
+    /// `docker` and `anonymous`).
+    pub fn cloud(self) -> Option<crate::model::cloud::Cloud> {
+        use crate::model::cloud::Cloud;
+        match self {
+            AuthChoice::Google => Some(Cloud::Google),
+            AuthChoice::Ecr => Some(Cloud::Ecr {
+                registry_id: None,
+                region: None,
+            }),
+            AuthChoice::EcrPublic => Some(Cloud::EcrPublic),
+            AuthChoice::Azure => Some(Cloud::Azure),
+            AuthChoice::Docker | AuthChoice::Anonymous => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<AuthChoice> {
         Some(match s {
             "google" => AuthChoice::Google,

@@ -8,7 +8,13 @@ fn ok(text: &str) -> Config {
 }
 
 fn problems(text: &str) -> Vec<String> {
-    match parse(Path::new("c.yaml"), text) {
+    problems_in(Path::new("c.yaml"), text)
+}
+
+/// The problems of `text` read as the file `path` (whose folder holds the
+/// files it names).
+fn problems_in(path: &Path, text: &str) -> Vec<String> {
+    match parse(path, text) {
         Ok(c) => panic!("expected problems, got {c:?}"),
         Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
     }
@@ -146,12 +152,7 @@ fn registries_section_is_validated() {
     assert!(c.registries["10.0.0.1:5000"].insecure);
     assert!(c.warnings[0].to_string().contains("not verified"));
     let bad = "registries:\n  r.io:\n    ca-file: missing.pem\n    insecure: maybe\n    cert-file: ca.pem\n    colour: red\n  nohost:\n    tls: true\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
-    let p: Vec<String> = parse(&cfg, bad)
-        .unwrap_err()
-        .problems()
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
+    let p = problems_in(&cfg, bad);
     assert!(
         p.iter()
             .any(|m| m.contains("key \"registries.r.io.ca-file\"") && m.contains("missing.pem is not a readable file")),
@@ -217,12 +218,7 @@ fn cloud_auth_settings_are_validated() {
     assert!(w.iter().all(|m| m.contains("key \"registries.q.io\"")), "{w:?}");
 
     let bad = "registries:\n  r.io:\n    auth: gcr\n    region: Europe\n    registry-id: 12345\n    create-repositories: yes please\n    aws-profile: two words\n    google-credentials: nowhere.json\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n";
-    let p: Vec<String> = parse(&cfg, bad)
-        .unwrap_err()
-        .problems()
-        .iter()
-        .map(|p| p.to_string())
-        .collect();
+    let p = problems_in(&cfg, bad);
     let has = |key: &str, text: &str| p.iter().any(|m| m.contains(key) && m.contains(text));
     assert!(
         has(

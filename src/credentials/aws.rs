@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::error::CredentialsError;
 use base64::Engine as _;
 use futures_util::future::BoxFuture;
@@ -67,16 +68,17 @@ impl Aws {
         config
     }
 
-    /// Whether the SDK's chain finds credentials: `Ok(false)` when none is
-    /// configured anywhere (a read then goes anonymous).
-    async fn has_credentials(config: &SdkConfig, place: &str) -> Result<bool, LookupError> {
+    /// The credentials the SDK's chain finds, resolved once for the token
+    /// request that follows: `None` when none is configured anywhere (a read
+    /// then goes anonymous).
+    async fn credentials(config: &SdkConfig, place: &str) -> Result<Option<Credentials>, LookupError> {
         use aws_credential_types::provider::ProvideCredentials as _;
         let Some(provider) = config.credentials_provider() else {
-            return Ok(false);
+            return Ok(None);
         };
         match provider.provide_credentials().await {
-            Ok(_) => Ok(true),
-            Err(CredentialsError::CredentialsNotLoaded(_)) => Ok(false),
+            Ok(credentials) => Ok(Some(credentials)),
+            Err(CredentialsError::CredentialsNotLoaded(_)) => Ok(None),
             Err(e) => Err(LookupError::Unreadable {
                 place: place.to_string(),
                 reason: format!(
@@ -133,6 +135,7 @@ impl Aws {
 }
 
 /// An SDK error with its causes, never a credential (the SDK redacts them).
+/// ECR's and ECR Public's `SdkError` are one type.
 fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &aws_sdk_ecr::error::SdkError<E, R>) -> String {
     aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
 }
@@ -154,11 +157,27 @@ fn decode(token: &str, place: &str) -> Result<Credential, LookupError> {
     })
 }
 
-fn expires(at: Option<&aws_smithy_types::DateTime>) -> SystemTime {
+/// The credential of a `GetAuthorizationToken` answer (ECR and ECR
+/// Public answer alike), got at `place`.
+fn found(
+    token: Option<&str>,
+    at: Option<&aws_smithy_types::DateTime>,
+    place: String,
+) -> Result<Option<Found>, LookupError> {
+    let token = token.ok_or_else(|| LookupError::Unreadable {
+        place: place.clone(),
+        reason: "the answer holds no authorization token".into(),
+    })?;
     // ECR tokens last 12 hours; a missing or past expiry is renewed soon
-    at.and_then(|t| u64::try_from(t.secs()).ok())
+    let expires = at
+        .and_then(|t| u64::try_from(t.secs()).ok())
         .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600))
+        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+    Ok(Some(Found {
+        credential: decode(token, &place)?,
+        source: format!("AWS {place}"),
+        expires: Some(expires),
+    }))
 }
 
 /// A private ECR registry.
@@ -214,10 +233,12 @@ impl CredentialProvider for Ecr {
                 });
             };
             let place = format!("ECR GetAuthorizationToken in {region}");
-            if !Aws::has_credentials(&config, &place).await? {
+            let Some(credentials) = Aws::credentials(&config, &place).await? else {
                 return Ok(None);
-            }
-            let answer = aws_sdk_ecr::Client::new(&config)
+            };
+            // the credentials just resolved, not a second pass of the chain
+            let client = aws_sdk_ecr::config::Builder::from(&config).credentials_provider(credentials);
+            let answer = aws_sdk_ecr::Client::from_conf(client.build())
                 .get_authorization_token()
                 .send()
                 .await
@@ -226,17 +247,11 @@ impl CredentialProvider for Ecr {
                     reason: sdk_error(&e),
                 })?;
             let data = answer.authorization_data().first();
-            let token = data
-                .and_then(|d| d.authorization_token())
-                .ok_or_else(|| LookupError::Unreadable {
-                    place: place.clone(),
-                    reason: "the answer holds no authorization token".into(),
-                })?;
-            Ok(Some(Found {
-                credential: decode(token, &place)?,
-                source: format!("AWS {place}"),
-                expires: Some(expires(data.and_then(|d| d.expires_at()))),
-            }))
+            found(
+                data.and_then(|d| d.authorization_token()),
+                data.and_then(|d| d.expires_at()),
+                place,
+            )
         })
     }
 }
@@ -263,29 +278,24 @@ impl CredentialProvider for EcrPublic {
         Box::pin(async move {
             let config = self.aws.config(Some(PUBLIC_REGION), self.profile.as_deref()).await;
             let place = format!("ECR Public GetAuthorizationToken in {PUBLIC_REGION}");
-            if !Aws::has_credentials(&config, &place).await? {
+            let Some(credentials) = Aws::credentials(&config, &place).await? else {
                 return Ok(None);
-            }
-            let answer = aws_sdk_ecrpublic::Client::new(&config)
+            };
+            let client = aws_sdk_ecrpublic::config::Builder::from(&config).credentials_provider(credentials);
+            let answer = aws_sdk_ecrpublic::Client::from_conf(client.build())
                 .get_authorization_token()
                 .send()
                 .await
                 .map_err(|e| LookupError::Unreadable {
                     place: place.clone(),
-                    reason: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+                    reason: sdk_error(&e),
                 })?;
             let data = answer.authorization_data();
-            let token = data
-                .and_then(|d| d.authorization_token())
-                .ok_or_else(|| LookupError::Unreadable {
-                    place: place.clone(),
-                    reason: "the answer holds no authorization token".into(),
-                })?;
-            Ok(Some(Found {
-                credential: decode(token, &place)?,
-                source: format!("AWS {place}"),
-                expires: Some(expires(data.and_then(|d| d.expires_at()))),
-            }))
+            found(
+                data.and_then(|d| d.authorization_token()),
+                data.and_then(|d| d.expires_at()),
+                place,
+            )
         })
     }
 }

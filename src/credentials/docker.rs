@@ -60,10 +60,7 @@ impl CredentialProvider for DockerConfigProvider {
             let source = format!("Docker config {}", path.display());
             // docker_credential is blocking (it may run a helper program).
             let result = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|e| LookupError::Open {
-                    path,
-                    reason: e.to_string(),
-                })?;
+                let file = std::fs::File::open(&path).map_err(|source| LookupError::Open { path, source })?;
                 Ok::<_, LookupError>(docker_credential::get_credential_from_reader(
                     std::io::BufReader::new(file),
                     &server,

@@ -121,24 +121,13 @@ impl Google {
                 token_uri,
             } => {
                 let uri = token_uri.unwrap_or_else(|| DEFAULT_TOKEN_URI.to_string());
-                let url = endpoint(&uri, &format!("{place}: token_uri"))?;
-                let assertion =
-                    sign_jwt(&client_email, private_key_id.as_deref(), &private_key, &uri).map_err(|reason| {
-                        LookupError::Unreadable {
-                            place: place.clone(),
-                            reason,
-                        }
-                    })?;
+                let assertion = sign_jwt(&client_email, private_key_id.as_deref(), &private_key, &uri, &place)?;
                 let form = [
                     ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
                     ("assertion", assertion.as_str()),
                 ];
-                let request = self.web.client().post(url).form(&form);
-                let answer: TokenAnswer = self.web.json(request, &format!("token endpoint {uri}")).await?;
-                Ok((
-                    answer.access_token,
-                    expiry(answer.expires_in, Duration::from_secs(JWT_LIFETIME)),
-                ))
+                self.grant(&uri, &format!("{place}: token_uri"), "token endpoint", &form)
+                    .await
             }
             KeyFile::AuthorizedUser {
                 client_id,
@@ -147,19 +136,14 @@ impl Google {
                 token_uri,
             } => {
                 let uri = token_uri.unwrap_or_else(|| DEFAULT_TOKEN_URI.to_string());
-                let url = endpoint(&uri, &format!("{place}: token_uri"))?;
                 let form = [
                     ("grant_type", "refresh_token"),
                     ("client_id", client_id.as_str()),
                     ("client_secret", client_secret.as_str()),
                     ("refresh_token", refresh_token.as_str()),
                 ];
-                let request = self.web.client().post(url).form(&form);
-                let answer: TokenAnswer = self.web.json(request, &format!("token endpoint {uri}")).await?;
-                Ok((
-                    answer.access_token,
-                    expiry(answer.expires_in, Duration::from_secs(3600)),
-                ))
+                self.grant(&uri, &format!("{place}: token_uri"), "token endpoint", &form)
+                    .await
             }
             KeyFile::ExternalAccount {
                 audience,
@@ -169,7 +153,6 @@ impl Google {
                 credential_source,
             } => {
                 let subject = self.subject_token(&place, &credential_source).await?;
-                let url = endpoint(&token_url, &format!("{place}: token_url"))?;
                 let form = [
                     ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
                     ("audience", audience.as_str()),
@@ -178,13 +161,10 @@ impl Google {
                     ("subject_token_type", subject_token_type.as_str()),
                     ("subject_token", subject.as_str()),
                 ];
-                let request = self.web.client().post(url).form(&form);
-                let sts: TokenAnswer = self
-                    .web
-                    .json(request, &format!("security token service {token_url}"))
-                    .await?;
+                let what = format!("{place}: token_url");
+                let sts = self.grant(&token_url, &what, "security token service", &form).await?;
                 let Some(impersonate) = service_account_impersonation_url else {
-                    return Ok((sts.access_token, expiry(sts.expires_in, Duration::from_secs(3600))));
+                    return Ok(sts);
                 };
                 #[derive(Deserialize)]
                 #[serde(rename_all = "camelCase")]
@@ -197,7 +177,7 @@ impl Google {
                     .web
                     .client()
                     .post(url)
-                    .bearer_auth(&sts.access_token)
+                    .bearer_auth(&sts.0)
                     .json(&serde_json::json!({ "scope": [SCOPE], "lifetime": "3600s" }));
                 let answer: Impersonated = self
                     .web
@@ -212,6 +192,25 @@ impl Google {
                 Ok((answer.access_token, expires))
             }
         }
+    }
+
+    /// POSTs `form` to the OAuth token endpoint `uri` (named by `what` in
+    /// errors about the URL, `name` in errors about the answer) and reads
+    /// the access token it grants.
+    async fn grant(
+        &self,
+        uri: &str,
+        what: &str,
+        name: &str,
+        form: &[(&str, &str)],
+    ) -> Result<(String, SystemTime), LookupError> {
+        let url = endpoint(uri, what)?;
+        let request = self.web.client().post(url).form(form);
+        let answer: TokenAnswer = self.web.json(request, &format!("{name} {uri}")).await?;
+        Ok((
+            answer.access_token,
+            expiry(answer.expires_in, Duration::from_secs(JWT_LIFETIME)),
+        ))
     }
 
     /// The subject token of an external account, from its file or URL.
@@ -340,13 +339,16 @@ impl CredentialProvider for Google {
 
 /// A JWT asking `token_uri` for an access token, signed RS256 with a
 /// service account's PKCS#8 key.
-fn sign_jwt(email: &str, key_id: Option<&str>, pem: &str, token_uri: &str) -> Result<String, String> {
+fn sign_jwt(email: &str, key_id: Option<&str>, pem: &str, token_uri: &str, place: &str) -> Result<String, LookupError> {
+    let bad = |reason: &str| LookupError::Unreadable {
+        place: place.to_string(),
+        reason: reason.to_string(),
+    };
     use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
     use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject as _};
     let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| "private_key is not a PEM PKCS#8 private key".to_string())?;
-    let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
-        .map_err(|_| "private_key is not a usable RSA key".to_string())?;
+        .map_err(|_| bad("private_key is not a PEM PKCS#8 private key"))?;
+    let key = RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).map_err(|_| bad("private_key is not a usable RSA key"))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -371,7 +373,7 @@ fn sign_jwt(email: &str, key_id: Option<&str>, pem: &str, token_uri: &str) -> Re
         signing_input.as_bytes(),
         &mut signature,
     )
-    .map_err(|_| "signing with private_key failed".to_string())?;
+    .map_err(|_| bad("signing with private_key failed"))?;
     Ok(format!(
         "{signing_input}.{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature)

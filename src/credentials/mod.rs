@@ -70,10 +70,14 @@ impl Found {
 /// Why a provider could not say whether it has a credential. Never holds a
 /// secret: a helper's own output is left out, token endpoints' answers are
 /// reduced to their status and OAuth error code.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum LookupError {
-    #[error("cannot open {path}: {reason}")]
-    Open { path: std::path::PathBuf, reason: String },
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("credential helper {helper} failed")]
     Helper { helper: String },
     #[error("{place}: {reason}")]
@@ -144,26 +148,25 @@ impl Chain {
         Chain::new(Arc::new(DockerConfigProvider::at(None)), BTreeMap::new())
     }
 
-    /// The providers asked for `registry`, in order.
+    /// The cloud whose provider `registry` gets: its explicit `auth:`,
+    /// else the cloud its host name belongs to.
+    fn cloud(&self, registry: &Registry) -> Option<Cloud> {
+        match self.choices.get(&registry.host).and_then(|o| o.auth) {
+            Some(choice) => choice.cloud(),
+            None => recognise(&registry.host),
+        }
+    }
+
+    /// The providers asked for `registry`, in order: the Docker config
+    /// unless another `auth:` is chosen, then the registry's cloud.
     fn providers(&self, registry: &Registry) -> Vec<Arc<dyn CredentialProvider>> {
         let options = self.choices.get(&registry.host);
-        let cloud = |c: Cloud| self.clouds.provider(c, registry, options);
-        match options.and_then(|o| o.auth) {
-            Some(AuthChoice::Anonymous) => vec![],
-            Some(AuthChoice::Docker) => vec![self.docker.clone()],
-            Some(AuthChoice::Google) => vec![cloud(Cloud::Google)],
-            Some(AuthChoice::Ecr) => vec![cloud(Cloud::Ecr {
-                registry_id: None,
-                region: None,
-            })],
-            Some(AuthChoice::EcrPublic) => vec![cloud(Cloud::EcrPublic)],
-            Some(AuthChoice::Azure) => vec![cloud(Cloud::Azure)],
-            None => {
-                let mut list = vec![self.docker.clone()];
-                list.extend(recognise(&registry.host).map(cloud));
-                list
-            }
-        }
+        let mut list = match options.and_then(|o| o.auth) {
+            None | Some(AuthChoice::Docker) => vec![self.docker.clone()],
+            Some(_) => vec![],
+        };
+        list.extend(self.cloud(registry).map(|c| self.clouds.provider(c, registry, options)));
+        list
     }
 
     fn slot(&self, registry: &Registry) -> Arc<Mutex<Slot>> {
@@ -222,15 +225,7 @@ impl Chain {
     /// The ECR registry `registry` is, explicitly or by host name, with
     /// its account and region when known.
     fn ecr(&self, registry: &Registry) -> Option<Cloud> {
-        let options = self.choices.get(&registry.host);
-        match options.and_then(|o| o.auth) {
-            Some(AuthChoice::Ecr) => Some(Cloud::Ecr {
-                registry_id: None,
-                region: None,
-            }),
-            Some(_) => None,
-            None => recognise(&registry.host).filter(|c| matches!(c, Cloud::Ecr { .. })),
-        }
+        self.cloud(registry).filter(|c| matches!(c, Cloud::Ecr { .. }))
     }
 
     /// Whether `registry` is a private ECR registry (which creates no

@@ -213,7 +213,7 @@ pub(super) async fn read_small(path: &std::path::Path) -> Result<String, LookupE
     use tokio::io::AsyncReadExt as _;
     let open = |e: std::io::Error| LookupError::Open {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source: e,
     };
     let file = tokio::fs::File::open(path).await.map_err(open)?;
     let mut text = String::new();

@@ -211,16 +211,7 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> (Response, Option<Drip>))
         body,
     });
     let mut out = conn;
-    write!(
-        out,
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        resp.status,
-        resp.body.len()
-    )?;
-    for (k, v) in &resp.headers {
-        write!(out, "{k}: {v}\r\n")?;
-    }
-    out.write_all(b"\r\n")?;
+    write_head(&mut out, &resp)?;
     match drip {
         None => out.write_all(&resp.body)?,
         Some(d) => {
@@ -232,4 +223,19 @@ fn serve(conn: TcpStream, handler: &dyn Fn(Request) -> (Response, Option<Drip>))
         }
     }
     out.flush()
+}
+
+/// The status line and headers of `resp`, up to the blank line; the
+/// connection closes after the body.
+pub(crate) fn write_head(out: &mut impl Write, resp: &Response) -> std::io::Result<()> {
+    write!(
+        out,
+        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+        resp.status,
+        resp.body.len()
+    )?;
+    for (k, v) in &resp.headers {
+        write!(out, "{k}: {v}\r\n")?;
+    }
+    out.write_all(b"\r\n")
 }

@@ -255,16 +255,7 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
             body,
         };
         let resp = route(request);
-        write!(
-            out,
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-            resp.status,
-            resp.body.len()
-        )?;
-        for (k, v) in &resp.headers {
-            write!(out, "{k}: {v}\r\n")?;
-        }
-        out.write_all(b"\r\n")?;
+        crate::http::write_head(&mut out, &resp)?;
         out.write_all(&resp.body)?;
         return out.flush();
     }
