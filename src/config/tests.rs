@@ -46,6 +46,20 @@ fn default_mode_is_highest_and_order_is_kept() {
 }
 
 #[test]
+fn the_first_go_versions_key_names_get_their_new_names() {
+    let p = problems("images:\n  x:\n    upstream: a/b\n    downstream: c/d\n");
+    assert!(
+        p.contains(&"c.yaml:3:5: image \"x\": unknown key \"upstream\" (its name in early Go versions): write \"source\" instead".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m
+            .ends_with("unknown key \"downstream\" (its name in early Go versions): write \"destination\" instead")),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn every_problem_is_reported_with_line_image_and_key() {
     let text = "mode: Highest\nimages:\n  one:\n    source: docker.io/x/y:1.0\n    destinaton: gcr.io/p/y\n    pinned-major: -1\n    replace-tag: maybe\n  two:\n  three:\n    source: \"\"\n    destination: q.io/a\n    mode: fastest\n    compatibility: 3\n";
     let p = problems(text);

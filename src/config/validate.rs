@@ -479,7 +479,15 @@ impl Validator<'_> {
             return;
         };
         let mut message = format!("unknown key \"{text}\"");
-        if let Some(close) = known
+        // the first Go versions (and their Helm chart's example) named them so
+        let renamed = match text {
+            "upstream" => Some("source"),
+            "downstream" => Some("destination"),
+            _ => None,
+        };
+        if let Some(new) = renamed.filter(|n| known.contains(n)) {
+            message.push_str(&format!(" (its name in early Go versions): write \"{new}\" instead"));
+        } else if let Some(close) = known
             .iter()
             .filter(|c| edit_distance(text, c) <= 2)
             .min_by_key(|c| edit_distance(text, c))

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod cloud;
+pub mod container;
 pub mod http;
 pub mod image;
 pub mod layout;
@@ -17,6 +18,7 @@ pub mod quickstart;
 pub mod registry;
 pub mod tls;
 pub mod token;
+pub mod tools;
 
 pub use client::TestClient;
 pub use image::{Format, Image, ImageGen};
