@@ -98,8 +98,8 @@ pub struct RunSpec {
 }
 
 impl Buildah {
-    /// Err says why buildah cannot run here (not installed, or it cannot
-    /// create a container).
+    /// Err says why images cannot be built or run here: buildah missing or
+    /// unable to create a container, or no mount namespace (not root).
     pub fn new() -> Result<Buildah, String> {
         let storage = tempfile::tempdir().map_err(|e| format!("temporary folder: {e}"))?;
         let b = Buildah { storage };
@@ -115,7 +115,18 @@ impl Buildah {
             Ok(o) => {
                 let name = String::from_utf8_lossy(&o.stdout).trim().to_string();
                 let _ = b.command().args(["rm", &name]).output();
-                Ok(b)
+                // running a container here takes a mount namespace (root)
+                match Command::new("unshare")
+                    .args(["--mount", "--propagation", "private", "true"])
+                    .output()
+                {
+                    Ok(o) if o.status.success() => Ok(b),
+                    Ok(o) => Err(format!(
+                        "cannot make a mount namespace to run a container in: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )),
+                    Err(e) => Err(format!("cannot run unshare (util-linux): {e}")),
+                }
             }
         }
     }

@@ -1,19 +1,22 @@
 //! External programs some tests drive (helm, kubernetes-validate,
-//! check-jsonschema): `scripts/test` installs them into `target/test-tools`
+//! check-jsonschema): `scripts/test` installs them into its cache folder
 //! and names them in environment variables.
 
 use std::path::PathBuf;
 
 /// The program named by the environment variable `var`, else `program` in
-/// `target/test-tools/bin`, else on PATH. Panics saying how to get it.
+/// `scripts/test`'s default cache folder, else on PATH. Panics saying how to
+/// get it.
 pub fn tool(var: &str, program: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(var) {
         return PathBuf::from(p);
     }
-    let installed = crate::container::repo_root()
-        .join("target/test-tools/bin")
-        .join(program);
-    if installed.is_file() {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(installed) = cache.map(|c| c.join("replicant/test-tools/bin").join(program))
+        && installed.is_file()
+    {
         return installed;
     }
     let on_path = std::env::var_os("PATH")
@@ -24,6 +27,6 @@ pub fn tool(var: &str, program: &str) -> PathBuf {
         })
         .unwrap_or_default();
     on_path.unwrap_or_else(|| {
-        panic!("{program} not found: ./scripts/test installs it into target/test-tools/bin; or set {var}")
+        panic!("{program} not found: ./scripts/test installs it (into ~/.cache/replicant/test-tools); or set {var}")
     })
 }
