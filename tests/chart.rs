@@ -305,6 +305,14 @@ fn notes_say_how_to_run_now() {
     );
     assert!(!notes.contains("WARNING"), "{notes}");
     assert!(render(&[]).contains("WARNING: config.images is empty"));
+    let notes = render(&["--set", "existingConfigMap=my-mirror"]);
+    assert!(
+        notes.contains(
+            "replicant will mirror the images of the ConfigMap my-mirror (key replicant.yaml) on the schedule"
+        ),
+        "{notes}"
+    );
+    assert!(!notes.contains("WARNING"), "{notes}");
 }
 
 /// Files for the volumes a rendered pod mounts, from the rendered (or
