@@ -110,6 +110,9 @@ pub enum Category {
     Refused,
     /// Stopped by a signal before it finished.
     Interrupted,
+    /// The image selects no tags from a source that has some
+    /// (`--fail-on-empty`).
+    Selection,
 }
 
 impl fmt::Display for Category {
@@ -126,6 +129,7 @@ impl fmt::Display for Category {
             Category::Protocol => "protocol",
             Category::Refused => "refused",
             Category::Interrupted => "interrupted",
+            Category::Selection => "selection",
         };
         f.write_str(s)
     }

@@ -53,6 +53,12 @@ struct Cli {
     #[arg(long, env = "REPLICANT_DRY_RUN", action = ArgAction::SetTrue, value_parser = parse_bool)]
     dry_run: bool,
 
+    /// Fail an image that selects no tags from a source that has some (a
+    /// mistyped compatibility, a pinned-major with no release); without it,
+    /// such an image is a warning and "needs attention" in the summary.
+    #[arg(long, env = "REPLICANT_FAIL_ON_EMPTY", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    fail_on_empty: bool,
+
     /// Images planned and tags copied at once.
     #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
 
     let options = RunOptions {
         dry_run: cli.dry_run,
+        fail_on_empty: cli.fail_on_empty,
         exit_on_error: cli.exit_on_error,
         jobs: usize::from(cli.jobs),
         max_connections: usize::from(cli.max_connections),

@@ -51,6 +51,9 @@ pub struct ImageReport {
     pub error: Option<String>,
     /// What kind of thing failed, with `error`.
     pub error_category: Option<Category>,
+    /// Not a failure, but wrong every night until someone looks: the image
+    /// selects no tags from a source that has some, and why.
+    pub attention: Option<String>,
 }
 
 impl ImageReport {
@@ -68,6 +71,7 @@ impl ImageReport {
             stopped: false,
             error: None,
             error_category: None,
+            attention: None,
         }
     }
 
@@ -163,7 +167,19 @@ impl RunReport {
             }
         );
         for i in &self.images {
-            let status = if i.is_failed() { "FAILED" } else { "ok" };
+            let status = if i.is_failed() {
+                "FAILED"
+            } else if i.stopped || !i.not_started.is_empty() {
+                if i.copied.is_empty() && i.replaced.is_empty() {
+                    "not run"
+                } else {
+                    "partly run"
+                }
+            } else if i.attention.is_some() {
+                "needs attention"
+            } else {
+                "ok"
+            };
             let _ = writeln!(out, "  {} [{status}] {} -> {}", i.name, i.source, i.destination);
             if let Some(e) = &i.error {
                 match i.error_category {
@@ -196,7 +212,11 @@ impl RunReport {
             if i.stopped {
                 let _ = writeln!(out, "    not processed: the run stopped early");
             }
+            if let Some(why) = &i.attention {
+                let _ = writeln!(out, "    {why}");
+            }
             if i.error.is_none()
+                && i.attention.is_none()
                 && !i.stopped
                 && i.copied.is_empty()
                 && i.replaced.is_empty()
@@ -238,6 +258,19 @@ impl RunReport {
             t.blobs_mounted,
             t.blobs_skipped
         );
+        let attention: Vec<&str> = self
+            .images
+            .iter()
+            .filter(|i| i.attention.is_some())
+            .map(|i| i.name.as_str())
+            .collect();
+        if !attention.is_empty() {
+            let _ = writeln!(
+                out,
+                "needs attention: {} (selects no tags; --fail-on-empty makes this a failure)",
+                attention.join(", ")
+            );
+        }
         if self.stopped_early {
             let _ = writeln!(
                 out,
@@ -294,6 +327,7 @@ mod tests {
             stopped: false,
             error: None,
             error_category: None,
+            attention: None,
         }
     }
 

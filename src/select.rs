@@ -108,6 +108,82 @@ pub fn select(mode: Mode, filters: &Filters, source: &[String], destination: &[S
     }
 }
 
+/// Why no tag of a source that has tags qualifies for a semver mode: which
+/// rule removed them, and for a `compatibility` that matches nothing the
+/// nearest value that would. None when some tag qualifies (an empty
+/// selection is then the destination being up to date), for `all`, and for
+/// a source without tags.
+pub fn why_nothing_qualifies(mode: Mode, filters: &Filters, source: &[String]) -> Option<String> {
+    if mode == Mode::All || source.is_empty() || !filters.qualifying(source).is_empty() {
+        return None;
+    }
+    let n = source.len();
+    let tags = if n == 1 { "tag" } else { "tags" };
+    let versions: Vec<Version> = source.iter().filter_map(|t| Version::parse(t)).collect();
+    if versions.is_empty() {
+        return Some(format!(
+            "none of the source's {n} {tags} is a version (such as {}); `mode: all` mirrors tags that are not versions",
+            some(source.iter().map(String::as_str))
+        ));
+    }
+    let compatibles: BTreeSet<&str> = versions
+        .iter()
+        .map(Version::prerelease)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let matching: Vec<&Version> = match &filters.compatibility {
+        Some(c) => versions.iter().filter(|v| v.prerelease() == c).collect(),
+        None => versions.iter().filter(|v| v.prerelease().is_empty()).collect(),
+    };
+    if matching.is_empty() {
+        return Some(match &filters.compatibility {
+            Some(c) => {
+                let mut why = format!(
+                    "compatibility \"{c}\" matches none of the source's {n} {tags} ({} versions)",
+                    versions.len()
+                );
+                let nearest = compatibles
+                    .iter()
+                    .min_by_key(|p| crate::model::edit_distance(c, p))
+                    .filter(|p| crate::model::edit_distance(c, p) <= 2.max(c.chars().count() / 3));
+                match nearest {
+                    Some(p) => why.push_str(&format!("; did you mean \"{p}\"?")),
+                    None if compatibles.is_empty() => {
+                        why.push_str("; none of its versions has a pre-release: remove compatibility")
+                    }
+                    None => why.push_str(&format!("; its versions have {}", some(compatibles.iter().copied()))),
+                }
+                why
+            }
+            None => format!(
+                "all {} versions among the source's {n} {tags} have a pre-release (such as {}); \
+                 set compatibility to one of {}",
+                versions.len(),
+                some(versions.iter().map(|v| v.tag.as_str())),
+                some(compatibles.iter().copied())
+            ),
+        });
+    }
+    let majors: BTreeSet<u64> = matching.iter().map(|v| v.semver.major).collect();
+    match filters.pinned_major {
+        Some(m) => Some(format!(
+            "pinned-major {m} matches none of the source's {} qualifying versions: their majors are {}",
+            matching.len(),
+            some(majors.iter().map(|m| m.to_string()))
+        )),
+        None => Some(format!("none of the source's {n} {tags} qualifies")),
+    }
+}
+
+/// Up to five items, quoted, then how many more.
+fn some<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -> String {
+    let all: Vec<String> = items.into_iter().map(|s| format!("\"{}\"", s.as_ref())).collect();
+    match all.len() {
+        0..=5 => all.join(", "),
+        n => format!("{} and {} more", all[..5].join(", "), n - 5),
+    }
+}
+
 /// The single highest version; among aliases the preferred tag (the maximum
 /// of [`Version`]'s order).
 fn highest(sorted: Vec<Version>) -> Vec<String> {
@@ -118,6 +194,43 @@ fn highest(sorted: Vec<Version>) -> Vec<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn an_empty_selection_says_which_rule_removed_the_tags() {
+        let src = tags(&["1.0.0-alpine", "1.1.0-alpine", "1.1.0-slim", "1.1.0", "2.0.0", "latest"]);
+        let compat = |c: &str| Filters {
+            compatibility: Some(c.into()),
+            pinned_major: None,
+        };
+        assert_eq!(
+            why_nothing_qualifies(Mode::Highest, &compat("alpnie"), &src).unwrap(),
+            "compatibility \"alpnie\" matches none of the source's 6 tags (5 versions); did you mean \"alpine\"?"
+        );
+        assert_eq!(
+            why_nothing_qualifies(Mode::Semver, &compat("bookworm"), &src).unwrap(),
+            "compatibility \"bookworm\" matches none of the source's 6 tags (5 versions); its versions have \"alpine\", \"slim\""
+        );
+        let pinned = Filters {
+            compatibility: None,
+            pinned_major: Some(9),
+        };
+        assert_eq!(
+            why_nothing_qualifies(Mode::Higher, &pinned, &src).unwrap(),
+            "pinned-major 9 matches none of the source's 2 qualifying versions: their majors are \"1\", \"2\""
+        );
+        assert_eq!(
+            why_nothing_qualifies(Mode::Highest, &none(), &tags(&["latest", "edge"])).unwrap(),
+            "none of the source's 2 tags is a version (such as \"latest\", \"edge\"); `mode: all` mirrors tags that are not versions"
+        );
+        assert_eq!(
+            why_nothing_qualifies(Mode::Highest, &none(), &tags(&["1.0-rc1", "1.1-rc1"])).unwrap(),
+            "all 2 versions among the source's 2 tags have a pre-release (such as \"1.0-rc1\", \"1.1-rc1\"); set compatibility to one of \"rc1\""
+        );
+        // something qualifies (an up-to-date `higher` selects nothing, rightly)
+        assert_eq!(why_nothing_qualifies(Mode::Higher, &none(), &src), None);
+        assert_eq!(why_nothing_qualifies(Mode::All, &compat("x"), &src), None);
+        assert_eq!(why_nothing_qualifies(Mode::Highest, &none(), &[]), None);
+    }
 
     fn tags(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()

@@ -16,6 +16,8 @@ use crate::registry::{HostSettings, TransportSettings};
 pub struct RunOptions {
     pub dry_run: bool,
     pub exit_on_error: bool,
+    /// An image that selects no tags from a source with tags fails.
+    pub fail_on_empty: bool,
     /// Images planned and tags copied at once.
     pub jobs: usize,
     /// Blob transfers at once per registry.
@@ -38,6 +40,7 @@ impl Default for RunOptions {
         RunOptions {
             dry_run: false,
             exit_on_error: false,
+            fail_on_empty: false,
             jobs: 4,
             max_connections: 8,
             retries: 4,

@@ -140,10 +140,43 @@ fn highest_picks_one_tag_with_and_without_filters() {
     assert_mirror(&p.sc, "src/app", &p.dc, "dst/major1", &["1.2.0"]);
     assert_mirror(&p.sc, "src/app", &p.dc, "dst/alpine1", &["1.3.0-alpine"]);
     assert!(p.dc.tags("dst/major9").is_empty());
+    // selecting nothing from a source with tags is not silent
+    assert!(run.stdout.contains("major9 [needs attention]"), "{run:?}");
     assert!(
-        run.stdout.contains("major9 [ok]") && run.stdout.contains("no tags selected"),
+        run.stdout
+            .contains("needs attention: major9 (selects no tags; --fail-on-empty makes this a failure)"),
         "{run:?}"
     );
+    let why = "selects no tags: pinned-major 9 matches none of the source's";
+    assert_eq!(run.stderr.matches(why).count(), 1, "warned once: {run:?}");
+
+    // --fail-on-empty (or REPLICANT_FAIL_ON_EMPTY) makes it a failure
+    let run = p.run(
+        &[("major9", "src/app", "dst/major9", "pinned-major: 9")],
+        &["--fail-on-empty"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stdout.contains("major9 [FAILED]"), "{run:?}");
+    assert!(run.stdout.contains(&format!("    error (selection): {why}")), "{run:?}");
+}
+
+#[test]
+fn a_mistyped_compatibility_names_the_value_it_probably_meant() {
+    let mut p = Pair::new();
+    p.push("src/app", TAGS);
+    let run = p.run(
+        &[("typo", "src/app", "dst/typo", "compatibility: alpnie")],
+        &["--log-format", "json"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let report: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let attention = report["images"][0]["attention"].as_str().unwrap();
+    assert!(
+        attention.starts_with("selects no tags: compatibility \"alpnie\" matches none of the source's"),
+        "{attention}"
+    );
+    assert!(attention.ends_with("did you mean \"alpine\"?"), "{attention}");
+    assert!(run.stderr.contains("did you mean \\\"alpine\\\"?"), "{run:?}");
 }
 
 #[test]
@@ -278,6 +311,7 @@ fn a_missing_source_fails_that_image_only() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(p.dc.tags("dst/other").is_empty());
     assert!(run.stdout.contains("stopped at the first error"), "{run:?}");
+    assert!(run.stdout.contains("  app [not run] "), "{run:?}");
 }
 
 #[test]

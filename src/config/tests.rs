@@ -1,7 +1,7 @@
 //! Validation of configuration files: every rule, every message.
 
-use super::validate::edit_distance;
 use super::*;
+use crate::model::edit_distance;
 
 fn ok(text: &str) -> Config {
     parse(Path::new("c.yaml"), text).unwrap_or_else(|e| panic!("{e}"))

@@ -489,8 +489,8 @@ impl Validator<'_> {
             message.push_str(&format!(" (its name in early Go versions): write \"{new}\" instead"));
         } else if let Some(close) = known
             .iter()
-            .filter(|c| edit_distance(text, c) <= 2)
-            .min_by_key(|c| edit_distance(text, c))
+            .filter(|c| crate::model::edit_distance(text, c) <= 2)
+            .min_by_key(|c| crate::model::edit_distance(text, c))
         {
             message.push_str(&format!("; did you mean \"{close}\"?"));
         } else {
@@ -513,21 +513,6 @@ fn key_text(k: &Spanned<Node>) -> Option<&str> {
         Node::Str(s) => Some(s),
         _ => None,
     }
-}
-
-/// Levenshtein distance, for "did you mean" hints on short key names.
-pub(super) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// An AWS region name as the SDKs write them (`us-east-1`, `cn-north-1`,

@@ -11,3 +11,18 @@ pub mod reference;
 pub use digest::Digest;
 pub use manifest::{FetchedManifest, ManifestHead};
 pub use reference::{Endpoint, Registry, Repository, is_valid_tag};
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

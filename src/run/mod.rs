@@ -88,6 +88,9 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
             tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
+            if let Some(why) = &plan.nothing_qualifies {
+                tracing::warn!(image = %image.config.name, "selects no tags: {why}");
+            }
             if plan.new_destination {
                 engine.destination_is_new(&*image.dst);
             }
@@ -222,6 +225,15 @@ fn collect(
             }
             Slot::Done(Ok(plan)) => {
                 r.present = plan.present;
+                if let Some(why) = plan.nothing_qualifies {
+                    let why = format!("selects no tags: {why}");
+                    if options.fail_on_empty {
+                        r.error = Some(why);
+                        r.error_category = Some(Category::Selection);
+                    } else {
+                        r.attention = Some(why);
+                    }
+                }
                 if options.dry_run {
                     r.copied = plan.copy;
                     r.replaced = plan.replace;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
-use crate::select::select;
+use crate::select::{select, why_nothing_qualifies};
 use crate::store::Store;
 
 /// What to do with one image: decided before anything is written.
@@ -17,6 +17,9 @@ pub struct Plan {
     pub present: Vec<String>,
     /// The destination does not exist yet (its tag list was "not found").
     pub new_destination: bool,
+    /// The source has tags but none qualifies: why (see
+    /// [`why_nothing_qualifies`]).
+    pub nothing_qualifies: Option<String>,
 }
 
 /// Why an image could not be planned.
@@ -63,6 +66,9 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
         new_destination,
         ..Plan::default()
     };
+    if selected.is_empty() {
+        plan.nothing_qualifies = why_nothing_qualifies(image.mode, &image.filters, &source_tags);
+    }
     for tag in selected {
         if !in_dest.contains(&tag) {
             plan.copy.push(tag);
