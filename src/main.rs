@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use replicant::config;
 use replicant::credentials::Chain;
@@ -93,7 +93,13 @@ struct Cli {
     shard: Option<Shard>,
 
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
-    #[arg(long, env = "REPLICANT_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "REPLICANT_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "text"
+    )]
     log_format: LogFormat,
 }
 
@@ -133,17 +139,65 @@ fn init_logging(debug: bool, format: LogFormat) {
     }
 }
 
+/// A command-line error as clap words it, except that a bad value which
+/// came from an environment variable (not typed on the command line) names
+/// the variable: `REPLICANT_JOBS=0` is not a `--jobs` the user never passed.
+fn usage_error(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let text = e.render().to_string();
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return text;
+    };
+    let Some(long) = arg.split_whitespace().next().and_then(|a| a.strip_prefix("--")) else {
+        return text;
+    };
+    let command = Cli::command();
+    let Some(spec) = command.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return text;
+    };
+    let Some(var) = spec.get_env().and_then(|v| v.to_str()) else {
+        return text;
+    };
+    let typed = std::env::args().skip(1).any(|a| {
+        a == format!("--{long}")
+            || a.starts_with(&format!("--{long}="))
+            || spec
+                .get_short()
+                .is_some_and(|s| a.starts_with(&format!("-{s}")) && !a.starts_with("--"))
+    });
+    if typed || std::env::var_os(var).is_none() {
+        return text;
+    }
+    text.replace(
+        &format!("for '{arg}'"),
+        &format!("in the environment variable {var} (for --{long})"),
+    )
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let matches = match Cli::command().try_get_matches() {
+        Ok(m) => m,
         Err(e) => {
-            let _ = e.print();
             return match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => ExitCode::SUCCESS,
-                _ => ExitCode::from(EXIT_USAGE),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    let _ = e.print();
+                    ExitCode::SUCCESS
+                }
+                _ => {
+                    eprint!("{}", usage_error(&e));
+                    ExitCode::from(EXIT_USAGE)
+                }
             };
         }
     };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprint!("{}", usage_error(&e));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.log_format);
 
     let config = match config::load(&cli.config_file) {
@@ -151,6 +205,12 @@ fn main() -> ExitCode {
         Err(e) => {
             for p in e.problems() {
                 tracing::error!("{p}");
+            }
+            if !config_given && !cli.config_file.exists() {
+                tracing::error!(
+                    "no config file given: replicant reads {} unless -c/--config-file or REPLICANT_CONFIG_FILE names another",
+                    cli.config_file.display()
+                );
             }
             tracing::error!(
                 "configuration {} has {} problem(s); nothing was copied",

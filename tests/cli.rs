@@ -212,3 +212,81 @@ fn help_version_and_bad_flags() {
         "{run:?}"
     );
 }
+
+#[test]
+fn messages_say_what_to_do() {
+    let ws = Workspace::new();
+    let wire = Tripwire::new();
+    // no config given, the default missing: how to give one
+    let run = output(ws.command().output().unwrap());
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("/config/replicant.yaml: file not found"), "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "no config file given: replicant reads /config/replicant.yaml unless -c/--config-file or REPLICANT_CONFIG_FILE names another"
+        ),
+        "{run:?}"
+    );
+    // a file that was named is just not found
+    let run = ws.run(&ws.path("elsewhere.yaml"), &[]);
+    assert_eq!(run.code, 2);
+    assert!(!run.stderr.contains("no config file given"), "{run:?}");
+
+    let cfg = ws.write_config(&format!(
+        "images:\n  app:\n    source: http://{0}/team/app\n    destination: {0}/team/app\n  same:\n    source: {0}/team/app\n    destination: {0}/team/app\n",
+        wire.host()
+    ));
+    // a bad value from the environment names the variable, not a flag the
+    // user never typed; the same value typed names the flag
+    let run = output(
+        ws.command()
+            .arg("-c")
+            .arg(&cfg)
+            .env("REPLICANT_JOBS", "0")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("error: invalid value '0' in the environment variable REPLICANT_JOBS (for --jobs)"),
+        "{run:?}"
+    );
+    let run = ws.run(&cfg, &["--jobs", "0"]);
+    assert!(
+        run.stderr.contains("error: invalid value '0' for '--jobs <JOBS>'"),
+        "{run:?}"
+    );
+    // values of --log-format in any case, as people write them in variables
+    let run = output(
+        ws.command()
+            .arg("-c")
+            .arg(&cfg)
+            .env("REPLICANT_LOG_FORMAT", "JSON")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let first: serde_json::Value = serde_json::from_str(run.stderr.lines().next().unwrap()).expect("JSON logs");
+    assert_eq!(first["level"], "ERROR");
+
+    // a URL instead of a repository, and a source mirrored onto itself
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "image \"app\": key \"source\": \"http://{}/team/app\" is a URL: write the repository without http:// \
+             (loopback registries use plain HTTP automatically; for another registry see `tls:` under `registries:`)",
+            wire.host()
+        )),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "image \"same\": key \"destination\": \"{}/team/app\" is the source itself: an image cannot be mirrored onto itself",
+            wire.host()
+        )),
+        "{run:?}"
+    );
+    assert!(!wire.touched());
+}

@@ -235,7 +235,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     }
     let root: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
-        let message = format!("YAML syntax error: {}", first_line(&e.to_string()));
+        let message = format!("YAML syntax error: {}", syntax_message(&e.to_string()));
         ConfigError::Invalid(vec![problem_at(path, line, column, None, None, message)])
     })?;
     let mut v = Validator {
@@ -254,6 +254,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
     } else {
         v.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(v.problems))
+    }
+}
+
+/// The parser's own words without what the location prefix already says
+/// (its "error: " and "line L column C: ").
+fn syntax_message(s: &str) -> &str {
+    let s = first_line(s).trim();
+    let s = s.strip_prefix("error: ").unwrap_or(s);
+    match s.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((position, rest))
+            if position
+                .split(' ')
+                .all(|w| w == "column" || w.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            rest
+        }
+        _ => s,
     }
 }
 

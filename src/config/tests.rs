@@ -46,6 +46,30 @@ fn default_mode_is_highest_and_order_is_kept() {
 }
 
 #[test]
+fn source_and_destination_must_differ() {
+    let p = problems(
+        "images:\n  a:\n    source: alpine\n    destination: docker.io/library/alpine\n  \
+         b:\n    source: oci:lay/./out\n    destination: oci:lay/out\n  c:\n    source: http://127.0.0.1:5700/app\n    destination: x/y\n",
+    );
+    assert!(
+        p.contains(&"c.yaml:4:18: image \"a\": key \"destination\": \"registry-1.docker.io/library/alpine\" is the source itself: an image cannot be mirrored onto itself".to_string()),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m
+                .starts_with("c.yaml:7:18: image \"b\": key \"destination\": \"oci:lay/out\" is the source itself")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.contains(
+            "image \"c\": key \"source\": \"http://127.0.0.1:5700/app\" is a URL: write the repository without http://"
+        )),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn the_first_go_versions_key_names_get_their_new_names() {
     let p = problems("images:\n  x:\n    upstream: a/b\n    downstream: c/d\n");
     assert!(
@@ -86,8 +110,14 @@ fn whole_file_problems() {
     assert!(problems("")[0].contains("the file is empty"));
     assert!(problems("# only a comment\n\n")[0].contains("the file is empty"));
     let syntax = problems("images:\n  a: [\n");
+    assert_eq!(
+        problems("images: [\n")[0],
+        "c.yaml:1:9: YAML syntax error: unclosed bracket '['"
+    );
     assert!(
-        syntax[0].starts_with("c.yaml:") && syntax[0].contains("YAML syntax error"),
+        syntax[0].starts_with("c.yaml:")
+            && syntax[0].contains("YAML syntax error")
+            && !syntax[0].contains("error: error"),
         "{syntax:?}"
     );
     assert!(problems("mode: all\n")[0].contains("key \"images\": missing"));

@@ -330,6 +330,7 @@ impl Validator<'_> {
         let mut filter_keys = Vec::new();
         let mut seen_source = false;
         let mut seen_destination = false;
+        let mut destination_node = None;
         for (key, v) in entries {
             match key_text(key) {
                 Some(which @ ("source" | "destination")) => {
@@ -340,6 +341,7 @@ impl Validator<'_> {
                     } else {
                         seen_destination = true;
                         destination = repo;
+                        destination_node = Some(v);
                     }
                 }
                 Some("mode") => {
@@ -393,6 +395,16 @@ impl Validator<'_> {
                     "missing; every image needs a source and a destination repository".into(),
                 );
             }
+        }
+        if let (Some(s), Some(d), Some(node)) = (&source, &destination, destination_node)
+            && s == d
+        {
+            self.report(
+                node,
+                name,
+                Some("destination"),
+                format!("\"{d}\" is the source itself: an image cannot be mirrored onto itself"),
+            );
         }
         if self.problems.len() > before {
             return None;

@@ -99,6 +99,11 @@ pub enum ReferenceError {
     TooLong,
     #[error("names no directory after \"oci:\"")]
     EmptyLayoutPath,
+    #[error(
+        "is a URL: write the repository without {0}:// (loopback registries use plain HTTP automatically; \
+         for another registry see `tls:` under `registries:`)"
+    )]
+    Url(String),
 }
 
 /// Where images are read from or written to: a registry repository, or an
@@ -115,10 +120,32 @@ impl Endpoint {
     pub fn parse(s: &str, base: &Path) -> Result<Endpoint, ReferenceError> {
         match s.trim().strip_prefix("oci:") {
             Some(p) if p.trim().is_empty() => Err(ReferenceError::EmptyLayoutPath),
-            Some(p) => Ok(Endpoint::Layout(base.join(p.trim()))),
+            Some(p) => Ok(Endpoint::Layout(normalised(&base.join(p.trim())))),
             None => Repository::parse(s).map(Endpoint::Registry),
         }
     }
+}
+
+/// `path` without `.` components and with each `..` taking back the
+/// component before it, as written (no file-system access): a layout is
+/// shown, and compared, the way the user would write it.
+fn normalised(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::RootDir)) => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 impl fmt::Display for Endpoint {
@@ -138,6 +165,14 @@ impl Repository {
         let s = s.trim();
         if s.is_empty() {
             return Err(ReferenceError::Empty);
+        }
+        if let Some((scheme, _)) = s.split_once("://")
+            && !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        {
+            return Err(ReferenceError::Url(scheme.to_string()));
         }
         if let Some((_, digest)) = s.split_once('@') {
             return Err(ReferenceError::HasDigest(digest.to_string()));
@@ -182,6 +217,32 @@ mod tests {
 
     fn repo(s: &str) -> Repository {
         Repository::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn a_url_says_to_drop_the_scheme() {
+        let e = Repository::parse("http://127.0.0.1:5700/library/app").unwrap_err();
+        assert_eq!(e, ReferenceError::Url("http".into()));
+        assert_eq!(
+            e.to_string(),
+            "is a URL: write the repository without http:// (loopback registries use plain HTTP automatically; \
+             for another registry see `tls:` under `registries:`)"
+        );
+        assert_eq!(
+            Repository::parse("https://gcr.io/a/b").unwrap_err(),
+            ReferenceError::Url("https".into())
+        );
+    }
+
+    #[test]
+    fn layout_paths_are_shown_as_written_normalised() {
+        let base = Path::new("../cfg");
+        let shown = |s: &str| Endpoint::parse(s, base).unwrap().to_string();
+        assert_eq!(shown("oci:../layouts/./small"), "oci:../layouts/small");
+        assert_eq!(shown("oci:/srv/../srv/x/"), "oci:/srv/x");
+        assert_eq!(shown("oci:."), "oci:../cfg");
+        assert_eq!(Endpoint::parse("oci:..", Path::new("")).unwrap().to_string(), "oci:..");
+        assert_eq!(Endpoint::parse("oci:/../x", base).unwrap().to_string(), "oci:/x");
     }
 
     #[test]
