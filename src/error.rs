@@ -143,8 +143,14 @@ impl fmt::Display for ErrorKind {
                 write_api_errors(f, errors)
             }
             ErrorKind::Unauthorized { status, errors, detail } => {
-                write!(f, "HTTP {status} unauthorized")?;
-                write_api_errors(f, errors)?;
+                write!(f, "HTTP {status}")?;
+                // the registry's own code (UNAUTHORIZED, DENIED) says it
+                // better, and saying both reads twice
+                match (errors.is_empty(), status) {
+                    (true, 403) => f.write_str(" forbidden")?,
+                    (true, _) => f.write_str(" unauthorized")?,
+                    (false, _) => write_api_errors(f, errors)?,
+                }
                 write!(f, "; {detail}")
             }
             ErrorKind::Network(m) => write!(f, "network error: {m}"),

@@ -79,8 +79,9 @@ impl ImageReport {
         self.error.is_some() || !self.failed.is_empty()
     }
 
-    /// One log line for the image's outcome (emitted in file order).
-    pub fn log(&self) {
+    /// One log line for the image's outcome (emitted in file order). Counts
+    /// are numbers (typed in JSON logs); the tags are in the message.
+    pub fn log(&self, dry_run: bool) {
         let name = &self.name;
         if let Some(e) = &self.error {
             tracing::error!(image = %name, "{e}");
@@ -91,14 +92,33 @@ impl ImageReport {
         if self.stopped {
             tracing::warn!(image = %name, "not processed: the run stopped early");
         } else if self.error.is_none() {
+            let (copy, replace) = match dry_run {
+                true => ("would copy", "would replace"),
+                false => ("copied", "replaced"),
+            };
+            let mut said = Vec::new();
+            for (what, tags) in [(copy, &self.copied), (replace, &self.replaced)] {
+                if !tags.is_empty() {
+                    said.push(format!("{what} {}", tags.join(", ")));
+                }
+            }
+            if !self.present.is_empty() {
+                said.push(format!("{} already present", self.present.len()));
+            }
+            if said.is_empty() {
+                said.push("nothing to do".into());
+            }
             tracing::info!(
                 image = %name,
-                copied = ?self.copied,
-                replaced = ?self.replaced,
+                copied = self.copied.len(),
+                replaced = self.replaced.len(),
                 present = self.present.len(),
                 failed = self.failed.len(),
                 not_started = self.not_started.len(),
-                "done"
+                dry_run,
+                "{}: {}",
+                if dry_run { "planned" } else { "done" },
+                said.join("; ")
             );
         }
     }
@@ -234,9 +254,13 @@ impl RunReport {
             .filter(|i| i.is_failed())
             .map(|i| i.name.as_str())
             .collect();
+        let (copied_word, replaced_word) = match self.dry_run {
+            true => ("to copy", "to replace"),
+            false => ("copied", "replaced"),
+        };
         let _ = writeln!(
             out,
-            "totals: {} images, {} failed{}; tags {copy_word} {}, {replace_word} {}, already present {}, failed {}",
+            "totals: {} images, {} failed{}; tags: {} {copied_word}, {} {replaced_word}, {} already present, {} failed",
             self.images.len(),
             failed_images.len(),
             if failed_images.is_empty() {

@@ -128,7 +128,10 @@ fn a_refusing_registry_names_registry_repository_and_missing_credentials() {
         .unwrap_or_else(|| panic!("{run:?}"));
     assert!(line.contains(&format!("{}/mirror/app", dst.host())), "{line}");
     assert!(line.contains("failed 1.0.0 (auth): "), "{line}");
-    assert!(line.contains("HTTP 401 unauthorized"), "{line}");
+    assert!(
+        line.contains("HTTP 401 UNAUTHORIZED (authentication required)"),
+        "{line}"
+    );
     assert!(
         line.contains(&format!("no credentials for {} were found", dst.host())),
         "{line}"
@@ -149,8 +152,10 @@ fn a_refusing_registry_names_registry_repository_and_missing_credentials() {
     let run = ws.run(&config(&ws, &src, &dst), &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
-        run.stdout
-            .contains(&format!("{}/team/app: list tags: HTTP 401 unauthorized", src.host())),
+        run.stdout.contains(&format!(
+            "{}/team/app: list tags: HTTP 401 UNAUTHORIZED (authentication required)",
+            src.host()
+        )),
         "{run:?}"
     );
     assert!(run.stdout.contains("the credentials from Docker config"), "{run:?}");
@@ -200,7 +205,7 @@ fn an_unreadable_destination_is_an_error_never_taken_for_absent() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stdout.contains(&format!(
-            "error (auth): {}/mirror/app: list tags: HTTP 401 unauthorized",
+            "error (auth): {}/mirror/app: list tags: HTTP 401 UNAUTHORIZED (authentication required)",
             dst.host()
         )),
         "{run:?}"
@@ -265,4 +270,71 @@ fn a_token_that_expires_mid_run_is_renewed_and_the_run_goes_on() {
         "no token expired mid-run ({refused} refusals, the first is the ping)"
     );
     assert!(dst.issuer.as_ref().unwrap().requests() >= 2);
+}
+
+#[test]
+fn a_docker_config_that_is_not_json_is_named_with_line_and_column() {
+    let src = basic_registry();
+    let dst = Registry::start(Auth::None);
+    seed(&src, ("alice", ALICE_PW), "team/app", &["1.0.0"]);
+    let ws = Workspace::new();
+    ws.docker_config(&format!(
+        "{{\n  \"auths\": {{\n    \"{}\": {{ \"auth\": \"{}\" }},\n  }}\n}}\n",
+        src.host(),
+        b64(&format!("alice:{ALICE_PW}"))
+    ));
+    let run = ws.run(&config(&ws, &src, &dst), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let file = ws.path("docker/config.json");
+    let why = format!("Docker config {} is not valid JSON (line 4, column 3)", file.display());
+    // the warning, once, and the image's error say what is wrong, not "no credentials"
+    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.iter().filter(|l| l.contains(&why)).count(), 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("the credentials for {} could not be read: {why}", src.host())),
+        "{run:?}"
+    );
+    assert!(!run.all().contains("no credentials for"), "{run:?}");
+    assert!(!run.all().contains(ALICE_PW), "{run:?}");
+}
+
+/// `tls: false` for a registry that is not on this machine: the credentials
+/// found for it stay home, and the message says so. (The registry is reached
+/// through HTTP_PROXY, so its name need not be a loopback one.)
+#[test]
+fn credentials_found_for_a_plain_http_remote_registry_are_withheld_and_said_so() {
+    let src = basic_registry();
+    seed(&src, ("alice", ALICE_PW), "team/app", &["1.0.0"]);
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    ws.docker_login("mirror.example.com", "alice", ALICE_PW);
+    let cfg = ws.write_config(&format!(
+        "registries:\n  mirror.example.com:\n    tls: false\nimages:\n  app:\n    source: mirror.example.com/team/app\n    destination: {}/mirror/app\n",
+        dst.host()
+    ));
+    let mut cmd = ws.command();
+    cmd.arg("-c")
+        .arg(&cfg)
+        .env("HTTP_PROXY", format!("http://{}", src.host()));
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!(
+            "credentials for mirror.example.com were found (Docker config {}) but are not sent over plain HTTP (tls: false); access was anonymous",
+            ws.path("docker/config.json").display()
+        )),
+        "{run:?}"
+    );
+    assert!(!run.all().contains("no credentials"), "{run:?}");
+    let warning = "mirror.example.com is spoken to over plain HTTP (tls: false) and is not on this machine: credentials are not sent to it";
+    assert_eq!(run.stderr.matches(warning).count(), 1, "warned once: {run:?}");
+    // the requests that came for mirror.example.com carried no credentials
+    let log = src.log();
+    let ours: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("http.request.host=mirror.example.com"))
+        .collect();
+    assert!(!ours.is_empty(), "{log}");
+    assert!(!ours.iter().any(|l| l.contains("auth.user.name")), "{log}");
 }

@@ -118,7 +118,17 @@ fn image_mirrors_as_user_65532_with_a_read_only_root() {
     .unwrap();
     let out = output(b.run(&image, &spec));
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.all().contains("Read-only file system"), "{out:?}");
+    // the layout as the user wrote it, the system's reason, no temporary names
+    assert!(
+        out.stdout
+            .contains("failed 1.3.0 (layout): oci:/layouts/app: create: /layouts"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("Read-only file system"), "{out:?}");
+    assert!(
+        !out.all().contains("replicant-new") && !out.all().contains(".replicant-tmp"),
+        "{out:?}"
+    );
     assert_eq!(dc.tags("again/app"), ["1.3.0"], "{out:?}");
 }
 

@@ -340,6 +340,22 @@ fn dry_run_lists_the_plan_and_writes_nothing() {
     assert!(run.stdout.contains("dry run: nothing was written"), "{run:?}");
     assert!(run.stdout.contains("would copy (1): 1.2.0"), "{run:?}");
     assert!(run.stdout.contains("would replace (1): latest"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("tags: 3 to copy, 1 to replace, 4 already present, 0 failed"),
+        "{run:?}"
+    );
+    // the log says what was planned, not "done"
+    assert!(
+        run.stderr.contains("planned: would copy 1.2.0; 2 already present"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("planned: would copy 1.2.0; would replace latest; 2 already present"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("done"), "{run:?}");
     assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "1.1.0", "latest"]);
     assert!(p.dc.tags("dst/fresh").is_empty());
     let after: Vec<_> = ["1.0.0", "1.1.0", "latest"]

@@ -59,12 +59,18 @@ impl CredentialProvider for DockerConfigProvider {
             let server = Self::server_key(&registry);
             let source = format!("Docker config {}", path.display());
             // docker_credential is blocking (it may run a helper program).
+            let place = source.clone();
             let result = tokio::task::spawn_blocking(move || {
-                let file = std::fs::File::open(&path).map_err(|source| LookupError::Open { path, source })?;
-                Ok::<_, LookupError>(docker_credential::get_credential_from_reader(
-                    std::io::BufReader::new(file),
-                    &server,
-                ))
+                let text = std::fs::read(&path).map_err(|source| LookupError::Open { path, source })?;
+                // its own error for a broken file does not say where
+                if let Err(e) = serde_json::from_slice::<serde_json::Value>(&text) {
+                    return Err(LookupError::NotJson {
+                        place,
+                        line: e.line(),
+                        column: e.column(),
+                    });
+                }
+                Ok(docker_credential::get_credential_from_reader(&text[..], &server))
             })
             .await
             .map_err(|e| LookupError::Interrupted(e.to_string()))??;

@@ -82,10 +82,22 @@ pub enum LookupError {
     Helper { helper: String },
     #[error("{place}: {reason}")]
     Unreadable { place: String, reason: String },
+    #[error("{place} is not valid JSON (line {line}, column {column})")]
+    NotJson { place: String, line: usize, column: usize },
     #[error("the lookup stopped: {0}")]
     Interrupted(String),
     #[error("{what}: this replicant was built without the \"{feature}\" cargo feature")]
     NotBuilt { what: &'static str, feature: &'static str },
+}
+
+impl LookupError {
+    /// Whether the message already names the file or endpoint it concerns.
+    fn names_its_place(&self) -> bool {
+        matches!(
+            self,
+            LookupError::Open { .. } | LookupError::Unreadable { .. } | LookupError::NotJson { .. }
+        )
+    }
 }
 
 /// One place credentials can come from.
@@ -192,8 +204,12 @@ impl Chain {
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    tracing::warn!(registry = %registry, "credential lookup in {} failed: {e}", p.describe(registry));
-                    failures.push(e.to_string());
+                    let why = match e.names_its_place() {
+                        true => e.to_string(),
+                        false => format!("{e} ({})", p.describe(registry)),
+                    };
+                    tracing::warn!(registry = %registry, "the credentials for {registry} could not be read: {why}");
+                    failures.push(why);
                 }
             }
         }
@@ -250,6 +266,10 @@ impl Chain {
 
     /// Where credentials were looked for, for "unauthorized" messages, with
     /// the last lookup failure if there was one.
+    pub async fn lookup_failure(&self, registry: &Registry) -> Option<String> {
+        self.slot(registry).lock().await.failure.clone()
+    }
+
     pub async fn looked_in(&self, registry: &Registry) -> String {
         let places = self
             .providers(registry)

@@ -46,6 +46,8 @@ struct RegistryState {
     tokens: tokio::sync::Mutex<HashMap<String, Token>>,
     /// The pull budget ran out: no more pulls until then (for this run).
     exhausted_until: Mutex<Option<SystemTime>>,
+    /// Said once per run that credentials are withheld over plain HTTP.
+    cleartext_warned: std::sync::atomic::AtomicBool,
 }
 
 /// A request ready to send, with the client it was built from.
@@ -333,7 +335,17 @@ impl Transport {
     /// The credential for a registry, unless it would go out in clear text.
     async fn credential(&self, registry: &Registry) -> Option<Found> {
         if self.connections.cleartext_forbidden(registry) {
-            tracing::warn!(registry = %registry, "plain HTTP to a remote registry: no credentials are sent");
+            if !self
+                .state(registry)
+                .cleartext_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    registry = %registry,
+                    "{registry} is spoken to over plain HTTP (tls: false) and is not on this machine: \
+                     credentials are not sent to it"
+                );
+            }
             return None;
         }
         self.credentials.get(registry).await
@@ -460,14 +472,29 @@ impl Transport {
         let errors = parse_api_errors(&body);
         if status == 401 || status == 403 {
             let detail = if self.connections.cleartext_forbidden(registry) {
-                format!("credentials are never sent to {registry} over plain HTTP (tls: false); access was anonymous")
+                match self.credentials.get(registry).await {
+                    Some(found) => format!(
+                        "credentials for {registry} were found ({}) but are not sent over plain HTTP (tls: false); \
+                         access was anonymous",
+                        found.source
+                    ),
+                    None => format!(
+                        "no credentials for {registry} were found, and none would be sent over plain HTTP \
+                         (tls: false); access was anonymous"
+                    ),
+                }
             } else {
                 match self.credentials.get(registry).await {
                     Some(found) => format!("the credentials from {} were refused or lack permission", found.source),
-                    None => format!(
-                        "no credentials for {registry} were found (looked in {}); access was anonymous",
-                        self.credentials.looked_in(registry).await
-                    ),
+                    None => match self.credentials.lookup_failure(registry).await {
+                        Some(why) => {
+                            format!("the credentials for {registry} could not be read: {why}; access was anonymous")
+                        }
+                        None => format!(
+                            "no credentials for {registry} were found (looked in {}); access was anonymous",
+                            self.credentials.looked_in(registry).await
+                        ),
+                    },
                 }
             };
             return StoreError::new(ctx, ErrorKind::Unauthorized { status, errors, detail });

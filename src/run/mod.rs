@@ -134,7 +134,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     report.interrupted = interrupt.requested();
     report.totals = engine.stats.totals();
     for r in &report.images {
-        r.log();
+        r.log(options.dry_run);
     }
     report
 }
