@@ -8,7 +8,7 @@ use std::fmt;
 
 use crate::version::Version;
 
-/// Which source tags a run mirrors (SPEC §4).
+/// Which source tags a run mirrors (README: Configuration, modes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
@@ -44,7 +44,8 @@ impl fmt::Display for Mode {
     }
 }
 
-/// The filters of SPEC §3; ignored by [`Mode::All`].
+/// The filters `compatibility` and `pinned-major` (README: Configuration);
+/// ignored by [`Mode::All`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     /// Keep only versions whose PRERELEASE is exactly this; `None` keeps only

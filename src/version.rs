@@ -31,7 +31,7 @@ pub struct Version {
 }
 
 impl Version {
-    /// Parses a tag; `None` when the tag is not a version (see SPEC §3).
+    /// Parses a tag; `None` when the tag is not a version (README: Configuration, "a tag counts as a version").
     pub fn parse(tag: &str) -> Option<Version> {
         let caps = VERSION_RE.captures(tag)?;
         let number = |i: usize| -> Option<Option<u64>> {

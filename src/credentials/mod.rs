@@ -1,4 +1,4 @@
-//! Where registry credentials come from (SPEC §6, docs/cloud-registries.md):
+//! Where registry credentials come from (README: Registries and credentials; docs/cloud-registries.md):
 //! per registry, an explicit `auth:` choice; else the Docker config, then
 //! the cloud the host name belongs to; anonymous when none has anything.
 //! The registry client only ever sees a [`Credential`].
