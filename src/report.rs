@@ -115,7 +115,6 @@ impl ImageReport {
                 present = self.present.len(),
                 failed = self.failed.len(),
                 not_started = self.not_started.len(),
-                dry_run,
                 "{}: {}",
                 if dry_run { "planned" } else { "done" },
                 said.join("; ")

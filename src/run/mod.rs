@@ -32,6 +32,32 @@ struct ImageRun<'a> {
     dst: Arc<dyn Store>,
 }
 
+/// What is known of an image while its copies run: logged the moment its
+/// last copy ends, so a person watching sees each image as it finishes.
+#[derive(Default)]
+struct Live {
+    remaining: usize,
+    report: Option<ImageReport>,
+}
+
+impl Live {
+    /// Notes one finished copy; logs the image when it was the last.
+    fn finished(&mut self, job: &TagCopy, result: &Result<Outcome, CopyError>, dry_run: bool) {
+        let Some(r) = self.report.as_mut() else { return };
+        record(r, job, result);
+        self.remaining = self.remaining.saturating_sub(1);
+        if self.remaining == 0 {
+            r.log(dry_run);
+        }
+    }
+}
+
+/// A poisoned lock only means another copy panicked; its data is still
+/// the best account there is.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One tag to copy, and what became of it.
 struct TagCopy {
     image: usize,
@@ -85,6 +111,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     .await;
 
     let mut copies = Vec::new();
+    let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
             tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
@@ -104,6 +131,19 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
                 }));
             }
         }
+        // an image with nothing to copy is finished now: say so now
+        let mut planned = ImageReport::new(image.config);
+        planned_into(&mut planned, plan, options);
+        let remaining = copies.iter().filter(|c| c.image == i).count();
+        if remaining == 0 {
+            if !planned.stopped {
+                planned.log(options.dry_run);
+            }
+        } else {
+            let mut l = lock(&live[i]);
+            l.remaining = remaining;
+            l.report = Some(planned);
+        }
     }
 
     // 2. copy every planned tag; copies in flight get a grace period
@@ -118,6 +158,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
                 tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
                 failed.store(true, Ordering::SeqCst);
             }
+            lock(&live[job.image]).finished(job, &result, options.dry_run);
             result
         },
         interrupt.deadline(SHUTDOWN_GRACE),
@@ -127,14 +168,24 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
     }
     let results = flush_destinations(&images, &copies, results).await;
+    // images that never finished (stopped, interrupted) are logged with the
+    // summary, in file order
+    let unfinished: Vec<bool> = images
+        .iter()
+        .zip(&plans)
+        .zip(&live)
+        .map(|((_, plan), l)| !matches!(plan, Slot::Done(_)) || lock(l).remaining > 0)
+        .collect();
 
     // 3. collect, in file order
     let mut report = collect(&images, plans, &copies, results, options);
     report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
     report.interrupted = interrupt.requested();
     report.totals = engine.stats.totals();
-    for r in &report.images {
-        r.log(options.dry_run);
+    for (r, unfinished) in report.images.iter().zip(unfinished) {
+        if unfinished {
+            r.log(options.dry_run);
+        }
     }
     report
 }
@@ -158,6 +209,8 @@ async fn flush_destinations(
     for (job, slot) in copies.iter().zip(results.iter_mut()) {
         let key = (images[job.image].dst.name(), job.tag.clone());
         if let (Slot::Done(Ok(Outcome::Copied)), Some(e)) = (&*slot, lost.get(&key)) {
+            // logged as copied when it finished; it is not
+            tracing::error!(image = %images[job.image].config.name, tag = %job.tag, "{e}");
             *slot = Slot::Done(Err(CopyError::Store(e.clone())));
         }
     }
@@ -202,6 +255,48 @@ fn shown(e: &dyn std::fmt::Display) -> String {
     printable(&e.to_string(), 2000)
 }
 
+/// The image's report as its plan leaves it.
+fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, options: RunOptions) {
+    match plan {
+        Slot::NotStarted | Slot::Abandoned => r.stopped = true,
+        Slot::Done(Err(e)) => {
+            r.error = Some(shown(e));
+            r.error_category = Some(e.category());
+        }
+        Slot::Done(Ok(plan)) => {
+            r.present = plan.present.clone();
+            if let Some(why) = &plan.nothing_qualifies {
+                let why = format!("selects no tags: {why}");
+                if options.fail_on_empty {
+                    r.error = Some(why);
+                    r.error_category = Some(Category::Selection);
+                } else {
+                    r.attention = Some(why);
+                }
+            }
+            if options.dry_run {
+                r.copied = plan.copy.clone();
+                r.replaced = plan.replace.clone();
+            }
+        }
+    }
+}
+
+/// One finished copy, into its image's report.
+fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError>) {
+    let tag = job.tag.clone();
+    match result {
+        Ok(Outcome::Copied) if job.replacing => r.replaced.push(tag),
+        Ok(Outcome::Copied) => r.copied.push(tag),
+        Ok(Outcome::SkippedSchema1) => r.unsupported.push(tag),
+        Err(e) => r.failed.push(TagFailure {
+            tag,
+            category: e.category(),
+            error: shown(e),
+        }),
+    }
+}
+
 fn collect(
     images: &[ImageRun],
     plans: Vec<Slot<Result<Plan, PlanError>>>,
@@ -216,52 +311,26 @@ fn collect(
     let mut troubles = RegistryTroubles::default();
     for (image, plan) in images.iter().zip(plans) {
         let mut r = ImageReport::new(image.config);
-        match plan {
-            Slot::NotStarted | Slot::Abandoned => r.stopped = true,
-            Slot::Done(Err(e)) => {
-                troubles.note(&r.name, e.store_error());
-                r.error = Some(shown(&e));
-                r.error_category = Some(e.category());
-            }
-            Slot::Done(Ok(plan)) => {
-                r.present = plan.present;
-                if let Some(why) = plan.nothing_qualifies {
-                    let why = format!("selects no tags: {why}");
-                    if options.fail_on_empty {
-                        r.error = Some(why);
-                        r.error_category = Some(Category::Selection);
-                    } else {
-                        r.attention = Some(why);
-                    }
-                }
-                if options.dry_run {
-                    r.copied = plan.copy;
-                    r.replaced = plan.replace;
-                }
-            }
+        planned_into(&mut r, &plan, options);
+        if let Slot::Done(Err(e)) = &plan {
+            troubles.note(&r.name, e.store_error());
         }
         report.images.push(r);
     }
     for (job, result) in copies.iter().zip(results) {
         let r = &mut report.images[job.image];
-        let tag = job.tag.clone();
         match result {
             Slot::Abandoned => r.failed.push(TagFailure {
-                tag,
+                tag: job.tag.clone(),
                 category: Category::Interrupted,
                 error: "abandoned when the run was interrupted: the tag is either absent or complete".into(),
             }),
-            Slot::NotStarted => r.not_started.push(tag),
-            Slot::Done(Ok(Outcome::Copied)) if job.replacing => r.replaced.push(tag),
-            Slot::Done(Ok(Outcome::Copied)) => r.copied.push(tag),
-            Slot::Done(Ok(Outcome::SkippedSchema1)) => r.unsupported.push(tag),
-            Slot::Done(Err(e)) => {
-                troubles.note(&r.name, e.store_error());
-                r.failed.push(TagFailure {
-                    tag,
-                    category: e.category(),
-                    error: shown(&e),
-                });
+            Slot::NotStarted => r.not_started.push(job.tag.clone()),
+            Slot::Done(result) => {
+                if let Err(e) = &result {
+                    troubles.note(&r.name, e.store_error());
+                }
+                record(r, job, &result);
             }
         }
     }
