@@ -13,6 +13,7 @@ pub mod copy;
 pub mod credentials;
 pub mod error;
 pub mod model;
+pub mod progress;
 pub mod registry;
 pub mod report;
 pub mod run;

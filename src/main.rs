@@ -9,6 +9,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use replicant::config;
 use replicant::credentials::Chain;
+use replicant::progress;
 use replicant::registry::Client;
 use replicant::report::ShardReport;
 use replicant::run::{self, Interrupt};
@@ -17,6 +18,13 @@ use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
 const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressChoice {
+    Auto,
+    Always,
+    Never,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -92,6 +100,26 @@ struct Cli {
     #[arg(long, env = "REPLICANT_SHARD", value_name = "I/N")]
     shard: Option<Shard>,
 
+    /// Progress while copies run: `auto` shows it when there is something
+    /// to watch (a log line per running image every --progress-interval
+    /// seconds), `always` too, `never` not at all.
+    #[arg(
+        long,
+        env = "REPLICANT_PROGRESS",
+        value_enum,
+        ignore_case = true,
+        default_value = "auto"
+    )]
+    progress: ProgressChoice,
+
+    /// Seconds between progress lines.
+    #[arg(long, env = "REPLICANT_PROGRESS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    progress_interval: u64,
+
+    /// Print only errors and the summary (no progress, no info or warnings).
+    #[arg(short = 'q', long, env = "REPLICANT_QUIET", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    quiet: bool,
+
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(
         long,
@@ -117,7 +145,7 @@ fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
     }
 }
 
-fn init_logging(debug: bool, format: LogFormat) {
+fn init_logging(debug: bool, quiet: bool, format: LogFormat) {
     // Our own debug detail, without the HTTP stack's frame-level chatter;
     // of the AWS SDK only which credentials its chain loaded.
     let filter = if debug {
@@ -125,6 +153,8 @@ fn init_logging(debug: bool, format: LogFormat) {
          aws_smithy_runtime=info,aws_smithy_http_client=info,aws_sdk_ecr=info,aws_sdk_ecrpublic=info,\
          aws_sdk_sts=info,aws_sigv4=info,aws_runtime=info,aws_config::fs_util=info,aws_config::profile=info,\
          aws_config::meta::region=info,aws_config::imds=info"
+    } else if quiet {
+        "error"
     } else {
         "info"
     };
@@ -198,7 +228,7 @@ fn main() -> ExitCode {
         }
     };
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
-    init_logging(cli.debug, cli.log_format);
+    init_logging(cli.debug, cli.quiet, cli.log_format);
 
     let config = match config::load(&cli.config_file) {
         Ok(c) => c,
@@ -247,6 +277,12 @@ fn main() -> ExitCode {
     let options = RunOptions {
         dry_run: cli.dry_run,
         fail_on_empty: cli.fail_on_empty,
+        progress: match (cli.quiet, cli.progress) {
+            (true, _) | (_, ProgressChoice::Never) => progress::Display::Off,
+            (false, ProgressChoice::Auto | ProgressChoice::Always) => progress::Display::Lines {
+                interval: std::time::Duration::from_secs(cli.progress_interval),
+            },
+        },
         exit_on_error: cli.exit_on_error,
         jobs: usize::from(cli.jobs),
         max_connections: usize::from(cli.max_connections),

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::config::ImageConfig;
 use crate::copy::Totals;
 use crate::error::Category;
+use crate::progress::human_bytes;
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TagFailure {
@@ -314,21 +315,6 @@ impl RunReport {
             );
         }
         out
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

@@ -18,6 +18,8 @@ pub struct RunOptions {
     pub exit_on_error: bool,
     /// An image that selects no tags from a source with tags fails.
     pub fail_on_empty: bool,
+    /// How progress is shown while copies run.
+    pub progress: crate::progress::Display,
     /// Images planned and tags copied at once.
     pub jobs: usize,
     /// Blob transfers at once per registry.
@@ -41,6 +43,7 @@ impl Default for RunOptions {
             dry_run: false,
             exit_on_error: false,
             fail_on_empty: false,
+            progress: crate::progress::Display::Off,
             jobs: 4,
             max_connections: 8,
             retries: 4,

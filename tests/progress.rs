@@ -44,3 +44,67 @@ fn each_image_is_logged_when_it_finishes() {
     // each image is logged once
     assert_eq!(run.stderr.matches("image=fast").count(), 1, "{run:?}");
 }
+
+/// A run's stderr lines saying how far `image` got: (bytes done, total).
+fn progress_lines(stderr: &str, image: &str) -> Vec<(u64, u64)> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" INFO copying: ") && l.contains(&format!(" image={image} ")))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                let at = l.find(&format!(" {name}=")).unwrap() + name.len() + 2;
+                l[at..].split(' ').next().unwrap().parse().unwrap()
+            };
+            (field("bytes_done"), field("bytes_total"))
+        })
+        .collect()
+}
+
+#[test]
+fn a_long_copy_logs_its_progress_unless_asked_not_to() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let sc = TestClient::new(&src.host(), None);
+    sc.push_big_layer_image("team/big", "1.0.0", 8 << 20, ws.dir.path());
+    // 8 MiB over a 2 MiB/s link: about four seconds
+    let link = FaultProxy::start(&src.host(), 1);
+    link.set_rate(Some(2 << 20));
+    let config = |dst_repo: &str| {
+        ws.write_config(&format!(
+            "images:\n  big:\n    source: {}/team/big\n    destination: {}/{dst_repo}\n",
+            link.host(),
+            dst.host()
+        ))
+    };
+    let run = ws.run(&config("mirror/big"), &["--progress-interval", "1"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = progress_lines(&run.stderr, "big");
+    assert!(lines.len() >= 2, "{run:?}");
+    // bytes move forward, toward a total of the image's blobs
+    assert!(lines.windows(2).all(|w| w[0].0 <= w[1].0), "{lines:?}");
+    assert!(lines.last().unwrap().0 > lines[0].0, "{lines:?}");
+    assert!(
+        lines.iter().all(|(done, total)| *total >= 8 << 20 && done <= total),
+        "{lines:?}"
+    );
+    assert!(run.stderr.contains(" of 8.0 MiB ("), "{run:?}");
+    // the image's result follows its progress
+    let done_at = run.stderr.find("INFO done: copied 1.0.0").unwrap();
+    assert!(run.stderr.rfind("INFO copying: ").unwrap() < done_at, "{run:?}");
+
+    // --progress never: no progress lines, the rest as before
+    let run = ws.run(
+        &config("never/big"),
+        &["--progress-interval", "1", "--progress", "never"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(progress_lines(&run.stderr, "big").is_empty(), "{run:?}");
+    assert!(run.stderr.contains("INFO done: copied 1.0.0"), "{run:?}");
+
+    // --quiet: errors and the summary only
+    let run = ws.run(&config("quiet/big"), &["--progress-interval", "1", "-q"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stderr, "", "{run:?}");
+    assert!(run.stdout.contains("  big [ok] "), "{run:?}");
+}

@@ -111,9 +111,13 @@ impl Engine {
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
         let _slots = self.slots(src, dst).await;
+        let tally = crate::progress::current();
+        if let Some(t) = &tally {
+            t.total.fetch_add(desc.size, Ordering::Relaxed);
+        }
         let mut restarts = 0;
         loop {
-            match self.transfer_once(src, dst, digest, desc).await {
+            match self.transfer_once(src, dst, digest, desc, tally.clone()).await {
                 Err(CopyError::Store(e)) if restarts < self.restarts && e.is_retryable() => {
                     let wait = e.retry_after.unwrap_or_else(|| crate::backoff::backoff(restarts));
                     restarts += 1;
@@ -131,6 +135,7 @@ impl Engine {
         dst: &dyn Store,
         digest: &Digest,
         desc: &Descriptor,
+        tally: Option<Arc<crate::progress::Tally>>,
     ) -> Result<(), CopyError> {
         let blob = src.get_blob(digest).await?;
         let ctx = format!("{}: blob {digest}", src.name());
@@ -147,11 +152,33 @@ impl Engine {
             Some(min) => rate_guarded(blob.body, min, failure.clone()),
             None => blob.body,
         };
-        let body: BlobBody = Box::pin(verified(body, digest.clone(), size, failure.clone()));
+        let body = verified(body, digest.clone(), size, failure.clone());
+        // progress: counted as the body streams (in the HTTP client's task)
+        let attempt = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counted = {
+            let (tally, attempt) = (tally.clone(), attempt.clone());
+            futures_util::StreamExt::inspect(body, move |chunk| {
+                if let (Ok(bytes), Some(t)) = (chunk, &tally) {
+                    let n = bytes.len() as u64;
+                    attempt.fetch_add(n, Ordering::Relaxed);
+                    t.done.fetch_add(n, Ordering::Relaxed);
+                }
+            })
+        };
+        let body: BlobBody = Box::pin(counted);
         let stored = dst.put_blob(digest, size, body).await;
+        let give_back = |tally: &Option<Arc<crate::progress::Tally>>| {
+            if let Some(t) = tally {
+                t.done.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+        };
         // A verification failure inside the stream is the real cause.
         if let Some(kind) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            give_back(&tally);
             return Err(StoreError::new(ctx, kind).into());
+        }
+        if stored.is_err() {
+            give_back(&tally);
         }
         stored?;
         let bytes = size.unwrap_or(desc.size);

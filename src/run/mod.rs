@@ -20,6 +20,7 @@ pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, MinRate, Outcome};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
+use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
 use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
 use crate::settings::{RunOptions, Settings};
@@ -41,14 +42,16 @@ struct Live {
 }
 
 impl Live {
-    /// Notes one finished copy; logs the image when it was the last.
-    fn finished(&mut self, job: &TagCopy, result: &Result<Outcome, CopyError>, dry_run: bool) {
-        let Some(r) = self.report.as_mut() else { return };
+    /// Notes one finished copy; logs the image when it was the last (and
+    /// says so).
+    fn finished(&mut self, job: &TagCopy, result: &Result<Outcome, CopyError>, dry_run: bool) -> bool {
+        let Some(r) = self.report.as_mut() else { return false };
         record(r, job, result);
         self.remaining = self.remaining.saturating_sub(1);
         if self.remaining == 0 {
             r.log(dry_run);
         }
+        self.remaining == 0
     }
 }
 
@@ -112,6 +115,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
 
     let mut copies = Vec::new();
     let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
+    let tallies: Vec<Arc<Tally>> = images.iter().map(|i| Tally::new(&i.config.name)).collect();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
             tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
@@ -147,23 +151,37 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     }
 
     // 2. copy every planned tag; copies in flight get a grace period
-    let results = schedule::run_all(
+    let copying = schedule::run_all(
         &copies,
         options.jobs,
         may_start,
         |job| async {
             let image = &images[job.image];
-            let result = engine.copy_tag(&*image.src, &*image.dst, &job.tag).await;
+            let tally = tallies[job.image].clone();
+            let result = TALLY
+                .scope(tally.clone(), engine.copy_tag(&*image.src, &*image.dst, &job.tag))
+                .await;
             if let Err(e) = &result {
                 tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
                 failed.store(true, Ordering::SeqCst);
             }
-            lock(&live[job.image]).finished(job, &result, options.dry_run);
+            if lock(&live[job.image]).finished(job, &result, options.dry_run) {
+                tally.finished.store(true, Ordering::Relaxed);
+            }
             result
         },
         interrupt.deadline(SHUTDOWN_GRACE),
-    )
-    .await;
+    );
+    let results = match options.progress {
+        progress::Display::Off => copying.await,
+        progress::Display::Lines { interval } => {
+            tokio::pin!(copying);
+            tokio::select! {
+                results = &mut copying => results,
+                () = progress::report_lines(&tallies, interval) => copying.await,
+            }
+        }
+    };
     if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
         tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
     }

@@ -59,6 +59,8 @@ struct Shared {
     redirect: Mutex<Option<String>>,
     /// Wait this long before forwarding each request (a slow registry).
     delay: Mutex<Duration>,
+    /// Send response bodies at most this many bytes per second (a slow link).
+    rate: Mutex<Option<u64>>,
     rng: Mutex<StdRng>,
     routes: Mutex<Vec<(String, Route)>>,
     basic: Mutex<Option<crate::token::BasicCheck>>,
@@ -84,6 +86,7 @@ impl FaultProxy {
             fault: Mutex::new(None),
             redirect: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
+            rate: Mutex::new(None),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
             routes: Mutex::new(Vec::new()),
             basic: Mutex::new(None),
@@ -124,6 +127,11 @@ impl FaultProxy {
     /// Delays every request by `delay` (a slow registry).
     pub fn set_delay(&self, delay: Duration) {
         *self.shared.delay.lock().unwrap() = delay;
+    }
+
+    /// Sends response bodies at most `bytes_per_second` fast (a slow link).
+    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
+        *self.shared.rate.lock().unwrap() = bytes_per_second;
     }
 
     /// Redirects blob downloads to `host:port`, which receives the path
@@ -408,6 +416,23 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
         }
         _ => {}
     }
-    out.write_all(&resp_body)?;
-    out.flush()
+    let rate = *shared.rate.lock().unwrap();
+    match rate {
+        Some(rate) if rate > 0 => {
+            // in tenths of a second's worth, each on time
+            let chunk = (rate / 10).max(1) as usize;
+            let start = std::time::Instant::now();
+            for (n, part) in resp_body.chunks(chunk).enumerate() {
+                out.write_all(part)?;
+                out.flush()?;
+                let due = start + Duration::from_millis(100 * (n as u64 + 1));
+                std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+            }
+            Ok(())
+        }
+        _ => {
+            out.write_all(&resp_body)?;
+            out.flush()
+        }
+    }
 }
