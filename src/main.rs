@@ -100,9 +100,10 @@ struct Cli {
     #[arg(long, env = "REPLICANT_SHARD", value_name = "I/N")]
     shard: Option<Shard>,
 
-    /// Progress while copies run: `auto` shows it when there is something
-    /// to watch (a log line per running image every --progress-interval
-    /// seconds), `always` too, `never` not at all.
+    /// Progress while copies run: `auto` shows a live display when stderr
+    /// is a terminal (text logs), else a log line per running image every
+    /// --progress-interval seconds, and nothing with --quiet; `always` also
+    /// with --quiet; `never` not at all.
     #[arg(
         long,
         env = "REPLICANT_PROGRESS",
@@ -154,13 +155,14 @@ fn init_logging(debug: bool, quiet: bool, format: LogFormat) {
          aws_sdk_sts=info,aws_sigv4=info,aws_runtime=info,aws_config::fs_util=info,aws_config::profile=info,\
          aws_config::meta::region=info,aws_config::imds=info"
     } else if quiet {
-        "error"
+        // with --progress always, its lines still show
+        "error,replicant::progress=info"
     } else {
         "info"
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
+        .with_writer(progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     match format {
@@ -277,9 +279,13 @@ fn main() -> ExitCode {
     let options = RunOptions {
         dry_run: cli.dry_run,
         fail_on_empty: cli.fail_on_empty,
-        progress: match (cli.quiet, cli.progress) {
-            (true, _) | (_, ProgressChoice::Never) => progress::Display::Off,
-            (false, ProgressChoice::Auto | ProgressChoice::Always) => progress::Display::Lines {
+        progress: match (cli.progress, cli.quiet) {
+            (ProgressChoice::Never, _) | (ProgressChoice::Auto, true) => progress::Display::Off,
+            // a live display where a person watches text logs
+            _ if std::io::IsTerminal::is_terminal(&std::io::stderr()) && cli.log_format == LogFormat::Text => {
+                progress::Display::Bars
+            }
+            _ => progress::Display::Lines {
                 interval: std::time::Duration::from_secs(cli.progress_interval),
             },
         },

@@ -1,15 +1,19 @@
 //! Progress while a run goes on: the bytes each image has moved and still
-//! has to move, reported every `interval` as one log line per running image
-//! (for logs that are not a terminal).
+//! has to move, shown on a terminal as a live display (indicatif: a bar per
+//! running image with bytes, rate and ETA, and one for the whole run), and
+//! otherwise as one log line per running image every `interval`.
 //!
 //! The copy engine finds the image it works for through a task-local
 //! [`Tally`] that `run/` sets around each tag copy; bodies stream inside
 //! the HTTP client's own tasks, so the engine captures the tally before it
 //! hands a body over.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Bytes of one image: `total` grows as its blob transfers start, `done`
 /// as their bodies stream (a restarted transfer gives its partial bytes
@@ -52,6 +56,111 @@ pub enum Display {
     Off,
     /// A log line per running image every interval.
     Lines { interval: Duration },
+    /// The live display on stderr, a terminal.
+    Bars,
+}
+
+/// The live display's bars; log lines are written around them.
+fn bars() -> &'static MultiProgress {
+    static BARS: OnceLock<MultiProgress> = OnceLock::new();
+    BARS.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
+}
+
+/// Where log lines go: stderr, each line written whole, above the live
+/// display when there is one (instead of through it).
+pub struct LogWriter;
+
+/// One log line on its way to stderr.
+pub struct LogLine(Vec<u8>);
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        let line = std::mem::take(&mut self.0);
+        bars().suspend(|| {
+            let _ = std::io::stderr().lock().write_all(&line);
+        });
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = LogLine;
+    fn make_writer(&'a self) -> LogLine {
+        LogLine(Vec::new())
+    }
+}
+
+/// Tags copied so far, of how many, for the live display's overall bar.
+#[derive(Debug, Default)]
+pub struct TagCount {
+    pub done: AtomicUsize,
+    pub of: usize,
+}
+
+/// Draws the live display until dropped: a bar per running image (bytes,
+/// rate, ETA) and an overall one (tags done, bytes).
+pub async fn show_bars(tallies: &[Arc<Tally>], tags: &TagCount) {
+    let style = ProgressStyle::with_template(
+        "{prefix:>16.bold} [{bar:24}] {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    let overall = bars().add(ProgressBar::new(tags.of as u64));
+    overall.set_style(
+        ProgressStyle::with_template("{prefix:>16.bold} {pos}/{len} tags, {msg} moved, {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    overall.set_prefix("replicant");
+    overall.set_message(human_bytes(0));
+    let _cleared = Clear(overall.clone());
+    let mut shown: Vec<Option<ProgressBar>> = tallies.iter().map(|_| None).collect();
+    loop {
+        let mut moved = 0;
+        for (t, bar) in tallies.iter().zip(shown.iter_mut()) {
+            let (done, total) = (t.done.load(Ordering::Relaxed), t.total.load(Ordering::Relaxed));
+            moved += done;
+            if t.finished.load(Ordering::Relaxed) {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                    bars().remove(&b);
+                }
+                continue;
+            }
+            if total == 0 {
+                continue;
+            }
+            let b = bar.get_or_insert_with(|| {
+                let b = bars().insert_before(&overall, ProgressBar::new(total));
+                b.set_style(style.clone());
+                b.set_prefix(t.image.clone());
+                b
+            });
+            b.set_length(total);
+            b.set_position(done.min(total));
+        }
+        overall.set_position(tags.done.load(Ordering::Relaxed) as u64);
+        overall.set_message(human_bytes(moved));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Takes the live display off the screen when the copies end.
+struct Clear(ProgressBar);
+
+impl Drop for Clear {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+        let _ = bars().clear();
+    }
 }
 
 /// Logs a line per running image every `interval`, until dropped.

@@ -108,3 +108,61 @@ fn a_long_copy_logs_its_progress_unless_asked_not_to() {
     assert_eq!(run.stderr, "", "{run:?}");
     assert!(run.stdout.contains("  big [ok] "), "{run:?}");
 }
+
+/// Runs the binary with `args` on a pseudo-terminal (util-linux `script`),
+/// in the workspace's clean environment; returns what the terminal received.
+fn on_a_terminal(ws: &Workspace, args: &[&str]) -> Run {
+    let mut line = String::from(env!("CARGO_BIN_EXE_replicant"));
+    for a in args {
+        line.push_str(&format!(" '{a}'"));
+    }
+    let out = std::process::Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", ws.dir.path())
+        .env("DOCKER_CONFIG", ws.path("docker"))
+        .env("TERM", "xterm")
+        .current_dir(ws.dir.path())
+        .output()
+        .expect("run script (util-linux)");
+    output(out)
+}
+
+#[test]
+fn on_a_terminal_a_live_display_shows_the_bytes_moving() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let sc = TestClient::new(&src.host(), None);
+    sc.push_big_layer_image("team/big", "1.0.0", 256 << 20, ws.dir.path());
+    // 256 MiB at 64 MiB/s: about four seconds of display
+    let link = FaultProxy::start(&src.host(), 1);
+    link.set_rate(Some(64 << 20));
+    let cfg = ws.write_config(&format!(
+        "images:\n  big:\n    source: {}/team/big\n    destination: {}/mirror/big\n",
+        link.host(),
+        dst.host()
+    ));
+    let run = on_a_terminal(&ws, &["-c", cfg.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let screen = &run.stdout;
+    let end = screen.find("replicant summary").expect("summary");
+    // the image's bar, redrawn with a growing byte count before the end
+    let counts: Vec<String> = screen[..end]
+        .match_indices("/256.00 MiB")
+        .map(|(at, _)| {
+            let before: Vec<&str> = screen[..at].split_whitespace().rev().take(2).collect();
+            format!("{} {}", before[1], before[0])
+        })
+        .collect();
+    let mut distinct = counts.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 3, "bytes did not move on screen: {counts:?}");
+
+    assert!(screen[..end].contains("big"), "{screen}");
+    assert!(screen[..end].contains("tags"), "the overall line: {screen}");
+    assert!(screen.contains("  big [ok] "), "{screen}");
+    // no periodic log lines on a terminal: the display is the progress
+    assert!(!screen.contains("INFO copying:"), "{screen}");
+}

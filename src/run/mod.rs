@@ -116,6 +116,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let mut copies = Vec::new();
     let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
     let tallies: Vec<Arc<Tally>> = images.iter().map(|i| Tally::new(&i.config.name)).collect();
+    let mut tags = progress::TagCount::default();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
             tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
@@ -151,6 +152,8 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     }
 
     // 2. copy every planned tag; copies in flight get a grace period
+    tags.of = copies.len();
+    let tags = tags;
     let copying = schedule::run_all(
         &copies,
         options.jobs,
@@ -168,6 +171,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             if lock(&live[job.image]).finished(job, &result, options.dry_run) {
                 tally.finished.store(true, Ordering::Relaxed);
             }
+            tags.done.fetch_add(1, Ordering::Relaxed);
             result
         },
         interrupt.deadline(SHUTDOWN_GRACE),
@@ -179,6 +183,13 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             tokio::select! {
                 results = &mut copying => results,
                 () = progress::report_lines(&tallies, interval) => copying.await,
+            }
+        }
+        progress::Display::Bars => {
+            tokio::pin!(copying);
+            tokio::select! {
+                results = &mut copying => results,
+                () = progress::show_bars(&tallies, &tags) => copying.await,
             }
         }
     };
