@@ -171,6 +171,55 @@ fn init_logging(debug: bool, quiet: bool, format: LogFormat) {
     }
 }
 
+/// A config problem: one readable line in text logs; in JSON, its place as
+/// fields (`file`, `line`, `column`, `image`, `key`) and the bare message.
+fn log_problem(p: &config::Problem, level: tracing::Level, format: LogFormat) {
+    if format == LogFormat::Text {
+        match level {
+            tracing::Level::ERROR => tracing::error!("{p}"),
+            _ => tracing::warn!("{p}"),
+        }
+        return;
+    }
+    let (file, image, key) = (p.file.display().to_string(), p.image.as_deref(), p.key.as_deref());
+    let (line, column) = (p.line, p.column);
+    match level {
+        tracing::Level::ERROR => tracing::error!(file, line, column, image, key, "{}", p.message),
+        _ => tracing::warn!(file, line, column, image, key, "{}", p.message),
+    }
+}
+
+/// Whether JSON logs were asked for, by flag or variable, read from the raw
+/// command line (for errors found before the command line is understood).
+fn json_asked() -> bool {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let by_flag = args
+        .iter()
+        .enumerate()
+        .find_map(|(i, a)| match a.strip_prefix("--log-format") {
+            Some("") => args.get(i + 1).cloned(),
+            Some(v) => v.strip_prefix('=').map(str::to_string),
+            None => None,
+        });
+    by_flag
+        .or_else(|| std::env::var("REPLICANT_LOG_FORMAT").ok())
+        .is_some_and(|f| f.eq_ignore_ascii_case("json"))
+}
+
+/// Reports a command-line error: clap's text, or with JSON logs asked for,
+/// one JSON log line (`kind: "usage"`).
+fn report_usage_error(e: &clap::Error) {
+    let text = usage_error(e);
+    if !json_asked() {
+        eprint!("{text}");
+        return;
+    }
+    init_logging(false, false, LogFormat::Json);
+    let first = text.lines().next().unwrap_or_default();
+    let message = first.strip_prefix("error: ").unwrap_or(first);
+    tracing::error!(kind = "usage", "{message}; see --help");
+}
+
 /// A command-line error as clap words it, except that a bad value which
 /// came from an environment variable (not typed on the command line) names
 /// the variable: `REPLICANT_JOBS=0` is not a `--jobs` the user never passed.
@@ -216,7 +265,7 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 _ => {
-                    eprint!("{}", usage_error(&e));
+                    report_usage_error(&e);
                     ExitCode::from(EXIT_USAGE)
                 }
             };
@@ -225,7 +274,7 @@ fn main() -> ExitCode {
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => {
-            eprint!("{}", usage_error(&e));
+            report_usage_error(&e);
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -236,7 +285,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             for p in e.problems() {
-                tracing::error!("{p}");
+                log_problem(p, tracing::Level::ERROR, cli.log_format);
             }
             if !config_given && !cli.config_file.exists() {
                 tracing::error!(
@@ -253,7 +302,7 @@ fn main() -> ExitCode {
         }
     };
     for w in &config.warnings {
-        tracing::warn!("{w}");
+        log_problem(w, tracing::Level::WARN, cli.log_format);
     }
     let shard = match Shard::resolve(cli.shard, |k| std::env::var(k).ok()) {
         Ok(s) => s,

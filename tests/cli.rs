@@ -290,3 +290,51 @@ fn messages_say_what_to_do() {
     );
     assert!(!wire.touched());
 }
+
+#[test]
+fn with_json_logs_config_problems_and_usage_errors_are_json_with_fields() {
+    let ws = Workspace::new();
+    let cfg =
+        ws.write_config("images:\n  app:\n    source: http://r.example.com/app\n    destination: q.example.com/app\n");
+    let run = ws.run(&cfg, &["--log-format", "json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let first: serde_json::Value = serde_json::from_str(run.stderr.lines().next().unwrap()).unwrap();
+    assert_eq!(first["level"], "ERROR");
+    assert_eq!(first["file"], cfg.display().to_string());
+    assert_eq!(first["line"], 3);
+    assert_eq!(first["column"], 13);
+    assert_eq!(first["image"], "app");
+    assert_eq!(first["key"], "source");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("\"http://r.example.com/app\" is a URL"),
+        "{first}"
+    );
+
+    // a command-line error, in JSON because JSON was asked for (by variable)
+    let run = output(
+        ws.command()
+            .args(["--jobs", "0"])
+            .env("REPLICANT_LOG_FORMAT", "json")
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 2, "{run:?}");
+    let line: serde_json::Value = serde_json::from_str(run.stderr.trim()).expect("one JSON line");
+    assert_eq!(line["kind"], "usage");
+    assert_eq!(
+        line["message"],
+        "invalid value '0' for '--jobs <JOBS>': 0 is not in 1..=256; see --help"
+    );
+    // and by flag
+    let run = output(
+        ws.command()
+            .args(["--log-format=json", "--frobnicate"])
+            .output()
+            .unwrap(),
+    );
+    let line: serde_json::Value = serde_json::from_str(run.stderr.trim()).expect("one JSON line");
+    assert_eq!(line["message"], "unexpected argument '--frobnicate' found; see --help");
+}

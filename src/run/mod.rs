@@ -119,7 +119,15 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let mut tags = progress::TagCount::default();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
-            tracing::debug!(image = %image.config.name, copy = ?plan.copy, replace = ?plan.replace, present = plan.present.len(), "planned");
+            tracing::debug!(
+                image = %image.config.name,
+                copy = plan.copy.len(),
+                replace = plan.replace.len(),
+                present = plan.present.len(),
+                "planned: copy [{}], replace [{}]",
+                plan.copy.join(", "),
+                plan.replace.join(", ")
+            );
             if let Some(why) = &plan.nothing_qualifies {
                 tracing::warn!(image = %image.config.name, "selects no tags: {why}");
             }

@@ -60,7 +60,7 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     let new_destination = dest_tags.is_none();
     let dest_tags = dest_tags.unwrap_or_default();
     let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
-    tracing::debug!(image = %image.name, selected = ?selected, "selected tags");
+    tracing::debug!(image = %image.name, selected = selected.len(), "selected tags [{}]", selected.join(", "));
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
     let mut plan = Plan {
         new_destination,
