@@ -252,6 +252,16 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
+/// RFC 3339 in UTC (`2026-12-02T03:04:56Z`) for a point in time.
+pub fn rfc3339(t: SystemTime) -> String {
+    let text = utc_at(t);
+    let mut parts = text.split(' ');
+    match (parts.next(), parts.next()) {
+        (Some(date), Some(time)) => format!("{date}T{time}Z"),
+        _ => text,
+    }
+}
+
 /// One entry of the Distribution API's `{"errors": [...]}` body.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 pub struct ApiError {

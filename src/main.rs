@@ -121,6 +121,11 @@ struct Cli {
     #[arg(short = 'q', long, env = "REPLICANT_QUIET", action = ArgAction::SetTrue, value_parser = parse_bool)]
     quiet: bool,
 
+    /// Also write the run report (versioned JSON, docs/report.schema.json)
+    /// to this file, atomically, whatever the run's outcome.
+    #[arg(long, env = "REPLICANT_REPORT", value_name = "PATH")]
+    report: Option<PathBuf>,
+
     /// Logs (stderr) and summary (stdout) as human text or JSON lines.
     #[arg(
         long,
@@ -280,6 +285,24 @@ fn main() -> ExitCode {
     };
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.quiet, cli.log_format);
+    let started = std::time::SystemTime::now();
+    let report_file = ReportTarget {
+        path: cli.report.clone(),
+        started,
+    };
+    // a configuration that cannot be used: said, reported, exit 2
+    let unusable = |problems: &[config::Problem]| {
+        report_file.write(EXIT_USAGE, problems, &replicant::report::RunReport::default());
+        ExitCode::from(EXIT_USAGE)
+    };
+    let whole_file = |message: String| config::Problem {
+        file: cli.config_file.clone(),
+        line: 0,
+        column: 0,
+        image: None,
+        key: None,
+        message,
+    };
 
     let config = match config::load(&cli.config_file) {
         Ok(c) => c,
@@ -298,7 +321,7 @@ fn main() -> ExitCode {
                 cli.config_file.display(),
                 e.problems().len()
             );
-            return ExitCode::from(EXIT_USAGE);
+            return unusable(e.problems());
         }
     };
     for w in &config.warnings {
@@ -308,7 +331,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}; nothing was copied");
-            return ExitCode::from(EXIT_USAGE);
+            return unusable(&[whole_file(e.to_string())]);
         }
     };
     let mut config = config;
@@ -352,7 +375,7 @@ fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}; nothing was copied");
-            return ExitCode::from(EXIT_USAGE);
+            return unusable(&[whole_file(e.to_string())]);
         }
     };
     let client = match Client::new(
@@ -362,7 +385,7 @@ fn main() -> ExitCode {
         Ok(c) => Arc::new(c),
         Err(e) => {
             tracing::error!("{}: {e}; nothing was copied", cli.config_file.display());
-            return ExitCode::from(EXIT_USAGE);
+            return unusable(&[whole_file(e.to_string())]);
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -389,9 +412,46 @@ fn main() -> ExitCode {
         LogFormat::Json => println!("{}", report.to_json()),
     }
     // 128 + the signal's number, as shells report a death by signal
-    match signal.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => ExitCode::from(report.exit_code() as u8),
-        n => ExitCode::from(128 + n),
+    let code = match signal.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => report.exit_code() as u8,
+        n => 128 + n,
+    };
+    // a report that was asked for and could not be written fails the run
+    match report_file.write(code, &[], &report) {
+        false if code == 0 => ExitCode::from(1),
+        _ => ExitCode::from(code),
+    }
+}
+
+/// Where `--report` goes, and when the run started.
+struct ReportTarget {
+    path: Option<PathBuf>,
+    started: std::time::SystemTime,
+}
+
+impl ReportTarget {
+    /// Writes the report if one was asked for; false if that failed (said).
+    fn write(&self, exit_code: u8, problems: &[config::Problem], run: &replicant::report::RunReport) -> bool {
+        use replicant::report::{REPORT_SCHEMA_VERSION, ReportFile, write_atomically};
+        let Some(path) = &self.path else { return true };
+        let finished = std::time::SystemTime::now();
+        let file = ReportFile {
+            schema_version: REPORT_SCHEMA_VERSION,
+            replicant_version: env!("CARGO_PKG_VERSION"),
+            started: replicant::error::rfc3339(self.started),
+            finished: replicant::error::rfc3339(finished),
+            duration_seconds: finished.duration_since(self.started).unwrap_or_default().as_secs_f64(),
+            exit_code,
+            config_problems: problems.iter().map(Into::into).collect(),
+            run,
+        };
+        let written = serde_json::to_vec_pretty(&file)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| write_atomically(path, &bytes));
+        if let Err(e) = &written {
+            tracing::error!("cannot write the run report {}: {e}", path.display());
+        }
+        written.is_ok()
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Tally {
     pub total: AtomicU64,
     /// The image's copies have all ended.
     pub finished: AtomicBool,
+    /// The image's tally, for the tally of one of its tags.
+    parent: Option<Arc<Tally>>,
 }
 
 impl Tally {
@@ -34,7 +36,48 @@ impl Tally {
             done: AtomicU64::new(0),
             total: AtomicU64::new(0),
             finished: AtomicBool::new(false),
+            parent: None,
         })
+    }
+
+    /// A tally for one tag of `image`: what it counts, its image counts too.
+    pub fn for_tag(image: &Arc<Tally>) -> Arc<Tally> {
+        Arc::new(Tally {
+            image: image.image.clone(),
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            parent: Some(image.clone()),
+        })
+    }
+
+    fn each(&self, f: impl Fn(&Tally)) {
+        f(self);
+        if let Some(p) = &self.parent {
+            f(p);
+        }
+    }
+
+    /// A blob transfer of `n` bytes starts.
+    pub fn expect(&self, n: u64) {
+        self.each(|t| {
+            t.total.fetch_add(n, Ordering::Relaxed);
+        });
+    }
+
+    /// `n` bytes streamed.
+    pub fn moved(&self, n: u64) {
+        self.each(|t| {
+            t.done.fetch_add(n, Ordering::Relaxed);
+        });
+    }
+
+    /// A broken attempt's `n` bytes no longer count.
+    pub fn give_back(&self, n: u64) {
+        self.each(|t| {
+            t.done
+                .fetch_sub(n.min(t.done.load(Ordering::Relaxed)), Ordering::Relaxed);
+        });
     }
 }
 

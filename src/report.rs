@@ -10,6 +10,121 @@ use crate::copy::Totals;
 use crate::error::Category;
 use crate::progress::human_bytes;
 
+/// What happened to one tag.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Copied,
+    Replaced,
+    /// Already in the destination (and the same, with replace-tag).
+    Present,
+    Failed,
+    NotStarted,
+    /// Docker schema 1: left alone.
+    Unsupported,
+    WouldCopy,
+    WouldReplace,
+}
+
+/// One tag of an image in the run report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TagRecord {
+    pub tag: String,
+    pub action: Action,
+    /// The manifest digest copied (the destination then holds the same).
+    pub source_digest: Option<String>,
+    pub destination_digest: Option<String>,
+    /// Blob bytes this tag's copy moved (blobs it shared with another copy
+    /// count for the copy that moved them).
+    pub bytes: u64,
+    pub duration_seconds: f64,
+    pub error_category: Option<Category>,
+    pub error: Option<String>,
+}
+
+impl TagRecord {
+    pub fn new(tag: &str, action: Action) -> TagRecord {
+        TagRecord {
+            tag: tag.to_string(),
+            action,
+            source_digest: None,
+            destination_digest: None,
+            bytes: 0,
+            duration_seconds: 0.0,
+            error_category: None,
+            error: None,
+        }
+    }
+}
+
+/// The versioned run report that `--report PATH` writes; its schema is
+/// `docs/report.schema.json`. Adding a field keeps the version; changing or
+/// removing one raises it.
+#[derive(Debug, Serialize)]
+pub struct ReportFile<'a> {
+    pub schema_version: u32,
+    pub replicant_version: &'static str,
+    pub started: String,
+    pub finished: String,
+    pub duration_seconds: f64,
+    pub exit_code: u8,
+    /// Why the configuration could not be used (exit code 2).
+    pub config_problems: Vec<ProblemRecord>,
+    #[serde(flatten)]
+    pub run: &'a RunReport,
+}
+
+pub const REPORT_SCHEMA_VERSION: u32 = 1;
+
+/// A configuration problem in the run report.
+#[derive(Debug, Serialize)]
+pub struct ProblemRecord {
+    pub file: String,
+    pub line: u64,
+    pub column: u64,
+    pub image: Option<String>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl From<&crate::config::Problem> for ProblemRecord {
+    fn from(p: &crate::config::Problem) -> ProblemRecord {
+        ProblemRecord {
+            file: p.file.display().to_string(),
+            line: p.line,
+            column: p.column,
+            image: p.image.clone(),
+            key: p.key.clone(),
+            message: p.message.clone(),
+        }
+    }
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the
+/// whole new one: a temporary file beside it, synced, then renamed.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let written = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TagFailure {
     pub tag: String,
@@ -30,7 +145,7 @@ pub struct RegistryTrouble {
     pub images: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ImageReport {
     pub name: String,
     pub source: String,
@@ -55,6 +170,8 @@ pub struct ImageReport {
     /// Not a failure, but wrong every night until someone looks: the image
     /// selects no tags from a source that has some, and why.
     pub attention: Option<String>,
+    /// Every tag considered, with what happened to it.
+    pub tags: Vec<TagRecord>,
 }
 
 impl ImageReport {
@@ -73,6 +190,7 @@ impl ImageReport {
             error: None,
             error_category: None,
             attention: None,
+            tags: Vec::new(),
         }
     }
 
@@ -124,7 +242,7 @@ impl ImageReport {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunReport {
     pub dry_run: bool,
     pub images: Vec<ImageReport>,
@@ -337,6 +455,7 @@ mod tests {
             error: None,
             error_category: None,
             attention: None,
+            tags: vec![],
         }
     }
 

@@ -113,7 +113,7 @@ impl Engine {
         let _slots = self.slots(src, dst).await;
         let tally = crate::progress::current();
         if let Some(t) = &tally {
-            t.total.fetch_add(desc.size, Ordering::Relaxed);
+            t.expect(desc.size);
         }
         let mut restarts = 0;
         loop {
@@ -161,7 +161,7 @@ impl Engine {
                 if let (Ok(bytes), Some(t)) = (chunk, &tally) {
                     let n = bytes.len() as u64;
                     attempt.fetch_add(n, Ordering::Relaxed);
-                    t.done.fetch_add(n, Ordering::Relaxed);
+                    t.moved(n);
                 }
             })
         };
@@ -169,7 +169,7 @@ impl Engine {
         let stored = dst.put_blob(digest, size, body).await;
         let give_back = |tally: &Option<Arc<crate::progress::Tally>>| {
             if let Some(t) = tally {
-                t.done.fetch_sub(attempt.load(Ordering::Relaxed), Ordering::Relaxed);
+                t.give_back(attempt.load(Ordering::Relaxed));
             }
         };
         // A verification failure inside the stream is the real cause.

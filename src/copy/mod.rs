@@ -80,9 +80,10 @@ impl CopyError {
 }
 
 /// How a tag copy ended when it did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Copied,
+    /// Copied; the manifest digest, the same on both sides.
+    Copied(Digest),
     /// Docker schema 1: not supported, left alone.
     SkippedSchema1,
 }
@@ -230,7 +231,7 @@ impl Engine {
         self.copy_contents(src, dst, manifest, &top.digest, 0).await?;
         self.put_manifest(dst, tag, &top, &children).await?;
         tracing::debug!(source = %src.name(), destination = %dst.name(), tag, digest = %top.digest, "copied");
-        Ok(Outcome::Copied)
+        Ok(Outcome::Copied(top.digest))
     }
 
     /// Fetches and reads a source manifest. A tag is resolved by HEAD

@@ -22,7 +22,7 @@ use crate::copy::{CopyError, Engine, MinRate, Outcome};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
-use crate::report::{ImageReport, RegistryTrouble, RunReport, TagFailure};
+use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagFailure, TagRecord};
 use crate::settings::{RunOptions, Settings};
 use crate::store::{Store, Stores};
 
@@ -44,9 +44,9 @@ struct Live {
 impl Live {
     /// Notes one finished copy; logs the image when it was the last (and
     /// says so).
-    fn finished(&mut self, job: &TagCopy, result: &Result<Outcome, CopyError>, dry_run: bool) -> bool {
+    fn finished(&mut self, job: &TagCopy, result: &Result<Outcome, CopyError>, cost: Cost, dry_run: bool) -> bool {
         let Some(r) = self.report.as_mut() else { return false };
-        record(r, job, result);
+        record(r, job, result, cost);
         self.remaining = self.remaining.saturating_sub(1);
         if self.remaining == 0 {
             r.log(dry_run);
@@ -117,6 +117,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
     let tallies: Vec<Arc<Tally>> = images.iter().map(|i| Tally::new(&i.config.name)).collect();
     let mut tags = progress::TagCount::default();
+    let costs: std::sync::Mutex<std::collections::HashMap<(usize, String), Cost>> = Default::default();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
             tracing::debug!(
@@ -169,14 +170,21 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         |job| async {
             let image = &images[job.image];
             let tally = tallies[job.image].clone();
+            let tag_tally = Tally::for_tag(&tally);
+            let started = std::time::Instant::now();
             let result = TALLY
-                .scope(tally.clone(), engine.copy_tag(&*image.src, &*image.dst, &job.tag))
+                .scope(tag_tally.clone(), engine.copy_tag(&*image.src, &*image.dst, &job.tag))
                 .await;
+            let cost = Cost {
+                bytes: tag_tally.done.load(Ordering::Relaxed),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            lock(&costs).insert((job.image, job.tag.clone()), cost);
             if let Err(e) = &result {
                 tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
                 failed.store(true, Ordering::SeqCst);
             }
-            if lock(&live[job.image]).finished(job, &result, options.dry_run) {
+            if lock(&live[job.image]).finished(job, &result, cost, options.dry_run) {
                 tally.finished.store(true, Ordering::Relaxed);
             }
             tags.done.fetch_add(1, Ordering::Relaxed);
@@ -215,7 +223,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         .collect();
 
     // 3. collect, in file order
-    let mut report = collect(&images, plans, &copies, results, options);
+    let mut report = collect(&images, plans, &copies, results, &lock(&costs), options);
     report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
     report.interrupted = interrupt.requested();
     report.totals = engine.stats.totals();
@@ -245,7 +253,7 @@ async fn flush_destinations(
     }
     for (job, slot) in copies.iter().zip(results.iter_mut()) {
         let key = (images[job.image].dst.name(), job.tag.clone());
-        if let (Slot::Done(Ok(Outcome::Copied)), Some(e)) = (&*slot, lost.get(&key)) {
+        if let (Slot::Done(Ok(Outcome::Copied(_))), Some(e)) = (&*slot, lost.get(&key)) {
             // logged as copied when it finished; it is not
             tracing::error!(image = %images[job.image].config.name, tag = %job.tag, "{e}");
             *slot = Slot::Done(Err(CopyError::Store(e.clone())));
@@ -302,6 +310,8 @@ fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, optio
         }
         Slot::Done(Ok(plan)) => {
             r.present = plan.present.clone();
+            r.tags
+                .extend(plan.present.iter().map(|t| TagRecord::new(t, Action::Present)));
             if let Some(why) = &plan.nothing_qualifies {
                 let why = format!("selects no tags: {why}");
                 if options.fail_on_empty {
@@ -314,24 +324,58 @@ fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, optio
             if options.dry_run {
                 r.copied = plan.copy.clone();
                 r.replaced = plan.replace.clone();
+                r.tags
+                    .extend(plan.copy.iter().map(|t| TagRecord::new(t, Action::WouldCopy)));
+                r.tags
+                    .extend(plan.replace.iter().map(|t| TagRecord::new(t, Action::WouldReplace)));
             }
         }
     }
 }
 
+/// What one tag copy cost: blob bytes it moved, and seconds.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cost {
+    bytes: u64,
+    seconds: f64,
+}
+
 /// One finished copy, into its image's report.
-fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError>) {
+fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError>, cost: Cost) {
     let tag = job.tag.clone();
+    let mut rec = TagRecord::new(&tag, Action::Failed);
+    rec.bytes = cost.bytes;
+    rec.duration_seconds = cost.seconds;
     match result {
-        Ok(Outcome::Copied) if job.replacing => r.replaced.push(tag),
-        Ok(Outcome::Copied) => r.copied.push(tag),
-        Ok(Outcome::SkippedSchema1) => r.unsupported.push(tag),
-        Err(e) => r.failed.push(TagFailure {
-            tag,
-            category: e.category(),
-            error: shown(e),
-        }),
+        Ok(Outcome::Copied(digest)) => {
+            rec.action = if job.replacing {
+                Action::Replaced
+            } else {
+                Action::Copied
+            };
+            rec.source_digest = Some(digest.to_string());
+            rec.destination_digest = Some(digest.to_string());
+            if job.replacing {
+                r.replaced.push(tag);
+            } else {
+                r.copied.push(tag);
+            }
+        }
+        Ok(Outcome::SkippedSchema1) => {
+            rec.action = Action::Unsupported;
+            r.unsupported.push(tag);
+        }
+        Err(e) => {
+            rec.error_category = Some(e.category());
+            rec.error = Some(shown(e));
+            r.failed.push(TagFailure {
+                tag,
+                category: e.category(),
+                error: shown(e),
+            });
+        }
     }
+    r.tags.push(rec);
 }
 
 fn collect(
@@ -339,6 +383,7 @@ fn collect(
     plans: Vec<Slot<Result<Plan, PlanError>>>,
     copies: &[TagCopy],
     results: Vec<Slot<Result<Outcome, CopyError>>>,
+    costs: &std::collections::HashMap<(usize, String), Cost>,
     options: RunOptions,
 ) -> RunReport {
     let mut report = RunReport {
@@ -357,17 +402,28 @@ fn collect(
     for (job, result) in copies.iter().zip(results) {
         let r = &mut report.images[job.image];
         match result {
-            Slot::Abandoned => r.failed.push(TagFailure {
-                tag: job.tag.clone(),
-                category: Category::Interrupted,
-                error: "abandoned when the run was interrupted: the tag is either absent or complete".into(),
-            }),
-            Slot::NotStarted => r.not_started.push(job.tag.clone()),
+            Slot::Abandoned => {
+                let error = "abandoned when the run was interrupted: the tag is either absent or complete";
+                let mut rec = TagRecord::new(&job.tag, Action::Failed);
+                rec.error_category = Some(Category::Interrupted);
+                rec.error = Some(error.into());
+                r.tags.push(rec);
+                r.failed.push(TagFailure {
+                    tag: job.tag.clone(),
+                    category: Category::Interrupted,
+                    error: error.into(),
+                });
+            }
+            Slot::NotStarted => {
+                r.tags.push(TagRecord::new(&job.tag, Action::NotStarted));
+                r.not_started.push(job.tag.clone());
+            }
             Slot::Done(result) => {
                 if let Err(e) = &result {
                     troubles.note(&r.name, e.store_error());
                 }
-                record(r, job, &result);
+                let cost = costs.get(&(job.image, job.tag.clone())).copied().unwrap_or_default();
+                record(r, job, &result, cost);
             }
         }
     }

@@ -1,0 +1,132 @@
+//! `--report PATH`: the versioned JSON run report, validated against its
+//! published schema (docs/report.schema.json), written atomically whatever
+//! the outcome: success, failures, an unusable config, an interruption.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use support::*;
+use testkit::container::repo_root;
+use testkit::proxy::FaultProxy;
+use testkit::tools::tool;
+
+/// The report at `path`, after checking it against the published schema.
+fn valid_report(path: &Path) -> serde_json::Value {
+    let check = std::process::Command::new(tool("CHECK_JSONSCHEMA", "check-jsonschema"))
+        .arg("--schemafile")
+        .arg(repo_root().join("docs/report.schema.json"))
+        .arg(path)
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        check.status.success(),
+        "{}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // nothing else left beside it (the temporary file was renamed)
+    let others: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_report_says_per_tag_what_happened_and_validates() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let dc = TestClient::new(&dst.host(), None);
+    let mut generator = ImageGen::default();
+    sc.push_image("team/app", &generator.multi_arch(Format::Oci, 3000, &[]), "1.0.0");
+    sc.push_image("team/app", &generator.multi_arch(Format::Oci, 3000, &[]), "1.1.0");
+    dc.push_image("mirror/app", &generator.multi_arch(Format::Oci, 100, &[]), "1.0.0");
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {0}/team/app\n    destination: {1}/mirror/app\n  \
+         ghost:\n    source: {0}/team/ghost\n    destination: {1}/mirror/ghost\n  \
+         typo:\n    source: {0}/team/app\n    destination: {1}/mirror/typo\n    compatibility: alpnie\n",
+        src.host(),
+        dst.host()
+    ));
+    let out = ws.dir.path().join("reports");
+    std::fs::create_dir_all(&out).unwrap();
+    let path = out.join("run.json");
+    let run = ws.run(&cfg, &["--report", path.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let r = valid_report(&path);
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["exit_code"], 1);
+    let app = &r["images"][0];
+    assert_eq!(app["name"], "app");
+    let tags = app["tags"].as_array().unwrap();
+    let copied = tags.iter().find(|t| t["tag"] == "1.1.0").unwrap();
+    assert_eq!(copied["action"], "copied");
+    assert_eq!(copied["source_digest"], sc.digest("team/app", "1.1.0").unwrap());
+    assert_eq!(copied["destination_digest"], dc.digest("mirror/app", "1.1.0").unwrap());
+    assert!(copied["bytes"].as_u64().unwrap() >= 6000, "{copied}");
+    assert!(copied["duration_seconds"].as_f64().unwrap() > 0.0);
+    let present = tags.iter().find(|t| t["tag"] == "1.0.0").unwrap();
+    assert_eq!(present["action"], "present");
+    assert_eq!(r["images"][1]["error_category"], "not-found");
+    let attention = r["images"][2]["attention"].as_str().unwrap();
+    assert!(
+        attention.contains("compatibility \"alpnie\" matches none"),
+        "{attention}"
+    );
+    assert!(r["totals"]["bytes_moved"].as_u64().unwrap() >= 6000);
+}
+
+#[test]
+fn an_unusable_config_and_an_interrupted_run_are_reported_too() {
+    let ws = Workspace::new();
+    let path = ws.path("report.json");
+    let cfg = ws.write_config("images:\n  a:\n    source: http://r.example.com/a\n    destination: q.example.com/a\n");
+    let run = ws.run(&cfg, &["--report", path.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let r = valid_report(&path);
+    assert_eq!(r["exit_code"], 2);
+    assert_eq!(r["config_problems"][0]["line"], 3);
+    assert_eq!(r["config_problems"][0]["key"], "source");
+    assert_eq!(r["images"].as_array().unwrap().len(), 0);
+
+    // a long copy stopped by SIGTERM still leaves its report
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    TestClient::new(&src.host(), None).push_big_layer_image("team/big", "1.0.0", 16 << 20, ws.dir.path());
+    let link = FaultProxy::start(&src.host(), 1);
+    link.set_rate(Some(4 << 20));
+    let cfg = ws.write_config(&format!(
+        "images:\n  big:\n    source: {}/team/big\n    destination: {}/mirror/big\n",
+        link.host(),
+        dst.host()
+    ));
+    let child = ws.spawn(&cfg, &["--report", path.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(1500));
+    sigterm(&child);
+    let run = output(child.wait_with_output().unwrap());
+    assert_eq!(run.code, 143, "{run:?}");
+    let r = valid_report(&path);
+    assert_eq!(r["exit_code"], 143);
+    assert_eq!(r["interrupted"], true);
+}
+
+#[test]
+fn a_report_that_cannot_be_written_fails_the_run() {
+    let ws = Workspace::new();
+    let cfg = ws.write_config("images:\n  q:\n    source: oci:layout\n    destination: oci:out\n");
+    testkit::quickstart::write(&ws.path("layout"));
+    let run = ws.run(&cfg, &["--report", "/proc/replicant-report.json"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("cannot write the run report /proc/replicant-report.json"),
+        "{run:?}"
+    );
+}
