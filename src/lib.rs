@@ -12,6 +12,7 @@ pub mod config;
 pub mod copy;
 pub mod credentials;
 pub mod error;
+pub mod metrics;
 pub mod model;
 pub mod progress;
 pub mod registry;

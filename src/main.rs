@@ -121,6 +121,16 @@ struct Cli {
     #[arg(short = 'q', long, env = "REPLICANT_QUIET", action = ArgAction::SetTrue, value_parser = parse_bool)]
     quiet: bool,
 
+    /// Also write the run's Prometheus metrics to this file, atomically, in
+    /// node-exporter's textfile-collector format (docs/metrics.md).
+    #[arg(long, env = "REPLICANT_METRICS_FILE", value_name = "PATH")]
+    metrics_file: Option<PathBuf>,
+
+    /// Also push the run's metrics to this Prometheus Pushgateway (job
+    /// "replicant", grouped by shard when sharded).
+    #[arg(long, env = "REPLICANT_PUSHGATEWAY", value_name = "URL")]
+    pushgateway: Option<String>,
+
     /// Also write the run report (versioned JSON, docs/report.schema.json)
     /// to this file, atomically, whatever the run's outcome.
     #[arg(long, env = "REPLICANT_REPORT", value_name = "PATH")]
@@ -288,11 +298,14 @@ fn main() -> ExitCode {
     let started = std::time::SystemTime::now();
     let report_file = ReportTarget {
         path: cli.report.clone(),
+        metrics_file: cli.metrics_file.clone(),
+        pushgateway: cli.pushgateway.clone(),
         started,
     };
     // a configuration that cannot be used: said, reported, exit 2
     let unusable = |problems: &[config::Problem]| {
-        report_file.write(EXIT_USAGE, problems, &replicant::report::RunReport::default());
+        let nothing = replicant::registry::Traffic::default();
+        report_file.write(EXIT_USAGE, problems, &replicant::report::RunReport::default(), &nothing);
         ExitCode::from(EXIT_USAGE)
     };
     let whole_file = |message: String| config::Problem {
@@ -399,7 +412,7 @@ fn main() -> ExitCode {
     let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {
         listen_for_signals(interrupt.clone(), signal.clone());
-        run::run(&settings, client, &interrupt).await
+        run::run(&settings, client.clone(), &interrupt).await
     });
     let report = replicant::report::RunReport {
         shard: shard_report,
@@ -417,24 +430,113 @@ fn main() -> ExitCode {
         n => 128 + n,
     };
     // a report that was asked for and could not be written fails the run
-    match report_file.write(code, &[], &report) {
+    match report_file.write(code, &[], &report, client.traffic()) {
         false if code == 0 => ExitCode::from(1),
         _ => ExitCode::from(code),
     }
 }
 
-/// Where `--report` goes, and when the run started.
+/// Where the run's report and metrics go, and when the run started.
 struct ReportTarget {
     path: Option<PathBuf>,
+    metrics_file: Option<PathBuf>,
+    pushgateway: Option<String>,
     started: std::time::SystemTime,
 }
 
 impl ReportTarget {
-    /// Writes the report if one was asked for; false if that failed (said).
-    fn write(&self, exit_code: u8, problems: &[config::Problem], run: &replicant::report::RunReport) -> bool {
+    /// Writes the report and the metrics that were asked for; false if any
+    /// of that failed (said).
+    fn write(
+        &self,
+        exit_code: u8,
+        problems: &[config::Problem],
+        run: &replicant::report::RunReport,
+        traffic: &replicant::registry::Traffic,
+    ) -> bool {
+        let finished = std::time::SystemTime::now();
+        let report = self.write_report(exit_code, problems, run, finished);
+        let facts = replicant::metrics::RunFacts {
+            report: run,
+            traffic,
+            exit_code,
+            started: self.started,
+            finished,
+        };
+        let file = self.write_metrics_file(&facts);
+        let pushed = self.push_metrics(&facts);
+        report && file && pushed
+    }
+
+    fn write_metrics_file(&self, facts: &replicant::metrics::RunFacts) -> bool {
+        use replicant::metrics::{Previous, render};
+        let Some(path) = &self.metrics_file else { return true };
+        // the file this run replaces holds the last successes to carry over
+        let previous = std::fs::read_to_string(path)
+            .map(|text| Previous::parse(&text, None, None))
+            .unwrap_or_default();
+        let written = replicant::report::write_atomically(path, render(facts, &previous).as_bytes());
+        if let Err(e) = &written {
+            tracing::error!("cannot write the metrics file {}: {e}", path.display());
+        }
+        written.is_ok()
+    }
+
+    /// PUTs the metrics to the Pushgateway's group for this job (and
+    /// shard), after reading the last successes it holds for it.
+    fn push_metrics(&self, facts: &replicant::metrics::RunFacts) -> bool {
+        use replicant::metrics::{Previous, render};
+        let Some(base) = &self.pushgateway else { return true };
+        let base = base.trim_end_matches('/');
+        let shard = facts.report.shard.map(|s| s.index.to_string());
+        let group = match &shard {
+            Some(i) => format!("{base}/metrics/job/replicant/shard/{i}"),
+            None => format!("{base}/metrics/job/replicant"),
+        };
+        let push = async {
+            let http = reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .map_err(|e| e.to_string())?;
+            let held = http
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let held = held.text().await.map_err(|e| e.to_string())?;
+            let previous = Previous::parse(&held, Some("replicant"), shard.as_deref());
+            let resp = http
+                .put(&group)
+                .header("Content-Type", "text/plain; version=0.0.4")
+                .body(render(facts, &previous))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            match resp.status().is_success() {
+                true => Ok(()),
+                false => Err(format!("HTTP {}", resp.status().as_u16())),
+            }
+        };
+        let pushed = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| rt.block_on(push));
+        if let Err(e) = &pushed {
+            tracing::error!("cannot push the metrics to {group}: {e}");
+        }
+        pushed.is_ok()
+    }
+
+    fn write_report(
+        &self,
+        exit_code: u8,
+        problems: &[config::Problem],
+        run: &replicant::report::RunReport,
+        finished: std::time::SystemTime,
+    ) -> bool {
         use replicant::report::{REPORT_SCHEMA_VERSION, ReportFile, write_atomically};
         let Some(path) = &self.path else { return true };
-        let finished = std::time::SystemTime::now();
         let file = ReportFile {
             schema_version: REPORT_SCHEMA_VERSION,
             replicant_version: env!("CARGO_PKG_VERSION"),

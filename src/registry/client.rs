@@ -59,6 +59,11 @@ impl Client {
         })
     }
 
+    /// Requests made so far, and pull budgets announced (for metrics).
+    pub fn traffic(&self) -> &super::Traffic {
+        &self.transport.traffic
+    }
+
     fn url(&self, repo: &Repository, rest: &str) -> String {
         format!("{}/v2/{}/{}", self.transport.base_url(&repo.registry), repo.path, rest)
     }

@@ -10,8 +10,10 @@
 pub mod auth;
 mod client;
 pub mod connect;
+mod traffic;
 mod transport;
 mod wire;
 
 pub use client::{Client, Mount};
 pub use connect::{HostSettings, TransportSettings};
+pub use traffic::Traffic;

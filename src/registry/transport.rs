@@ -67,6 +67,7 @@ pub(super) struct Transport {
     registries: Mutex<HashMap<Registry, Arc<RegistryState>>>,
     retries: u32,
     deadline: Duration,
+    pub(super) traffic: super::Traffic,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -83,6 +84,7 @@ impl Transport {
             registries: Mutex::new(HashMap::new()),
             retries: settings.retries,
             deadline: settings.response_deadline,
+            traffic: super::Traffic::default(),
         })
     }
 
@@ -258,9 +260,15 @@ impl Transport {
     async fn execute(&self, repo: &Repository, ctx: &str, (client, request): Prepared) -> Result<Response> {
         let registry = &repo.registry;
         let (method, path) = (request.method().clone(), request.url().path().to_string());
-        let resp = client.execute(request).await.map_err(|e| classify(ctx, registry, e))?;
+        let resp = client.execute(request).await.map_err(|e| {
+            self.traffic.request(registry, method.as_str(), None);
+            classify(ctx, registry, e)
+        })?;
+        self.traffic
+            .request(registry, method.as_str(), Some(resp.status().as_u16()));
         tracing::debug!(%method, registry = %registry, %path, status = resp.status().as_u16(), "request");
         if let Some((remaining, window)) = rate_limit(resp.headers()) {
+            self.traffic.budget(registry, remaining);
             tracing::debug!(registry = %registry, remaining, window_seconds = window.as_secs(), "pull budget");
             if remaining == 0 {
                 self.exhaust(registry, window);
@@ -303,6 +311,8 @@ impl Transport {
             .get(format!("{}/v2/", self.base_url(registry)))
             .send()
             .await;
+        self.traffic
+            .request(registry, "GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
         let resp = match resp {
             Ok(r) => r,
             Err(e) if e.is_connect() && !resolves(registry).await => {
@@ -400,6 +410,10 @@ impl Transport {
             ));
         }
         let found = self.credential(registry).await;
+        let method = match found.as_ref().map(|f| &f.credential) {
+            Some(Credential::IdentityToken(_)) => "POST",
+            _ => "GET",
+        };
         let request = match found.as_ref().map(|f| &f.credential) {
             Some(Credential::IdentityToken(refresh)) => {
                 let mut form = vec![
@@ -430,7 +444,10 @@ impl Transport {
                 }
             }
         };
-        let resp = request.send().await.map_err(|e| classify(ctx, registry, e))?;
+        let resp = request.send().await;
+        self.traffic
+            .request(registry, method, resp.as_ref().ok().map(|r| r.status().as_u16()));
+        let resp = resp.map_err(|e| classify(ctx, registry, e))?;
         if !resp.status().is_success() {
             return Err(self.failure(resp, ctx, registry).await);
         }

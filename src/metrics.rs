@@ -1,0 +1,306 @@
+//! The run's Prometheus metrics, in the text exposition format: for
+//! node-exporter's textfile collector (`--metrics-file`, written atomically)
+//! and for a Pushgateway (`--pushgateway`). docs/metrics.md lists them.
+//!
+//! Every value describes the run that just ended (gauges), except the
+//! "last success" timestamps, which a failed run carries over from the
+//! previous metrics (the file it replaces, or what the Pushgateway holds).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use crate::registry::Traffic;
+use crate::report::{ImageReport, RunReport};
+
+/// What the metrics are made of.
+pub struct RunFacts<'a> {
+    pub report: &'a RunReport,
+    pub traffic: &'a Traffic,
+    pub exit_code: u8,
+    pub started: SystemTime,
+    pub finished: SystemTime,
+}
+
+/// "Last success" values of an earlier run, read from its metrics.
+#[derive(Debug, Default, PartialEq)]
+pub struct Previous {
+    pub last_success: Option<f64>,
+    pub image_last_success: BTreeMap<String, f64>,
+}
+
+const LAST_SUCCESS: &str = "replicant_last_success_timestamp_seconds";
+const IMAGE_LAST_SUCCESS: &str = "replicant_image_last_success_timestamp_seconds";
+
+impl Previous {
+    /// Reads the last-success samples out of metrics text; with `job`,
+    /// only samples labelled with that job (as a Pushgateway shows them),
+    /// and with `shard`, only those of that shard.
+    pub fn parse(text: &str, job: Option<&str>, shard: Option<&str>) -> Previous {
+        let mut previous = Previous::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+                None => (series, BTreeMap::new()),
+            };
+            if job.is_some_and(|j| labels.get("job").map(String::as_str) != Some(j))
+                || labels.get("shard").map(String::as_str) != shard
+            {
+                continue;
+            }
+            match name {
+                LAST_SUCCESS => previous.last_success = Some(value),
+                IMAGE_LAST_SUCCESS => {
+                    if let Some(image) = labels.get("image") {
+                        previous.image_last_success.insert(image.clone(), value);
+                    }
+                }
+                _ => {}
+            }
+        }
+        previous
+    }
+}
+
+/// `a="x",b="y"` (values escaped as the exposition format escapes them).
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    let mut rest = s;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, other)) => value.push(other),
+                    None => {}
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').trim().to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}
+
+/// A label value, escaped for the exposition format.
+fn escaped(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// One metric family: its help, its type, its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn start<'o>(out: &'o mut String, name: &str, help: &str) -> Family<'o> {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        Family { out }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            let inner: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escaped(v))).collect();
+            let _ = write!(self.out, "{{{}}}", inner.join(","));
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+}
+
+fn image_succeeded(i: &ImageReport) -> bool {
+    !i.is_failed() && !i.stopped && i.not_started.is_empty() && i.attention.is_none()
+}
+
+/// The metrics text of a run; `previous` supplies the last-success
+/// timestamps this run does not renew.
+pub fn render(facts: &RunFacts, previous: &Previous) -> String {
+    let r = facts.report;
+    let finished = seconds(facts.finished);
+    let mut out = String::new();
+    let succeeded = facts.exit_code == 0;
+
+    let name = "replicant_last_run_timestamp_seconds";
+    Family::start(&mut out, name, "When the last run ended (Unix time).").sample(name, &[], finished);
+    let last_success = if succeeded {
+        Some(finished)
+    } else {
+        previous.last_success
+    };
+    if let Some(t) = last_success {
+        Family::start(
+            &mut out,
+            LAST_SUCCESS,
+            "When the last run in which every image succeeded ended (Unix time).",
+        )
+        .sample(LAST_SUCCESS, &[], t);
+    }
+    let name = "replicant_run_duration_seconds";
+    let duration = facts
+        .finished
+        .duration_since(facts.started)
+        .unwrap_or_default()
+        .as_secs_f64();
+    Family::start(&mut out, name, "How long the last run took.").sample(name, &[], duration);
+    let name = "replicant_run_exit_code";
+    Family::start(
+        &mut out,
+        name,
+        "The last run's exit code: 0 all succeeded, 1 some failed, 2 unusable config, 128+N signal N.",
+    )
+    .sample(name, &[], f64::from(facts.exit_code));
+
+    let name = "replicant_run_tags";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "Tags of each image in the last run, by what happened to them.",
+    );
+    for i in &r.images {
+        for (result, n) in [
+            ("copied", i.copied.len()),
+            ("replaced", i.replaced.len()),
+            ("present", i.present.len()),
+            ("failed", i.failed.len()),
+            ("not_started", i.not_started.len()),
+            ("unsupported", i.unsupported.len()),
+        ] {
+            f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
+        }
+    }
+    let name = "replicant_image_success";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "1 if the image succeeded in the last run (all its tags, nothing to attend to), else 0.",
+    );
+    for i in &r.images {
+        f.sample(
+            name,
+            &[("image", i.name.as_str())],
+            if image_succeeded(i) { 1.0 } else { 0.0 },
+        );
+    }
+    let name = "replicant_image_selects_nothing";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "1 if the image selected no tags although its source has some (see the run's warning).",
+    );
+    for i in &r.images {
+        f.sample(
+            name,
+            &[("image", i.name.as_str())],
+            if i.attention.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+    let mut image_success: BTreeMap<&str, f64> = BTreeMap::new();
+    for i in &r.images {
+        let t = match image_succeeded(i) {
+            true => Some(finished),
+            false => previous.image_last_success.get(&i.name).copied(),
+        };
+        if let Some(t) = t {
+            image_success.insert(&i.name, t);
+        }
+    }
+    if !image_success.is_empty() {
+        let mut f = Family::start(
+            &mut out,
+            IMAGE_LAST_SUCCESS,
+            "When the image last succeeded (Unix time).",
+        );
+        for (image, t) in image_success {
+            f.sample(IMAGE_LAST_SUCCESS, &[("image", image)], t);
+        }
+    }
+
+    let t = &r.totals;
+    let name = "replicant_run_blobs";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "Blobs of the last run by outcome: transferred, mounted from another repository, already present.",
+    );
+    for (outcome, n) in [
+        ("transferred", t.blobs_transferred),
+        ("mounted", t.blobs_mounted),
+        ("present", t.blobs_skipped),
+    ] {
+        f.sample(name, &[("outcome", outcome)], n as f64);
+    }
+    let name = "replicant_run_transferred_bytes";
+    Family::start(&mut out, name, "Blob bytes the last run transferred.").sample(name, &[], t.bytes_moved as f64);
+
+    let name = "replicant_run_registry_requests";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "HTTP requests of the last run by registry, method and status class (error: no answer).",
+    );
+    for ((registry, method, class), n) in facts.traffic.requests() {
+        f.sample(
+            name,
+            &[
+                ("registry", registry.as_str()),
+                ("method", method.as_str()),
+                ("status_class", class),
+            ],
+            n as f64,
+        );
+    }
+    let budgets = facts.traffic.budgets();
+    if !budgets.is_empty() {
+        let name = "replicant_registry_pull_budget_remaining";
+        let mut f = Family::start(
+            &mut out,
+            name,
+            "Pulls left in the registry's rate-limit window, as it last said (Docker Hub ratelimit-remaining).",
+        );
+        for (registry, n) in budgets {
+            f.sample(name, &[("registry", registry.as_str())], n as f64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previous_values_are_read_back_with_their_labels() {
+        let text = "# HELP x y\n\
+                    replicant_last_success_timestamp_seconds{job=\"replicant\",shard=\"1\"} 1700000000\n\
+                    replicant_last_success_timestamp_seconds{job=\"replicant\",shard=\"0\"} 1600000000\n\
+                    replicant_image_last_success_timestamp_seconds{image=\"a \\\"q\\\"\",job=\"replicant\",shard=\"1\"} 1700000001\n\
+                    replicant_image_last_success_timestamp_seconds{image=\"b\",job=\"other\",shard=\"1\"} 5\n";
+        let p = Previous::parse(text, Some("replicant"), Some("1"));
+        assert_eq!(p.last_success, Some(1_700_000_000.0));
+        assert_eq!(p.image_last_success.get("a \"q\""), Some(&1_700_000_001.0));
+        assert_eq!(p.image_last_success.len(), 1);
+        let file = "replicant_last_success_timestamp_seconds 42\nreplicant_image_last_success_timestamp_seconds{image=\"x\"} 7\n";
+        let p = Previous::parse(file, None, None);
+        assert_eq!(p.last_success, Some(42.0));
+        assert_eq!(p.image_last_success.get("x"), Some(&7.0));
+    }
+}
