@@ -1,0 +1,103 @@
+//! The documentation's examples and references hold: the systemd units
+//! verify, every config key the program knows is in the reference, and
+//! every option of `--help` is in the README's table.
+
+mod support;
+
+use support::*;
+use testkit::container::{repo_root, skipped};
+
+fn doc(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join(name)).unwrap()
+}
+
+#[test]
+fn the_systemd_service_and_timer_verify() {
+    let Ok(found) = std::process::Command::new("systemd-analyze").arg("--version").output() else {
+        return skipped(
+            "the_systemd_service_and_timer_verify",
+            "systemd-analyze is not installed",
+        );
+    };
+    assert!(found.status.success());
+    let text = doc("docs/operations.md");
+    let blocks: Vec<&str> = text
+        .split("```ini\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "a service and a timer");
+    let dir = tempfile::tempdir().unwrap();
+    // the binary's path is the one place the unit depends on this machine
+    let service = blocks[0].replace("/usr/local/bin/replicant", env!("CARGO_BIN_EXE_replicant"));
+    std::fs::write(dir.path().join("replicant.service"), service).unwrap();
+    std::fs::write(dir.path().join("replicant.timer"), blocks[1]).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("replicant.service"))
+        .arg(dir.path().join("replicant.timer"))
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && !said.contains("replicant."), "{said}");
+}
+
+/// The keys the program lists when it meets an unknown one in `yaml`.
+fn known_keys(ws: &Workspace, yaml: &str) -> Vec<String> {
+    let run = ws.run(&ws.write_config(yaml), &[]);
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("known keys are "))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    let list = line.split("known keys are ").nth(1).unwrap();
+    list.split(", ").map(|k| k.trim().to_string()).collect()
+}
+
+#[test]
+fn every_config_key_is_in_the_reference() {
+    let ws = Workspace::new();
+    let reference = doc("docs/configuration.md");
+    let mut keys = known_keys(&ws, "zzzzzz: 1\nimages:\n  a:\n    source: a/b\n    destination: c/d\n");
+    keys.extend(known_keys(
+        &ws,
+        "images:\n  a:\n    source: a/b\n    destination: c/d\n    zzzzzz: 1\n",
+    ));
+    keys.extend(known_keys(
+        &ws,
+        "registries:\n  r.io:\n    zzzzzz: 1\nimages:\n  a:\n    source: a/b\n    destination: c/d\n",
+    ));
+    assert!(keys.len() >= 20, "{keys:?}");
+    for key in keys {
+        assert!(
+            reference.contains(&format!("`{key}`")),
+            "{key} is not in docs/configuration.md"
+        );
+    }
+}
+
+#[test]
+fn every_option_is_in_the_readme() {
+    let ws = Workspace::new();
+    let help = output(ws.command().arg("--help").output().unwrap()).stdout;
+    let readme = doc("README.md");
+    // the long flag of each option line (`  -c, --config-file <…>`)
+    let flags: Vec<&str> = help
+        .lines()
+        .filter(|l| l.trim_start().starts_with('-'))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("--")))
+        .map(|w| w.trim_end_matches(','))
+        .filter(|w| !matches!(*w, "--help" | "--version"))
+        .collect();
+    assert!(flags.len() >= 15, "{flags:?}");
+    for flag in flags {
+        assert!(
+            readme.contains(&format!("`{flag}")),
+            "{flag} is not in the README's options"
+        );
+    }
+}
