@@ -43,6 +43,19 @@ fn each_image_is_logged_when_it_finishes() {
     assert!(summary < run.stdout.find("  fast [ok]").unwrap(), "{run:?}");
     // each image is logged once
     assert_eq!(run.stderr.matches("image=fast").count(), 1, "{run:?}");
+
+    // in JSON logs the counts are numbers, the tags in the message
+    let run = ws.run(&cfg, &["--log-format", "json"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let done: serde_json::Value = run
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["image"] == "fast")
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert_eq!(done["message"], "done: 1 already present", "{done}");
+    assert_eq!(done["present"], 1, "{done}");
+    assert_eq!(done["copied"], 0, "{done}");
 }
 
 /// A run's stderr lines saying how far `image` got: (bytes done, total).
