@@ -544,7 +544,7 @@ impl ReportTarget {
             finished: replicant::error::rfc3339(finished),
             duration_seconds: finished.duration_since(self.started).unwrap_or_default().as_secs_f64(),
             exit_code,
-            config_problems: problems.iter().map(Into::into).collect(),
+            config_problems: problems,
             run,
         };
         let written = serde_json::to_vec_pretty(&file)

@@ -69,36 +69,12 @@ pub struct ReportFile<'a> {
     pub duration_seconds: f64,
     pub exit_code: u8,
     /// Why the configuration could not be used (exit code 2).
-    pub config_problems: Vec<ProblemRecord>,
+    pub config_problems: &'a [crate::config::Problem],
     #[serde(flatten)]
     pub run: &'a RunReport,
 }
 
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
-
-/// A configuration problem in the run report.
-#[derive(Debug, Serialize)]
-pub struct ProblemRecord {
-    pub file: String,
-    pub line: u64,
-    pub column: u64,
-    pub image: Option<String>,
-    pub key: Option<String>,
-    pub message: String,
-}
-
-impl From<&crate::config::Problem> for ProblemRecord {
-    fn from(p: &crate::config::Problem) -> ProblemRecord {
-        ProblemRecord {
-            file: p.file.display().to_string(),
-            line: p.line,
-            column: p.column,
-            image: p.image.clone(),
-            key: p.key.clone(),
-            message: p.message.clone(),
-        }
-    }
-}
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the
 /// whole new one: a temporary file beside it, synced, then renamed.

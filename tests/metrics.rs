@@ -85,13 +85,7 @@ fn the_metrics_file_passes_promtool_and_keeps_the_last_success() {
 
     // a failed run: its own numbers, the last successes carried over
     std::thread::sleep(Duration::from_millis(1100));
-    let bad = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {0}/team/app\n    destination: {1}/mirror/app\n  \
-         ghost:\n    source: {0}/team/ghost\n    destination: {1}/mirror/ghost\n  \
-         typo:\n    source: {0}/team/app\n    destination: {1}/mirror/typo\n    compatibility: alpnie\n",
-        src.host(),
-        dst.host()
-    ));
+    let bad = ws.mixed_config("bad.yaml", &src.host(), &dst.host());
     let run = ws.run(&bad, &["--metrics-file", file.to_str().unwrap()]);
     assert_eq!(run.code, 1, "{run:?}");
     let text = std::fs::read_to_string(&file).unwrap();

@@ -48,13 +48,7 @@ fn the_report_says_per_tag_what_happened_and_validates() {
     sc.push_image("team/app", &generator.multi_arch(Format::Oci, 3000, &[]), "1.1.0");
     dc.push_image("mirror/app", &generator.multi_arch(Format::Oci, 100, &[]), "1.0.0");
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {0}/team/app\n    destination: {1}/mirror/app\n  \
-         ghost:\n    source: {0}/team/ghost\n    destination: {1}/mirror/ghost\n  \
-         typo:\n    source: {0}/team/app\n    destination: {1}/mirror/typo\n    compatibility: alpnie\n",
-        src.host(),
-        dst.host()
-    ));
+    let cfg = ws.mixed_config("mixed.yaml", &src.host(), &dst.host());
     let out = ws.dir.path().join("reports");
     std::fs::create_dir_all(&out).unwrap();
     let path = out.join("run.json");

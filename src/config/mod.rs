@@ -139,7 +139,7 @@ pub struct Config {
 }
 
 /// One thing wrong (or worth a warning) in the file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     pub file: PathBuf,
     /// 1-based; 0 when the problem is about the whole file.

@@ -59,6 +59,20 @@ impl Workspace {
         ))
     }
 
+    /// A config (file `name`) with one image that works (`app`), one whose
+    /// source does not exist (`ghost`) and one that selects nothing
+    /// (`typo`, a mistyped compatibility), all from `<src>/team/…`.
+    pub fn mixed_config(&self, name: &str, src: &str, dst: &str) -> PathBuf {
+        let p = self.path(name);
+        let yaml = format!(
+            "mode: semver\nimages:\n  app:\n    source: {src}/team/app\n    destination: {dst}/mirror/app\n  \
+             ghost:\n    source: {src}/team/ghost\n    destination: {dst}/mirror/ghost\n  \
+             typo:\n    source: {src}/team/app\n    destination: {dst}/mirror/typo\n    compatibility: alpnie\n"
+        );
+        std::fs::write(&p, yaml).expect("write config");
+        p
+    }
+
     /// `$DOCKER_CONFIG/config.json` holding a username and password for `host`.
     pub fn docker_login(&self, host: &str, user: &str, password: &str) {
         self.docker_config(&format!(
