@@ -248,8 +248,19 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
     ] {
         f.sample(name, &[("outcome", outcome)], n as f64);
     }
-    let name = "replicant_run_transferred_bytes";
-    Family::start(&mut out, name, "Blob bytes the last run transferred.").sample(name, &[], t.bytes_moved as f64);
+    let name = "replicant_run_blob_bytes";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "Blob bytes of the last run by outcome (mounted and present: their declared sizes).",
+    );
+    for (outcome, n) in [
+        ("transferred", t.bytes_moved),
+        ("mounted", t.bytes_mounted),
+        ("present", t.bytes_skipped),
+    ] {
+        f.sample(name, &[("outcome", outcome)], n as f64);
+    }
 
     let name = "replicant_run_registry_requests";
     let mut f = Family::start(

@@ -370,11 +370,13 @@ impl RunReport {
         let t = &self.totals;
         let _ = writeln!(
             out,
-            "blobs: {} transferred ({}), {} mounted, {} already present",
+            "blobs: {} transferred ({}), {} mounted ({}), {} already present ({})",
             t.blobs_transferred,
             human_bytes(t.bytes_moved),
             t.blobs_mounted,
-            t.blobs_skipped
+            human_bytes(t.bytes_mounted),
+            t.blobs_skipped,
+            human_bytes(t.bytes_skipped)
         );
         let attention: Vec<&str> = self
             .images

@@ -68,7 +68,11 @@ fn the_metrics_file_passes_promtool_and_keeps_the_last_success() {
     assert_eq!(m["replicant_run_exit_code"], 0.0);
     assert_eq!(m["replicant_image_success{image=\"app\"}"], 1.0);
     assert!(m["replicant_run_blobs{outcome=\"transferred\"}"] > 0.0, "{text}");
-    assert!(m["replicant_run_transferred_bytes"] > 2000.0, "{text}");
+    assert!(
+        m["replicant_run_blob_bytes{outcome=\"transferred\"}"] > 2000.0,
+        "{text}"
+    );
+    assert_eq!(m["replicant_run_blob_bytes{outcome=\"present\"}"], 0.0, "{text}");
     let gets = format!(
         "replicant_run_registry_requests{{registry=\"{}\",method=\"GET\",status_class=\"2xx\"}}",
         src.host()

@@ -29,6 +29,7 @@ impl Engine {
             .get_or_try_init(key, || async {
                 if !self.is_new(dst) && dst.has_blob(digest).await? {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                    self.stats.skipped_bytes.fetch_add(desc.size, Ordering::Relaxed);
                     self.holders_offer(dst, digest);
                     return Ok(());
                 }
@@ -52,7 +53,7 @@ impl Engine {
         };
         if src.mount_domain() == Some(domain)
             && src.mount_name() != dst.mount_name()
-            && self.mount(src.mount_name(), dst, digest).await?
+            && self.mount(src.mount_name(), dst, digest, desc.size).await?
         {
             return Ok(());
         }
@@ -73,17 +74,18 @@ impl Engine {
             // trouble (say, no push rights there): try this one directly.
             Err(_) => return self.transfer(src, dst, digest, desc).await,
         };
-        if holder == dst.mount_name() || self.mount(&holder, dst, digest).await? {
+        if holder == dst.mount_name() || self.mount(&holder, dst, digest, desc.size).await? {
             return Ok(());
         }
         self.transfer(src, dst, digest, desc).await
     }
 
-    async fn mount(&self, from: &str, dst: &dyn Store, digest: &Digest) -> Result<bool, CopyError> {
+    async fn mount(&self, from: &str, dst: &dyn Store, digest: &Digest, size: u64) -> Result<bool, CopyError> {
         let mounted = dst.mount_blob(digest, from).await?;
         if mounted {
             tracing::debug!(destination = %dst.name(), %digest, from, "blob mounted");
             self.stats.mounted.fetch_add(1, Ordering::Relaxed);
+            self.stats.mounted_bytes.fetch_add(size, Ordering::Relaxed);
         }
         Ok(mounted)
     }

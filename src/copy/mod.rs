@@ -94,7 +94,11 @@ pub struct Stats {
     pub bytes: AtomicU64,
     pub transferred: AtomicU64,
     pub mounted: AtomicU64,
+    /// Bytes of the blobs mounted (their declared sizes).
+    pub mounted_bytes: AtomicU64,
     pub skipped: AtomicU64,
+    /// Bytes of the blobs found already present (declared sizes).
+    pub skipped_bytes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -103,6 +107,9 @@ pub struct Totals {
     pub blobs_transferred: u64,
     pub blobs_mounted: u64,
     pub blobs_skipped: u64,
+    /// Declared sizes of the blobs mounted and found already present.
+    pub bytes_mounted: u64,
+    pub bytes_skipped: u64,
 }
 
 impl Stats {
@@ -112,6 +119,8 @@ impl Stats {
             blobs_transferred: self.transferred.load(Ordering::Relaxed),
             blobs_mounted: self.mounted.load(Ordering::Relaxed),
             blobs_skipped: self.skipped.load(Ordering::Relaxed),
+            bytes_mounted: self.mounted_bytes.load(Ordering::Relaxed),
+            bytes_skipped: self.skipped_bytes.load(Ordering::Relaxed),
         }
     }
 }
