@@ -11,6 +11,7 @@ pub mod cloud;
 pub mod container;
 pub mod http;
 pub mod image;
+pub mod latency;
 pub mod layout;
 pub mod measure;
 pub mod proxy;
