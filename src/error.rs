@@ -231,9 +231,25 @@ pub fn utc_at(t: SystemTime) -> String {
         .unwrap_or(0))
 }
 
-/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch (civil-from-days,
-/// to avoid a date crate for one line of output).
+/// `YYYY-MM-DD HH:MM:SS UTC` for seconds since the epoch.
 pub fn utc(secs: u64) -> String {
+    let (date, time) = date_and_time(secs);
+    format!("{date} {time} UTC")
+}
+
+/// RFC 3339 in UTC (`2026-12-02T03:04:56Z`) for a point in time.
+pub fn rfc3339(t: SystemTime) -> String {
+    let (date, time) = date_and_time(
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    );
+    format!("{date}T{time}Z")
+}
+
+/// `YYYY-MM-DD` and `HH:MM:SS` in UTC for seconds since the epoch
+/// (civil-from-days, to avoid a date crate for a few lines of output).
+fn date_and_time(secs: u64) -> (String, String) {
     let (days, rem) = (secs / 86400, secs % 86400);
     let z = days as i64 + 719_468;
     let era = z.div_euclid(146_097);
@@ -244,22 +260,10 @@ pub fn utc(secs: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    (
+        format!("{year:04}-{month:02}-{day:02}"),
+        format!("{:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60),
     )
-}
-
-/// RFC 3339 in UTC (`2026-12-02T03:04:56Z`) for a point in time.
-pub fn rfc3339(t: SystemTime) -> String {
-    let text = utc_at(t);
-    let mut parts = text.split(' ');
-    match (parts.next(), parts.next()) {
-        (Some(date), Some(time)) => format!("{date}T{time}Z"),
-        _ => text,
-    }
 }
 
 /// One entry of the Distribution API's `{"errors": [...]}` body.

@@ -23,3 +23,9 @@ pub mod settings;
 pub mod shard;
 pub mod store;
 pub mod version;
+
+/// A mutex's guard even when another thread panicked holding it: the data
+/// (counters, caches, reports in progress) is still the best there is.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

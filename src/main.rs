@@ -296,7 +296,7 @@ fn main() -> ExitCode {
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.quiet, cli.log_format);
     let started = std::time::SystemTime::now();
-    let report_file = ReportTarget {
+    let outputs = Outputs {
         path: cli.report.clone(),
         metrics_file: cli.metrics_file.clone(),
         pushgateway: cli.pushgateway.clone(),
@@ -305,7 +305,7 @@ fn main() -> ExitCode {
     // a configuration that cannot be used: said, reported, exit 2
     let unusable = |problems: &[config::Problem]| {
         let nothing = replicant::registry::Traffic::default();
-        report_file.write(EXIT_USAGE, problems, &replicant::report::RunReport::default(), &nothing);
+        outputs.write(EXIT_USAGE, problems, &replicant::report::RunReport::default(), &nothing);
         ExitCode::from(EXIT_USAGE)
     };
     let whole_file = |message: String| config::Problem {
@@ -430,21 +430,22 @@ fn main() -> ExitCode {
         n => 128 + n,
     };
     // a report that was asked for and could not be written fails the run
-    match report_file.write(code, &[], &report, client.traffic()) {
+    match outputs.write(code, &[], &report, client.traffic()) {
         false if code == 0 => ExitCode::from(1),
         _ => ExitCode::from(code),
     }
 }
 
-/// Where the run's report and metrics go, and when the run started.
-struct ReportTarget {
+/// The run's outputs besides the summary (report, metrics file, push), and
+/// when the run started.
+struct Outputs {
     path: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
     pushgateway: Option<String>,
     started: std::time::SystemTime,
 }
 
-impl ReportTarget {
+impl Outputs {
     /// Writes the report and the metrics that were asked for; false if any
     /// of that failed (said).
     fn write(

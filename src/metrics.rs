@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::registry::Traffic;
-use crate::report::{ImageReport, RunReport};
+use crate::report::RunReport;
 
 /// What the metrics are made of.
 pub struct RunFacts<'a> {
@@ -127,10 +127,6 @@ impl Family<'_> {
     }
 }
 
-fn image_succeeded(i: &ImageReport) -> bool {
-    !i.is_failed() && !i.stopped && i.not_started.is_empty() && i.attention.is_none()
-}
-
 /// The metrics text of a run; `previous` supplies the last-success
 /// timestamps this run does not renew.
 pub fn render(facts: &RunFacts, previous: &Previous) -> String {
@@ -197,7 +193,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
         f.sample(
             name,
             &[("image", i.name.as_str())],
-            if image_succeeded(i) { 1.0 } else { 0.0 },
+            if i.status() == "ok" { 1.0 } else { 0.0 },
         );
     }
     let name = "replicant_image_selects_nothing";
@@ -215,7 +211,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
     }
     let mut image_success: BTreeMap<&str, f64> = BTreeMap::new();
     for i in &r.images {
-        let t = match image_succeeded(i) {
+        let t = match i.status() == "ok" {
             true => Some(finished),
             false => previous.image_last_success.get(&i.name).copied(),
         };

@@ -174,6 +174,24 @@ impl ImageReport {
         self.error.is_some() || !self.failed.is_empty()
     }
 
+    /// How the image went, as the summary shows it: `FAILED`, `not run`,
+    /// `partly run`, `needs attention` or `ok` (only `ok` is a success).
+    pub fn status(&self) -> &'static str {
+        if self.is_failed() {
+            "FAILED"
+        } else if self.stopped || !self.not_started.is_empty() {
+            if self.copied.is_empty() && self.replaced.is_empty() {
+                "not run"
+            } else {
+                "partly run"
+            }
+        } else if self.attention.is_some() {
+            "needs attention"
+        } else {
+            "ok"
+        }
+    }
+
     /// One log line for the image's outcome (emitted in file order). Counts
     /// are numbers (typed in JSON logs); the tags are in the message.
     pub fn log(&self, dry_run: bool) {
@@ -281,19 +299,7 @@ impl RunReport {
             }
         );
         for i in &self.images {
-            let status = if i.is_failed() {
-                "FAILED"
-            } else if i.stopped || !i.not_started.is_empty() {
-                if i.copied.is_empty() && i.replaced.is_empty() {
-                    "not run"
-                } else {
-                    "partly run"
-                }
-            } else if i.attention.is_some() {
-                "needs attention"
-            } else {
-                "ok"
-            };
+            let status = i.status();
             let _ = writeln!(out, "  {} [{status}] {} -> {}", i.name, i.source, i.destination);
             if let Some(e) = &i.error {
                 match i.error_category {

@@ -1,5 +1,6 @@
 //! Verifying a blob while it streams.
 
+use crate::lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,10 +10,6 @@ use futures_util::{StreamExt, stream};
 use crate::error::ErrorKind;
 use crate::model::Digest;
 use crate::store::BlobBody;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Passes a blob's bytes through while hashing them. The last chunk is only
 /// released once the whole content matched its digest (and declared size),

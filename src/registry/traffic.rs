@@ -1,6 +1,7 @@
 //! What the run asked of each registry, for its metrics: requests by
 //! method and status class, and the pull budget Docker Hub said remains.
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -12,10 +13,6 @@ use crate::model::Registry;
 pub struct Traffic {
     requests: Mutex<BTreeMap<(String, String, &'static str), u64>>,
     budgets: Mutex<BTreeMap<String, u64>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Traffic {

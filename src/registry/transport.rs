@@ -15,6 +15,7 @@
 //! - **Pull budget.** A registry still throttling after every retry, or
 //!   reporting no pulls left, is not pulled from again in the run.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -68,10 +69,6 @@ pub(super) struct Transport {
     retries: u32,
     deadline: Duration,
     pub(super) traffic: super::Traffic,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Transport {

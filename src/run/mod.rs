@@ -10,6 +10,7 @@
 mod plan;
 mod schedule;
 
+use crate::lock;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,12 +54,6 @@ impl Live {
         }
         self.remaining == 0
     }
-}
-
-/// A poisoned lock only means another copy panicked; its data is still
-/// the best account there is.
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One tag to copy, and what became of it.
@@ -116,7 +111,6 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let mut copies = Vec::new();
     let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
     let tallies: Vec<Arc<Tally>> = images.iter().map(|i| Tally::new(&i.config.name)).collect();
-    let mut tags = progress::TagCount::default();
     let costs: std::sync::Mutex<std::collections::HashMap<(usize, String), Cost>> = Default::default();
     for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
         if let Slot::Done(Ok(plan)) = plan {
@@ -161,8 +155,10 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     }
 
     // 2. copy every planned tag; copies in flight get a grace period
-    tags.of = copies.len();
-    let tags = tags;
+    let tags = progress::TagCount {
+        done: Default::default(),
+        of: copies.len(),
+    };
     let copying = schedule::run_all(
         &copies,
         options.jobs,
