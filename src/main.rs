@@ -13,7 +13,7 @@ use replicant::progress;
 use replicant::registry::Client;
 use replicant::report::ShardReport;
 use replicant::run::{self, Interrupt};
-use replicant::settings::{RunOptions, Settings};
+use replicant::settings::{self, RunOptions, Settings};
 use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
@@ -68,11 +68,13 @@ struct Cli {
     fail_on_empty: bool,
 
     /// Images planned and tags copied at once.
-    #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = settings::DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
 
-    /// Blob transfers at once per registry (and per OCI layout).
-    #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// The most requests and blob transfers in flight per registry (and
+    /// blob transfers per OCI layout): the ceiling of a limit that adapts,
+    /// growing while answers come back fine and halving on 429 or 503.
+    #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_connections: u16,
 
     /// Further attempts after a failure that may pass (network, timeout, 408,

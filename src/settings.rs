@@ -12,6 +12,14 @@ use crate::model::{Endpoint, Registry};
 use crate::registry::{HostSettings, TransportSettings};
 
 /// Options of a run that are not in the config file.
+/// Images planned and tags copied at once, unless `--jobs` says otherwise.
+/// Tags in flight cost little (a few manifests); what goes to each
+/// registry at once is the adaptive per-registry limit's business.
+pub const DEFAULT_JOBS: usize = 32;
+/// The ceiling of each registry's adaptive limit, unless
+/// `--max-connections` says otherwise (BENCHMARKS.md: the sweep).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     pub dry_run: bool,
@@ -22,7 +30,8 @@ pub struct RunOptions {
     pub progress: crate::progress::Display,
     /// Images planned and tags copied at once.
     pub jobs: usize,
-    /// Blob transfers at once per registry.
+    /// The most requests and blob transfers in flight per registry (and
+    /// blob transfers per layout): the ceiling of the adaptive limit.
     pub max_connections: usize,
     /// Further attempts of one HTTP exchange; also the restarts of a blob
     /// transfer whose body broke mid-way.
@@ -44,8 +53,8 @@ impl Default for RunOptions {
             exit_on_error: false,
             fail_on_empty: false,
             progress: crate::progress::Display::Off,
-            jobs: 4,
-            max_connections: 8,
+            jobs: DEFAULT_JOBS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             retries: 4,
             timeout: Duration::from_secs(60),
             response_deadline: Duration::from_secs(120),
@@ -92,6 +101,7 @@ impl Settings {
             timeout: run.timeout,
             response_deadline: run.response_deadline,
             hosts,
+            max_connections: run.max_connections,
         };
         Ok(Settings { config, run, transport })
     }

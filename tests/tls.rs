@@ -138,3 +138,35 @@ fn client_certificates_for_mutual_tls() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
 }
+
+/// Distribution speaks HTTP/2 over TLS and may end a body with an empty
+/// DATA frame after the content; over a link with latency that frame
+/// arrives on its own. Layers read that way copy exactly (they were once
+/// refused as "blob is longer than declared").
+#[test]
+fn layers_of_many_http2_frames_copy_from_a_far_tls_source() {
+    let ca = TestCa::new();
+    let src = Registry::start_tls(Auth::None, &ca);
+    let sc = TestClient::https(&src.host(), &ca.ca_pem);
+    let mut generator = ImageGen::default();
+    let shared = vec![generator.layer(Format::Oci, 700_000)];
+    sc.push_image(
+        "team/app",
+        &generator.multi_arch(Format::Oci, 300_000, &shared),
+        "1.0.0",
+    );
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    std::fs::write(ws.path("ca.pem"), &ca.ca_pem).unwrap();
+    let far = testkit::latency::LatencyProxy::start(&src.host(), std::time::Duration::from_millis(20));
+    let registries = format!("registries:\n  {}:\n    tls: true\n    ca-file: ca.pem\n", far.host());
+    let cfg = ws.write_config(&format!(
+        "{registries}images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        far.host(),
+        dst.host()
+    ));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
+}

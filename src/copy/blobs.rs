@@ -5,13 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
 use super::verify::rate_guarded;
 use super::{CopyError, Engine, verified};
 use crate::error::{ErrorKind, StoreError};
 use crate::model::Digest;
 use crate::model::manifest::Descriptor;
+use crate::registry::Limiter;
 use crate::store::{BlobBody, Store};
 
 impl Engine {
@@ -112,7 +111,18 @@ impl Engine {
         digest: &Digest,
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
-        let _slots = self.slots(src, dst).await;
+        // a slot on each side for the whole transfer; its own requests
+        // take no further slot there
+        Limiter::covering(self.limiters(src, dst), self.transfer_in_slots(src, dst, digest, desc)).await
+    }
+
+    async fn transfer_in_slots(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
         let tally = crate::progress::current();
         if let Some(t) = &tally {
             t.expect(desc.size);
@@ -190,29 +200,26 @@ impl Engine {
         Ok(())
     }
 
-    /// A transfer slot on each side's registry, taken in a fixed order so
-    /// that transfers waiting for slots can never wait for each other.
-    async fn slots(&self, src: &dyn Store, dst: &dyn Store) -> Vec<OwnedSemaphorePermit> {
-        let mut domains: Vec<String> = [src, dst]
+    /// The limits of both sides (a registry's adaptive one, or a plain one
+    /// per layout), in a fixed order so that transfers waiting for slots
+    /// can never wait for each other.
+    fn limiters(&self, src: &dyn Store, dst: &dyn Store) -> Vec<Arc<Limiter>> {
+        let mut sides: Vec<(String, Arc<Limiter>)> = [src, dst]
             .iter()
-            .map(|s| s.mount_domain().map(str::to_string).unwrap_or_else(|| s.name()))
+            .map(|s| {
+                let name = s.mount_domain().map(str::to_string).unwrap_or_else(|| s.name());
+                let limiter = s.limiter().unwrap_or_else(|| {
+                    let mut local = crate::lock(&self.slots);
+                    local
+                        .entry(name.clone())
+                        .or_insert_with(|| Limiter::fixed(&name, self.transfers_per_domain))
+                        .clone()
+                });
+                (name, limiter)
+            })
             .collect();
-        domains.sort();
-        domains.dedup();
-        let mut permits = Vec::with_capacity(domains.len());
-        for d in domains {
-            let sem = {
-                let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-                slots
-                    .entry(d)
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.transfers_per_domain)))
-                    .clone()
-            };
-            // never closed, so acquiring cannot fail
-            if let Ok(p) = sem.acquire_owned().await {
-                permits.push(p);
-            }
-        }
-        permits
+        sides.sort_by(|a, b| a.0.cmp(&b.0));
+        sides.dedup_by(|a, b| a.0 == b.0);
+        sides.into_iter().map(|(_, l)| l).collect()
     }
 }

@@ -21,7 +21,6 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::error::{Category, StoreError};
 use crate::model::manifest::{Manifest, ManifestError, media_type_of};
@@ -128,13 +127,15 @@ impl Stats {
 /// The copy engine shared by every copy of a run.
 pub struct Engine {
     pub stats: Stats,
-    /// Blob transfers at once per registry (or layout).
+    /// Blob transfers at once per layout (a registry's own limit adapts,
+    /// with this as its ceiling).
     transfers_per_domain: usize,
     /// Restarts of a blob transfer whose body broke mid-way.
     restarts: u32,
     /// Blobs arriving slower than this are cut off (and restarted).
     min_rate: Option<MinRate>,
-    slots: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The transfer limits of layouts, by path.
+    slots: Mutex<HashMap<String, Arc<crate::registry::Limiter>>>,
     /// Source manifests by (store, digest): fetched once per run.
     manifests: OnceMap<FetchedManifest, CopyError>,
     /// Blobs (`blob:` keys) and child manifests with their whole subtree

@@ -65,6 +65,9 @@ pub fn verified(
             return None;
         }
         match st.inner.next().await {
+            // an empty chunk carries nothing (HTTP/2 ends a body with an
+            // empty DATA frame, after the content is complete)
+            Some(Ok(chunk)) if chunk.is_empty() => Some((Ok(chunk), (st, false))),
             Some(Ok(chunk)) => {
                 let Some(v) = st.verifier.as_mut() else {
                     // bytes after the content was complete
@@ -189,8 +192,12 @@ mod tests {
         let (out, f) = run(vec![b"hello ", b"world"], d.clone(), Some(11)).await;
         assert_eq!(out.unwrap(), b"hello world");
         assert!(f.is_none());
-        let (out, _) = run(vec![b"hello ", b"world"], d, None).await;
+        let (out, _) = run(vec![b"hello ", b"world"], d.clone(), None).await;
         assert_eq!(out.unwrap(), b"hello world");
+        // HTTP/2 may end a body with an empty frame once it is complete
+        let (out, f) = run(vec![b"", b"hello ", b"world", b""], d, Some(11)).await;
+        assert_eq!(out.unwrap(), b"hello world");
+        assert!(f.is_none());
     }
 
     #[tokio::test]

@@ -59,6 +59,11 @@ impl Client {
         })
     }
 
+    /// How many requests may go to `registry` at once (adapting).
+    pub fn limiter(&self, registry: &crate::model::Registry) -> Arc<super::Limiter> {
+        self.transport.limiter(registry)
+    }
+
     /// Requests made so far, and pull budgets announced (for metrics).
     pub fn traffic(&self) -> &super::Traffic {
         &self.transport.traffic

@@ -43,6 +43,9 @@ pub struct TransportSettings {
     pub response_deadline: Duration,
     /// Hosts with settings of their own, by `host[:port]`.
     pub hosts: HashMap<String, HostSettings>,
+    /// The most requests (and blob transfers) in flight per registry: the
+    /// ceiling of each registry's adaptive limit (`--max-connections`).
+    pub max_connections: usize,
 }
 
 impl Default for TransportSettings {
@@ -52,6 +55,7 @@ impl Default for TransportSettings {
             timeout: Duration::from_secs(60),
             response_deadline: Duration::from_secs(120),
             hosts: HashMap::new(),
+            max_connections: crate::settings::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -8,7 +8,12 @@
 //!   without counting as a retry. Errors that leave here carry
 //!   `retries_spent`, so no layer above retries them again.
 //! - **Auth.** The `/v2/` ping learns the challenge (once per registry per
-//!   run); Bearer tokens are cached per scope until they expire.
+//!   run); Bearer tokens are cached per scope until they expire, and
+//!   copies that need one scope at once wait for one fetch of it.
+//! - **How many at once.** Each registry has a limit on requests in flight
+//!   that adapts to its answers ([`super::limit`]); a request waits for a
+//!   slot, and gives it back when its answer is read (not while it backs
+//!   off between attempts).
 //! - **Fail fast.** A ping that fails after its retries marks the registry
 //!   unreachable for the rest of the run: every later request to it fails at
 //!   once, citing that first failure.
@@ -27,6 +32,7 @@ use url::Url;
 
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
 use super::connect::{Connections, TransportSettings};
+use super::limit::{Limiter, Signal};
 use super::wire::{MAX_ERROR_BODY, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin};
 use crate::backoff::backoff;
 use crate::credentials::{Chain, Credential, Found};
@@ -38,17 +44,38 @@ type Result<T> = std::result::Result<T, StoreError>;
 const MAX_TOKEN_BODY: usize = 1024 * 1024;
 
 /// What the transport knows about one registry during a run.
-#[derive(Default)]
 struct RegistryState {
     /// The ping's outcome, remembered for the run: the challenge, or why the
     /// registry is unreachable. The async lock makes concurrent first
     /// requests wait for one ping instead of each pinging.
     ping: tokio::sync::Mutex<Option<std::result::Result<Challenge, Arc<StoreError>>>>,
-    tokens: tokio::sync::Mutex<HashMap<String, Token>>,
+    /// Tokens by scope. Each scope has its own lock, so that copies
+    /// needing the same scope at once wait for one fetch, while different
+    /// scopes are fetched side by side.
+    tokens: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Token>>>>>,
+    /// How many requests may be in flight (see [`super::limit`]).
+    limiter: Arc<Limiter>,
     /// The pull budget ran out: no more pulls until then (for this run).
     exhausted_until: Mutex<Option<SystemTime>>,
     /// Said once per run that credentials are withheld over plain HTTP.
     cleartext_warned: std::sync::atomic::AtomicBool,
+}
+
+impl RegistryState {
+    fn new(registry: &Registry, ceiling: usize) -> RegistryState {
+        RegistryState {
+            ping: Default::default(),
+            tokens: Default::default(),
+            limiter: Limiter::new(&registry.to_string(), ceiling),
+            exhausted_until: Default::default(),
+            cleartext_warned: Default::default(),
+        }
+    }
+
+    /// The lock of one scope's token.
+    fn token_slot(&self, key: String) -> Arc<tokio::sync::Mutex<Option<Token>>> {
+        lock(&self.tokens).entry(key).or_default().clone()
+    }
 }
 
 /// A request ready to send, with the client it was built from.
@@ -68,6 +95,8 @@ pub(super) struct Transport {
     registries: Mutex<HashMap<Registry, Arc<RegistryState>>>,
     retries: u32,
     deadline: Duration,
+    /// The ceiling of each registry's adaptive limit.
+    max_connections: usize,
     pub(super) traffic: super::Traffic,
 }
 
@@ -81,6 +110,7 @@ impl Transport {
             registries: Mutex::new(HashMap::new()),
             retries: settings.retries,
             deadline: settings.response_deadline,
+            max_connections: settings.max_connections,
             traffic: super::Traffic::default(),
         })
     }
@@ -94,7 +124,15 @@ impl Transport {
     }
 
     fn state(&self, registry: &Registry) -> Arc<RegistryState> {
-        lock(&self.registries).entry(registry.clone()).or_default().clone()
+        lock(&self.registries)
+            .entry(registry.clone())
+            .or_insert_with(|| Arc::new(RegistryState::new(registry, self.max_connections)))
+            .clone()
+    }
+
+    /// How many requests may go to `registry` at once, adapting.
+    pub(super) fn limiter(&self, registry: &Registry) -> Arc<Limiter> {
+        self.state(registry).limiter.clone()
     }
 
     /// One exchange, retried: `build` makes the request (again for each
@@ -121,6 +159,8 @@ impl Transport {
             // auth first: the ping and the token are exchanges of their own,
             // with their own deadlines; this one's deadline is for its answer
             let request = self.prepare(repo, scopes, ctx, build()).await?;
+            // a slot for this attempt only: none is held while backing off
+            let _slot = self.limiter(registry).acquire_uncovered().await;
             self.bounded(ctx, async {
                 let mut resp = self.execute(repo, ctx, request).await?;
                 if resp.status() == StatusCode::UNAUTHORIZED {
@@ -211,6 +251,7 @@ impl Transport {
             tokio::time::sleep(self.deadline).await;
         };
         let request = self.prepare(repo, scopes, ctx, builder).await?;
+        let _slot = self.limiter(&repo.registry).acquire_uncovered().await;
         tokio::select! {
             resp = self.execute(repo, ctx, request) => resp,
             () = answer_due => {
@@ -263,6 +304,7 @@ impl Transport {
         })?;
         self.traffic
             .request(registry, method.as_str(), Some(resp.status().as_u16()));
+        self.limiter(registry).record(Signal::of_status(resp.status().as_u16()));
         tracing::debug!(%method, registry = %registry, %path, status = resp.status().as_u16(), "request");
         if let Some((remaining, window)) = rate_limit(resp.headers()) {
             self.traffic.budget(registry, remaining);
@@ -366,10 +408,9 @@ impl Transport {
                 _ => None,
             }),
             Challenge::Bearer { realm, service } => {
-                let state = self.state(registry);
-                let key = scope_key(scopes);
-                let mut tokens = state.tokens.lock().await;
-                if let Some(t) = tokens.get(&key).filter(|t| t.is_fresh()) {
+                let slot = self.state(registry).token_slot(scope_key(scopes));
+                let mut cached = slot.lock().await;
+                if let Some(t) = cached.as_ref().filter(|t| t.is_fresh()) {
                     return Ok(Some(format!("Bearer {}", t.value)));
                 }
                 let ctx = format!("{ctx}: token from {realm}");
@@ -380,14 +421,15 @@ impl Transport {
                     })
                     .await?;
                 let header = format!("Bearer {}", token.value);
-                tokens.insert(key, token);
+                *cached = Some(token);
                 Ok(Some(header))
             }
         }
     }
 
     async fn forget_token(&self, registry: &Registry, scopes: &[String]) {
-        self.state(registry).tokens.lock().await.remove(&scope_key(scopes));
+        let slot = self.state(registry).token_slot(scope_key(scopes));
+        *slot.lock().await = None;
     }
 
     async fn fetch_token(

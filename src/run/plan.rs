@@ -1,6 +1,7 @@
 //! Planning one image: list tags on both sides, select, and compare the
 //! selected tags that both sides have (with `replace-tag`). Reads only.
 
+use futures_util::{StreamExt, TryStreamExt, stream};
 use std::collections::HashSet;
 
 use crate::config::ImageConfig;
@@ -49,14 +50,20 @@ impl PlanError {
     }
 }
 
-/// Lists tags on both sides and decides what to copy and replace.
+/// Tags compared at once per image with `replace-tag` (each comparison is
+/// a HEAD on each side, at once; the registries' limits bound the rest).
+const COMPARE_AT_ONCE: usize = 16;
+
+/// Lists tags on both sides (at once: one round trip, not two) and decides
+/// what to copy and replace.
 pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Result<Plan, PlanError> {
-    let source_tags = src.list_tags().await?.ok_or_else(|| PlanError::SourceMissing {
+    let (source_tags, dest_tags) = futures_util::join!(src.list_tags(), dst.list_tags());
+    let source_tags = source_tags?.ok_or_else(|| PlanError::SourceMissing {
         store: src.name(),
         kind: src.kind(),
     })?;
     // A destination that does not exist yet is empty: writing creates it.
-    let dest_tags = dst.list_tags().await?;
+    let dest_tags = dest_tags?;
     let new_destination = dest_tags.is_none();
     let dest_tags = dest_tags.unwrap_or_default();
     let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
@@ -69,14 +76,24 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     if selected.is_empty() {
         plan.nothing_qualifies = why_nothing_qualifies(image.mode, &image.filters, &source_tags);
     }
-    for tag in selected {
-        if !in_dest.contains(&tag) {
-            plan.copy.push(tag);
-        } else if image.replace_tag && differs(src, dst, &tag).await? {
-            plan.replace.push(tag);
-        } else {
-            plan.present.push(tag);
+    let (absent, both): (Vec<String>, Vec<String>) = selected.into_iter().partition(|t| !in_dest.contains(t));
+    plan.copy = absent;
+    if image.replace_tag {
+        // compared at once, kept in selection order
+        let compared: Vec<(String, bool)> = stream::iter(both)
+            .map(|tag| async move { differs(src, dst, &tag).await.map(|d| (tag, d)) })
+            .buffered(COMPARE_AT_ONCE)
+            .try_collect()
+            .await?;
+        for (tag, differ) in compared {
+            if differ {
+                plan.replace.push(tag)
+            } else {
+                plan.present.push(tag)
+            }
         }
+    } else {
+        plan.present = both;
     }
     Ok(plan)
 }
@@ -84,18 +101,18 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
 /// Whether the tag's manifest digest differs between source and
 /// destination, by HEAD (which Docker Hub does not count as a pull).
 async fn differs(src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
-    let mut digests = Vec::with_capacity(2);
-    for store in [src, dst] {
-        let head = store.head_manifest(tag).await?.ok_or_else(|| PlanError::Vanished {
-            store: store.name(),
-            tag: tag.to_string(),
-        })?;
-        let digest = match head.digest {
-            Some(d) => d,
-            // Without Docker-Content-Digest, the bytes tell.
-            None => store.get_manifest(tag).await?.digest,
-        };
-        digests.push(digest);
-    }
-    Ok(digests[0] != digests[1])
+    let (a, b) = futures_util::join!(digest_of(src, tag), digest_of(dst, tag));
+    Ok(a? != b?)
+}
+
+async fn digest_of(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {
+    let head = store.head_manifest(tag).await?.ok_or_else(|| PlanError::Vanished {
+        store: store.name(),
+        tag: tag.to_string(),
+    })?;
+    Ok(match head.digest {
+        Some(d) => d,
+        // Without Docker-Content-Digest, the bytes tell.
+        None => store.get_manifest(tag).await?.digest,
+    })
 }

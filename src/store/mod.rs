@@ -44,6 +44,11 @@ pub trait Store: Send + Sync {
     fn mount_name(&self) -> &str {
         ""
     }
+    /// The adaptive limit of the registry behind this store; `None` for a
+    /// layout (the copy engine keeps a plain one per layout).
+    fn limiter(&self) -> Option<Arc<crate::registry::Limiter>> {
+        None
+    }
     /// Makes the destination ready for its first write where the registry
     /// needs that (an ECR repository with `create-repositories: true`).
     fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {

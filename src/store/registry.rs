@@ -52,6 +52,10 @@ impl Store for RegistryStore {
         &self.repo.path
     }
 
+    fn limiter(&self) -> Option<std::sync::Arc<crate::registry::Limiter>> {
+        Some(self.client.limiter(&self.repo.registry))
+    }
+
     fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {
         Box::pin(self.client.prepare_repository(&self.repo))
     }

@@ -21,6 +21,8 @@ pub struct Registry {
     pub tls: bool,
     child: Child,
     dir: tempfile::TempDir,
+    /// Where its storage is (in `dir`, or another registry's).
+    data: PathBuf,
     pub issuer: Option<TokenIssuer>,
 }
 
@@ -46,9 +48,20 @@ impl Registry {
         Registry::start_with(auth, Some(ca), true)
     }
 
+    /// A second, TLS, registry process serving `other`'s storage (for
+    /// reading the same images over HTTPS without pushing them twice).
+    pub fn start_tls_over(other: &Registry, ca: &crate::tls::TestCa) -> Registry {
+        Registry::start_on(Auth::None, Some(ca), false, Some(other.data_dir()))
+    }
+
     fn start_with(auth: Auth, tls: Option<&crate::tls::TestCa>, client_certs: bool) -> Registry {
+        Registry::start_on(auth, tls, client_certs, None)
+    }
+
+    fn start_on(auth: Auth, tls: Option<&crate::tls::TestCa>, client_certs: bool, data: Option<PathBuf>) -> Registry {
         let binary = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
         let dir = tempfile::tempdir().expect("tempdir");
+        let data = data.unwrap_or_else(|| dir.path().join("data"));
         let (auth_yaml, issuer) = match auth {
             Auth::None => (String::new(), None),
             Auth::Basic(users) => {
@@ -98,7 +111,7 @@ impl Registry {
             let port = free_port();
             let config = format!(
                 "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
-                dir.path().join("data").display()
+                data.display()
             );
             let config_path = dir.path().join("config.yml");
             std::fs::write(&config_path, config).expect("write registry config");
@@ -119,6 +132,7 @@ impl Registry {
                     tls: tls.is_some(),
                     child,
                     dir,
+                    data,
                     issuer,
                 };
             }
@@ -145,7 +159,7 @@ impl Registry {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 }
 

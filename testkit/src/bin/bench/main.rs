@@ -3,7 +3,11 @@
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
 //!
-//!     bench [--runs N] [--quick] --replicant PATH --out BENCHMARKS.md
+//!     bench [--runs N] [--quick] [--only loopback|wan] --replicant PATH --out BENCHMARKS.md
+//!
+//! `--only` runs one part and keeps the other's tables from the file.
+
+mod wan;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,6 +21,8 @@ use testkit::{Auth, Format, ImageGen, Registry, TestClient};
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Tool {
     Replicant,
+    /// replicant comparing every tag's digest, as skopeo always does
+    ReplicantReplaceTag,
     Skopeo,
     CurlPipe,
 }
@@ -25,6 +31,7 @@ impl Tool {
     fn name(self) -> &'static str {
         match self {
             Tool::Replicant => "replicant",
+            Tool::ReplicantReplaceTag => "replicant, `replace-tag: true`",
             Tool::Skopeo => "skopeo sync --all --preserve-digests",
             Tool::CurlPipe => "curl GET | curl PUT",
         }
@@ -44,6 +51,7 @@ struct Args {
     out: PathBuf,
     runs: usize,
     quick: bool,
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
@@ -52,6 +60,7 @@ fn parse_args() -> Args {
         out: "BENCHMARKS.md".into(),
         runs: 3,
         quick: false,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -60,6 +69,7 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
+            "--only" => args.only = Some(it.next().expect("--only loopback|wan")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -207,18 +217,58 @@ struct Bench {
     sc: TestClient,
 }
 
+/// The `images:` part of a replicant config copying every repository of
+/// `data` from `src` to its mirror in `dst` (comparing every tag's digest
+/// when `replace_tag`).
+fn images_yaml(data: &Dataset, src: &str, dst: &str, replace_tag: bool) -> String {
+    let mut yaml = String::from("images:\n");
+    for repo in &data.repos {
+        let _ = writeln!(
+            yaml,
+            "  {repo}:\n    source: {src}/{repo}\n    destination: {dst}/{}",
+            mirror_of(repo)
+        );
+        if replace_tag {
+            yaml.push_str("    replace-tag: true\n");
+        }
+    }
+    yaml
+}
+
+/// `skopeo sync --all --preserve-digests` of a sync file into `dest`.
+fn skopeo_sync(work: &Path, file: &Path, dest: &str) -> Command {
+    let policy = work.join("policy.json");
+    std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    let mut cmd = Command::new("skopeo");
+    cmd.arg("--policy")
+        .arg(policy)
+        .args([
+            "sync",
+            "--all",
+            "--preserve-digests",
+            "--src",
+            "yaml",
+            "--dest",
+            "docker",
+        ])
+        .arg(file)
+        .arg(dest)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 impl Bench {
     fn replicant(&self, data: &Dataset, dst: &Registry) -> Command {
-        let mut yaml = String::from("mode: all\nimages:\n");
-        for repo in &data.repos {
-            let _ = writeln!(
-                yaml,
-                "  {repo}:\n    source: {}/{repo}\n    destination: {}/{}",
-                self.src.host(),
-                dst.host(),
-                mirror_of(repo)
-            );
-        }
+        self.replicant_with(data, dst, false)
+    }
+
+    /// replicant, comparing every tag's digest when `replace_tag`.
+    fn replicant_with(&self, data: &Dataset, dst: &Registry, replace_tag: bool) -> Command {
+        let yaml = format!(
+            "mode: all\n{}",
+            images_yaml(data, &self.src.host(), &dst.host(), replace_tag)
+        );
         let cfg = self.work.path().join("replicant.yaml");
         std::fs::write(&cfg, yaml).unwrap();
         let mut cmd = Command::new(&self.args.replicant);
@@ -237,25 +287,8 @@ impl Bench {
         }
         let src_file = self.work.path().join("skopeo-sync.yaml");
         std::fs::write(&src_file, yaml).unwrap();
-        let policy = self.work.path().join("policy.json");
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
-        let mut cmd = Command::new("skopeo");
-        cmd.arg("--policy")
-            .arg(policy)
-            .args([
-                "sync",
-                "--all",
-                "--preserve-digests",
-                "--src",
-                "yaml",
-                "--dest",
-                "docker",
-                "--dest-tls-verify=false",
-            ])
-            .arg(src_file)
-            .arg(format!("{}/mirror", dst.host()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        let mut cmd = skopeo_sync(self.work.path(), &src_file, &format!("{}/mirror", dst.host()));
+        cmd.arg("--dest-tls-verify=false");
         cmd
     }
 
@@ -267,6 +300,7 @@ impl Bench {
                 let dst = Registry::start(Auth::None);
                 let (sample, ok) = match tool {
                     Tool::Replicant => measure(&mut self.replicant(data, &dst)),
+                    Tool::ReplicantReplaceTag => measure(&mut self.replicant_with(data, &dst, true)),
                     Tool::Skopeo => measure(&mut self.skopeo(data, &dst)),
                     Tool::CurlPipe => measure(&mut self.curl_pipe(&dst, raw.expect("digest"))),
                 };
@@ -377,155 +411,192 @@ fn main() {
     let bench = Bench { args, work, src, sc };
     let quick = bench.args.quick;
     let mut g = ImageGen::seeded(99);
-    eprintln!("generating datasets in the source registry...");
-    let real = realistic(&mut g, &bench.sc, quick);
-    let small = many_small(&mut g, &bench.sc, quick);
-    let big_size = if quick { 256 << 20 } else { 1 << 30 };
-    let (big, big_digest) = one_big(&bench.sc, bench.work.path(), big_size);
+    let previous = std::fs::read_to_string(&bench.args.out).unwrap_or_default();
+    let only = bench.args.only.clone();
+    let loopback = if only.as_deref().is_none_or(|o| o == "loopback") {
+        bench.loopback(&mut g)
+    } else {
+        kept(&previous, "loopback")
+    };
+    let wan = if only.as_deref().is_none_or(|o| o == "wan") {
+        let w = wan::Wan {
+            replicant: &bench.args.replicant,
+            work: bench.work.path(),
+            runs: bench.args.runs,
+            quick,
+            src: &bench.src,
+            sc: &bench.sc,
+            ca: testkit::tls::TestCa::new(),
+        };
+        marked("wan", &wan::section(&w, &mut g))
+    } else {
+        kept(&previous, "wan")
+    };
+    let mut md = format!("{loopback}\n{wan}");
+    // sections other scripts write (bench/build-time) stay
+    let build = kept(&previous, "build-time");
+    if !build.is_empty() {
+        let _ = writeln!(md, "\n{build}");
+    }
+    println!("{md}");
+    std::fs::write(&bench.args.out, md).expect("write the report");
+    eprintln!("written to {}", bench.args.out.display());
+}
 
-    let mut md = String::new();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let _ = writeln!(md, "# Benchmarks\n");
-    let _ = writeln!(
-        md,
-        "Made by `bench/run{}` on {}.\n",
-        if quick { " --quick" } else { "" },
-        command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
-    );
-    let _ = writeln!(
-        md,
-        "Machine: {} cores ({cpu}), {} GiB memory; `{}`; skopeo: `{}`; registry: `{}` (filesystem storage, loopback, plain HTTP).\n",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        command_output("awk", &["/MemTotal/ {printf \"%d\", $2/1048576}", "/proc/meminfo"]),
-        command_output("uname", &["-sr"]),
-        command_output("skopeo", &["--version"]),
-        command_output("docker-registry", &["--version"]),
-    );
-    let _ = writeln!(
-        md,
-        "Each tool runs {} times per dataset, alternating, each run into a fresh destination registry; every run is checked by comparing every tag's digest and walking the destination tree. Times are medians, peak RSS the largest seen. replicant runs with its defaults (`--jobs 4 --max-connections 8`). The source and destination registries run on the same 2 cores as the tools, so ratios, not absolute times, are the result.\n",
-        bench.args.runs
-    );
-    let _ = writeln!(
-        md,
-        "| dataset | tool | wall (s) | CPU (s) | peak RSS (MiB) | wall ratio replicant / reference |"
-    );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+/// A section between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+fn marked(name: &str, text: &str) -> String {
+    format!("<!-- {name}:start -->\n{}\n<!-- {name}:end -->", text.trim_end())
+}
 
-    for (data, tools, reference) in [
-        (&real, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
-        (&small, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
-        (
-            &big,
-            vec![Tool::Replicant, Tool::Skopeo, Tool::CurlPipe],
-            Tool::CurlPipe,
-        ),
-    ] {
-        eprintln!("{} ({} MiB unique):", data.name, data.unique_bytes >> 20);
-        let results = bench.cold(data, &tools, Some(&big_digest));
-        let ref_wall = summary(&results[&reference]).0;
-        for (tool, samples) in &results {
+/// The marked section `name` of a previous report (empty if none).
+fn kept(previous: &str, name: &str) -> String {
+    let (start, end) = (format!("<!-- {name}:start -->"), format!("<!-- {name}:end -->"));
+    match (previous.find(&start), previous.find(&end)) {
+        (Some(a), Some(b)) if a < b => previous[a..b + end.len()].to_string(),
+        _ => String::new(),
+    }
+}
+
+impl Bench {
+    /// The loopback tables: every dataset, then the no-op passes.
+    fn loopback(&self, g: &mut ImageGen) -> String {
+        let bench = self;
+        let quick = bench.args.quick;
+        eprintln!("generating datasets in the source registry...");
+        let real = realistic(g, &bench.sc, quick);
+        let small = many_small(g, &bench.sc, quick);
+        let big_size = if quick { 256 << 20 } else { 1 << 30 };
+        let (big, big_digest) = one_big(&bench.sc, bench.work.path(), big_size);
+
+        let mut md = String::new();
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|c| {
+                c.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+            })
+            .unwrap_or_default();
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Made by `bench/run{}` on {}.\n",
+            if quick { " --quick" } else { "" },
+            command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+        );
+        let _ = writeln!(
+            md,
+            "Machine: {} cores ({cpu}), {} GiB memory; `{}`; skopeo: `{}`; registry: `{}` (filesystem storage, loopback, plain HTTP).\n",
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            command_output("awk", &["/MemTotal/ {printf \"%d\", $2/1048576}", "/proc/meminfo"]),
+            command_output("uname", &["-sr"]),
+            command_output("skopeo", &["--version"]),
+            command_output("docker-registry", &["--version"]),
+        );
+        let _ = writeln!(
+            md,
+            "Each tool runs {} times per dataset, alternating, each run into a fresh destination registry; every run is checked by comparing every tag's digest and walking the destination tree. Times are medians, peak RSS the largest seen. replicant runs with its defaults. The source and destination registries run on the same 2 cores as the tools, so ratios, not absolute times, are the result.\n",
+            bench.args.runs
+        );
+        let _ = writeln!(
+            md,
+            "| dataset | tool | wall (s) | CPU (s) | peak RSS (MiB) | wall ratio replicant / reference |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+
+        for (data, tools, reference) in [
+            (&real, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
+            (&small, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
+            (
+                &big,
+                vec![Tool::Replicant, Tool::Skopeo, Tool::CurlPipe],
+                Tool::CurlPipe,
+            ),
+        ] {
+            eprintln!("{} ({} MiB unique):", data.name, data.unique_bytes >> 20);
+            let results = bench.cold(data, &tools, Some(&big_digest));
+            let ref_wall = summary(&results[&reference]).0;
+            for (tool, samples) in &results {
+                let (wall, cpu, rss) = summary(samples);
+                let ratio = if *tool == Tool::Replicant {
+                    format!(
+                        "**{:.2}** (vs {})",
+                        wall / ref_wall,
+                        reference.name().replace('|', "\\|")
+                    )
+                } else {
+                    String::new()
+                };
+                // the pipe's peak is the shell's, not curl's: not comparable
+                let rss = if *tool == Tool::CurlPipe {
+                    "n/a".to_string()
+                } else {
+                    format!("{:.1}", rss as f64 / 1024.0)
+                };
+                let _ = writeln!(
+                    md,
+                    "| {} ({} MiB) | {} | {wall:.2} | {cpu:.2} | {rss} | {ratio} |",
+                    data.name,
+                    data.unique_bytes >> 20,
+                    tool.name().replace('|', "\\|"),
+                );
+            }
+        }
+
+        // the no-op pass: a second pass over the realistic set, nothing changed
+        eprintln!("no-op pass over the realistic set:");
+        let mut noop: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
+        let mut counts: BTreeMap<Tool, (Counts, Counts)> = BTreeMap::new();
+        let command = |tool: Tool, dst: &Registry| match tool {
+            Tool::ReplicantReplaceTag => bench.replicant_with(&real, dst, true),
+            Tool::Skopeo => bench.skopeo(&real, dst),
+            _ => bench.replicant(&real, dst),
+        };
+        for &tool in &[Tool::Replicant, Tool::ReplicantReplaceTag, Tool::Skopeo] {
+            let dst = Registry::start(Auth::None);
+            assert!(measure(&mut command(tool, &dst)).1, "first pass failed");
+            for run in 0..bench.args.runs {
+                let (s0, d0) = (bench.src.log().lines().count(), dst.log().lines().count());
+                let mut cmd = command(tool, &dst);
+                let (sample, ok) = measure(&mut cmd);
+                assert!(ok, "no-op pass of {} failed", tool.name());
+                // count before checking: the check makes requests of its own
+                counts.insert(tool, (requests_by_kind(&bench.src, s0), requests_by_kind(&dst, d0)));
+                verify(&bench.sc, &TestClient::new(&dst.host(), None), &real).expect("no-op result");
+                eprintln!("  run {run}: {:<22} {:>8.2} s", tool.name(), sample.wall.as_secs_f64());
+                noop.entry(tool).or_default().push(sample);
+            }
+        }
+        let ref_wall = summary(&noop[&Tool::Skopeo]).0;
+        for (tool, samples) in &noop {
             let (wall, cpu, rss) = summary(samples);
-            let ratio = if *tool == Tool::Replicant {
-                format!(
-                    "**{:.2}** (vs {})",
-                    wall / ref_wall,
-                    reference.name().replace('|', "\\|")
-                )
+            let ratio = if *tool != Tool::Skopeo {
+                format!("**{:.2}** (vs skopeo)", wall / ref_wall)
             } else {
                 String::new()
             };
-            // the pipe's peak is the shell's, not curl's: not comparable
-            let rss = if *tool == Tool::CurlPipe {
-                "n/a".to_string()
-            } else {
-                format!("{:.1}", rss as f64 / 1024.0)
-            };
             let _ = writeln!(
                 md,
-                "| {} ({} MiB) | {} | {wall:.2} | {cpu:.2} | {rss} | {ratio} |",
-                data.name,
-                data.unique_bytes >> 20,
-                tool.name().replace('|', "\\|"),
+                "| no-op pass (realistic) | {} | {wall:.2} | {cpu:.2} | {:.1} | {ratio} |",
+                tool.name(),
+                rss as f64 / 1024.0
             );
         }
-    }
-
-    // the no-op pass: a second pass over the realistic set, nothing changed
-    eprintln!("no-op pass over the realistic set:");
-    let mut noop: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
-    let mut counts: BTreeMap<Tool, (Counts, Counts)> = BTreeMap::new();
-    for &tool in &[Tool::Replicant, Tool::Skopeo] {
-        let dst = Registry::start(Auth::None);
-        let mut cmd = if tool == Tool::Replicant {
-            bench.replicant(&real, &dst)
-        } else {
-            bench.skopeo(&real, &dst)
-        };
-        assert!(measure(&mut cmd).1, "first pass failed");
-        for run in 0..bench.args.runs {
-            let (s0, d0) = (bench.src.log().lines().count(), dst.log().lines().count());
-            let mut cmd = if tool == Tool::Replicant {
-                bench.replicant(&real, &dst)
-            } else {
-                bench.skopeo(&real, &dst)
-            };
-            let (sample, ok) = measure(&mut cmd);
-            assert!(ok, "no-op pass of {} failed", tool.name());
-            // count before checking: the check makes requests of its own
-            counts.insert(tool, (requests_by_kind(&bench.src, s0), requests_by_kind(&dst, d0)));
-            verify(&bench.sc, &TestClient::new(&dst.host(), None), &real).expect("no-op result");
-            eprintln!("  run {run}: {:<22} {:>8.2} s", tool.name(), sample.wall.as_secs_f64());
-            noop.entry(tool).or_default().push(sample);
-        }
-    }
-    let ref_wall = summary(&noop[&Tool::Skopeo]).0;
-    for (tool, samples) in &noop {
-        let (wall, cpu, rss) = summary(samples);
-        let ratio = if *tool == Tool::Replicant {
-            format!("**{:.2}** (vs skopeo)", wall / ref_wall)
-        } else {
-            String::new()
-        };
         let _ = writeln!(
             md,
-            "| no-op pass (realistic) | {} | {wall:.2} | {cpu:.2} | {:.1} | {ratio} |",
-            tool.name(),
-            rss as f64 / 1024.0
+            "\nRequests in one no-op pass, from the registries' access logs (method and kind):\n"
         );
+        let _ = writeln!(md, "| tool | source registry | destination registry |");
+        let _ = writeln!(md, "|---|---|---|");
+        for (tool, (s, d)) in &counts {
+            let fmt = |m: &BTreeMap<String, usize>| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}: {v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let _ = writeln!(md, "| {} | {} | {} |", tool.name(), fmt(s), fmt(d));
+        }
+        marked("loopback", &md)
     }
-    let _ = writeln!(
-        md,
-        "\nRequests in one no-op pass, from the registries' access logs (method and kind):\n"
-    );
-    let _ = writeln!(md, "| tool | source registry | destination registry |");
-    let _ = writeln!(md, "|---|---|---|");
-    for (tool, (s, d)) in &counts {
-        let fmt = |m: &BTreeMap<String, usize>| {
-            m.iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = writeln!(md, "| {} | {} | {} |", tool.name(), fmt(s), fmt(d));
-    }
-    println!("{md}");
-    // sections other scripts write (bench/build-time) stay
-    let previous = std::fs::read_to_string(&bench.args.out).unwrap_or_default();
-    if let (Some(start), Some(end)) = (
-        previous.find("<!-- build-time:start -->"),
-        previous.find("<!-- build-time:end -->"),
-    ) && start < end
-    {
-        let _ = writeln!(md, "\n{}", &previous[start..end + "<!-- build-time:end -->".len()]);
-    }
-    std::fs::write(&bench.args.out, md).expect("write the report");
-    eprintln!("written to {}", bench.args.out.display());
 }

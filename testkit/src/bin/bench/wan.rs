@@ -1,0 +1,491 @@
+//! The wide-area benchmark: both registries behind a proxy that adds a
+//! one-way delay in each direction (testkit's `LatencyProxy`: every round
+//! trip costs 2 × delay, a new connection one more), over plain HTTP and
+//! over TLS (HTTP/2 where offered: Distribution offers it over TLS).
+//!
+//! For each link, every dataset is copied with replicant's defaults and
+//! with hand-tuned `--jobs`/`--max-connections` settings (the sweep),
+//! alternating, each run into a fresh destination registry and checked by
+//! digest. skopeo runs in the same rounds on the small-tags set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::latency::LatencyProxy;
+use testkit::tls::TestCa;
+use testkit::{Auth, Format, ImageGen, Registry, TestClient};
+
+use super::{Dataset, Sample, measure, median, requests_by_kind, verify};
+
+/// The hand-tuned settings tried beside the defaults.
+const SWEEP: [(u16, u16); 4] = [(4, 8), (16, 32), (64, 128), (256, 256)];
+
+/// A way to run replicant: its defaults, or a setting of the sweep.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Setting {
+    Defaults,
+    Tuned(u16, u16),
+}
+
+impl Setting {
+    fn label(self) -> String {
+        match self {
+            Setting::Defaults => "defaults".into(),
+            Setting::Tuned(j, c) => format!("`-j {j} --max-connections {c}`"),
+        }
+    }
+
+    fn flags(self) -> Vec<String> {
+        match self {
+            Setting::Defaults => Vec::new(),
+            Setting::Tuned(j, c) => vec![
+                "--jobs".into(),
+                j.to_string(),
+                "--max-connections".into(),
+                c.to_string(),
+            ],
+        }
+    }
+
+    fn all() -> Vec<Setting> {
+        let mut v = vec![Setting::Defaults];
+        v.extend(SWEEP.iter().map(|&(j, c)| Setting::Tuned(j, c)));
+        v
+    }
+}
+
+/// One emulated link.
+#[derive(Clone, Copy, Debug)]
+struct Link {
+    one_way_ms: u64,
+    tls: bool,
+}
+
+impl Link {
+    fn label(self) -> String {
+        format!(
+            "{} ms one way, {}",
+            self.one_way_ms,
+            if self.tls { "TLS (HTTP/2)" } else { "plain HTTP/1.1" }
+        )
+    }
+
+    fn delay(self) -> Duration {
+        Duration::from_millis(self.one_way_ms)
+    }
+}
+
+/// A destination for one run: a fresh registry behind its own proxy.
+struct Destination {
+    registry: Registry,
+    proxy: LatencyProxy,
+}
+
+pub struct Wan<'a> {
+    pub replicant: &'a Path,
+    pub work: &'a Path,
+    pub runs: usize,
+    pub quick: bool,
+    pub src: &'a Registry,
+    pub sc: &'a TestClient,
+    pub ca: TestCa,
+}
+
+/// The 1,000-image set: `n` repositories of `tags` single-platform images
+/// each, sharing one base layer, each with its own config and small layer.
+pub fn fleet(g: &mut ImageGen, client: &TestClient, n: usize, tags: usize) -> Dataset {
+    let base = vec![g.layer(Format::Oci, 20 * 1024)];
+    let images: Vec<(String, String, testkit::Image)> = (0..n)
+        .flat_map(|r| (0..tags).map(move |t| (r, t)))
+        .map(|(r, t)| {
+            let image = g.image(Format::Oci, &[1024 + r % 512], &base, ("linux", "amd64"));
+            (format!("bench/fleet/app-{r:04}"), format!("1.{t}.0"), image)
+        })
+        .collect();
+    // pushed from a few threads: 1,000 repositories one by one take long
+    let chunk = images.len().div_ceil(4).max(1);
+    std::thread::scope(|s| {
+        for part in images.chunks(chunk) {
+            s.spawn(move || {
+                for (repo, tag, image) in part {
+                    client.push_image(repo, image, tag);
+                }
+            });
+        }
+    });
+    let unique = 20 * 1024
+        + images
+            .iter()
+            .map(|(_, _, i)| i.all_blobs().iter().map(|b| b.data.len() as u64).sum::<u64>())
+            .sum::<u64>();
+    let mut repos: Vec<String> = images.into_iter().map(|(r, _, _)| r).collect();
+    repos.dedup();
+    Dataset {
+        name: "fleet",
+        repos,
+        unique_bytes: unique,
+    }
+}
+
+/// 3 repositories × `tags` tags × 2 platforms of small layers (the shape
+/// measured in issue 13).
+pub fn small_tags(g: &mut ImageGen, client: &TestClient, tags: usize) -> Dataset {
+    let base = vec![g.layer(Format::Oci, 200 * 1024)];
+    let mut unique = 200 * 1024;
+    let mut repos = Vec::new();
+    for r in 0..3 {
+        let repo = format!("bench/wan-small-{r}");
+        for t in 0..tags {
+            let children = ["amd64", "arm64"]
+                .iter()
+                .map(|arch| {
+                    let own = (64 + (r * 31 + t * 7) % 256) * 1024;
+                    unique += own as u64;
+                    g.image(Format::Oci, &[own, own / 2], &base, ("linux", arch))
+                })
+                .collect();
+            let index = g.index(Format::Oci, children);
+            client.push_image(&repo, &index, &format!("0.{t}.0"));
+        }
+        repos.push(repo);
+    }
+    Dataset {
+        name: "small tags",
+        repos,
+        unique_bytes: unique,
+    }
+}
+
+/// A subset of a dataset's repositories, as a dataset of its own.
+fn first(data: &Dataset, n: usize, name: &'static str) -> Dataset {
+    Dataset {
+        name,
+        repos: data.repos.iter().take(n).cloned().collect(),
+        unique_bytes: 0,
+    }
+}
+
+/// Results of one dataset on one link: samples by setting (and skopeo).
+type Results = BTreeMap<String, Vec<Sample>>;
+
+impl Wan<'_> {
+    fn ca_file(&self) -> PathBuf {
+        let path = self.work.join("wan-ca.pem");
+        std::fs::write(&path, &self.ca.ca_pem).expect("write CA");
+        path
+    }
+
+    fn destination(&self, link: Link) -> Destination {
+        let registry = if link.tls {
+            Registry::start_tls(Auth::None, &self.ca)
+        } else {
+            Registry::start(Auth::None)
+        };
+        let proxy = LatencyProxy::start(&registry.host(), link.delay());
+        Destination { registry, proxy }
+    }
+
+    fn dst_client(&self, d: &Destination) -> TestClient {
+        if d.registry.tls {
+            TestClient::https(&d.registry.host(), &self.ca.ca_pem)
+        } else {
+            TestClient::new(&d.registry.host(), None)
+        }
+    }
+
+    fn replicant(
+        &self,
+        data: &Dataset,
+        src: &str,
+        dst: &str,
+        tls: bool,
+        replace_tag: bool,
+        setting: Setting,
+    ) -> Command {
+        let mut yaml = String::from("mode: all\n");
+        if tls {
+            let ca = self.ca_file();
+            let _ = writeln!(yaml, "registries:");
+            for host in [src, dst] {
+                let _ = writeln!(yaml, "  \"{host}\":\n    tls: true\n    ca-file: {}", ca.display());
+            }
+        }
+        yaml.push_str(&super::images_yaml(data, src, dst, replace_tag));
+        let cfg = self.work.join("wan.yaml");
+        std::fs::write(&cfg, yaml).expect("write config");
+        let mut cmd = Command::new(self.replicant);
+        cmd.arg("-c")
+            .arg(cfg)
+            .args(setting.flags())
+            .env("DOCKER_CONFIG", self.work)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.log()).expect("log file"));
+        cmd
+    }
+
+    /// Where the last replicant run's log is (shown when a run fails).
+    fn log(&self) -> PathBuf {
+        self.work.join("wan-replicant.log")
+    }
+
+    fn failed(&self, what: &str) -> ! {
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!("{what}; the end of its log:\n{}", tail.join("\n"));
+    }
+
+    fn skopeo(&self, data: &Dataset, src: &str, dst: &str, tls: bool) -> Command {
+        let certs = self.work.join("wan-certs");
+        std::fs::create_dir_all(&certs).expect("cert dir");
+        std::fs::write(certs.join("ca.crt"), &self.ca.ca_pem).expect("write CA");
+        let mut yaml = format!(
+            "{src}:\n  tls-verify: {tls}\n  cert-dir: {}\n  images-by-tag-regex:\n",
+            certs.display()
+        );
+        for repo in &data.repos {
+            let _ = writeln!(yaml, "    {repo}: \".*\"");
+        }
+        let file = self.work.join("wan-skopeo.yaml");
+        std::fs::write(&file, yaml).expect("write skopeo config");
+        let mut cmd = super::skopeo_sync(self.work, &file, &format!("{dst}/mirror"));
+        cmd.arg(format!("--dest-tls-verify={tls}"))
+            .arg("--dest-cert-dir")
+            .arg(&certs);
+        cmd
+    }
+
+    /// Cold copies of `data` over `link`: every setting (and skopeo when
+    /// asked), alternating, `runs` rounds.
+    fn cold(&self, link: Link, src: &str, data: &Dataset, runs: usize, with_skopeo: bool) -> Results {
+        let mut out = Results::new();
+        for run in 0..runs {
+            let mut tools: Vec<Option<Setting>> = Setting::all().into_iter().map(Some).collect();
+            if with_skopeo {
+                tools.push(None);
+            }
+            for tool in tools {
+                let d = self.destination(link);
+                let dst = d.proxy.host();
+                let (sample, ok) = match tool {
+                    Some(s) => measure(&mut self.replicant(data, src, &dst, link.tls, false, s)),
+                    None => measure(&mut self.skopeo(data, src, &dst, link.tls)),
+                };
+                let label = tool.map(Setting::label).unwrap_or_else(|| "skopeo".into());
+                if !ok {
+                    self.failed(&format!("{label} failed on {} over {}", data.name, link.label()));
+                }
+                let checked = verify(self.sc, &self.dst_client(&d), data)
+                    .unwrap_or_else(|e| panic!("{label} on {} over {}: {e}", data.name, link.label()));
+                eprintln!(
+                    "  {} / {} run {run}: {label:<34} {:>7.2} s ({checked} objects verified)",
+                    link.label(),
+                    data.name,
+                    sample.wall.as_secs_f64()
+                );
+                out.entry(label).or_default().push(sample);
+            }
+        }
+        out
+    }
+
+    /// No-op passes of `data` over `link` into one destination that already
+    /// has everything: every setting, `runs` rounds; also the requests one
+    /// default pass made of each registry.
+    fn noop(
+        &self,
+        link: Link,
+        src: &Registry,
+        src_host: &str,
+        data: &Dataset,
+        replace_tag: bool,
+    ) -> (Results, (usize, usize)) {
+        let d = self.destination(link);
+        let dst = d.proxy.host();
+        assert!(measure(&mut self.replicant(data, src_host, &dst, link.tls, false, Setting::Defaults)).1);
+        let mut out = Results::new();
+        let mut requests = (0, 0);
+        for run in 0..self.runs {
+            for s in Setting::all() {
+                let (s0, d0) = (src.log().lines().count(), d.registry.log().lines().count());
+                let (sample, ok) = measure(&mut self.replicant(data, src_host, &dst, link.tls, replace_tag, s));
+                if !ok {
+                    self.failed(&format!("no-op pass with {} failed", s.label()));
+                }
+                if s == Setting::Defaults {
+                    let count = |m: BTreeMap<String, usize>| m.values().sum::<usize>();
+                    requests = (
+                        count(requests_by_kind(src, s0)),
+                        count(requests_by_kind(&d.registry, d0)),
+                    );
+                }
+                eprintln!(
+                    "  {} / no-op {} run {run}: {:<34} {:>7.2} s",
+                    link.label(),
+                    data.name,
+                    s.label(),
+                    sample.wall.as_secs_f64()
+                );
+                out.entry(s.label()).or_default().push(sample);
+            }
+        }
+        verify(self.sc, &self.dst_client(&d), data).expect("no-op result");
+        (out, requests)
+    }
+}
+
+/// One table row per setting: median wall, peak RSS, and the ratio to the
+/// best setting; the defaults' row says how far they are from it.
+fn rows(md: &mut String, what: &str, link: Link, results: &Results) -> f64 {
+    let walls: BTreeMap<&String, f64> = results
+        .iter()
+        .map(|(k, v)| (k, median(v.iter().map(|s| s.wall.as_secs_f64()).collect())))
+        .collect();
+    let best = walls
+        .iter()
+        .filter(|(k, _)| k.as_str() != "skopeo")
+        .map(|(_, w)| *w)
+        .fold(f64::INFINITY, f64::min);
+    let defaults = walls.get(&"defaults".to_string()).copied().unwrap_or(f64::NAN);
+    for (label, samples) in results {
+        let wall = walls[label];
+        let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+        let ratio = wall / best;
+        let shown = if label == "defaults" {
+            format!("**{ratio:.2}**")
+        } else {
+            format!("{ratio:.2}")
+        };
+        let tool = if label == "skopeo" {
+            "skopeo sync --all --preserve-digests".to_string()
+        } else {
+            format!("replicant {label}")
+        };
+        let _ = writeln!(
+            md,
+            "| {what} | {} | {tool} | {wall:.2} | {rss:.1} | {shown} |",
+            link.label()
+        );
+    }
+    defaults / best
+}
+
+pub fn section(w: &Wan, g: &mut ImageGen) -> String {
+    eprintln!("WAN datasets...");
+    let (small_n, fleet_n, fleet_tags) = if w.quick { (5, 100, 2) } else { (25, 1000, 2) };
+    let small = small_tags(g, w.sc, small_n);
+    let fleet_all = fleet(g, w.sc, fleet_n, fleet_tags);
+    let tls_src = Registry::start_tls_over(w.src, &w.ca);
+    let mut md = String::new();
+    let _ = writeln!(md, "## Over a wide-area link\n");
+    let _ = writeln!(
+        md,
+        "Both registries behind testkit's `LatencyProxy`, which delays every byte by the one-way time in each direction (a round trip costs twice that, a new connection a round trip more; no bandwidth cap). Plain HTTP/1.1, and TLS, where Distribution offers HTTP/2 and replicant uses it. Each row is replicant with its defaults or with a hand-tuned `--jobs`/`--max-connections` (the sweep), alternating, each run into a fresh destination registry, every copy checked by digest; \"vs best\" is the median wall time over the best setting's in the same rounds (the defaults' ratio in bold). skopeo runs in the same rounds where its runtime allows (the small-tags set, plain, 20 ms).\n"
+    );
+    let _ = writeln!(md, "| dataset | link | tool | wall (s) | peak RSS (MiB) | vs best |");
+    let _ = writeln!(md, "|---|---|---|---:|---:|---:|");
+    let mut headline = Vec::new();
+    let links: Vec<Link> = [20, 50]
+        .iter()
+        .flat_map(|&ms| [false, true].map(|tls| Link { one_way_ms: ms, tls }))
+        .collect();
+    let fleet_name = format!("{} images × {fleet_tags} tags", fleet_all.repos.len());
+    for link in &links {
+        let src = if link.tls { &tls_src } else { w.src };
+        let proxy = LatencyProxy::start(&src.host(), link.delay());
+        let host = proxy.host();
+        let small_label = format!("small tags (3 × {small_n} × 2 platforms)");
+        // skopeo takes minutes per run here: once, on the plain 20 ms link
+        let r = w.cold(*link, &host, &small, w.runs, link.one_way_ms == 20 && !link.tls);
+        headline.push((small_label.clone(), *link, rows(&mut md, &small_label, *link, &r)));
+        let r = w.cold(*link, &host, &fleet_all, 1, false);
+        let label = format!("{fleet_name}, cold");
+        headline.push((label.clone(), *link, rows(&mut md, &label, *link, &r)));
+        let (r, (s, d)) = w.noop(*link, src, &host, &fleet_all, false);
+        let label = format!("{fleet_name}, no-op");
+        headline.push((label.clone(), *link, rows(&mut md, &label, *link, &r)));
+        let n = fleet_all.repos.len() as f64;
+        eprintln!(
+            "  no-op requests: {s} to the source, {d} to the destination ({:.2} per image)",
+            (s + d) as f64 / n
+        );
+        let (r, _) = w.noop(*link, src, &host, &fleet_all, true);
+        let label = format!("{fleet_name}, no-op with `replace-tag: true`");
+        headline.push((label.clone(), *link, rows(&mut md, &label, *link, &r)));
+        headline_requests(&mut md, *link, s, d, n);
+    }
+    let _ = writeln!(
+        md,
+        "\nThe defaults' wall time over the best setting's, per dataset and link (target: at most 1.25):\n"
+    );
+    let _ = writeln!(md, "| dataset | link | defaults / best |");
+    let _ = writeln!(md, "|---|---|---:|");
+    for (what, link, ratio) in &headline {
+        let _ = writeln!(md, "| {what} | {} | {ratio:.2} |", link.label());
+    }
+    md.push_str(&scale(w, g, &fleet_all));
+    md
+}
+
+fn headline_requests(md: &mut String, link: Link, src: usize, dst: usize, images: f64) {
+    let _ = writeln!(
+        md,
+        "| (requests in one default no-op pass, {}) | | {src} to the source, {dst} to the destination: {:.2} per image | | | |",
+        link.label(),
+        (src + dst) as f64 / images
+    );
+}
+
+/// How a cold pass and a no-op pass grow with the number of images, at 20
+/// ms one way, plain, defaults.
+fn scale(w: &Wan, _g: &mut ImageGen, fleet: &Dataset) -> String {
+    let link = Link {
+        one_way_ms: 20,
+        tls: false,
+    };
+    let proxy = LatencyProxy::start(&w.src.host(), link.delay());
+    let host = proxy.host();
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "\nHow time and memory grow with the number of images (20 ms one way, plain, defaults, medians of {} runs):\n",
+        w.runs
+    );
+    let _ = writeln!(
+        md,
+        "| images | cold wall (s) | cold peak RSS (MiB) | no-op wall (s) | no-op peak RSS (MiB) |"
+    );
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
+    let mut sizes = vec![10, 100, fleet.repos.len()];
+    sizes.dedup();
+    for n in sizes {
+        let data = first(fleet, n, "fleet subset");
+        let (mut cold, mut noop) = (Vec::new(), Vec::new());
+        for _ in 0..w.runs {
+            let d = w.destination(link);
+            let dst = d.proxy.host();
+            let (s, ok) = measure(&mut w.replicant(&data, &host, &dst, false, false, Setting::Defaults));
+            assert!(ok, "cold pass of {n} images failed");
+            cold.push(s);
+            let (s, ok) = measure(&mut w.replicant(&data, &host, &dst, false, false, Setting::Defaults));
+            assert!(ok, "no-op pass of {n} images failed");
+            noop.push(s);
+            verify(w.sc, &w.dst_client(&d), &data).expect("scale result");
+        }
+        let wall = |v: &[Sample]| median(v.iter().map(|s| s.wall.as_secs_f64()).collect());
+        let rss = |v: &[Sample]| v.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+        eprintln!("  scale {n}: cold {:.2} s, no-op {:.2} s", wall(&cold), wall(&noop));
+        let _ = writeln!(
+            md,
+            "| {n} | {:.2} | {:.1} | {:.2} | {:.1} |",
+            wall(&cold),
+            rss(&cold),
+            wall(&noop),
+            rss(&noop)
+        );
+    }
+    md
+}
