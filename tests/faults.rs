@@ -338,3 +338,85 @@ fn an_exhausted_pull_budget_stops_pulls_from_that_registry_only() {
     assert_mirror(&oc, "team/tool", &dc, "mirror/tool", &["2.0.0"]);
     let _ = sc;
 }
+
+/// The lines of a `--debug` log where a registry's concurrency changed, as
+/// (registry, from, to).
+fn concurrency_changes(log: &str, registry: &str) -> Vec<(usize, usize)> {
+    log.lines()
+        .filter(|l| l.contains(registry) && l.contains("concurrency "))
+        .filter_map(|l| {
+            let rest = &l[l.find("concurrency ")? + "concurrency ".len()..];
+            let (from, rest) = rest.split_once(" -> ")?;
+            let to = rest.split_whitespace().next()?;
+            Some((from.parse().ok()?, to.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Concurrency adapts per registry: on a clean link it grows past where it
+/// starts; a burst of 429s halves it, and the copies wait and retry instead
+/// of failing.
+#[test]
+fn concurrency_grows_on_a_clean_link_and_backs_off_under_429s() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    let shared = vec![generator.layer(Format::Oci, 20_000)];
+    let tags: Vec<String> = (0..12).map(|t| format!("1.{t}.0")).collect();
+    for tag in &tags {
+        sc.push_image("team/app", &generator.multi_arch(Format::Oci, 10_000, &shared), tag);
+    }
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let proxy = FaultProxy::start(&dst.host(), 7);
+    let ws = Workspace::new();
+    let config = |repo: &str| {
+        ws.write_config(&format!(
+            "mode: all\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/{repo}\n",
+            src.host(),
+            proxy.host()
+        ))
+    };
+
+    // clean: the source's limit grows from 8 (slow start: it doubles)
+    let run = ws.run(&config("mirror/clean"), &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/clean", &tags);
+    let grew = concurrency_changes(&run.stderr, &src.host());
+    assert!(
+        grew.contains(&(8, 16)),
+        "no growth logged for {}: {grew:?}\n{}",
+        src.host(),
+        run.stderr
+    );
+
+    // a burst of 429s (with Retry-After: 1) on most upload starts at the
+    // destination for two and a half seconds: its limit is cut, and every
+    // tag still arrives (a start is tried at most three times in the burst,
+    // and five times in all)
+    proxy.set(Some((Fault::Status(429), 0.7, Target::UploadStarts)));
+    let clear = {
+        let proxy = &proxy;
+        move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            proxy.set(None);
+        }
+    };
+    let run = std::thread::scope(|s| {
+        s.spawn(clear);
+        ws.run(&config("mirror/throttled"), &["--debug"])
+    });
+    assert!(proxy.injected() > 0, "no 429 was injected");
+    assert_eq!(run.code, 0, "429s must be waited out, not fail tags: {run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/throttled", &tags);
+    let changes = concurrency_changes(&run.stderr, &proxy.host());
+    assert!(
+        changes
+            .iter()
+            .any(|(from, to)| to < from && run.stderr.contains("answered 429 or 503")),
+        "no cut logged for {}: {changes:?}\n{}",
+        proxy.host(),
+        run.stderr
+    );
+}

@@ -220,7 +220,8 @@ impl Limiter {
         // log cuts, and growth when it has doubled (or reached the ceiling)
         let show = to < s.shown || to >= s.shown * 2 || (to == self.ceiling && s.shown != to);
         if show {
-            s.shown = to;
+            // from the value last logged: the log reads as a sequence
+            let from = std::mem::replace(&mut s.shown, to);
             drop(s);
             tracing::debug!(
                 registry = %self.name,

@@ -362,6 +362,7 @@ impl Transport {
             Err(e) => return Err(classify(ctx, registry, e)),
         };
         tracing::debug!(registry = %registry, status = resp.status().as_u16(), "ping");
+        self.limiter(registry).record(Signal::of_status(resp.status().as_u16()));
         match resp.status() {
             s if s.is_success() => Ok(Challenge::None),
             StatusCode::UNAUTHORIZED => {
