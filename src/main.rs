@@ -273,6 +273,7 @@ fn usage_error(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    replicant::registry::connect::install_crypto();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {

@@ -15,7 +15,7 @@ use crate::registry::{HostSettings, TransportSettings};
 /// Images planned and tags copied at once, unless `--jobs` says otherwise.
 /// Tags in flight cost little (a few manifests); what goes to each
 /// registry at once is the adaptive per-registry limit's business.
-pub const DEFAULT_JOBS: usize = 32;
+pub const DEFAULT_JOBS: usize = 64;
 /// The ceiling of each registry's adaptive limit, unless
 /// `--max-connections` says otherwise (BENCHMARKS.md: the sweep).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;

@@ -56,7 +56,9 @@ impl Aws {
             .connect_timeout(Duration::from_secs(5))
             .operation_timeout(Duration::from_secs(60))
             .build();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts);
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .timeout_config(timeouts)
+            .http_client(http::client());
         if let Some(r) = region {
             loader = loader.region(Region::new(r.to_string()));
         }
@@ -297,5 +299,104 @@ impl CredentialProvider for EcrPublic {
                 place,
             )
         })
+    }
+}
+
+/// The SDK's HTTP client: reqwest, the one the registries are spoken to
+/// with (one TLS stack in the binary, and no second HTTPS client to build).
+/// Answers are bounded like every other answer a peer sends.
+mod http {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use aws_smithy_runtime_api::client::http::{
+        HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+        http_client_fn,
+    };
+    use aws_smithy_runtime_api::client::orchestrator::{HttpRequest, HttpResponse};
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::body::SdkBody;
+    use futures_util::StreamExt as _;
+
+    /// The largest answer read from an AWS endpoint (authorization tokens
+    /// and credentials are a few KiB).
+    const MAX_ANSWER: usize = 1024 * 1024;
+
+    #[derive(Debug, Clone)]
+    struct Reqwest(reqwest::Client);
+
+    /// The client for the SDK, one reqwest client per timeout setting (the
+    /// instance metadata service is asked with shorter ones).
+    pub(super) fn client() -> SharedHttpClient {
+        type Timeouts = (Option<Duration>, Option<Duration>);
+        let clients: Arc<Mutex<HashMap<Timeouts, Reqwest>>> = Arc::default();
+        http_client_fn(move |settings: &HttpConnectorSettings, _| {
+            let key = (settings.connect_timeout(), settings.read_timeout());
+            let mut clients = crate::lock(&clients);
+            let connector = clients.entry(key).or_insert_with(|| {
+                crate::registry::connect::install_crypto();
+                let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+                if let Some(t) = key.0 {
+                    b = b.connect_timeout(t);
+                }
+                if let Some(t) = key.1 {
+                    b = b.read_timeout(t);
+                }
+                // a builder with these settings cannot fail but for TLS
+                // setup; the default client is then the best there is
+                Reqwest(b.build().unwrap_or_default())
+            });
+            SharedHttpConnector::new(connector.clone())
+        })
+    }
+
+    impl HttpConnector for Reqwest {
+        fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+            let client = self.0.clone();
+            HttpConnectorFuture::new(async move {
+                let user = |e: &str| ConnectorError::user(e.to_string().into());
+                let method =
+                    reqwest::Method::from_bytes(request.method().as_bytes()).map_err(|_| user("bad method"))?;
+                let mut builder = client.request(method, request.uri());
+                for (name, value) in request.headers() {
+                    builder = builder.header(name, value);
+                }
+                let body = request
+                    .body()
+                    .bytes()
+                    .ok_or_else(|| user("streamed request bodies are not supported"))?
+                    .to_vec();
+                let resp = builder.body(body).send().await.map_err(|e| {
+                    if e.is_timeout() {
+                        ConnectorError::timeout(e.into())
+                    } else {
+                        ConnectorError::io(e.into())
+                    }
+                })?;
+                let status = resp.status().as_u16();
+                let headers = resp.headers().clone();
+                let mut bytes = Vec::new();
+                let mut body = resp.bytes_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| ConnectorError::io(e.into()))?;
+                    if bytes.len() + chunk.len() > MAX_ANSWER {
+                        return Err(ConnectorError::other("answer larger than 1 MiB".into(), None));
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                let status = status.try_into().map_err(|_| user("bad status"))?;
+                let mut out = HttpResponse::new(status, SdkBody::from(bytes));
+                for (name, value) in &headers {
+                    // a header that is not text is not one the SDK reads
+                    if let Ok(value) = value.to_str() {
+                        let _ = out
+                            .headers_mut()
+                            .try_append(name.as_str().to_string(), value.to_string());
+                    }
+                }
+                Ok(out)
+            })
+        }
     }
 }

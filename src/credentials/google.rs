@@ -344,7 +344,7 @@ fn sign_jwt(email: &str, key_id: Option<&str>, pem: &str, token_uri: &str, place
         place: place.to_string(),
         reason: reason.to_string(),
     };
-    use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
+    use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
     use rustls_pki_types::{PrivatePkcs8KeyDer, pem::PemObject as _};
     let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|_| bad("private_key is not a PEM PKCS#8 private key"))?;
@@ -366,10 +366,10 @@ fn sign_jwt(email: &str, key_id: Option<&str>, pem: &str, token_uri: &str, place
         "exp": now + JWT_LIFETIME,
     });
     let signing_input = format!("{}.{}", b64(&header), b64(&claims));
-    let mut signature = vec![0; key.public_modulus_len()];
+    let mut signature = vec![0; key.public().modulus_len()];
     key.sign(
         &RSA_PKCS1_SHA256,
-        &aws_lc_rs::rand::SystemRandom::new(),
+        &ring::rand::SystemRandom::new(),
         signing_input.as_bytes(),
         &mut signature,
     )

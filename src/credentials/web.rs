@@ -23,6 +23,7 @@ pub(super) struct Web {
 
 impl Web {
     pub(super) fn new() -> Web {
+        crate::registry::connect::install_crypto();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(TIMEOUT)

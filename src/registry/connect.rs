@@ -60,6 +60,12 @@ impl Default for TransportSettings {
     }
 }
 
+/// Makes ring rustls's crypto provider for the whole process (every HTTP
+/// client, the AWS SDK's too), once; later calls change nothing.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The HTTP clients of a run: connection reuse per TLS setup.
 /// One TLS setup's clients: `reading` stops at `--timeout` of silence;
 /// `uploading` has no read timeout, because while a streamed upload is
@@ -78,6 +84,7 @@ pub(super) struct Connections {
 
 impl Connections {
     pub(super) fn new(settings: &TransportSettings) -> Result<Connections, reqwest::Error> {
+        install_crypto();
         let builder = |o: Option<&HostSettings>| {
             let mut b = reqwest::Client::builder()
                 .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))
