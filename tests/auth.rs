@@ -338,3 +338,61 @@ fn credentials_found_for_a_plain_http_remote_registry_are_withheld_and_said_so()
     assert!(!ours.is_empty(), "{log}");
     assert!(!ours.iter().any(|l| l.contains("auth.user.name")), "{log}");
 }
+
+/// One token fetch per scope, however many copies need it at once: six
+/// repositories of three tags, copied many at a time, cost the token issuer
+/// one request per scope (a pull token per repository for its tag list, a
+/// pull-and-push one for its copies); a no-op pass one per repository.
+#[test]
+fn one_token_fetch_per_scope_however_many_copies_need_it_at_once() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let dst = token_registry(bob_policy());
+    let dc = TestClient::new(&dst.host(), Some(("bob", BOB_PW)));
+    let mut generator = ImageGen::seeded(5);
+    let tags = ["1.0.0", "1.1.0", "1.2.0"];
+    let mut yaml = String::from("mode: all\nimages:\n");
+    for r in 0..6 {
+        for tag in tags {
+            let image = generator.multi_arch(Format::Oci, 700, &[]);
+            sc.push_image(&format!("team/app{r}"), &image, tag);
+        }
+        yaml.push_str(&format!(
+            "  app{r}:\n    source: {}/team/app{r}\n    destination: {}/mirror/app{r}\n",
+            src.host(),
+            dst.host()
+        ));
+    }
+    let ws = Workspace::new();
+    ws.docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"username":"bob","password":"{BOB_PW}"}}}}}}"#,
+        dst.host()
+    ));
+    let cfg = ws.write_config(&yaml);
+    let run = ws.run(&cfg, &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // counted before checking: the checking client asks for tokens too
+    let issuer = dst.issuer.as_ref().unwrap();
+    let requests = issuer.requests();
+    // a blob mounted from another repository asks for a token covering
+    // both: one more per pair of repositories
+    let pairs: std::collections::HashSet<(&str, &str)> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("blob mounted"))
+        .filter_map(|l| {
+            let field = |name: &str| l.split_whitespace().find_map(|w| w.strip_prefix(name));
+            Some((field("destination=")?, field("from=")?))
+        })
+        .collect();
+    assert_eq!(requests, 12 + pairs.len(), "{}", run.stderr);
+    assert_eq!(run.stderr.matches("token fetched").count(), requests);
+    for r in 0..6 {
+        assert_mirror(&sc, &format!("team/app{r}"), &dc, &format!("mirror/app{r}"), &tags);
+    }
+
+    let before = issuer.requests();
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(issuer.requests() - before, 6);
+}

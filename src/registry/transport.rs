@@ -409,7 +409,8 @@ impl Transport {
                 _ => None,
             }),
             Challenge::Bearer { realm, service } => {
-                let slot = self.state(registry).token_slot(scope_key(scopes));
+                let key = scope_key(scopes);
+                let slot = self.state(registry).token_slot(key.clone());
                 let mut cached = slot.lock().await;
                 if let Some(t) = cached.as_ref().filter(|t| t.is_fresh()) {
                     return Ok(Some(format!("Bearer {}", t.value)));
@@ -421,6 +422,7 @@ impl Transport {
                         self.bounded(&ctx, fetch)
                     })
                     .await?;
+                tracing::debug!(registry = %registry, scope = %key, "token fetched");
                 let header = format!("Bearer {}", token.value);
                 *cached = Some(token);
                 Ok(Some(header))
