@@ -3,9 +3,10 @@
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
 //!
-//!     bench [--runs N] [--quick] [--only loopback|wan] --replicant PATH --out BENCHMARKS.md
+//!     bench [--runs N] [--quick] [--only loopback|sweep|wan] --replicant PATH --out BENCHMARKS.md
 //!
-//! `--only` runs one part and keeps the other's tables from the file.
+//! `--only` runs one part (the loopback tables against skopeo, the sweep of
+//! settings on loopback, the WAN tables) and keeps the others' from the file.
 
 mod wan;
 
@@ -69,7 +70,7 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
-            "--only" => args.only = Some(it.next().expect("--only loopback|wan")),
+            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -432,7 +433,21 @@ fn main() {
     } else {
         kept(&previous, "wan")
     };
-    let mut md = format!("{loopback}\n{wan}");
+    let sweep = if only.as_deref().is_none_or(|o| o == "sweep") {
+        let w = wan::Wan {
+            replicant: &bench.args.replicant,
+            work: bench.work.path(),
+            runs: bench.args.runs,
+            quick,
+            src: &bench.src,
+            sc: &bench.sc,
+            ca: testkit::tls::TestCa::new(),
+        };
+        marked("sweep", &wan::loopback_section(&w, &mut g))
+    } else {
+        kept(&previous, "sweep")
+    };
+    let mut md = format!("{loopback}\n{sweep}\n{wan}");
     // sections other scripts write (bench/build-time) stay
     let build = kept(&previous, "build-time");
     if !build.is_empty() {

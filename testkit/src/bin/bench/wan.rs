@@ -76,11 +76,22 @@ struct Link {
 
 impl Link {
     fn label(self) -> String {
-        format!(
-            "{} ms one way, {}",
-            self.one_way_ms,
-            if self.tls { "TLS (HTTP/2)" } else { "plain HTTP/1.1" }
-        )
+        let wire = if self.tls { "TLS (HTTP/2)" } else { "plain HTTP/1.1" };
+        if self.one_way_ms == 0 {
+            return format!("loopback, no proxy, {wire}");
+        }
+        format!("{} ms one way, {wire}", self.one_way_ms)
+    }
+
+    /// What stands in front of a registry at `host` on this link: a latency
+    /// proxy, or nothing on loopback; and the address to use.
+    fn front(self, host: &str) -> (Option<LatencyProxy>, String) {
+        if self.one_way_ms == 0 {
+            return (None, host.to_string());
+        }
+        let proxy = LatencyProxy::start(host, self.delay());
+        let front = proxy.host();
+        (Some(proxy), front)
     }
 
     fn delay(self) -> Duration {
@@ -91,7 +102,9 @@ impl Link {
 /// A destination for one run: a fresh registry behind its own proxy.
 struct Destination {
     registry: Registry,
-    proxy: LatencyProxy,
+    /// Kept for as long as the destination is used.
+    _proxy: Option<LatencyProxy>,
+    host: String,
 }
 
 pub struct Wan<'a> {
@@ -194,8 +207,12 @@ impl Wan<'_> {
         } else {
             Registry::start(Auth::None)
         };
-        let proxy = LatencyProxy::start(&registry.host(), link.delay());
-        Destination { registry, proxy }
+        let (proxy, host) = link.front(&registry.host());
+        Destination {
+            registry,
+            _proxy: proxy,
+            host,
+        }
     }
 
     fn dst_client(&self, d: &Destination) -> TestClient {
@@ -287,7 +304,7 @@ impl Wan<'_> {
             }
             for tool in tools {
                 let d = self.destination(link);
-                let dst = d.proxy.host();
+                let dst = d.host.clone();
                 let (sample, ok) = match tool {
                     Some(s) => measure(&mut self.replicant(data, src, &dst, link.tls, false, s)),
                     None => measure(&mut self.skopeo(data, src, &dst, link.tls)),
@@ -322,7 +339,7 @@ impl Wan<'_> {
         data: &Dataset,
     ) -> ([Results; 2], (usize, usize)) {
         let d = self.destination(link);
-        let dst = d.proxy.host();
+        let dst = d.host.clone();
         if !measure(&mut self.replicant(data, src_host, &dst, link.tls, false, Setting::Defaults)).1 {
             self.failed("the first pass before the no-op passes failed");
         }
@@ -398,52 +415,65 @@ fn rows(md: &mut String, what: &str, link: Link, results: &Results) -> f64 {
     defaults / best
 }
 
+/// The WAN tables: 20 and 50 ms one way, plain and TLS, and how a pass
+/// grows with the number of images.
 pub fn section(w: &Wan, g: &mut ImageGen) -> String {
-    eprintln!("WAN datasets...");
+    let links: Vec<Link> = [20, 50]
+        .iter()
+        .flat_map(|&ms| [false, true].map(|tls| Link { one_way_ms: ms, tls }))
+        .collect();
+    sweep(w, g, &links, true)
+}
+
+/// The same sweep on loopback, without proxies: the defaults against
+/// hand-tuned settings where round trips cost nothing.
+pub fn loopback_section(w: &Wan, g: &mut ImageGen) -> String {
+    sweep(
+        w,
+        g,
+        &[Link {
+            one_way_ms: 0,
+            tls: false,
+        }],
+        false,
+    )
+}
+
+fn sweep(w: &Wan, g: &mut ImageGen, links: &[Link], wan: bool) -> String {
+    eprintln!("sweep datasets...");
     let (small_n, fleet_n, fleet_tags) = if w.quick { (5, 100, 2) } else { (25, 1000, 2) };
     let small = small_tags(g, w.sc, small_n);
     let fleet_all = fleet(g, w.sc, fleet_n, fleet_tags);
     let tls_src = Registry::start_tls_over(w.src, &w.ca);
     let mut md = String::new();
-    let _ = writeln!(md, "## Over a wide-area link\n");
+    if wan {
+        let _ = writeln!(md, "## Over a wide-area link\n");
+    } else {
+        let _ = writeln!(
+            md,
+            "## The defaults against a sweep, on loopback\n\nThe WAN section's datasets and sweep, with no proxy in front of the registries (round trips cost nothing; the registries' own hashing and disk writes, on the same 2 cores, are the limit).\n"
+        );
+    }
+    if wan {
+        let _ = write!(
+            md,
+            "Both registries behind testkit's `LatencyProxy`, which delays every byte by the one-way time in each direction (a round trip costs twice that, a new connection a round trip more; no bandwidth cap). Plain HTTP/1.1, and TLS, where Distribution offers HTTP/2 and replicant uses it. "
+        );
+    }
     let _ = writeln!(
         md,
-        "Both registries behind testkit's `LatencyProxy`, which delays every byte by the one-way time in each direction (a round trip costs twice that, a new connection a round trip more; no bandwidth cap). Plain HTTP/1.1, and TLS, where Distribution offers HTTP/2 and replicant uses it. Each row is replicant with its defaults or with a hand-tuned `--jobs`/`--max-connections` (the sweep), alternating, each run into a fresh destination registry, every copy checked by digest; \"vs best\" is the median wall time over the best setting's in the same rounds (the defaults' ratio in bold). skopeo runs in the first round where its runtime allows (the small-tags set, plain, 20 ms: minutes per run). The old defaults (`-j 4 --max-connections 8`) are left out of the 1,000-image rows, where they take minutes per run; the cold 1,000-image pass runs once per setting and only at 20 ms, the no-op passes twice.\n"
+        "Each row is replicant with its defaults or with a hand-tuned `--jobs`/`--max-connections` (the sweep), alternating, each run into a fresh destination registry, every copy checked by digest; \"vs best\" is the median wall time over the best setting's in the same rounds (the defaults' ratio in bold). skopeo runs in the first round where its runtime allows (the small-tags set, plain, 20 ms: minutes per run). The old defaults (`-j 4 --max-connections 8`) are left out of the 1,000-image rows, where they take minutes per run; the cold 1,000-image pass runs once per setting and only at 20 ms, the no-op passes twice.\n"
     );
     let _ = writeln!(md, "| dataset | link | tool | wall (s) | peak RSS (MiB) | vs best |");
     let _ = writeln!(md, "|---|---|---|---:|---:|---:|");
     let mut headline = Vec::new();
-    let links: Vec<Link> = [20, 50]
-        .iter()
-        .flat_map(|&ms| [false, true].map(|tls| Link { one_way_ms: ms, tls }))
-        .collect();
     let fleet_name = format!("{} images × {fleet_tags} tags", fleet_all.repos.len());
-    for link in &links {
+    let small_label = format!("small tags (3 × {small_n} × 2 platforms)");
+    for link in links {
         let src = if link.tls { &tls_src } else { w.src };
-        let proxy = LatencyProxy::start(&src.host(), link.delay());
-        let host = proxy.host();
-        let small_label = format!("small tags (3 × {small_n} × 2 platforms)");
-        // skopeo takes minutes per run here: once, on the plain 20 ms link
-        let with_skopeo = link.one_way_ms == 20 && !link.tls;
-        let r = w.cold(*link, &host, &small, w.runs, &Setting::all(), with_skopeo);
-        headline.push((small_label.clone(), *link, rows(&mut md, &small_label, *link, &r)));
-        // the cold 1,000-image pass takes minutes per setting: at 20 ms
-        if link.one_way_ms == 20 {
-            let r = w.cold(*link, &host, &fleet_all, 1, &Setting::without_old(), false);
-            let label = format!("{fleet_name}, cold");
-            headline.push((label.clone(), *link, rows(&mut md, &label, *link, &r)));
-        }
-        let ([r, replacing], (s, d)) = w.noop(&Setting::without_old(), *link, src, &host, &fleet_all);
-        let label = format!("{fleet_name}, no-op");
-        headline.push((label.clone(), *link, rows(&mut md, &label, *link, &r)));
-        let n = fleet_all.repos.len() as f64;
-        eprintln!(
-            "  no-op requests: {s} to the source, {d} to the destination ({:.2} per image)",
-            (s + d) as f64 / n
-        );
-        let label = format!("{fleet_name}, no-op with `replace-tag: true`");
-        headline.push((label.clone(), *link, rows(&mut md, &label, *link, &replacing)));
-        headline_requests(&mut md, *link, s, d, n);
+        let small = (&small, small_label.as_str());
+        let fleet = (&fleet_all, fleet_name.as_str());
+        link_rows(w, *link, src, small, fleet, &mut md, &mut headline);
     }
     let _ = writeln!(
         md,
@@ -454,8 +484,45 @@ pub fn section(w: &Wan, g: &mut ImageGen) -> String {
     for (what, link, ratio) in &headline {
         let _ = writeln!(md, "| {what} | {} | {ratio:.2} |", link.label());
     }
-    md.push_str(&scale(w, g, &fleet_all));
+    if wan {
+        md.push_str(&scale(w, g, &fleet_all));
+    }
     md
+}
+
+/// The rows of one link: the small-tags set (every setting, skopeo on the
+/// plain 20 ms link), the 1,000-image set cold (at 20 ms) and no-op.
+fn link_rows(
+    w: &Wan,
+    link: Link,
+    src: &Registry,
+    (small, small_label): (&Dataset, &str),
+    (fleet, fleet_name): (&Dataset, &str),
+    md: &mut String,
+    headline: &mut Vec<(String, Link, f64)>,
+) {
+    let (_proxy, host) = link.front(&src.host());
+    // skopeo takes minutes per run here: once, on the plain 20 ms link
+    let with_skopeo = link.one_way_ms == 20 && !link.tls;
+    let r = w.cold(link, &host, small, w.runs, &Setting::all(), with_skopeo);
+    headline.push((small_label.to_string(), link, rows(md, small_label, link, &r)));
+    // the cold 1,000-image pass takes minutes per setting: not at 50 ms
+    if link.one_way_ms <= 20 {
+        let r = w.cold(link, &host, fleet, 1, &Setting::without_old(), false);
+        let label = format!("{fleet_name}, cold");
+        headline.push((label.clone(), link, rows(md, &label, link, &r)));
+    }
+    let ([r, replacing], (s, d)) = w.noop(&Setting::without_old(), link, src, &host, fleet);
+    let label = format!("{fleet_name}, no-op");
+    headline.push((label.clone(), link, rows(md, &label, link, &r)));
+    let n = fleet.repos.len() as f64;
+    eprintln!(
+        "  no-op requests: {s} to the source, {d} to the destination ({:.2} per image)",
+        (s + d) as f64 / n
+    );
+    let label = format!("{fleet_name}, no-op with `replace-tag: true`");
+    headline.push((label.clone(), link, rows(md, &label, link, &replacing)));
+    headline_requests(md, link, s, d, n);
 }
 
 fn headline_requests(md: &mut String, link: Link, src: usize, dst: usize, images: f64) {
@@ -494,7 +561,7 @@ fn scale(w: &Wan, _g: &mut ImageGen, fleet: &Dataset) -> String {
         let (mut cold, mut noop) = (Vec::new(), Vec::new());
         for _ in 0..w.runs {
             let d = w.destination(link);
-            let dst = d.proxy.host();
+            let dst = d.host.clone();
             let (s, ok) = measure(&mut w.replicant(&data, &host, &dst, false, false, Setting::Defaults));
             assert!(ok, "cold pass of {n} images failed");
             cold.push(s);
