@@ -137,7 +137,24 @@ impl Limiter {
 
     /// Waits for a slot.
     pub async fn acquire(self: &Arc<Self>) -> Permit {
-        let mut counted = false;
+        // counted among the waiters until it gets a slot, or is dropped
+        // (a copy abandoned at the deadline): a waiter that is gone must not
+        // keep the limit growing
+        struct Waiting<'a> {
+            limiter: &'a Limiter,
+            counted: bool,
+        }
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                if self.counted {
+                    lock(&self.limiter.state).waiting -= 1;
+                }
+            }
+        }
+        let mut me = Waiting {
+            limiter: self,
+            counted: false,
+        };
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -146,14 +163,15 @@ impl Limiter {
                 let mut s = lock(&self.state);
                 if s.in_flight < s.limit as usize {
                     s.in_flight += 1;
-                    if counted {
+                    if me.counted {
                         s.waiting -= 1;
+                        me.counted = false;
                     }
                     return Permit { limiter: self.clone() };
                 }
-                if !counted {
+                if !me.counted {
                     s.waiting += 1;
-                    counted = true;
+                    me.counted = true;
                 }
             }
             notified.await;
@@ -300,6 +318,22 @@ mod tests {
         drop(first);
         let second = tokio::time::timeout(Duration::from_secs(5), waiting).await;
         assert!(second.is_ok(), "the waiter got the slot given back");
+    }
+
+    #[tokio::test]
+    async fn a_waiter_given_up_on_no_longer_counts_as_waiting() {
+        let l = Limiter::new("r", 64);
+        let mut held = Vec::new();
+        for _ in 0..INITIAL {
+            held.push(l.acquire().await);
+        }
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), l.acquire()).await;
+        assert!(gave_up.is_err());
+        assert_eq!(lock(&l.state).waiting, 0);
+        drop(held);
+        // nothing in use, nothing waiting: no reason to grow
+        l.record(Signal::Fine);
+        assert_eq!(l.limit(), INITIAL);
     }
 
     #[tokio::test]
