@@ -419,30 +419,22 @@ fn main() {
     } else {
         kept(&previous, "loopback")
     };
+    // the WAN and loopback sweeps share their settings and CA
+    let w = wan::Wan {
+        replicant: &bench.args.replicant,
+        work: bench.work.path(),
+        runs: bench.args.runs,
+        quick,
+        src: &bench.src,
+        sc: &bench.sc,
+        ca: testkit::tls::TestCa::new(),
+    };
     let wan = if only.as_deref().is_none_or(|o| o == "wan") {
-        let w = wan::Wan {
-            replicant: &bench.args.replicant,
-            work: bench.work.path(),
-            runs: bench.args.runs,
-            quick,
-            src: &bench.src,
-            sc: &bench.sc,
-            ca: testkit::tls::TestCa::new(),
-        };
         marked("wan", &wan::section(&w, &mut g))
     } else {
         kept(&previous, "wan")
     };
     let sweep = if only.as_deref().is_none_or(|o| o == "sweep") {
-        let w = wan::Wan {
-            replicant: &bench.args.replicant,
-            work: bench.work.path(),
-            runs: bench.args.runs,
-            quick,
-            src: &bench.src,
-            sc: &bench.sc,
-            ca: testkit::tls::TestCa::new(),
-        };
         marked("sweep", &wan::loopback_section(&w, &mut g))
     } else {
         kept(&previous, "sweep")
