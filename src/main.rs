@@ -67,13 +67,14 @@ struct Cli {
     #[arg(long, env = "REPLICANT_FAIL_ON_EMPTY", action = ArgAction::SetTrue, value_parser = parse_bool)]
     fail_on_empty: bool,
 
-    /// Images planned and tags copied at once.
+    /// Tags copied at once (images are planned four times as many at once).
     #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = settings::DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
 
     /// The most requests and blob transfers in flight per registry (and
     /// blob transfers per OCI layout): the ceiling of a limit that adapts,
-    /// growing while answers come back fine and halving on 429 or 503.
+    /// growing while answers come back fine and halving on 429 or 503 (or
+    /// no answer at all).
     #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_connections: u16,
 

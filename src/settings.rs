@@ -11,15 +11,20 @@ use crate::config::{Config, RegistryOptions};
 use crate::model::{Endpoint, Registry};
 use crate::registry::{HostSettings, TransportSettings};
 
-/// Options of a run that are not in the config file.
-/// Images planned and tags copied at once, unless `--jobs` says otherwise.
-/// Tags in flight cost little (a few manifests); what goes to each
-/// registry at once is the adaptive per-registry limit's business.
+/// Tags copied at once, unless `--jobs` says otherwise. Tags in flight
+/// cost little (a few manifests); what goes to each registry at once is
+/// the adaptive per-registry limit's business.
 pub const DEFAULT_JOBS: usize = 64;
+/// Images planned at once, per job: planning an image is a tag list on
+/// each side (and, with `replace-tag`, a HEAD per tag), so it is cheap, and
+/// on a far registry only many at once keep the round trips full
+/// (BENCHMARKS.md: the 1,000-image no-op pass at 50 ms).
+pub const PLANS_PER_JOB: usize = 4;
 /// The ceiling of each registry's adaptive limit, unless
 /// `--max-connections` says otherwise (BENCHMARKS.md: the sweep).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 
+/// Options of a run that are not in the config file.
 #[derive(Debug, Clone, Copy)]
 pub struct RunOptions {
     pub dry_run: bool,

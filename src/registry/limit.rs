@@ -7,7 +7,9 @@
 //!   every round trip: a far registry, where each answer takes long, is
 //!   quickly given many requests in flight. The ceiling is
 //!   `--max-connections`.
-//! - An answer that says the registry is overloaded (429, 503) halves it,
+//! - An answer that says the registry is overloaded (429, 503), or a
+//!   request that got no answer (connection refused, reset, timed out),
+//!   halves it,
 //!   at most once per [`CUT_SPACING`] (the answers to the requests already
 //!   in flight say the same thing and are not a second signal); from then
 //!   on it grows by one per limit's worth of fine answers (one per round
@@ -36,7 +38,9 @@ pub const CUT_SPACING: Duration = Duration::from_millis(500);
 pub enum Signal {
     /// Answered (whatever the status, short of overload).
     Fine,
-    /// 429 Too Many Requests or 503 Service Unavailable.
+    /// 429 Too Many Requests or 503 Service Unavailable; or no answer at
+    /// all (a connection refused, reset or timed out), which is how a
+    /// registry or the proxy before it says "too many connections".
     Overloaded,
 }
 
@@ -200,6 +204,15 @@ impl Limiter {
         out
     }
 
+    /// Adapts the limit to a request that got no answer: overload, unless
+    /// it was never sent (a request replicant could not build says nothing
+    /// of the registry).
+    pub fn record_failure(&self, e: &reqwest::Error) {
+        if !e.is_builder() {
+            self.record(Signal::Overloaded);
+        }
+    }
+
     /// Adapts the limit to one answer.
     pub fn record(&self, signal: Signal) {
         let (from, to, why) = {
@@ -214,7 +227,7 @@ impl Limiter {
                     s.last_cut = Some(now);
                     s.slow_start = false;
                     s.limit = (s.limit / 2.0).max(1.0);
-                    (from, s.limit as usize, "the registry answered 429 or 503")
+                    (from, s.limit as usize, "the registry answered 429 or 503, or did not answer")
                 }
                 Signal::Fine => {
                     // grow only when work waits or more than half the limit is in use:
@@ -287,6 +300,20 @@ mod tests {
         l.record(Signal::Fine);
         assert_eq!(l.limit(), 9);
         drop(held);
+    }
+
+    #[tokio::test]
+    async fn a_connection_refused_halves_the_limit_like_a_429() {
+        crate::registry::connect::install_crypto();
+        // a port nothing listens on any more: the connection is refused
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let refused = reqwest::get(format!("http://127.0.0.1:{port}/v2/")).await.unwrap_err();
+        let l = Limiter::starting_at("r", 64, 32);
+        l.record_failure(&refused);
+        assert_eq!(l.limit(), 16);
     }
 
     #[tokio::test]

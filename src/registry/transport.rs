@@ -300,6 +300,7 @@ impl Transport {
         let (method, path) = (request.method().clone(), request.url().path().to_string());
         let resp = client.execute(request).await.map_err(|e| {
             self.traffic.request(registry, method.as_str(), None);
+            self.limiter(registry).record_failure(&e);
             classify(ctx, registry, e)
         })?;
         self.traffic
@@ -352,6 +353,9 @@ impl Transport {
             .await;
         self.traffic
             .request(registry, "GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
+        if let Err(e) = &resp {
+            self.limiter(registry).record_failure(e);
+        }
         let resp = match resp {
             Ok(r) => r,
             Err(e) if e.is_connect() && !resolves(registry).await => {

@@ -1,7 +1,7 @@
 //! One pass over the configuration, in three steps:
 //!
-//! 1. **plan** every image, a few at once (list tags on both sides, select:
-//!    [`plan`]);
+//! 1. **plan** every image, [`PLANS_PER_JOB`] × `jobs` at once (list tags
+//!    on both sides, select: [`plan`]);
 //! 2. **schedule** every planned tag copy through the copy engine, `jobs`
 //!    at once, stopping as a signal or `--exit-on-error` asks
 //!    ([`schedule`]);
@@ -24,7 +24,7 @@ use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
 use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagFailure, TagRecord};
-use crate::settings::{RunOptions, Settings};
+use crate::settings::{PLANS_PER_JOB, RunOptions, Settings};
 use crate::store::{Store, Stores};
 
 /// One image of the run: its config and the stores on each side.
@@ -88,7 +88,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     // 1. plan: reads only, so a stop signal abandons it at once
     let plans = schedule::run_all(
         &images,
-        options.jobs,
+        options.jobs.saturating_mul(PLANS_PER_JOB),
         may_start,
         |image| async {
             let mut plan = plan(image.config, &*image.src, &*image.dst).await;
