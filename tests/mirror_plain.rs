@@ -161,6 +161,109 @@ fn highest_picks_one_tag_with_and_without_filters() {
 }
 
 #[test]
+fn include_exclude_versions_and_keep_choose_the_tags_copied() {
+    let mut p = Pair::new();
+    let first = [
+        "1.19.0",
+        "1.20.0",
+        "1.21.0",
+        "1.22.0",
+        "1.22.1",
+        "2.0.0",
+        "1.22.0-rc1",
+        "1.21.0-alpine",
+        "1.22.0-alpine",
+        "latest",
+        "stable",
+        "edge",
+    ];
+    p.push("src/app", &first);
+    let images = [
+        (
+            "ranged",
+            "src/app",
+            "dst/ranged",
+            "mode: semver\nversions: '>=1.20, <2'\nkeep: 2",
+        ),
+        (
+            "named",
+            "src/app",
+            "dst/named",
+            "mode: all\ninclude: ['stable', 'latest', '1\\.2.*']\nexclude: ['.*-rc.*', '.*-alpine']",
+        ),
+        (
+            "alpine",
+            "src/app",
+            "dst/alpine",
+            "mode: higher\ncompatibility: alpine\nversions: '~1.21'",
+        ),
+        ("nothing", "src/app", "dst/nothing", "mode: all\ninclude: ['9\\..*']"),
+    ];
+    // --dry-run shows what the rules select, and writes nothing
+    let dry = p.run(&images, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would copy (2): 1.22.0, 1.22.1"), "{dry:?}");
+    assert!(
+        dry.stdout
+            .contains("would copy (6): 1.20.0, 1.21.0, 1.22.0, 1.22.1, latest, stable"),
+        "{dry:?}"
+    );
+    assert!(dry.stdout.contains("would copy (1): 1.21.0-alpine"), "{dry:?}");
+    assert!(p.dc.tags("dst/ranged").is_empty());
+
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/ranged", &["1.22.0", "1.22.1"]);
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/named",
+        &["1.20.0", "1.21.0", "1.22.0", "1.22.1", "latest", "stable"],
+    );
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/alpine", &["1.21.0-alpine"]);
+    assert!(p.dc.tags("dst/nothing").is_empty());
+    assert!(
+        run.stderr
+            .contains("selects no tags: include lets none of the source's 12 tags through"),
+        "{run:?}"
+    );
+
+    // upstream moves on: keep 2 copies the two newest, and leaves the
+    // older copies alone
+    p.push("src/app", &["1.23.0", "1.24.0", "1.25.0"]);
+    let run = p.run(&images[..1], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/ranged",
+        &["1.22.0", "1.22.1", "1.24.0", "1.25.0"],
+    );
+
+    // top-level include/exclude are the defaults of every image; an
+    // image's own replaces them
+    let yaml = format!(
+        "mode: all\ninclude: ['1\\..*']\nexclude: ['.*-.*']\nimages:\n  a:\n    source: {src}/src/app\n    destination: {dst}/dst/top\n  b:\n    source: {src}/src/app\n    destination: {dst}/dst/own\n    include: ['edge']\n",
+        src = p.src.host(),
+        dst = p.dst.host()
+    );
+    let run = p.ws.run(&p.ws.write_config(&yaml), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/top",
+        &[
+            "1.19.0", "1.20.0", "1.21.0", "1.22.0", "1.22.1", "1.23.0", "1.24.0", "1.25.0",
+        ],
+    );
+    assert_mirror(&p.sc, "src/app", &p.dc, "dst/own", &["edge"]);
+}
+
+#[test]
 fn a_mistyped_compatibility_names_the_value_it_probably_meant() {
     let mut p = Pair::new();
     p.push("src/app", TAGS);

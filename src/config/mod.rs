@@ -182,7 +182,7 @@ impl ConfigError {
     }
 }
 
-const TOP_KEYS: &[&str] = &["mode", "images", "registries"];
+const TOP_KEYS: &[&str] = &["mode", "include", "exclude", "images", "registries"];
 const REGISTRY_KEYS: &[&str] = &[
     "ca-file",
     "insecure",
@@ -203,6 +203,10 @@ const IMAGE_KEYS: &[&str] = &[
     "compatibility",
     "replace-tag",
     "pinned-major",
+    "include",
+    "exclude",
+    "versions",
+    "keep",
 ];
 
 /// Reads and validates the configuration file.

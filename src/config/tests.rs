@@ -158,6 +158,71 @@ fn filters_with_mode_all_warn() {
     );
 }
 
+#[test]
+fn tag_filters_version_ranges_and_keep() {
+    let c = ok(r#"mode: semver
+include: ['1\..*']
+exclude: ['.*-rc.*']
+images:
+  a:
+    source: x/a
+    destination: q.io/a
+    versions: ">=1.20, <2"
+    keep: 3
+  b:
+    source: x/b
+    destination: q.io/b
+    include: 'v.*'
+    mode: all
+"#);
+    let a = &c.images[0].filters;
+    assert_eq!(a.include.iter().map(|p| p.as_str()).collect::<Vec<_>>(), [r"1\..*"]);
+    assert_eq!(a.exclude.iter().map(|p| p.as_str()).collect::<Vec<_>>(), [".*-rc.*"]);
+    assert_eq!(a.versions.as_ref().map(|r| r.as_str()), Some(">=1.20, <2"));
+    assert_eq!(a.keep, Some(3));
+    // an image's own include replaces the top level's; exclude stays
+    let b = &c.images[1].filters;
+    assert_eq!(b.include.iter().map(|p| p.as_str()).collect::<Vec<_>>(), ["v.*"]);
+    assert_eq!(b.exclude.len(), 1);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn bad_filters_name_line_column_and_key() {
+    let p = problems(
+        "include: ['1.(2']\nimages:\n  a:\n    source: x/a\n    destination: q.io/a\n    exclude:\n      - ok.*\n      - '*-rc'\n      - 1.20\n    versions: '>=1.2 <2'\n    keep: 0\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "c.yaml:1:11: key \"include\": invalid regular expression \"1.(2\": unclosed group (at character 3)",
+            "c.yaml:8:9: image \"a\": key \"exclude\": invalid regular expression \"*-rc\": repetition operator missing expression (at character 1)",
+            "c.yaml:9:9: image \"a\": key \"exclude\": expected a regular expression in quotes (YAML reads 1.20 as the number 1.2), found the number 1.2",
+            "c.yaml:10:15: image \"a\": key \"versions\": \">=1.2 <2\" is not a range such as \">=1.20, <2\": expected comma after minor version number, found '<'",
+            "c.yaml:11:11: image \"a\": key \"keep\": expected how many versions to keep, 1 or more, found the number 0",
+        ]
+    );
+    let p = problems("images:\n  a:\n    source: x/a\n    destination: q.io/a\n    versions: 2\n");
+    assert!(p[0].contains("key \"versions\": expected a range in quotes"), "{p:?}");
+}
+
+#[test]
+fn keep_and_versions_warn_where_the_mode_ignores_them() {
+    let c = ok(
+        "images:\n  a:\n    source: x/y\n    destination: q.io/y\n    keep: 2\n  b:\n    source: x/z\n    destination: q.io/z\n    mode: all\n    versions: '>=1'\n    include: ['1.*']\n",
+    );
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].contains("image \"a\": key \"keep\": ignored with mode \"highest\""),
+        "{w:?}"
+    );
+    assert!(
+        w[1].contains("image \"b\": key \"versions\": ignored with mode \"all\""),
+        "{w:?}"
+    );
+}
+
 proptest::proptest! {
     /// Arbitrary text, and YAML-shaped text with random keys and values:
     /// always a Config or a list of located problems, never a panic.

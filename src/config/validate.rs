@@ -9,7 +9,15 @@ use serde_saphyr::Spanned;
 use super::node::Node;
 use super::{AuthChoice, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at};
 use crate::model::{Endpoint, Repository};
-use crate::select::{Filters, Mode};
+use crate::select::{Filters, Mode, Pattern, Range};
+
+/// What the top level sets for every image that does not set it itself.
+#[derive(Default)]
+struct Defaults {
+    mode: Mode,
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
 
 pub(super) struct Validator<'a> {
     pub path: &'a Path,
@@ -40,14 +48,22 @@ impl Validator<'_> {
             );
             return Default::default();
         };
-        let mut mode = Mode::default();
+        let mut defaults = Defaults::default();
         let mut images_node = None;
         let mut registries = BTreeMap::new();
         for (k, val) in entries {
             match key_text(k) {
                 Some("mode") => {
                     if let Some(m) = self.mode(val, None) {
-                        mode = m;
+                        defaults.mode = m;
+                    }
+                }
+                Some(which @ ("include" | "exclude")) => {
+                    let patterns = self.patterns(val, None, which);
+                    if which == "include" {
+                        defaults.include = patterns;
+                    } else {
+                        defaults.exclude = patterns;
                     }
                 }
                 Some("images") => images_node = Some((k, val)),
@@ -55,7 +71,7 @@ impl Validator<'_> {
                 _ => self.unknown_key(k, None, TOP_KEYS),
             }
         }
-        (self.images(root, images_node, mode), registries)
+        (self.images(root, images_node, &defaults), registries)
     }
 
     /// `registries:` — host -> connection settings.
@@ -254,7 +270,7 @@ impl Validator<'_> {
         &mut self,
         root: &Spanned<Node>,
         images_node: Option<(&Spanned<Node>, &Spanned<Node>)>,
-        mode: Mode,
+        defaults: &Defaults,
     ) -> Vec<ImageConfig> {
         let Some((images_key, images)) = images_node else {
             self.report(
@@ -285,10 +301,12 @@ impl Validator<'_> {
         if list.is_empty() {
             self.report(images_key, None, Some("images"), "lists no images".into());
         }
-        list.iter().filter_map(|(k, val)| self.image(k, val, mode)).collect()
+        list.iter()
+            .filter_map(|(k, val)| self.image(k, val, defaults))
+            .collect()
     }
 
-    fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, default_mode: Mode) -> Option<ImageConfig> {
+    fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, defaults: &Defaults) -> Option<ImageConfig> {
         let Some(name) = key_text(k) else {
             self.report(
                 k,
@@ -324,8 +342,13 @@ impl Validator<'_> {
             }
         };
         let before = self.problems.len();
-        let (mut source, mut destination, mut mode) = (None, None, default_mode);
-        let mut filters = Filters::default();
+        let (mut source, mut destination, mut mode) = (None, None, defaults.mode);
+        // an image's own include/exclude replace the top level's
+        let mut filters = Filters {
+            include: defaults.include.clone(),
+            exclude: defaults.exclude.clone(),
+            ..Filters::default()
+        };
         let mut replace_tag = false;
         let mut filter_keys = Vec::new();
         let mut seen_source = false;
@@ -371,6 +394,44 @@ impl Validator<'_> {
                         format!("expected true or false, found {}", other.kind()),
                     ),
                 },
+                Some(which @ ("include" | "exclude")) => {
+                    let patterns = self.patterns(v, name, which);
+                    if which == "include" {
+                        filters.include = patterns;
+                    } else {
+                        filters.exclude = patterns;
+                    }
+                }
+                Some("versions") => match &v.value {
+                    Node::Str(text) => match Range::parse(text) {
+                        Ok(r) => {
+                            filters.versions = Some(r);
+                            filter_keys.push((key, "versions"));
+                        }
+                        Err(why) => self.report(v, name, Some("versions"), why),
+                    },
+                    other => self.report(
+                        v,
+                        name,
+                        Some("versions"),
+                        format!(
+                            "expected a range in quotes, such as \">=1.20, <2\", found {}",
+                            other.kind()
+                        ),
+                    ),
+                },
+                Some("keep") => match &v.value {
+                    Node::Int(i) if *i >= 1 => {
+                        filters.keep = Some(usize::try_from(*i).unwrap_or(usize::MAX));
+                        filter_keys.push((key, "keep"));
+                    }
+                    other => self.report(
+                        v,
+                        name,
+                        Some("keep"),
+                        format!("expected how many versions to keep, 1 or more, found {}", other.kind()),
+                    ),
+                },
                 Some("pinned-major") => match &v.value {
                     Node::Int(i) if *i >= 0 && u64::try_from(*i).is_ok() => {
                         filters.pinned_major = u64::try_from(*i).ok();
@@ -409,18 +470,21 @@ impl Validator<'_> {
         if self.problems.len() > before {
             return None;
         }
-        if mode == Mode::All {
-            for (key, which) in filter_keys {
-                let p = problem_at(
-                    self.path,
-                    key.referenced.line(),
-                    key.referenced.column(),
-                    name,
-                    Some(which),
-                    "ignored with mode \"all\", which copies every tag".into(),
-                );
-                self.warnings.push(p);
-            }
+        for (key, which) in filter_keys {
+            let why = match (mode, which) {
+                (Mode::All, _) => "ignored with mode \"all\", which copies every tag (include and exclude apply to it)",
+                (Mode::Highest, "keep") => "ignored with mode \"highest\", which copies one tag",
+                _ => continue,
+            };
+            let p = problem_at(
+                self.path,
+                key.referenced.line(),
+                key.referenced.column(),
+                name,
+                Some(which),
+                why.into(),
+            );
+            self.warnings.push(p);
         }
         Some(ImageConfig {
             name: name?.to_string(),
@@ -461,6 +525,43 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+
+    /// `include` / `exclude`: a list of regular expressions (or one), each
+    /// checked where it is written.
+    fn patterns(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<Pattern> {
+        let items: Vec<&Spanned<Node>> = match &v.value {
+            Node::Seq(items) => items.iter().collect(),
+            Node::Str(_) => vec![v],
+            Node::Null => Vec::new(),
+            other => {
+                let message = format!(
+                    "expected a list of regular expressions matched against the whole tag, found {}",
+                    other.kind()
+                );
+                self.report(v, image, Some(key), message);
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            match &item.value {
+                Node::Str(text) => match Pattern::parse(text) {
+                    Ok(p) => out.push(p),
+                    Err(why) => self.report(item, image, Some(key), why),
+                },
+                other => self.report(
+                    item,
+                    image,
+                    Some(key),
+                    format!(
+                        "expected a regular expression in quotes (YAML reads 1.20 as the number 1.2), found {}",
+                        other.kind()
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     fn mode(&mut self, v: &Spanned<Node>, image: Option<&str>) -> Option<Mode> {
