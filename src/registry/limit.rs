@@ -227,7 +227,11 @@ impl Limiter {
                     s.last_cut = Some(now);
                     s.slow_start = false;
                     s.limit = (s.limit / 2.0).max(1.0);
-                    (from, s.limit as usize, "the registry answered 429 or 503, or did not answer")
+                    (
+                        from,
+                        s.limit as usize,
+                        "the registry answered 429 or 503, or did not answer",
+                    )
                 }
                 Signal::Fine => {
                     // grow only when work waits or more than half the limit is in use:
