@@ -59,12 +59,8 @@ impl Validator<'_> {
                     }
                 }
                 Some(which @ ("include" | "exclude")) => {
-                    let patterns = self.patterns(val, None, which);
-                    if which == "include" {
-                        defaults.include = patterns;
-                    } else {
-                        defaults.exclude = patterns;
-                    }
+                    let list = self.patterns(val, None, which);
+                    *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
                 }
                 Some("images") => images_node = Some((k, val)),
                 Some("registries") => registries = self.registries(val),
@@ -395,12 +391,8 @@ impl Validator<'_> {
                     ),
                 },
                 Some(which @ ("include" | "exclude")) => {
-                    let patterns = self.patterns(v, name, which);
-                    if which == "include" {
-                        filters.include = patterns;
-                    } else {
-                        filters.exclude = patterns;
-                    }
+                    let list = self.patterns(v, name, which);
+                    *pick(which, &mut filters.include, &mut filters.exclude) = list;
                 }
                 Some("versions") => match &v.value {
                     Node::Str(text) => match Range::parse(text) {
@@ -619,6 +611,11 @@ impl Validator<'_> {
         );
         self.problems.push(p);
     }
+}
+
+/// The list a key `include` or `exclude` sets.
+fn pick<'a>(which: &str, include: &'a mut Vec<Pattern>, exclude: &'a mut Vec<Pattern>) -> &'a mut Vec<Pattern> {
+    if which == "include" { include } else { exclude }
 }
 
 fn key_text(k: &Spanned<Node>) -> Option<&str> {
