@@ -9,6 +9,7 @@ use std::fmt;
 use crate::version::Version;
 
 mod pattern;
+pub mod prune;
 mod range;
 
 pub use pattern::Pattern;
