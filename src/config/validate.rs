@@ -400,7 +400,7 @@ impl Validator<'_> {
                             filters.versions = Some(r);
                             filter_keys.push((key, "versions"));
                         }
-                        Err(why) => self.report(v, name, Some("versions"), why),
+                        Err(why) => self.report(v, name, Some("versions"), why.to_string()),
                     },
                     other => self.report(
                         v,
@@ -540,7 +540,7 @@ impl Validator<'_> {
             match &item.value {
                 Node::Str(text) => match Pattern::parse(text) {
                     Ok(p) => out.push(p),
-                    Err(why) => self.report(item, image, Some(key), why),
+                    Err(why) => self.report(item, image, Some(key), why.to_string()),
                 },
                 other => self.report(
                     item,

@@ -7,6 +7,18 @@ use std::fmt;
 const MAX_TEXT: usize = 1024;
 const MAX_COMPILED: usize = 1 << 20;
 
+/// Why a text is not a usable tag pattern.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("an empty pattern matches no tag; remove it, or write \".*\" for every tag")]
+    Empty,
+    #[error("a pattern of {0} characters is too long (at most {MAX_TEXT})")]
+    TooLong(usize),
+    /// What is wrong, and where (from the regex parser).
+    #[error("invalid regular expression \"{text}\": {why}")]
+    Invalid { text: String, why: String },
+}
+
 /// One tag pattern, anchored at both ends: `1\.2.*` matches `1.2.3`, not
 /// `v1.2.3` (write `v?1\.2.*` for both).
 #[derive(Debug, Clone)]
@@ -18,17 +30,17 @@ pub struct Pattern {
 impl Pattern {
     /// Compiles a pattern; the error says what is wrong and where, in words
     /// a config file can show next to its line and column.
-    pub fn parse(text: &str) -> Result<Pattern, String> {
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
         if text.is_empty() {
-            return Err("an empty pattern matches no tag; remove it, or write \".*\" for every tag".into());
+            return Err(PatternError::Empty);
         }
         if text.len() > MAX_TEXT {
-            return Err(format!(
-                "a pattern of {} characters is too long (at most {MAX_TEXT})",
-                text.len()
-            ));
+            return Err(PatternError::TooLong(text.len()));
         }
-        let invalid = |why: String| format!("invalid regular expression \"{text}\": {why}");
+        let invalid = |why: String| PatternError::Invalid {
+            text: text.to_string(),
+            why,
+        };
         if let Err(e) = regex_syntax::Parser::new().parse(text) {
             let (kind, span) = match &e {
                 regex_syntax::Error::Parse(p) => (p.kind().to_string(), *p.span()),
@@ -92,15 +104,25 @@ mod tests {
     #[test]
     fn an_invalid_pattern_says_what_and_where() {
         assert_eq!(
-            Pattern::parse("1.(2").unwrap_err(),
+            Pattern::parse("1.(2").unwrap_err().to_string(),
             "invalid regular expression \"1.(2\": unclosed group (at character 3)"
         );
         assert_eq!(
-            Pattern::parse("*-rc").unwrap_err(),
+            Pattern::parse("*-rc").unwrap_err().to_string(),
             "invalid regular expression \"*-rc\": repetition operator missing expression (at character 1)"
         );
-        assert!(Pattern::parse("").unwrap_err().contains("empty pattern"));
-        assert!(Pattern::parse(&"a".repeat(2000)).unwrap_err().contains("too long"));
-        assert!(Pattern::parse(r"\w{1000}\w{1000}").unwrap_err().contains("too large"));
+        assert!(Pattern::parse("").unwrap_err().to_string().contains("empty pattern"));
+        assert!(
+            Pattern::parse(&"a".repeat(2000))
+                .unwrap_err()
+                .to_string()
+                .contains("too long")
+        );
+        assert!(
+            Pattern::parse(r"\w{1000}\w{1000}")
+                .unwrap_err()
+                .to_string()
+                .contains("too large")
+        );
     }
 }

@@ -11,6 +11,29 @@ use std::fmt;
 /// Longest range text accepted.
 const MAX_TEXT: usize = 512;
 
+/// Why a text is not a usable range.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeError {
+    #[error("is empty; write a range such as \">=1.20, <2\"")]
+    Empty,
+    #[error("a range of {0} characters is too long (at most {MAX_TEXT})")]
+    TooLong(usize),
+    #[error(
+        "\"||\" (either of two ranges) is not supported: every comparator must hold; \
+         mirror the other range in an image entry of its own, or widen this one"
+    )]
+    Either,
+    #[error("hyphen ranges (\"A - B\") are not supported; write \">=A, <=B\"")]
+    Hyphen,
+    #[error("\"{text}\" is not a range such as \">=1.20, <2\": {source}")]
+    Syntax { text: String, source: semver::Error },
+    #[error(
+        "\"{0}\": a range compares MAJOR.MINOR.PATCH only; which pre-release a tag \
+         may carry is chosen by compatibility"
+    )]
+    PreRelease(String),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Range {
     text: String,
@@ -18,35 +41,27 @@ pub struct Range {
 }
 
 impl Range {
-    pub fn parse(text: &str) -> Result<Range, String> {
+    pub fn parse(text: &str) -> Result<Range, RangeError> {
         let text = text.trim();
-        let example = "such as \">=1.20, <2\"";
         if text.is_empty() {
-            return Err(format!("is empty; write a range {example}"));
+            return Err(RangeError::Empty);
         }
         if text.len() > MAX_TEXT {
-            return Err(format!(
-                "a range of {} characters is too long (at most {MAX_TEXT})",
-                text.len()
-            ));
+            return Err(RangeError::TooLong(text.len()));
         }
         if text.contains("||") {
-            return Err(
-                "\"||\" (either of two ranges) is not supported: every comparator must hold; \
-                 mirror the other range in an image entry of its own, or widen this one"
-                    .into(),
-            );
+            return Err(RangeError::Either);
         }
         if text.contains(" - ") {
-            return Err("hyphen ranges (\"A - B\") are not supported; write \">=A, <=B\"".into());
+            return Err(RangeError::Hyphen);
         }
         // semver's own words say what is wrong ("expected comma after ...")
-        let req = semver::VersionReq::parse(text).map_err(|e| format!("\"{text}\" is not a range {example}: {e}"))?;
+        let req = semver::VersionReq::parse(text).map_err(|source| RangeError::Syntax {
+            text: text.to_string(),
+            source,
+        })?;
         if req.comparators.iter().any(|c| !c.pre.is_empty()) {
-            return Err(format!(
-                "\"{text}\": a range compares MAJOR.MINOR.PATCH only; which pre-release a tag \
-                 may carry is chosen by compatibility"
-            ));
+            return Err(RangeError::PreRelease(text.to_string()));
         }
         Ok(Range {
             text: text.to_string(),
@@ -103,12 +118,27 @@ mod tests {
 
     #[test]
     fn what_is_not_a_range_is_named() {
-        assert!(Range::parse("").unwrap_err().contains("is empty"));
-        assert!(Range::parse(">=1 || <0.5").unwrap_err().contains("\"||\""));
-        assert!(Range::parse("1.2 - 1.4").unwrap_err().contains(">=A, <=B"));
-        assert!(Range::parse(">=1.2 <2").unwrap_err().contains("expected comma"));
-        assert!(Range::parse(">=1.2.0-rc.1").unwrap_err().contains("compatibility"));
-        assert!(Range::parse("latest").unwrap_err().contains("is not a range"));
+        assert!(Range::parse("").unwrap_err().to_string().contains("is empty"));
+        assert!(Range::parse(">=1 || <0.5").unwrap_err().to_string().contains("\"||\""));
+        assert!(Range::parse("1.2 - 1.4").unwrap_err().to_string().contains(">=A, <=B"));
+        assert!(
+            Range::parse(">=1.2 <2")
+                .unwrap_err()
+                .to_string()
+                .contains("expected comma")
+        );
+        assert!(
+            Range::parse(">=1.2.0-rc.1")
+                .unwrap_err()
+                .to_string()
+                .contains("compatibility")
+        );
+        assert!(
+            Range::parse("latest")
+                .unwrap_err()
+                .to_string()
+                .contains("is not a range")
+        );
     }
 
     // ---- a reference: every comparator as a half-open interval of
