@@ -179,6 +179,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             ("failed", i.failed.len()),
             ("not_started", i.not_started.len()),
             ("unsupported", i.unsupported.len()),
+            ("deleted", i.deleted.len()),
         ] {
             f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
         }

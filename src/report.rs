@@ -24,6 +24,11 @@ pub enum Action {
     Unsupported,
     WouldCopy,
     WouldReplace,
+    /// Gone upstream and deleted by `prune`.
+    Deleted,
+    WouldDelete,
+    /// Gone upstream, but `prune` left it (see the record's `error`).
+    NotDeleted,
 }
 
 /// One tag of an image in the run report.
@@ -146,6 +151,12 @@ pub struct ImageReport {
     /// Not a failure, but wrong every night until someone looks: the image
     /// selects no tags from a source that has some, and why.
     pub attention: Option<String>,
+    /// Tags deleted because they are gone upstream (`prune`; in a dry
+    /// run: that would be).
+    pub deleted: Vec<String>,
+    /// Why `prune` did not delete what is gone upstream: a guard-rail, or
+    /// a tag left because deleting it would delete more.
+    pub prune_held: Vec<String>,
     /// Every tag considered, with what happened to it.
     pub tags: Vec<TagRecord>,
 }
@@ -166,6 +177,8 @@ impl ImageReport {
             error: None,
             error_category: None,
             attention: None,
+            deleted: Vec::new(),
+            prune_held: Vec::new(),
             tags: Vec::new(),
         }
     }
@@ -185,7 +198,7 @@ impl ImageReport {
             } else {
                 "partly run"
             }
-        } else if self.attention.is_some() {
+        } else if self.attention.is_some() || !self.prune_held.is_empty() {
             "needs attention"
         } else {
             "ok"
@@ -202,15 +215,18 @@ impl ImageReport {
         for f in &self.failed {
             tracing::error!(image = %name, tag = %f.tag, "{}", f.error);
         }
+        for why in &self.prune_held {
+            tracing::warn!(image = %name, "{why}");
+        }
         if self.stopped {
             tracing::warn!(image = %name, "not processed: the run stopped early");
         } else if self.error.is_none() {
-            let (copy, replace) = match dry_run {
-                true => ("would copy", "would replace"),
-                false => ("copied", "replaced"),
+            let (copy, replace, delete) = match dry_run {
+                true => ("would copy", "would replace", "would delete"),
+                false => ("copied", "replaced", "deleted"),
             };
             let mut said = Vec::new();
-            for (what, tags) in [(copy, &self.copied), (replace, &self.replaced)] {
+            for (what, tags) in [(copy, &self.copied), (replace, &self.replaced), (delete, &self.deleted)] {
                 if !tags.is_empty() {
                     said.push(format!("{what} {}", tags.join(", ")));
                 }
@@ -226,6 +242,7 @@ impl ImageReport {
                 copied = self.copied.len(),
                 replaced = self.replaced.len(),
                 present = self.present.len(),
+                deleted = self.deleted.len(),
                 failed = self.failed.len(),
                 not_started = self.not_started.len(),
                 "{}: {}",
@@ -279,10 +296,10 @@ impl RunReport {
     }
 
     pub fn to_text(&self) -> String {
-        let (copy_word, replace_word) = if self.dry_run {
-            ("would copy", "would replace")
+        let (copy_word, replace_word, delete_word) = if self.dry_run {
+            ("would copy", "would replace", "would delete")
         } else {
-            ("copied", "replaced")
+            ("copied", "replaced", "deleted")
         };
         let mut out = String::new();
         let _ = writeln!(
@@ -313,6 +330,7 @@ impl RunReport {
                 (replace_word, &i.replaced),
                 ("already present", &i.present),
                 ("skipped, schema 1", &i.unsupported),
+                (delete_word, &i.deleted),
             ] {
                 if !tags.is_empty() {
                     let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
@@ -335,6 +353,9 @@ impl RunReport {
             if let Some(why) = &i.attention {
                 let _ = writeln!(out, "    {why}");
             }
+            for why in &i.prune_held {
+                let _ = writeln!(out, "    {why}");
+            }
             if i.error.is_none()
                 && i.attention.is_none()
                 && !i.stopped
@@ -343,6 +364,8 @@ impl RunReport {
                 && i.failed.is_empty()
                 && i.present.is_empty()
                 && i.not_started.is_empty()
+                && i.deleted.is_empty()
+                && i.prune_held.is_empty()
             {
                 let _ = writeln!(out, "    no tags selected");
             }
@@ -354,13 +377,17 @@ impl RunReport {
             .filter(|i| i.is_failed())
             .map(|i| i.name.as_str())
             .collect();
-        let (copied_word, replaced_word) = match self.dry_run {
-            true => ("to copy", "to replace"),
-            false => ("copied", "replaced"),
+        let (copied_word, replaced_word, deleted_word) = match self.dry_run {
+            true => ("to copy", "to replace", "to delete"),
+            false => ("copied", "replaced", "deleted"),
+        };
+        let deleted = match sum(|i| i.deleted.len()) {
+            0 => String::new(),
+            n => format!(", {n} {deleted_word}"),
         };
         let _ = writeln!(
             out,
-            "totals: {} images, {} failed{}; tags: {} {copied_word}, {} {replaced_word}, {} already present, {} failed",
+            "totals: {} images, {} failed{}; tags: {} {copied_word}, {} {replaced_word}, {} already present{deleted}, {} failed",
             self.images.len(),
             failed_images.len(),
             if failed_images.is_empty() {
@@ -396,6 +423,15 @@ impl RunReport {
                 "needs attention: {} (selects no tags; --fail-on-empty makes this a failure)",
                 attention.join(", ")
             );
+        }
+        let held: Vec<&str> = self
+            .images
+            .iter()
+            .filter(|i| !i.prune_held.is_empty())
+            .map(|i| i.name.as_str())
+            .collect();
+        if !held.is_empty() {
+            let _ = writeln!(out, "needs attention: {} (prune held back; see above)", held.join(", "));
         }
         if self.stopped_early {
             let _ = writeln!(
@@ -439,6 +475,8 @@ mod tests {
             error: None,
             error_category: None,
             attention: None,
+            deleted: vec![],
+            prune_held: vec![],
             tags: vec![],
         }
     }

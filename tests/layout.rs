@@ -173,6 +173,36 @@ fn layout_destinations_follow_higher_replace_tag_and_dry_run() {
     assert!(run.stdout.contains("replaced (1): latest"), "{run:?}");
     let tags = validate_layout(&dest).unwrap();
     assert_eq!(tags, layout_tags(&source));
+
+    // upstream drops 1.0.0 and 1.1.0, and 1.3.0 arrives sharing a layer
+    // with 1.0.0: prune deletes the two entries, then the files only they
+    // used; the shared layer stays, and so do files outside their trees
+    let shared = v1[0].blobs[1].clone();
+    let v3 = ImageGen::default().image(Format::Docker, &[64], std::slice::from_ref(&shared), ("linux", "amd64"));
+    write_layout(&source, &[("latest", &v2[0]), ("1.2.0", &v2[1]), ("1.3.0", &v3)]);
+    let file = |digest: &str| dest.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    let prune = ws.write_config(&yaml(&src, &dst, "mode: all\nprune: true"));
+    let run = ws.run(&prune, &["--dry-run"]);
+    assert!(run.stdout.contains("would delete (2): 1.0.0, 1.1.0\n"), "{run:?}");
+    assert_eq!(validate_layout(&dest).unwrap().len(), 4);
+    assert!(file(&v1[0].digest).exists() && file(&v1[2].blobs[1].digest).exists());
+    let run = ws.run(&prune, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("deleted (2): 1.0.0, 1.1.0\n"), "{run:?}");
+    assert_eq!(validate_layout(&dest).unwrap(), layout_tags(&source));
+    for gone in [&v1[0], &v1[2]] {
+        assert!(!file(&gone.digest).exists());
+        for b in gone.blobs.iter().filter(|b| b.digest != shared.digest) {
+            assert!(
+                !file(&b.digest).exists(),
+                "{} of a deleted tag is still there",
+                b.digest
+            );
+        }
+    }
+    assert!(file(&shared.digest).exists(), "the layer 1.3.0 shares was deleted");
+    // the old `latest`, replaced earlier, was no tag's this pass: untouched
+    assert!(file(&v1[1].digest).exists());
 }
 
 #[test]

@@ -604,3 +604,80 @@ fn foreign_layers_are_referenced_not_copied() {
         "the foreign layer was fetched"
     );
 }
+
+#[test]
+fn prune_deletes_what_the_dry_run_listed_and_its_guard_rails_hold() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0", "1.1.0", "1.2.0", "2.0.0", "2.1.0", "2.2.0"]);
+    let images = [("app", "src/app", "dst/app", "mode: semver\nprune: true\nprune-max: 2")];
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // tags someone else put in the destination: `local` is no version, so
+    // the image's rules never wrote it; `pinned` shares 1.0.0's manifest
+    let (bytes, media_type) = p.dc.manifest("dst/app", "1.0.0").unwrap();
+    p.dc.push_manifest("dst/app", "pinned", &bytes, &media_type);
+    let (bytes, media_type) = p.dc.manifest("dst/app", "2.2.0").unwrap();
+    p.dc.push_manifest("dst/app", "local", &bytes, &media_type);
+    let gone_digest = p.dc.digest("dst/app", "1.1.0").unwrap();
+
+    p.sc.delete_tag("src/app", "1.0.0");
+    p.sc.delete_tag("src/app", "1.1.0");
+    let before = p.dc.tags("dst/app");
+    let dry = p.run(&images, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would delete (1): 1.1.0\n"), "{dry:?}");
+    // Distribution 2.8 deletes a tag only with its manifest, which
+    // `pinned` needs: 1.0.0 stays, and the run says why
+    let left = "prune left 1.0.0: tag pinned needs its manifest";
+    assert!(dry.stdout.contains(left), "{dry:?}");
+    assert_eq!(p.dc.tags("dst/app"), before, "a dry run deletes nothing");
+
+    let report = p.ws.path("report.json");
+    let run = p.run(&images, &["--report", report.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("deleted (1): 1.1.0\n"), "{run:?}");
+    let image = &valid_report(&report)["images"][0];
+    assert_eq!(image["deleted"], serde_json::json!(["1.1.0"]));
+    let actions: Vec<(&str, &str)> = image["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap(), t["action"].as_str().unwrap()))
+        .filter(|(_, a)| a.contains("delete"))
+        .collect();
+    assert_eq!(actions, [("1.0.0", "not-deleted"), ("1.1.0", "deleted")]);
+    assert!(run.stdout.contains(left), "{run:?}");
+    assert!(run.stdout.contains("app [needs attention]"), "{run:?}");
+    assert!(run.stdout.contains(", 1 deleted, "), "{run:?}");
+    assert_eq!(
+        p.dc.tags("dst/app"),
+        ["1.0.0", "1.2.0", "2.0.0", "2.1.0", "2.2.0", "local", "pinned"]
+    );
+    assert_eq!(p.dc.manifest("dst/app", &gone_digest), None);
+    p.dc.assert_complete("dst/app", "pinned");
+    p.dc.assert_complete("dst/app", "local");
+
+    // more tags gone at once than prune-max: nothing is deleted
+    for tag in ["1.2.0", "2.0.0", "2.1.0"] {
+        p.sc.delete_tag("src/app", tag);
+    }
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("prune refused: 4 tags are gone upstream, more than prune-max 2 (1.0.0, 1.2.0, 2.0.0, 2.1.0)"),
+        "{run:?}"
+    );
+    assert_eq!(p.dc.tags("dst/app").len(), 7);
+
+    // an upstream with no tags left is more likely broken than emptied
+    p.sc.delete_tag("src/app", "2.2.0");
+    let images = [("app", "src/app", "dst/app", "mode: semver\nprune: true\nprune-max: 100")];
+    let run = p.run(&images, &[]);
+    assert_eq!(p.dc.tags("dst/app").len(), 7, "{run:?}");
+    assert!(
+        run.stdout.contains("prune refused: the source lists no tags")
+            || run.stdout.contains("source repository not found"),
+        "{run:?}"
+    );
+}

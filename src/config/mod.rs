@@ -32,6 +32,31 @@ pub struct ImageConfig {
     pub mode: Mode,
     pub filters: Filters,
     pub replace_tag: bool,
+    /// What else the image's copy does: platforms, referrers, prune.
+    pub options: CopyOptions,
+}
+
+/// The `prune-max` an image gets unless it sets one: a few tags gone at
+/// once is routine upstream, more is more likely an accident.
+pub const DEFAULT_PRUNE_MAX: usize = 5;
+
+/// What an image's copy does beyond choosing tags; every key can also be
+/// set at the top level, as the default of images that do not set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOptions {
+    /// `prune`: delete destination tags gone upstream.
+    pub prune: bool,
+    /// `prune-max`: more tags gone than this and the prune is refused.
+    pub prune_max: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            prune: false,
+            prune_max: DEFAULT_PRUNE_MAX,
+        }
+    }
 }
 
 /// How to connect to one registry (a `registries:` entry). Paths are
@@ -182,7 +207,15 @@ impl ConfigError {
     }
 }
 
-const TOP_KEYS: &[&str] = &["mode", "include", "exclude", "images", "registries"];
+const TOP_KEYS: &[&str] = &[
+    "mode",
+    "include",
+    "exclude",
+    "images",
+    "registries",
+    "prune",
+    "prune-max",
+];
 const REGISTRY_KEYS: &[&str] = &[
     "ca-file",
     "insecure",
@@ -207,6 +240,8 @@ const IMAGE_KEYS: &[&str] = &[
     "exclude",
     "versions",
     "keep",
+    "prune",
+    "prune-max",
 ];
 
 /// Reads and validates the configuration file.

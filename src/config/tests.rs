@@ -223,6 +223,34 @@ fn keep_and_versions_warn_where_the_mode_ignores_them() {
     );
 }
 
+#[test]
+fn prune_keys_default_at_the_top_and_are_checked() {
+    let c = ok(
+        "prune: true\nimages:\n  a:\n    source: x/a\n    destination: q.io/a\n  b:\n    source: x/b\n    destination: q.io/b\n    prune: false\n    prune-max: 9\n  c:\n    source: x/c\n    destination: q.io/c\n    prune-max: 20\n",
+    );
+    let o: Vec<(bool, usize)> = c
+        .images
+        .iter()
+        .map(|i| (i.options.prune, i.options.prune_max))
+        .collect();
+    assert_eq!(o, [(true, DEFAULT_PRUNE_MAX), (false, 9), (true, 20)]);
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "c.yaml:10:5: image \"b\": key \"prune-max\": ignored: prune is off for this image (\"prune: true\" turns it on)"
+        ]
+    );
+    let p = problems("prune: yes please\nimages:\n  a:\n    source: x/a\n    destination: q.io/a\n    prune-max: 0\n");
+    assert_eq!(
+        p,
+        [
+            "c.yaml:1:8: key \"prune\": expected true or false, found the string \"yes please\"",
+            "c.yaml:6:16: image \"a\": key \"prune-max\": expected how many tags one pass may delete at most, 1 or more, found the number 0",
+        ]
+    );
+}
+
 proptest::proptest! {
     /// Arbitrary text, and YAML-shaped text with random keys and values:
     /// always a Config or a list of located problems, never a panic.

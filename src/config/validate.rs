@@ -7,7 +7,9 @@ use std::path::Path;
 use serde_saphyr::Spanned;
 
 use super::node::Node;
-use super::{AuthChoice, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at};
+use super::{
+    AuthChoice, CopyOptions, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at,
+};
 use crate::model::{Endpoint, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
 
@@ -17,6 +19,7 @@ struct Defaults {
     mode: Mode,
     include: Vec<Pattern>,
     exclude: Vec<Pattern>,
+    options: CopyOptions,
 }
 
 pub(super) struct Validator<'a> {
@@ -62,6 +65,7 @@ impl Validator<'_> {
                     let list = self.patterns(val, None, which);
                     *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
                 }
+                Some(key @ ("prune" | "prune-max")) => self.option(key, val, None, &mut defaults.options),
                 Some("images") => images_node = Some((k, val)),
                 Some("registries") => registries = self.registries(val),
                 _ => self.unknown_key(k, None, TOP_KEYS),
@@ -346,6 +350,8 @@ impl Validator<'_> {
             ..Filters::default()
         };
         let mut replace_tag = false;
+        let mut options = defaults.options.clone();
+        let mut prune_max_key = None;
         let mut filter_keys = Vec::new();
         let mut seen_source = false;
         let mut seen_destination = false;
@@ -393,6 +399,12 @@ impl Validator<'_> {
                 Some(which @ ("include" | "exclude")) => {
                     let list = self.patterns(v, name, which);
                     *pick(which, &mut filters.include, &mut filters.exclude) = list;
+                }
+                Some(which @ ("prune" | "prune-max")) => {
+                    if which == "prune-max" {
+                        prune_max_key = Some(key);
+                    }
+                    self.option(which, v, name, &mut options)
                 }
                 Some("versions") => match &v.value {
                     Node::Str(text) => match Range::parse(text) {
@@ -478,6 +490,17 @@ impl Validator<'_> {
             );
             self.warnings.push(p);
         }
+        if let Some(key) = prune_max_key.filter(|_| !options.prune) {
+            let p = problem_at(
+                self.path,
+                key.referenced.line(),
+                key.referenced.column(),
+                name,
+                Some("prune-max"),
+                "ignored: prune is off for this image (\"prune: true\" turns it on)".into(),
+            );
+            self.warnings.push(p);
+        }
         Some(ImageConfig {
             name: name?.to_string(),
             source: source?,
@@ -485,7 +508,33 @@ impl Validator<'_> {
             mode,
             filters,
             replace_tag,
+            options,
         })
+    }
+
+    /// A key of [`CopyOptions`], at the top level (`image` is `None`) or
+    /// in an image.
+    fn option(&mut self, key: &str, v: &Spanned<Node>, image: Option<&str>, options: &mut CopyOptions) {
+        match (key, &v.value) {
+            ("prune", Node::Bool(b)) => options.prune = *b,
+            ("prune", other) => self.report(
+                v,
+                image,
+                Some(key),
+                format!("expected true or false, found {}", other.kind()),
+            ),
+            ("prune-max", Node::Int(i)) if *i >= 1 => options.prune_max = usize::try_from(*i).unwrap_or(usize::MAX),
+            ("prune-max", other) => self.report(
+                v,
+                image,
+                Some(key),
+                format!(
+                    "expected how many tags one pass may delete at most, 1 or more, found {}",
+                    other.kind()
+                ),
+            ),
+            _ => unreachable!("option() is called for the keys it knows"),
+        }
     }
 
     fn endpoint(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Option<Endpoint> {

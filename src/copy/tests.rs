@@ -140,6 +140,10 @@ fn not_found(store: &str, what: &str) -> StoreError {
 }
 
 impl Store for MemStore {
+    fn delete_tags<'a>(&'a self, _tags: &'a [String]) -> BoxFuture<'a, crate::store::Deletions> {
+        Box::pin(async { Vec::new() })
+    }
+
     fn name(&self) -> String {
         self.name.clone()
     }

@@ -35,6 +35,16 @@ pub enum Mount {
     Upload(Url),
 }
 
+/// What a manifest DELETE did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delete {
+    Done,
+    /// There was nothing under that reference.
+    Absent,
+    /// The registry deletes manifests by digest only.
+    NotByTag,
+}
+
 /// Every registry operation of a run, over one shared transport.
 pub struct Client {
     transport: Transport,
@@ -276,6 +286,33 @@ impl Client {
                         Err(e)
                     }
                     _ => Ok(()),
+                }
+            })
+            .await
+    }
+
+    /// DELETE a manifest by tag or digest (prune). A registry that deletes
+    /// only by digest (Distribution 2.8 answers a tag with 400
+    /// `DIGEST_INVALID`; others with 405) says [`Delete::NotByTag`].
+    pub async fn delete_manifest(&self, repo: &Repository, reference: &str) -> Result<Delete> {
+        let ctx = format!("{repo}: DELETE manifest {reference}");
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let by_tag = Digest::parse(reference).is_err();
+        let scopes = vec![format!("repository:{}:delete", repo.path)];
+        let build = || self.http(repo).delete(&url);
+        self.transport
+            .exchange(repo, &scopes, &ctx, Spend::Free, build, |resp| async {
+                match resp.status() {
+                    s if s.is_success() => Ok(Delete::Done),
+                    StatusCode::NOT_FOUND => Ok(Delete::Absent),
+                    StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED if by_tag => Ok(Delete::NotByTag),
+                    StatusCode::METHOD_NOT_ALLOWED => {
+                        let ctx = format!(
+                            "{ctx}: the registry does not allow deletes (Distribution: storage.delete.enabled)"
+                        );
+                        Err(self.failure(resp, &ctx, repo).await)
+                    }
+                    _ => Err(self.write_failure(resp, &ctx, repo).await),
                 }
             })
             .await

@@ -16,7 +16,7 @@ mod traffic;
 mod transport;
 mod wire;
 
-pub use client::{Client, Mount};
+pub use client::{Client, Delete, Mount};
 pub use connect::{HostSettings, TransportSettings};
 pub use limit::Limiter;
 pub use traffic::Traffic;

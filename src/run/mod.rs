@@ -25,7 +25,7 @@ use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
 use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagFailure, TagRecord};
 use crate::settings::{PLANS_PER_JOB, RunOptions, Settings};
-use crate::store::{Store, Stores};
+use crate::store::{Deletion, Deletions, Store, Stores};
 
 /// One image of the run: its config and the stores on each side.
 struct ImageRun<'a> {
@@ -209,6 +209,36 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
         tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
     }
     let results = flush_destinations(&images, &copies, results).await;
+
+    // prune: after every copy (a tag is deleted only once nothing of this
+    // run can still need it), unless the run is stopping
+    let to_prune: Vec<Vec<String>> = plans
+        .iter()
+        .map(|p| match p {
+            Slot::Done(Ok(p)) if !options.dry_run => p.prune.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let prunes = schedule::run_all(
+        &images.iter().zip(&to_prune).collect::<Vec<_>>(),
+        options.jobs,
+        may_start,
+        |(image, tags)| async move {
+            if tags.is_empty() {
+                return Vec::new();
+            }
+            let done = image.dst.delete_tags(tags).await;
+            let deleted: Vec<&str> = done
+                .iter()
+                .filter(|(_, d)| matches!(d, Ok(Deletion::Deleted)))
+                .map(|(t, _)| t.as_str())
+                .collect();
+            tracing::info!(image = %image.config.name, deleted = deleted.len(), "pruned: deleted {}", deleted.join(", "));
+            done
+        },
+        interrupt.deadline(SHUTDOWN_GRACE),
+    )
+    .await;
     // images that never finished (stopped, interrupted) are logged with the
     // summary, in file order
     let unfinished: Vec<bool> = images
@@ -220,6 +250,9 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
 
     // 3. collect, in file order
     let mut report = collect(&images, plans, &copies, results, &lock(&costs), options);
+    for ((r, pruned), tags) in report.images.iter_mut().zip(prunes).zip(to_prune) {
+        pruned_into(r, pruned, tags);
+    }
     report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
     report.interrupted = interrupt.requested();
     report.totals = engine.stats.totals();
@@ -317,13 +350,66 @@ fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, optio
                     r.attention = Some(why);
                 }
             }
+            if let Some(why) = &plan.prune_refused {
+                r.prune_held.push(why.clone());
+            }
+            for (tag, why) in &plan.prune_left {
+                left_in_place(r, tag, why);
+            }
             if options.dry_run {
+                r.deleted = plan.prune.clone();
+                r.tags
+                    .extend(plan.prune.iter().map(|t| TagRecord::new(t, Action::WouldDelete)));
                 r.copied = plan.copy.clone();
                 r.replaced = plan.replace.clone();
                 r.tags
                     .extend(plan.copy.iter().map(|t| TagRecord::new(t, Action::WouldCopy)));
                 r.tags
                     .extend(plan.replace.iter().map(|t| TagRecord::new(t, Action::WouldReplace)));
+            }
+        }
+    }
+}
+
+/// A tag gone upstream that prune leaves, and why.
+fn left_in_place(r: &mut ImageReport, tag: &str, why: &str) {
+    let why = format!("prune left {tag}: {why}");
+    let mut rec = TagRecord::new(tag, Action::NotDeleted);
+    rec.error = Some(why.clone());
+    r.tags.push(rec);
+    r.prune_held.push(why);
+}
+
+/// What a prune of `tags` did, into the image's report. A prune that did
+/// not start (the run stopped first) leaves its tags not started.
+fn pruned_into(r: &mut ImageReport, pruned: Slot<Deletions>, tags: Vec<String>) {
+    let deletions = match pruned {
+        Slot::Done(d) => d,
+        Slot::NotStarted | Slot::Abandoned => {
+            r.tags
+                .extend(tags.iter().map(|t| TagRecord::new(t, Action::NotStarted)));
+            r.not_started.extend(tags);
+            return;
+        }
+    };
+    for (tag, outcome) in deletions {
+        match outcome {
+            Ok(Deletion::Deleted) => {
+                r.tags.push(TagRecord::new(&tag, Action::Deleted));
+                r.deleted.push(tag);
+            }
+            Ok(Deletion::Left(why)) => left_in_place(r, &tag, &why),
+            Err(e) => {
+                let error = format!("prune: {}", shown(&e));
+                let mut rec = TagRecord::new(&tag, Action::Failed);
+                rec.error_category = Some(e.category());
+                rec.error = Some(error.clone());
+                r.tags.push(rec);
+                r.failed.push(TagFailure {
+                    tag,
+                    category: e.category(),
+                    error,
+                });
             }
         }
     }

@@ -6,8 +6,9 @@ use std::collections::HashSet;
 
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
+use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
-use crate::store::Store;
+use crate::store::{DeleteMode, Store, deletable, digest_of};
 
 /// What to do with one image: decided before anything is written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -21,6 +22,12 @@ pub struct Plan {
     /// The source has tags but none qualifies: why (see
     /// [`why_nothing_qualifies`]).
     pub nothing_qualifies: Option<String>,
+    /// With `prune`: destination tags gone upstream, to delete.
+    pub prune: Vec<String>,
+    /// With `prune`: tags gone upstream that stay, and why.
+    pub prune_left: Vec<(String, String)>,
+    /// With `prune`: why this pass deletes nothing (a guard-rail held).
+    pub prune_refused: Option<String>,
 }
 
 /// Why an image could not be planned.
@@ -95,24 +102,64 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     } else {
         plan.present = both;
     }
+    if image.options.prune && !new_destination {
+        let max = image.options.prune_max;
+        match gone_upstream(image.mode, &image.filters, &source_tags, &dest_tags, max) {
+            Ok(gone) if gone.is_empty() => {}
+            Ok(gone) => match plan_prune(src, dst, gone, &dest_tags, &plan).await {
+                Ok((delete, leave)) => {
+                    plan.prune = delete;
+                    plan.prune_left = leave;
+                }
+                Err(e) => {
+                    plan.prune_refused = Some(format!("prune refused: could not check what it would delete: {e}"))
+                }
+            },
+            Err(refusal) => plan.prune_refused = Some(refusal.to_string()),
+        }
+    }
     Ok(plan)
+}
+
+/// Which of the `gone` tags to delete, and which to leave (with why): on a
+/// store that deletes a tag only with its manifest, a tag is left when a
+/// staying tag, or a tag this run copies, needs that manifest. Decided
+/// while planning, so `--dry-run` shows exactly what the run deletes.
+async fn plan_prune(
+    src: &dyn Store,
+    dst: &dyn Store,
+    gone: Vec<String>,
+    dest_tags: &[String],
+    plan: &Plan,
+) -> Result<(Vec<String>, Vec<(String, String)>), StoreError> {
+    // a name no tag has: asking to delete it tells how this store deletes
+    let mut absent = String::from("replicant-delete-probe");
+    while dest_tags.contains(&absent) {
+        absent.push('-');
+    }
+    if dst.delete_mode(&absent).await? == DeleteMode::TagAlone {
+        return Ok((gone, Vec::new()));
+    }
+    let staying = dest_tags.iter().filter(|t| !gone.contains(t)).cloned().collect();
+    let mut arriving = Vec::new();
+    for tag in plan.copy.iter().chain(&plan.replace) {
+        if let Some(d) = digest_of(src, tag).await? {
+            arriving.push((d, format!("tag {tag} (copied by this run)")));
+        }
+    }
+    deletable(dst, gone, staying, arriving).await
 }
 
 /// Whether the tag's manifest digest differs between source and
 /// destination, by HEAD (which Docker Hub does not count as a pull).
 async fn differs(src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
-    let (a, b) = futures_util::join!(digest_of(src, tag), digest_of(dst, tag));
+    let (a, b) = futures_util::join!(existing_digest(src, tag), existing_digest(dst, tag));
     Ok(a? != b?)
 }
 
-async fn digest_of(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {
-    let head = store.head_manifest(tag).await?.ok_or_else(|| PlanError::Vanished {
+async fn existing_digest(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {
+    digest_of(store, tag).await?.ok_or_else(|| PlanError::Vanished {
         store: store.name(),
         tag: tag.to_string(),
-    })?;
-    Ok(match head.digest {
-        Some(d) => d,
-        // Without Docker-Content-Digest, the bytes tell.
-        None => store.get_manifest(tag).await?.digest,
     })
 }

@@ -33,7 +33,7 @@ impl std::fmt::Display for Refusal {
 
 /// The destination tags gone from the source that this image's rules could
 /// have written (a tag the filters or the mode would never select was put
-/// there by someone else, and stays), in the destination's order; or why
+/// there by someone else, and stays), versions first in order; or why
 /// none may be deleted.
 pub fn gone_upstream(
     mode: Mode,
@@ -51,11 +51,16 @@ pub fn gone_upstream(
     };
     let upstream: HashSet<&String> = source.iter().collect();
     let mut seen = HashSet::new();
-    let gone: Vec<String> = destination
+    let mut gone: Vec<String> = destination
         .iter()
         .filter(|t| !upstream.contains(t) && ours(t) && seen.insert(*t))
         .cloned()
         .collect();
+    // versions in order, then the other tags by name
+    gone.sort_by_cached_key(|t| {
+        let v = Version::parse(t);
+        (v.is_none(), v, t.clone())
+    });
     if gone.len() > max {
         return Err(Refusal::TooMany { gone, max });
     }
@@ -85,7 +90,7 @@ mod tests {
         // all: every tag the filters admit
         assert_eq!(
             gone_upstream(Mode::All, &f, &src, &dst, 5),
-            Ok(tags(&["1.0.0", "0.9.0-rc1", "edge"]))
+            Ok(tags(&["0.9.0-rc1", "1.0.0", "edge"]))
         );
     }
 

@@ -30,6 +30,27 @@ pub struct Blob {
     pub len: Option<u64>,
 }
 
+/// What became of a tag a prune asked to delete, when nothing failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    Deleted,
+    /// Left in place, and why (deleting it would delete more than it).
+    Left(String),
+}
+
+/// How a store deletes a tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteMode {
+    /// The tag alone (a layout; an OCI 1.1 registry).
+    TagAlone,
+    /// Only with its manifest, which takes every tag pointing at it and
+    /// breaks every index listing it (Distribution 2.8 and many others).
+    WithManifest,
+}
+
+/// Each tag a prune asked to delete, with its outcome.
+pub type Deletions = Vec<(String, Result<Deletion>)>;
+
 /// One repository of images: tags, manifests, blobs.
 pub trait Store: Send + Sync {
     /// For messages: `registry/repository` or `oci:PATH`.
@@ -71,12 +92,97 @@ pub trait Store: Send + Sync {
     /// Stores a blob from a stream; nothing becomes visible unless the whole
     /// content arrived and matched `digest`.
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
+    /// How tags are deleted here; `absent` is a tag name known not to
+    /// exist, which a registry may be asked to delete to find out.
+    fn delete_mode<'a>(&'a self, _absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {
+        Box::pin(async { Ok(DeleteMode::TagAlone) })
+    }
+    /// Deletes tags (prune). Only the tags go: what they pointed at stays
+    /// wherever another tag still needs it.
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions>;
     /// Makes every tag written so far visible, for stores that write tags
     /// in batches (layouts); returns the tags that could not be, with why.
     /// Called once at the end of a run.
     fn flush(&self) -> BoxFuture<'_, Vec<(String, StoreError)>> {
         Box::pin(async { Vec::new() })
     }
+}
+
+/// Lookups at once when reading many manifests of one store.
+const LOOKUPS_AT_ONCE: usize = 16;
+
+/// The manifests that `tags` of `store` need, each with the first tag that
+/// needs it (`tag 1.2`, or `tag 1.2 (in its index)` for an index's child).
+/// A tag deleted meanwhile needs nothing.
+pub async fn manifests_needed(store: &dyn Store, tags: Vec<String>) -> Result<HashMap<Digest, String>> {
+    use crate::model::manifest::Manifest;
+    use futures_util::{StreamExt, stream};
+    let found: Vec<Result<Vec<(Digest, String)>>> = stream::iter(tags)
+        .map(|tag| async move {
+            let m = match store.get_manifest(&tag).await {
+                Ok(m) => m,
+                Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut needs = vec![(m.digest.clone(), format!("tag {tag}"))];
+            if let Ok(Manifest::Index { children }) = Manifest::parse(&m.media_type, &m.bytes) {
+                needs.extend(
+                    children
+                        .into_iter()
+                        .map(|(d, _)| (d, format!("tag {tag} (in its index)"))),
+                );
+            }
+            Ok(needs)
+        })
+        .buffered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await;
+    let mut needed = HashMap::new();
+    for list in found {
+        for (digest, by) in list? {
+            needed.entry(digest).or_insert(by);
+        }
+    }
+    Ok(needed)
+}
+
+/// A tag's manifest digest (HEAD; the bytes when the store does not say);
+/// `None` when the tag is absent.
+pub async fn digest_of(store: &dyn Store, tag: &str) -> Result<Option<Digest>> {
+    Ok(match store.head_manifest(tag).await? {
+        None => None,
+        Some(ManifestHead { digest: Some(d), .. }) => Some(d),
+        Some(_) => Some(store.get_manifest(tag).await?.digest),
+    })
+}
+
+/// Sorts tags to delete from a store that deletes a tag only with its
+/// manifest: those whose manifest nothing else needs, and those to leave
+/// (with why). What is needed: the manifests of the `staying` tags and of
+/// their indexes' children, and `also` (digest, and who needs it).
+pub async fn deletable(
+    store: &dyn Store,
+    gone: Vec<String>,
+    staying: Vec<String>,
+    also: Vec<(Digest, String)>,
+) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    let mut needed = manifests_needed(store, staying).await?;
+    for (digest, by) in also {
+        needed.entry(digest).or_insert(by);
+    }
+    let (mut delete, mut leave) = (Vec::new(), Vec::new());
+    for tag in gone {
+        match digest_of(store, &tag).await? {
+            Some(digest) if needed.contains_key(&digest) => {
+                let by = &needed[&digest];
+                let why =
+                    format!("{by} needs its manifest {digest}, and this registry deletes a tag only with its manifest");
+                leave.push((tag, why));
+            }
+            _ => delete.push(tag),
+        }
+    }
+    Ok((delete, leave))
 }
 
 /// Opens stores for a run: one HTTP client for every registry, and one

@@ -7,9 +7,9 @@ use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use url::Url;
 
-use super::{Blob, BlobBody, Result, Store};
+use super::{Blob, BlobBody, DeleteMode, Deletion, Deletions, Result, Store};
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository};
-use crate::registry::{Client, Mount};
+use crate::registry::{Client, Delete, Mount};
 
 pub struct RegistryStore {
     client: Arc<Client>,
@@ -32,6 +32,48 @@ impl RegistryStore {
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Url>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Deletes tags: by name where the registry can; else by digest, which
+    /// deletes the manifest with every tag on it, so only a manifest that
+    /// no staying tag points at (directly, or as a child of its index).
+    async fn delete(&self, tags: &[String]) -> Deletions {
+        let mut out = Vec::new();
+        let mut by_digest = Vec::new();
+        for tag in tags {
+            match self.client.delete_manifest(&self.repo, tag).await {
+                Ok(Delete::Done | Delete::Absent) => out.push((tag.clone(), Ok(Deletion::Deleted))),
+                Ok(Delete::NotByTag) => by_digest.push(tag.clone()),
+                Err(e) => out.push((tag.clone(), Err(e))),
+            }
+        }
+        if by_digest.is_empty() {
+            return out;
+        }
+        let sorted = async {
+            let listed = self.client.list_tags(&self.repo).await?.unwrap_or_default();
+            let staying = listed.into_iter().filter(|t| !by_digest.contains(t)).collect();
+            super::deletable(self, by_digest.clone(), staying, Vec::new()).await
+        };
+        let (delete, leave) = match sorted.await {
+            Ok(sorted) => sorted,
+            Err(e) => {
+                out.extend(by_digest.into_iter().map(|t| (t, Err(e.clone()))));
+                return out;
+            }
+        };
+        out.extend(leave.into_iter().map(|(t, why)| (t, Ok(Deletion::Left(why)))));
+        for tag in delete {
+            let outcome = async {
+                if let Some(digest) = super::digest_of(self, &tag).await? {
+                    self.client.delete_manifest(&self.repo, digest.as_str()).await?;
+                }
+                Ok(Deletion::Deleted)
+            }
+            .await;
+            out.push((tag, outcome));
+        }
+        out
     }
 }
 
@@ -103,6 +145,19 @@ impl Store for RegistryStore {
                 }
             }
         })
+    }
+
+    fn delete_mode<'a>(&'a self, absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {
+        Box::pin(async move {
+            Ok(match self.client.delete_manifest(&self.repo, absent).await? {
+                Delete::NotByTag => DeleteMode::WithManifest,
+                Delete::Done | Delete::Absent => DeleteMode::TagAlone,
+            })
+        })
+    }
+
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {
+        Box::pin(self.delete(tags))
     }
 
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {

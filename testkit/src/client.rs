@@ -264,6 +264,17 @@ impl TestClient {
         }
     }
 
+    /// Deletes the manifest `tag` points at, and so every tag on it
+    /// (Distribution 2.8 deletes by digest only).
+    pub fn delete_tag(&self, repo: &str, tag: &str) {
+        let digest = self
+            .digest(repo, tag)
+            .unwrap_or_else(|| panic!("{repo}:{tag} is absent"));
+        let url = self.url(repo, &format!("manifests/{digest}"));
+        let resp = self.send(repo, || self.http.delete(&url));
+        assert_eq!(resp.status().as_u16(), 202, "DELETE {url}");
+    }
+
     /// The repository's tags, sorted; empty when it does not exist.
     pub fn tags(&self, repo: &str) -> Vec<String> {
         let url = self.url(repo, "tags/list");

@@ -145,3 +145,28 @@ pub fn sigterm(child: &std::process::Child) {
         .expect("run kill");
     assert!(status.success(), "kill -TERM {}", child.id());
 }
+
+/// The report at `path`, after checking it against the published schema.
+pub fn valid_report(path: &Path) -> serde_json::Value {
+    let check = std::process::Command::new(testkit::tools::tool("CHECK_JSONSCHEMA", "check-jsonschema"))
+        .arg("--schemafile")
+        .arg(testkit::container::repo_root().join("docs/report.schema.json"))
+        .arg(path)
+        .output()
+        .expect("run check-jsonschema");
+    assert!(
+        check.status.success(),
+        "{}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // nothing else left beside it (the temporary file was renamed)
+    let others: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}

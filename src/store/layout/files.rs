@@ -494,6 +494,91 @@ impl Files {
     }
 }
 
+impl Files {
+    /// Removes the entries of `tags` from `index.json` in one atomic
+    /// replacement; returns the manifests they pointed at.
+    pub fn remove_tags(&self, tags: &[String]) -> Result<Vec<Digest>> {
+        let Some(mut index) = self.read_index()? else {
+            return Ok(Vec::new());
+        };
+        let entries = self.entries(&index)?;
+        let gone: Vec<Digest> = entries
+            .iter()
+            .filter(|e| e.tag.as_ref().is_some_and(|t| tags.contains(t)))
+            .map(|e| e.digest.clone())
+            .collect();
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
+            list.retain(|e| {
+                let tag = e
+                    .get("annotations")
+                    .and_then(|a| a.get(REF_NAME))
+                    .and_then(Value::as_str);
+                !tag.is_some_and(|t| tags.iter().any(|x| x == t))
+            });
+        }
+        let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
+        self.write_atomic(&self.root.join("index.json"), &text)?;
+        Ok(gone)
+    }
+
+    /// Deletes the files of the trees under `roots` (manifests, child
+    /// manifests, blobs) that no entry left in `index.json` still reaches;
+    /// returns how many. Files outside those trees are never touched.
+    pub fn collect_garbage(&self, roots: &[Digest]) -> Result<usize> {
+        let mut candidates = std::collections::HashSet::new();
+        for d in roots {
+            self.reach(d, 0, &mut candidates)?;
+        }
+        let mut kept = std::collections::HashSet::new();
+        if let Some(index) = self.read_index()? {
+            for e in self.entries(&index)? {
+                self.reach(&e.digest, 0, &mut kept)?;
+            }
+        }
+        let mut removed = 0;
+        for d in candidates.difference(&kept) {
+            self.check_blob_dirs(d)?;
+            let path = self.blob_path(d);
+            if is_regular(&path) {
+                fs::remove_file(&path).map_err(|e| self.io("delete", &path, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Adds `digest` and everything it refers to (when it is a manifest
+    /// here) to `out`.
+    fn reach(&self, digest: &Digest, depth: usize, out: &mut std::collections::HashSet<Digest>) -> Result<()> {
+        if !out.insert(digest.clone()) || depth > MAX_NESTING {
+            return Ok(());
+        }
+        self.check_blob_dirs(digest)?;
+        let path = self.blob_path(digest);
+        let Some(bytes) = self
+            .read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")
+            .ok()
+            .flatten()
+        else {
+            return Ok(());
+        };
+        match Manifest::parse(&media_type_of("", "", &bytes), &bytes) {
+            Ok(Manifest::Image { blobs, .. }) => out.extend(blobs.into_iter().map(|(d, _)| d)),
+            Ok(Manifest::Index { children }) => {
+                for (child, _) in children {
+                    self.reach(&child, depth + 1, out)?;
+                }
+            }
+            // a layer, a config, or something this tool does not read
+            Ok(Manifest::Schema1) | Err(_) => {}
+        }
+        Ok(())
+    }
+}
+
 /// A tag to point at a manifest in `index.json`.
 #[derive(Debug, Clone)]
 pub(super) struct TagEntry {

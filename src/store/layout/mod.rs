@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use tokio::io::AsyncWriteExt;
 
-use super::{Blob, BlobBody, Result, Store};
+use super::{Blob, BlobBody, Deletion, Deletions, Result, Store};
 use crate::error::{ErrorKind, StoreError};
 use crate::model::{Digest, FetchedManifest, ManifestHead, is_valid_tag};
 use files::{Files, TMP_DIR, TagEntry, place};
@@ -248,6 +248,27 @@ impl Store for Layout {
 
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.put_blob_inner(digest, len, body))
+    }
+
+    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {
+        Box::pin(async move {
+            let deleted = async {
+                self.writable().await?;
+                let _guard = self.index.lock().await;
+                let owned = tags.to_vec();
+                let removed = blocking(&self.files, move |files| {
+                    let roots = files.remove_tags(&owned)?;
+                    files.collect_garbage(&roots)
+                })
+                .await?;
+                tracing::debug!(layout = %self.files.root.display(), files = removed, "unreferenced blobs deleted");
+                Ok(())
+            }
+            .await;
+            tags.iter()
+                .map(|t| (t.clone(), deleted.clone().map(|()| Deletion::Deleted)))
+                .collect()
+        })
     }
 
     fn flush(&self) -> BoxFuture<'_, Vec<(String, StoreError)>> {
