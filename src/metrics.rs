@@ -180,6 +180,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             ("not_started", i.not_started.len()),
             ("unsupported", i.unsupported.len()),
             ("deleted", i.deleted.len()),
+            ("skipped", i.skipped.len()),
         ] {
             f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
         }

@@ -22,6 +22,8 @@ pub enum Action {
     NotStarted,
     /// Docker schema 1: left alone.
     Unsupported,
+    /// Not of a platform asked for (`platforms:`); the record says why.
+    Skipped,
     WouldCopy,
     WouldReplace,
     /// Gone upstream and deleted by `prune`.
@@ -139,6 +141,8 @@ pub struct ImageReport {
     pub present: Vec<String>,
     /// Tags not copied because their manifest format is unsupported.
     pub unsupported: Vec<String>,
+    /// Tags not copied because they have none of the platforms asked for.
+    pub skipped: Vec<String>,
     pub failed: Vec<TagFailure>,
     /// Planned tags not started because the run stopped at the first error.
     pub not_started: Vec<String>,
@@ -171,6 +175,7 @@ impl ImageReport {
             replaced: Vec::new(),
             present: Vec::new(),
             unsupported: Vec::new(),
+            skipped: Vec::new(),
             failed: Vec::new(),
             not_started: Vec::new(),
             stopped: false,
@@ -214,6 +219,9 @@ impl ImageReport {
         }
         for f in &self.failed {
             tracing::error!(image = %name, tag = %f.tag, "{}", f.error);
+        }
+        for t in self.tags.iter().filter(|t| t.action == Action::Skipped) {
+            tracing::warn!(image = %name, tag = %t.tag, "skipped: {}", t.error.as_deref().unwrap_or_default());
         }
         for why in &self.prune_held {
             tracing::warn!(image = %name, "{why}");
@@ -330,6 +338,7 @@ impl RunReport {
                 (replace_word, &i.replaced),
                 ("already present", &i.present),
                 ("skipped, schema 1", &i.unsupported),
+                ("skipped, none of the platforms asked for", &i.skipped),
                 (delete_word, &i.deleted),
             ] {
                 if !tags.is_empty() {
@@ -366,6 +375,8 @@ impl RunReport {
                 && i.not_started.is_empty()
                 && i.deleted.is_empty()
                 && i.prune_held.is_empty()
+                && i.skipped.is_empty()
+                && i.unsupported.is_empty()
             {
                 let _ = writeln!(out, "    no tags selected");
             }
@@ -469,6 +480,7 @@ mod tests {
             replaced: vec![],
             present: vec![],
             unsupported: vec![],
+            skipped: vec![],
             failed: vec![],
             not_started: vec![],
             stopped: false,

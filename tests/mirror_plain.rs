@@ -681,3 +681,128 @@ fn prune_deletes_what_the_dry_run_listed_and_its_guard_rails_hold() {
         "{run:?}"
     );
 }
+
+/// The platforms (`os/architecture`) of an index's children, in order.
+fn platforms_of(client: &TestClient, repo: &str, tag: &str) -> Vec<String> {
+    let (bytes, _) = client.manifest(repo, tag).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}/{}",
+                c["platform"]["os"].as_str().unwrap(),
+                c["platform"]["architecture"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn platforms_copy_only_those_and_record_the_source_digest() {
+    let mut p = Pair::new();
+    let g = &mut p.generator;
+    let oci = g.multi_arch(Format::Oci, 300, &[]);
+    let docker = g.multi_arch(Format::Docker, 300, &[]);
+    let two = [("linux", "amd64"), ("linux", "arm64")].map(|pl| g.image(Format::Oci, &[200], &[], pl));
+    let two = g.index(Format::Oci, two.to_vec());
+    let amd64 = g.image(Format::Docker, &[200], &[], ("linux", "amd64"));
+    let s390x = g.image(Format::Docker, &[200], &[], ("linux", "s390x"));
+    for (tag, image) in [
+        ("1.0.0", &oci),
+        ("1.1.0", &docker),
+        ("1.2.0", &two),
+        ("1.3.0", &amd64),
+        ("1.4.0", &s390x),
+    ] {
+        p.sc.push_image("src/app", image, tag);
+    }
+    let images = [
+        (
+            "app",
+            "src/app",
+            "dst/app",
+            "mode: all\nreplace-tag: true\nplatforms: [linux/amd64, linux/arm64]",
+        ),
+        (
+            "arm",
+            "src/app",
+            "dst/arm",
+            "mode: all\ninclude: '1\\.0\\.0'\nplatforms: [linux/arm/v7]",
+        ),
+    ];
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "skips are not failures: {run:?}");
+    assert!(
+        run.stdout.contains("copied (4): 1.0.0, 1.1.0, 1.2.0, 1.3.0\n"),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout
+            .contains("skipped, none of the platforms asked for (1): 1.4.0"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr.contains("1.4.0")
+            && run
+                .stderr
+                .contains("is a single-platform image for linux/s390x, not one asked for (linux/amd64,linux/arm64)"),
+        "{run:?}"
+    );
+    assert!(
+        run.stderr
+            .contains("has none of the platforms asked for (linux/arm/v7), only linux/amd64, linux/arm64, linux/s390x"),
+        "{run:?}"
+    );
+    assert!(p.dc.tags("dst/arm").is_empty());
+    // reduced indexes: two children, the source's digest recorded
+    for (tag, source) in [("1.0.0", &oci), ("1.1.0", &docker)] {
+        assert_eq!(platforms_of(&p.dc, "dst/app", tag), ["linux/amd64", "linux/arm64"]);
+        let (bytes, media_type) = p.dc.manifest("dst/app", tag).unwrap();
+        assert_eq!(media_type, source.media_type, "{tag} keeps its media type");
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            doc["annotations"]["dev.replicant.source.digest"],
+            source.digest.as_str()
+        );
+        assert_eq!(doc["annotations"]["dev.replicant.platforms"], "linux/amd64,linux/arm64");
+        assert_ne!(p.dc.digest("dst/app", tag).unwrap(), source.digest);
+        p.dc.assert_complete("dst/app", tag);
+        // the child left out was not copied
+        assert_eq!(p.dc.manifest("dst/app", &source.children[2].digest), None);
+        assert!(!p.dc.blob_exists("dst/app", &source.children[2].blobs[1].digest));
+    }
+    // nothing to leave out, or a single image of a platform asked for: exact
+    for tag in ["1.2.0", "1.3.0"] {
+        assert_eq!(p.dc.digest("dst/app", tag), p.sc.digest("src/app", tag), "{tag}");
+    }
+
+    // the next pass sees from the annotation that nothing changed upstream
+    let run = p.run(&images[..1], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("already present (4)"), "{run:?}");
+    assert!(!run.stdout.contains("replaced ("), "{run:?}");
+
+    // upstream moves 1.0.0: replaced, reduced again
+    let moved = p.generator.multi_arch(Format::Oci, 300, &[]);
+    p.sc.push_image("src/app", &moved, "1.0.0");
+    let run = p.run(&images[..1], &[]);
+    assert!(run.stdout.contains("replaced (1): 1.0.0"), "{run:?}");
+    let (bytes, _) = p.dc.manifest("dst/app", "1.0.0").unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains(&moved.digest));
+
+    // fewer platforms asked for: the reduced indexes are made again (an
+    // exact copy stays until upstream changes it: its digest is the
+    // source's, and telling more would cost a GET at the source)
+    let fewer = [(
+        "app",
+        "src/app",
+        "dst/app",
+        "mode: all\nreplace-tag: true\nplatforms: linux/arm64",
+    )];
+    let run = p.run(&fewer, &[]);
+    assert!(run.stdout.contains("replaced (2): 1.0.0, 1.1.0\n"), "{run:?}");
+    assert_eq!(platforms_of(&p.dc, "dst/app", "1.1.0"), ["linux/arm64"]);
+}

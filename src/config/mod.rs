@@ -44,6 +44,12 @@ pub const DEFAULT_PRUNE_MAX: usize = 5;
 /// set at the top level, as the default of images that do not set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CopyOptions {
+    /// `platforms`: copy only these platforms of a multi-platform image
+    /// (empty: all).
+    pub platforms: Vec<crate::model::Platform>,
+    /// `layout-media-types: oci`: a layout destination gets Docker
+    /// manifests as their OCI equivalents.
+    pub oci_media_types: bool,
     /// `prune`: delete destination tags gone upstream.
     pub prune: bool,
     /// `prune-max`: more tags gone than this and the prune is refused.
@@ -53,6 +59,8 @@ pub struct CopyOptions {
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
+            platforms: Vec::new(),
+            oci_media_types: false,
             prune: false,
             prune_max: DEFAULT_PRUNE_MAX,
         }
@@ -215,6 +223,8 @@ const TOP_KEYS: &[&str] = &[
     "registries",
     "prune",
     "prune-max",
+    "platforms",
+    "layout-media-types",
 ];
 const REGISTRY_KEYS: &[&str] = &[
     "ca-file",
@@ -242,6 +252,8 @@ const IMAGE_KEYS: &[&str] = &[
     "keep",
     "prune",
     "prune-max",
+    "platforms",
+    "layout-media-types",
 ];
 
 /// Reads and validates the configuration file.

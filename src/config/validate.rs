@@ -10,7 +10,7 @@ use super::node::Node;
 use super::{
     AuthChoice, CopyOptions, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at,
 };
-use crate::model::{Endpoint, Repository};
+use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
 
 /// What the top level sets for every image that does not set it itself.
@@ -65,7 +65,9 @@ impl Validator<'_> {
                     let list = self.patterns(val, None, which);
                     *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
                 }
-                Some(key @ ("prune" | "prune-max")) => self.option(key, val, None, &mut defaults.options),
+                Some(key @ ("prune" | "prune-max" | "platforms" | "layout-media-types")) => {
+                    self.option(key, val, None, &mut defaults.options)
+                }
                 Some("images") => images_node = Some((k, val)),
                 Some("registries") => registries = self.registries(val),
                 _ => self.unknown_key(k, None, TOP_KEYS),
@@ -352,6 +354,7 @@ impl Validator<'_> {
         let mut replace_tag = false;
         let mut options = defaults.options.clone();
         let mut prune_max_key = None;
+        let mut media_types_node = None;
         let mut filter_keys = Vec::new();
         let mut seen_source = false;
         let mut seen_destination = false;
@@ -400,9 +403,11 @@ impl Validator<'_> {
                     let list = self.patterns(v, name, which);
                     *pick(which, &mut filters.include, &mut filters.exclude) = list;
                 }
-                Some(which @ ("prune" | "prune-max")) => {
-                    if which == "prune-max" {
-                        prune_max_key = Some(key);
+                Some(which @ ("prune" | "prune-max" | "platforms" | "layout-media-types")) => {
+                    match which {
+                        "prune-max" => prune_max_key = Some(key),
+                        "layout-media-types" => media_types_node = Some(v),
+                        _ => {}
                     }
                     self.option(which, v, name, &mut options)
                 }
@@ -471,6 +476,23 @@ impl Validator<'_> {
                 format!("\"{d}\" is the source itself: an image cannot be mirrored onto itself"),
             );
         }
+        if let (Some(node), Some(d)) = (media_types_node, &destination)
+            && options.oci_media_types
+            && !matches!(d, Endpoint::Layout(_))
+        {
+            self.report(
+                node,
+                name,
+                Some("layout-media-types"),
+                format!(
+                    "applies only to a layout destination (oci:PATH); \"{d}\" is a registry, whose copies are exact"
+                ),
+            );
+        }
+        if !matches!(destination, Some(Endpoint::Layout(_))) {
+            // a top-level default means: for the images written to layouts
+            options.oci_media_types = false;
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -530,6 +552,19 @@ impl Validator<'_> {
                 Some(key),
                 format!(
                     "expected how many tags one pass may delete at most, 1 or more, found {}",
+                    other.kind()
+                ),
+            ),
+            ("platforms", _) => options.platforms = self.platforms(v, image),
+            ("layout-media-types", Node::Str(t)) if t == "oci" || t == "verbatim" => {
+                options.oci_media_types = t == "oci"
+            }
+            ("layout-media-types", other) => self.report(
+                v,
+                image,
+                Some(key),
+                format!(
+                    "expected \"verbatim\" (exact copies, the default) or \"oci\" (Docker media types made OCI), found {}",
                     other.kind()
                 ),
             ),
@@ -599,6 +634,41 @@ impl Validator<'_> {
                         "expected a regular expression in quotes (YAML reads 1.20 as the number 1.2), found {}",
                         other.kind()
                     ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `platforms`: a list of `os/architecture[/variant]`.
+    fn platforms(&mut self, v: &Spanned<Node>, image: Option<&str>) -> Vec<Platform> {
+        let key = Some("platforms");
+        let items: Vec<&Spanned<Node>> = match &v.value {
+            Node::Seq(items) => items.iter().collect(),
+            Node::Str(_) => vec![v],
+            Node::Null => Vec::new(),
+            other => {
+                let message = format!(
+                    "expected a list of platforms such as [linux/amd64, linux/arm64], found {}",
+                    other.kind()
+                );
+                self.report(v, image, key, message);
+                return Vec::new();
+            }
+        };
+        let mut out: Vec<Platform> = Vec::new();
+        for item in items {
+            match &item.value {
+                Node::Str(text) => match Platform::parse(text) {
+                    Ok(p) if !out.contains(&p) => out.push(p),
+                    Ok(_) => {}
+                    Err(why) => self.report(item, image, key, why),
+                },
+                other => self.report(
+                    item,
+                    image,
+                    key,
+                    format!("expected a platform such as linux/amd64, found {}", other.kind()),
                 ),
             }
         }

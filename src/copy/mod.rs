@@ -10,6 +10,7 @@
 
 mod blobs;
 mod once;
+mod reshape;
 #[cfg(test)]
 mod tests;
 mod verify;
@@ -27,6 +28,7 @@ use crate::model::manifest::{Manifest, ManifestError, media_type_of};
 use crate::model::{Digest, FetchedManifest};
 use crate::store::Store;
 use once::OnceMap;
+pub use reshape::Shape;
 pub use verify::{MinRate, verified};
 
 /// Blobs of one manifest, and children of one index, copied at once.
@@ -83,8 +85,13 @@ impl CopyError {
 pub enum Outcome {
     /// Copied; the manifest digest, the same on both sides.
     Copied(Digest),
+    /// Copied as asked, into a manifest of its own (platforms, OCI media
+    /// types): the source's digest and the one written.
+    Rewritten { source: Digest, written: Digest },
     /// Docker schema 1: not supported, left alone.
     SkippedSchema1,
+    /// None of the platforms asked for: why.
+    SkippedPlatform(String),
 }
 
 /// Blob totals for the run.

@@ -64,7 +64,7 @@ enum KeyFile {
         subject_token_type: String,
         token_url: String,
         service_account_impersonation_url: Option<String>,
-        credential_source: CredentialSource,
+        credential_source: Box<CredentialSource>,
     },
 }
 

@@ -6,10 +6,13 @@
 pub mod cloud;
 pub mod digest;
 pub mod manifest;
+pub mod platform;
 pub mod reference;
+pub mod rewrite;
 
 pub use digest::Digest;
 pub use manifest::{FetchedManifest, ManifestHead};
+pub use platform::Platform;
 pub use reference::{Endpoint, Registry, Repository, is_valid_tag};
 
 /// Levenshtein distance, for "did you mean" hints on short key names.

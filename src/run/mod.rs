@@ -19,7 +19,7 @@ pub use plan::{Plan, PlanError, plan};
 pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 
 use crate::config::ImageConfig;
-use crate::copy::{CopyError, Engine, MinRate, Outcome};
+use crate::copy::{CopyError, Engine, MinRate, Outcome, Shape};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
@@ -32,6 +32,7 @@ struct ImageRun<'a> {
     config: &'a ImageConfig,
     src: Arc<dyn Store>,
     dst: Arc<dyn Store>,
+    shape: Shape,
 }
 
 /// What is known of an image while its copies run: logged the moment its
@@ -76,6 +77,10 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             config,
             src: stores.open(&config.source, false),
             dst: stores.open(&config.destination, true),
+            shape: Shape {
+                platforms: config.options.platforms.clone(),
+                oci: config.options.oci_media_types,
+            },
         })
         .collect();
     let engine = Engine::new(options.max_connections, options.retries).with_min_rate(MinRate {
@@ -169,7 +174,10 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             let tag_tally = Tally::for_tag(&tally);
             let started = std::time::Instant::now();
             let result = TALLY
-                .scope(tag_tally.clone(), engine.copy_tag(&*image.src, &*image.dst, &job.tag))
+                .scope(
+                    tag_tally.clone(),
+                    engine.copy_tag_shaped(&*image.src, &*image.dst, &job.tag, &image.shape),
+                )
                 .await;
             let cost = Cost {
                 bytes: tag_tally.done.load(Ordering::Relaxed),
@@ -282,7 +290,7 @@ async fn flush_destinations(
     }
     for (job, slot) in copies.iter().zip(results.iter_mut()) {
         let key = (images[job.image].dst.name(), job.tag.clone());
-        if let (Slot::Done(Ok(Outcome::Copied(_))), Some(e)) = (&*slot, lost.get(&key)) {
+        if let (Slot::Done(Ok(Outcome::Copied(_) | Outcome::Rewritten { .. })), Some(e)) = (&*slot, lost.get(&key)) {
             // logged as copied when it finished; it is not
             tracing::error!(image = %images[job.image].config.name, tag = %job.tag, "{e}");
             *slot = Slot::Done(Err(CopyError::Store(e.clone())));
@@ -442,6 +450,25 @@ fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError
             } else {
                 r.copied.push(tag);
             }
+        }
+        Ok(Outcome::Rewritten { source, written }) => {
+            rec.action = if job.replacing {
+                Action::Replaced
+            } else {
+                Action::Copied
+            };
+            rec.source_digest = Some(source.to_string());
+            rec.destination_digest = Some(written.to_string());
+            if job.replacing {
+                r.replaced.push(tag);
+            } else {
+                r.copied.push(tag);
+            }
+        }
+        Ok(Outcome::SkippedPlatform(why)) => {
+            rec.action = Action::Skipped;
+            rec.error = Some(why.clone());
+            r.skipped.push(tag);
         }
         Ok(Outcome::SkippedSchema1) => {
             rec.action = Action::Unsupported;

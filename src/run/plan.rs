@@ -6,6 +6,8 @@ use std::collections::HashSet;
 
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
+use crate::model::platform::joined;
+use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
 use crate::store::{DeleteMode, Store, deletable, digest_of};
@@ -88,7 +90,7 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     if image.replace_tag {
         // compared at once, kept in selection order
         let compared: Vec<(String, bool)> = stream::iter(both)
-            .map(|tag| async move { differs(src, dst, &tag).await.map(|d| (tag, d)) })
+            .map(|tag| async move { differs(image, src, dst, &tag).await.map(|d| (tag, d)) })
             .buffered(COMPARE_AT_ONCE)
             .try_collect()
             .await?;
@@ -151,10 +153,21 @@ async fn plan_prune(
 }
 
 /// Whether the tag's manifest digest differs between source and
-/// destination, by HEAD (which Docker Hub does not count as a pull).
-async fn differs(src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
+/// destination, by HEAD (which Docker Hub does not count as a pull). A
+/// destination manifest rewritten as the image asks (`platforms`,
+/// `layout-media-types`) is the same when it was made from the source's
+/// digest, for the platforms asked for now: one GET of it, on the
+/// destination only.
+async fn differs(image: &ImageConfig, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
     let (a, b) = futures_util::join!(existing_digest(src, tag), existing_digest(dst, tag));
-    Ok(a? != b?)
+    let (a, b) = (a?, b?);
+    let options = &image.options;
+    if a == b || (options.platforms.is_empty() && !options.oci_media_types) {
+        return Ok(a != b);
+    }
+    let (made_from, platforms) = provenance(&dst.get_manifest(b.as_str()).await?.bytes);
+    let expected = (!options.platforms.is_empty()).then(|| joined(&options.platforms));
+    Ok(made_from.as_deref() != Some(a.as_str()) || (platforms.is_some() && platforms != expected))
 }
 
 async fn existing_digest(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {

@@ -1,0 +1,220 @@
+//! Copies that are not byte-for-byte, on request: an index reduced to some
+//! platforms (`platforms:`), Docker manifests written to a layout as their
+//! OCI equivalents (`layout-media-types: oci`). Blobs are still copied
+//! verbatim and verified; only manifests change, and the top one records
+//! the source digest it was made from ([`rewrite::SOURCE_DIGEST`]).
+
+use std::collections::HashMap;
+
+use futures_util::future::BoxFuture;
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::{CopyError, Engine, FAN_OUT, MAX_DEPTH, Outcome};
+use crate::model::manifest::{Manifest, ManifestError, OCI_INDEX, OCI_MANIFEST};
+use crate::model::platform::{Platform, joined};
+use crate::model::rewrite::{self, Filtered, NewChild, is_docker};
+use crate::model::{Digest, FetchedManifest};
+use crate::store::Store;
+
+/// An image config larger than this is not read for its platform.
+const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+
+/// How a copy may differ from its source; the default is an exact copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Only these platforms of a multi-platform image (empty: all).
+    pub platforms: Vec<Platform>,
+    /// Docker manifests and lists become OCI manifests and indexes.
+    pub oci: bool,
+}
+
+impl Shape {
+    pub fn is_exact(&self) -> bool {
+        self.platforms.is_empty() && !self.oci
+    }
+}
+
+fn manifest_error(src: &dyn Store, reference: &str) -> impl Fn(ManifestError) -> CopyError + use<> {
+    let context = format!("{}: manifest {reference}", src.name());
+    move |source| CopyError::Manifest {
+        context: context.clone(),
+        source,
+    }
+}
+
+fn made(bytes: Vec<u8>, media_type: &str) -> FetchedManifest {
+    FetchedManifest {
+        digest: Digest::sha256_of(&bytes),
+        bytes: bytes.into(),
+        media_type: media_type.to_string(),
+    }
+}
+
+impl Engine {
+    /// Copies `src:tag` to `dst:tag` in the given shape (see [`Shape`]).
+    pub async fn copy_tag_shaped(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        tag: &str,
+        shape: &Shape,
+    ) -> Result<Outcome, CopyError> {
+        if shape.is_exact() {
+            return self.copy_tag(src, dst, tag).await;
+        }
+        let (top, manifest) = self.fetch(src, tag, "").await?;
+        let bad = manifest_error(src, tag);
+        if manifest == Manifest::Schema1 {
+            tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
+            return Ok(Outcome::SkippedSchema1);
+        }
+        let wanted = joined(&shape.platforms);
+        let (doc, manifest, reduced) = match &manifest {
+            _ if shape.platforms.is_empty() => (top.clone(), manifest, false),
+            Manifest::Index { .. } => match rewrite::filter_index(&top.bytes, &shape.platforms).map_err(&bad)? {
+                Filtered::All => (top.clone(), manifest, false),
+                Filtered::Nothing { offered } => {
+                    let has = match offered.is_empty() {
+                        true => "no platform stated".to_string(),
+                        false => offered.join(", "),
+                    };
+                    let why = format!("has none of the platforms asked for ({wanted}), only {has}");
+                    return Ok(Outcome::SkippedPlatform(why));
+                }
+                Filtered::Some(bytes) => {
+                    let m = made(bytes, &top.media_type);
+                    let parsed = Manifest::parse(&m.media_type, &m.bytes).map_err(&bad)?;
+                    (m, parsed, true)
+                }
+            },
+            Manifest::Image { .. } => match self.platform_of(src, &top).await? {
+                Some(p) if shape.platforms.iter().any(|w| w.admits(&p)) => (top.clone(), manifest, false),
+                found => {
+                    let found = found.map_or("a platform it does not state".to_string(), |p| p.to_string());
+                    let why = format!("is a single-platform image for {found}, not one asked for ({wanted})");
+                    return Ok(Outcome::SkippedPlatform(why));
+                }
+            },
+            Manifest::Schema1 => unreachable!("returned above"),
+        };
+        let written = self.convert_tree(src, dst, doc, manifest, shape.oci, 0).await?;
+        if written.digest == top.digest {
+            let children = Manifest::parse(&written.media_type, &written.bytes)
+                .map_err(&bad)?
+                .children();
+            self.put_manifest(dst, tag, &written, &children).await?;
+            return Ok(Outcome::Copied(top.digest));
+        }
+        let platforms = reduced.then_some(wanted);
+        let written =
+            rewrite::annotated(&written, &written.media_type, &top.digest, platforms.as_deref()).map_err(&bad)?;
+        let children = Manifest::parse(&written.media_type, &written.bytes)
+            .map_err(&bad)?
+            .children();
+        self.put_manifest(dst, tag, &written, &children).await?;
+        tracing::debug!(source = %src.name(), destination = %dst.name(), tag, digest = %written.digest, from = %top.digest, "copied, rewritten");
+        Ok(Outcome::Rewritten {
+            source: top.digest,
+            written: written.digest,
+        })
+    }
+
+    /// Copies everything `m` refers to; with `oci`, Docker manifests below
+    /// it are written as their OCI equivalents (by their new digests)
+    /// first. Returns the manifest to write for `m`: itself when nothing
+    /// in it changed.
+    fn convert_tree<'a>(
+        &'a self,
+        src: &'a dyn Store,
+        dst: &'a dyn Store,
+        m: FetchedManifest,
+        manifest: Manifest,
+        oci: bool,
+        depth: usize,
+    ) -> BoxFuture<'a, Result<FetchedManifest, CopyError>> {
+        Box::pin(async move {
+            let bad = manifest_error(src, m.digest.as_str());
+            let children = match manifest {
+                Manifest::Index { children } if oci => children,
+                other => {
+                    let docker_image = oci && matches!(other, Manifest::Image { .. }) && is_docker(&m.media_type);
+                    self.copy_contents(src, dst, other, &m.digest, depth).await?;
+                    if !docker_image {
+                        return Ok(m);
+                    }
+                    let bytes = rewrite::to_oci(&m.bytes, &HashMap::new()).map_err(&bad)?;
+                    return Ok(made(bytes, OCI_MANIFEST));
+                }
+            };
+            if depth >= MAX_DEPTH {
+                return Err(CopyError::TooDeep {
+                    store: src.name(),
+                    limit: MAX_DEPTH,
+                });
+            }
+            let rewritten: Vec<Option<(Digest, NewChild)>> = stream::iter(children)
+                .map(|(digest, desc)| async move {
+                    if !is_docker(&desc.media_type) {
+                        self.copy_child(src, dst, &digest, &desc.media_type, depth + 1).await?;
+                        return Ok(None);
+                    }
+                    let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
+                    let new = self.convert_tree(src, dst, child, parsed, true, depth + 1).await?;
+                    let below = Manifest::parse(&new.media_type, &new.bytes)
+                        .map_err(manifest_error(src, digest.as_str()))?
+                        .children();
+                    self.put_manifest(dst, new.digest.as_str(), &new, &below).await?;
+                    let new = NewChild {
+                        size: new.bytes.len(),
+                        digest: new.digest,
+                        media_type: new.media_type,
+                    };
+                    Ok::<_, CopyError>(Some((digest, new)))
+                })
+                .buffer_unordered(FAN_OUT)
+                .try_collect()
+                .await?;
+            let map: HashMap<Digest, NewChild> = rewritten.into_iter().flatten().collect();
+            if map.is_empty() && !is_docker(&m.media_type) {
+                return Ok(m);
+            }
+            let bytes = rewrite::to_oci(&m.bytes, &map).map_err(&bad)?;
+            Ok(made(bytes, OCI_INDEX))
+        })
+    }
+
+    /// The platform a single-platform image's config states (`None` when
+    /// it states none or cannot be read as JSON).
+    async fn platform_of(&self, src: &dyn Store, m: &FetchedManifest) -> Result<Option<Platform>, CopyError> {
+        let bad = manifest_error(src, m.digest.as_str());
+        let doc: serde_json::Value =
+            serde_json::from_slice(&m.bytes).map_err(|e| bad(ManifestError::Json(e.to_string())))?;
+        let Some(config) = doc
+            .pointer("/config/digest")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|d| Digest::parse(d).ok())
+        else {
+            return Ok(None);
+        };
+        let mut blob = src.get_blob(&config).await?;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = blob.body.next().await {
+            let chunk = chunk.map_err(|e| {
+                let kind = crate::error::ErrorKind::Network(e.to_string());
+                crate::error::StoreError::new(format!("{}: config {config}", src.name()), kind)
+            })?;
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_CONFIG_BYTES {
+                let why = format!("its config {config} is larger than {MAX_CONFIG_BYTES} bytes");
+                return Err(bad(ManifestError::Json(why)));
+            }
+        }
+        if !config.matches(&bytes) {
+            let why = format!("its config does not match its digest {config}");
+            return Err(bad(ManifestError::Json(why)));
+        }
+        Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|c| Platform::of_json(&c)))
+    }
+}
