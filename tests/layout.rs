@@ -471,3 +471,115 @@ fn fifos_in_a_layout_are_refused_not_read() {
     expect_failure(&run, &[&format!("{} is not a regular file", blob.display())]);
     assert!(TestClient::new(&dst.host(), None).tags("m/b").is_empty());
 }
+
+/// Every media type in a layout's tree under `digest`: its own, its
+/// config's and layers', its children's (recursively).
+fn media_types(layout: &Path, digest: &str, out: &mut Vec<String>) {
+    let bytes = std::fs::read(layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    out.extend(doc["mediaType"].as_str().map(str::to_string));
+    out.extend(doc["config"]["mediaType"].as_str().map(str::to_string));
+    for d in doc["layers"].as_array().into_iter().flatten() {
+        out.extend(d["mediaType"].as_str().map(str::to_string));
+    }
+    for c in doc["manifests"].as_array().into_iter().flatten() {
+        out.extend(c["mediaType"].as_str().map(str::to_string));
+        media_types(layout, c["digest"].as_str().unwrap(), out);
+    }
+}
+
+#[test]
+fn oci_media_types_make_a_layout_skopeo_reads() {
+    let src = Registry::start(Auth::None);
+    let back = Registry::start(Auth::None);
+    let (sc, bc) = (TestClient::new(&src.host(), None), TestClient::new(&back.host(), None));
+    let mut generator = ImageGen::default();
+    let list = generator.multi_arch(Format::Docker, 700, &[]);
+    let single = generator.image(Format::Docker, &[500], &[], ("linux", "amd64"));
+    let oci = generator.multi_arch(Format::Oci, 600, &[]);
+    for (tag, image) in [("1.0.0", &list), ("1.1.0", &single), ("2.0.0", &oci)] {
+        sc.push_image("team/app", image, tag);
+    }
+    let ws = Workspace::new();
+    let layout = ws.path("oci-app");
+    let cfg = ws.write_config(&yaml(
+        &format!("{}/team/app", src.host()),
+        &format!("oci:{}", layout.display()),
+        "mode: all\nreplace-tag: true\nlayout-media-types: oci",
+    ));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let tags = validate_layout(&layout).unwrap();
+    assert_eq!(tags.len(), 3);
+    for (tag, digest) in &tags {
+        let mut types = Vec::new();
+        media_types(&layout, digest, &mut types);
+        assert!(
+            types.iter().all(|t| t.starts_with("application/vnd.oci.")),
+            "{tag}: {types:?}"
+        );
+    }
+    // Docker sources were converted, and say what they were made from; an
+    // OCI source is copied exactly
+    for (tag, source) in [("1.0.0", &list), ("1.1.0", &single)] {
+        let bytes = std::fs::read(
+            layout
+                .join("blobs/sha256")
+                .join(tags[tag].trim_start_matches("sha256:")),
+        )
+        .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            doc["annotations"]["dev.replicant.source.digest"],
+            source.digest.as_str(),
+            "{tag}"
+        );
+    }
+    assert_eq!(tags["2.0.0"], oci.digest);
+    // the next pass knows from the annotations that nothing changed
+    let run = ws.run(&cfg, &[]);
+    assert!(run.stdout.contains("already present (3)"), "{run:?}");
+
+    // skopeo (Debian's 1.9.3) copies every tag into a registry, digests kept
+    let skopeo = |layout: &Path, tag: &str| {
+        std::process::Command::new(testkit::tools::tool("SKOPEO", "skopeo"))
+            .args([
+                "--insecure-policy",
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("oci:{}:{tag}", layout.display()))
+            .arg(format!("docker://{}/back/app:{tag}", back.host()))
+            .output()
+            .expect("run skopeo")
+    };
+    for (tag, digest) in &tags {
+        let out = skopeo(&layout, tag);
+        assert!(
+            out.status.success(),
+            "skopeo copy {tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(bc.digest("back/app", tag).as_ref(), Some(digest), "{tag}");
+        bc.assert_complete("back/app", tag);
+    }
+
+    // the exact copy (the default) keeps Docker's media types, which this
+    // skopeo cannot read from a layout: why the option exists
+    let exact = ws.path("exact-app");
+    let cfg = ws.write_config(&yaml(
+        &format!("{}/team/app", src.host()),
+        &format!("oci:{}", exact.display()),
+        "mode: all",
+    ));
+    assert_eq!(ws.run(&cfg, &[]).code, 0);
+    let out = skopeo(&exact, "1.0.0");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no descriptor found for reference"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

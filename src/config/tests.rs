@@ -251,6 +251,43 @@ fn prune_keys_default_at_the_top_and_are_checked() {
     );
 }
 
+#[test]
+fn platforms_and_layout_media_types() {
+    let c = ok(
+        "platforms: [linux/amd64, linux/arm/v7]\nlayout-media-types: oci\nimages:\n  a:\n    source: x/a\n    destination: oci:out/a\n  b:\n    source: x/b\n    destination: q.io/b\n    platforms: linux/arm64\n",
+    );
+    let shown: Vec<(String, bool)> = c
+        .images
+        .iter()
+        .map(|i| {
+            (
+                crate::model::platform::joined(&i.options.platforms),
+                i.options.oci_media_types,
+            )
+        })
+        .collect();
+    // the top-level layout-media-types applies to the images written to layouts
+    assert_eq!(
+        shown,
+        [
+            ("linux/amd64,linux/arm/v7".to_string(), true),
+            ("linux/arm64".to_string(), false)
+        ]
+    );
+    let p = problems(
+        "images:\n  a:\n    source: x/a\n    destination: q.io/a\n    platforms: [linux, 386]\n    layout-media-types: oci\n  b:\n    source: x/b\n    destination: oci:b\n    layout-media-types: docker\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "c.yaml:5:17: image \"a\": key \"platforms\": \"linux\" is not a platform such as linux/amd64 or linux/arm/v7 (os/architecture or os/architecture/variant, lower case)",
+            "c.yaml:5:24: image \"a\": key \"platforms\": expected a platform such as linux/amd64, found the number 386",
+            "c.yaml:6:25: image \"a\": key \"layout-media-types\": applies only to a layout destination (oci:PATH); \"q.io/a\" is a registry, whose copies are exact",
+            "c.yaml:10:25: image \"b\": key \"layout-media-types\": expected \"verbatim\" (exact copies, the default) or \"oci\" (Docker media types made OCI), found the string \"docker\"",
+        ]
+    );
+}
+
 proptest::proptest! {
     /// Arbitrary text, and YAML-shaped text with random keys and values:
     /// always a Config or a list of located problems, never a panic.
