@@ -158,6 +158,10 @@ pub struct ImageReport {
     /// Tags deleted because they are gone upstream (`prune`; in a dry
     /// run: that would be).
     pub deleted: Vec<String>,
+    /// Signatures, SBOMs and attestations copied with the image
+    /// (`referrers`; in a dry run: that would be): their tags, or digests
+    /// with the tag they are about.
+    pub referrers: Vec<String>,
     /// Why `prune` did not delete what is gone upstream: a guard-rail, or
     /// a tag left because deleting it would delete more.
     pub prune_held: Vec<String>,
@@ -183,6 +187,7 @@ impl ImageReport {
             error_category: None,
             attention: None,
             deleted: Vec::new(),
+            referrers: Vec::new(),
             prune_held: Vec::new(),
             tags: Vec::new(),
         }
@@ -304,10 +309,10 @@ impl RunReport {
     }
 
     pub fn to_text(&self) -> String {
-        let (copy_word, replace_word, delete_word) = if self.dry_run {
-            ("would copy", "would replace", "would delete")
+        let (copy_word, replace_word, delete_word, referrers_word) = if self.dry_run {
+            ("would copy", "would replace", "would delete", "referrers to copy")
         } else {
-            ("copied", "replaced", "deleted")
+            ("copied", "replaced", "deleted", "referrers copied")
         };
         let mut out = String::new();
         let _ = writeln!(
@@ -340,6 +345,7 @@ impl RunReport {
                 ("skipped, schema 1", &i.unsupported),
                 ("skipped, none of the platforms asked for", &i.skipped),
                 (delete_word, &i.deleted),
+                (referrers_word, &i.referrers),
             ] {
                 if !tags.is_empty() {
                     let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
@@ -377,6 +383,7 @@ impl RunReport {
                 && i.prune_held.is_empty()
                 && i.skipped.is_empty()
                 && i.unsupported.is_empty()
+                && i.referrers.is_empty()
             {
                 let _ = writeln!(out, "    no tags selected");
             }
@@ -488,6 +495,7 @@ mod tests {
             error_category: None,
             attention: None,
             deleted: vec![],
+            referrers: vec![],
             prune_held: vec![],
             tags: vec![],
         }

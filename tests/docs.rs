@@ -101,3 +101,26 @@ fn every_option_is_in_the_readme() {
         );
     }
 }
+
+#[test]
+fn the_config_examples_are_valid_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut checked = 0;
+    for name in ["docs/configuration.md", "docs/cookbook.md", "README.md"] {
+        let text = doc(name);
+        for block in text.split("```yaml\n").skip(1).map(|b| b.split("```").next().unwrap()) {
+            // whole files only; the README's key list shows choices (`a|b`)
+            // and the TLS example names files that are not here
+            if !block.contains("images:") || block.contains('|') || block.contains("-file:") {
+                continue;
+            }
+            let path = dir.path().join("replicant.yaml");
+            match replicant::config::parse(&path, block) {
+                Ok(c) => assert!(c.warnings.is_empty(), "{name}:\n{block}\n{:?}", c.warnings),
+                Err(e) => panic!("{name}:\n{block}\n{e}"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} examples checked");
+}

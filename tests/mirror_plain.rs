@@ -806,3 +806,171 @@ fn platforms_copy_only_those_and_record_the_source_digest() {
     assert!(run.stdout.contains("replaced (2): 1.0.0, 1.1.0\n"), "{run:?}");
     assert_eq!(platforms_of(&p.dc, "dst/app", "1.1.0"), ["linux/arm64"]);
 }
+
+#[test]
+fn referrers_travel_with_their_images_through_the_tag_schema() {
+    use testkit::referrers::{artifact, cosign_signature, schema_tag, tag_schema_index};
+    let mut p = Pair::new();
+    let v1 = p.generator.multi_arch(Format::Oci, 300, &[]);
+    let v2 = p.generator.image(Format::Docker, &[300], &[], ("linux", "amd64"));
+    p.sc.push_image("src/app", &v1, "1.0.0");
+    p.sc.push_image("src/app", &v2, "2.0.0");
+    // cosign's signatures of both; an SBOM of 1.0.0 stored as an OCI 1.1
+    // artifact, listed in the tag schema's index (no referrers API here)
+    let (h1, h2) = (schema_tag(&v1), schema_tag(&v2));
+    p.sc.push_image("src/app", &cosign_signature(&v1, 1), &format!("{h1}.sig"));
+    p.sc.push_image("src/app", &cosign_signature(&v2, 2), &format!("{h2}.sig"));
+    let sbom = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
+    let attestation = artifact(&v1, "application/vnd.in-toto+json", br#"{"_type":"x"}"#);
+    let listed = tag_schema_index(&[&sbom, &attestation]);
+    p.sc.push_image("src/app", &listed, &h1);
+    let images = [
+        (
+            "app",
+            "src/app",
+            "dst/app",
+            "mode: semver\ninclude: '1\\..*'\nreferrers: true",
+        ),
+        (
+            "sbom",
+            "src/app",
+            "dst/sbom",
+            "mode: semver\ninclude: '1\\..*'\nreferrers: true\nartifact-types: [application/spdx+json]",
+        ),
+    ];
+    let dry = p.run(&images, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout.contains(&format!("referrers to copy (2): {h1}, {h1}.sig\n")),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout.contains(&format!("referrers to copy (1): {h1}\n")),
+        "{dry:?}"
+    );
+    assert!(p.dc.tags("dst/app").is_empty());
+
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("referrers copied (2): {h1}, {h1}.sig\n")),
+        "{run:?}"
+    );
+    // digest-exact, walked: the signature, the index, the SBOM under it;
+    // 2.0.0 was not selected, so neither is its signature
+    assert_mirror(
+        &p.sc,
+        "src/app",
+        &p.dc,
+        "dst/app",
+        &["1.0.0", &h1, &format!("{h1}.sig")],
+    );
+    assert_eq!(
+        p.dc.digest("dst/app", &sbom.digest).as_deref(),
+        Some(sbom.digest.as_str())
+    );
+    // artifact-types: the index lists the SBOM only, and says what it was
+    // made from; the attestation did not travel
+    assert_eq!(p.dc.tags("dst/sbom"), ["1.0.0", h1.as_str()]);
+    let (bytes, _) = p.dc.manifest("dst/sbom", &h1).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(index["manifests"][0]["digest"], sbom.digest.as_str());
+    assert_eq!(
+        index["annotations"]["dev.replicant.source.digest"],
+        listed.digest.as_str()
+    );
+    p.dc.assert_complete("dst/sbom", &h1);
+    assert_eq!(p.dc.manifest("dst/sbom", &attestation.digest), None);
+
+    // nothing new upstream: nothing copied; a new signature: copied
+    let run = p.run(&images, &[]);
+    assert!(!run.stdout.contains("referrers copied"), "{run:?}");
+    let resigned = cosign_signature(&v1, 3);
+    p.sc.push_image("src/app", &resigned, &format!("{h1}.sig"));
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("referrers copied (1): {h1}.sig\n")),
+        "{run:?}"
+    );
+    assert_eq!(
+        p.dc.digest("dst/app", &format!("{h1}.sig")),
+        Some(resigned.digest.clone())
+    );
+    assert!(!p.dc.tags("dst/sbom").contains(&format!("{h1}.sig")));
+}
+
+#[test]
+fn referrers_through_the_api_land_in_the_api_or_the_tag_schema() {
+    use testkit::proxy::FaultProxy;
+    use testkit::referrers::{artifact, referrers_in_storage, schema_tag, serve_referrers_api};
+    let mut p = Pair::new();
+    // the source offers the referrers API (a stand-in in front of it)
+    let source = FaultProxy::start(&p.src.host(), 1);
+    serve_referrers_api(&source, p.src.data_dir(), "src/app");
+    let api_dst = Registry::start(Auth::None);
+    let api = FaultProxy::start(&api_dst.host(), 2);
+    serve_referrers_api(&api, api_dst.data_dir(), "dst/app");
+    let v1 = p.generator.multi_arch(Format::Oci, 300, &[]);
+    p.sc.push_image("src/app", &v1, "1.0.0");
+    let sbom = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
+    let provenance = artifact(&v1, "application/vnd.in-toto+json", br#"{"_type":"x"}"#);
+    for a in [&sbom, &provenance] {
+        p.sc.push_image("src/app", a, &a.digest);
+    }
+    let yaml = format!(
+        "mode: semver\nreferrers: true\nimages:\n  plain:\n    source: {s}/src/app\n    destination: {d}/dst/app\n  api:\n    source: {s}/src/app\n    destination: {a}/dst/app\n    artifact-types: application/spdx+json\n",
+        s = source.host(),
+        d = p.dst.host(),
+        a = api.host()
+    );
+    let cfg = p.ws.write_config(&yaml);
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("referrers copied (2)"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains(&format!("referrers copied (1): {} (about 1.0.0)", sbom.digest)),
+        "{run:?}"
+    );
+    // a destination without the API: both by digest, listed in the tag
+    // schema's index
+    for a in [&sbom, &provenance] {
+        assert_eq!(p.dc.digest("dst/app", &a.digest), Some(a.digest.clone()));
+        p.dc.assert_complete("dst/app", &a.digest);
+    }
+    let (bytes, _) = p.dc.manifest("dst/app", &schema_tag(&v1)).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["artifactType"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["application/spdx+json", "application/vnd.in-toto+json"]);
+    // a destination with the API: the SBOM only (artifact-types), found by
+    // its API, no tag schema tag
+    let ac = TestClient::new(&api_dst.host(), None);
+    assert_eq!(ac.tags("dst/app"), ["1.0.0"]);
+    let found = referrers_in_storage(&api_dst.data_dir(), "dst/app", &v1.digest);
+    assert_eq!(found["manifests"].as_array().unwrap().len(), 1);
+    assert_eq!(found["manifests"][0]["digest"], sbom.digest.as_str());
+
+    // the next pass finds nothing new to copy; then a new SBOM arrives
+    // for the image both destinations already have
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("referrers copied"), "{run:?}");
+    let newer = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3","n":2}"#);
+    p.sc.push_image("src/app", &newer, &newer.digest);
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let line = format!("referrers copied (1): {} (about 1.0.0)", newer.digest);
+    assert_eq!(run.stdout.matches(&line).count(), 2, "{run:?}");
+    let found = referrers_in_storage(&api_dst.data_dir(), "dst/app", &v1.digest);
+    assert_eq!(found["manifests"].as_array().unwrap().len(), 2);
+    let (bytes, _) = p.dc.manifest("dst/app", &schema_tag(&v1)).unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains(&newer.digest));
+}

@@ -50,6 +50,10 @@ pub struct CopyOptions {
     /// `layout-media-types: oci`: a layout destination gets Docker
     /// manifests as their OCI equivalents.
     pub oci_media_types: bool,
+    /// `referrers`: copy signatures, SBOMs and attestations with the image.
+    pub referrers: bool,
+    /// `artifact-types`: only referrers of these artifact types (empty: all).
+    pub artifact_types: Vec<String>,
     /// `prune`: delete destination tags gone upstream.
     pub prune: bool,
     /// `prune-max`: more tags gone than this and the prune is refused.
@@ -61,6 +65,8 @@ impl Default for CopyOptions {
         CopyOptions {
             platforms: Vec::new(),
             oci_media_types: false,
+            referrers: false,
+            artifact_types: Vec::new(),
             prune: false,
             prune_max: DEFAULT_PRUNE_MAX,
         }
@@ -225,6 +231,8 @@ const TOP_KEYS: &[&str] = &[
     "prune-max",
     "platforms",
     "layout-media-types",
+    "referrers",
+    "artifact-types",
 ];
 const REGISTRY_KEYS: &[&str] = &[
     "ca-file",
@@ -254,6 +262,8 @@ const IMAGE_KEYS: &[&str] = &[
     "prune-max",
     "platforms",
     "layout-media-types",
+    "referrers",
+    "artifact-types",
 ];
 
 /// Reads and validates the configuration file.

@@ -288,6 +288,35 @@ fn platforms_and_layout_media_types() {
     );
 }
 
+#[test]
+fn referrers_and_artifact_types() {
+    let c = ok(
+        "referrers: true\nimages:\n  a:\n    source: x/a\n    destination: q.io/a\n    artifact-types: [application/spdx+json, application/vnd.dev.cosign.artifact.sig.v1+json]\n  b:\n    source: x/b\n    destination: q.io/b\n    referrers: false\n    artifact-types: application/spdx+json\n",
+    );
+    let a = &c.images[0].options;
+    assert!(a.referrers);
+    assert_eq!(a.artifact_types.len(), 2);
+    assert!(!c.images[1].options.referrers);
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "c.yaml:11:5: image \"b\": key \"artifact-types\": ignored: referrers are not copied for this image (\"referrers: true\" turns that on)"
+        ]
+    );
+    let p = problems(
+        "images:\n  a:\n    source: x/a\n    destination: q.io/a\n    referrers: 1\n    artifact-types: [spdx, 7]\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "c.yaml:5:16: image \"a\": key \"referrers\": expected true or false, found the number 1",
+            "c.yaml:6:22: image \"a\": key \"artifact-types\": \"spdx\" is not a media type such as application/spdx+json",
+            "c.yaml:6:28: image \"a\": key \"artifact-types\": expected an artifact type such as application/spdx+json, found the number 7",
+        ]
+    );
+}
+
 proptest::proptest! {
     /// Arbitrary text, and YAML-shaped text with random keys and values:
     /// always a Config or a list of located problems, never a panic.

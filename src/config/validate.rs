@@ -65,9 +65,9 @@ impl Validator<'_> {
                     let list = self.patterns(val, None, which);
                     *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
                 }
-                Some(key @ ("prune" | "prune-max" | "platforms" | "layout-media-types")) => {
-                    self.option(key, val, None, &mut defaults.options)
-                }
+                Some(
+                    key @ ("prune" | "prune-max" | "platforms" | "layout-media-types" | "referrers" | "artifact-types"),
+                ) => self.option(key, val, None, &mut defaults.options),
                 Some("images") => images_node = Some((k, val)),
                 Some("registries") => registries = self.registries(val),
                 _ => self.unknown_key(k, None, TOP_KEYS),
@@ -355,6 +355,7 @@ impl Validator<'_> {
         let mut options = defaults.options.clone();
         let mut prune_max_key = None;
         let mut media_types_node = None;
+        let mut artifact_types_key = None;
         let mut filter_keys = Vec::new();
         let mut seen_source = false;
         let mut seen_destination = false;
@@ -403,9 +404,13 @@ impl Validator<'_> {
                     let list = self.patterns(v, name, which);
                     *pick(which, &mut filters.include, &mut filters.exclude) = list;
                 }
-                Some(which @ ("prune" | "prune-max" | "platforms" | "layout-media-types")) => {
+                Some(
+                    which @ ("prune" | "prune-max" | "platforms" | "layout-media-types" | "referrers"
+                    | "artifact-types"),
+                ) => {
                     match which {
                         "prune-max" => prune_max_key = Some(key),
+                        "artifact-types" => artifact_types_key = Some(key),
                         "layout-media-types" => media_types_node = Some(v),
                         _ => {}
                     }
@@ -523,6 +528,17 @@ impl Validator<'_> {
             );
             self.warnings.push(p);
         }
+        if let Some(key) = artifact_types_key.filter(|_| !options.referrers) {
+            let p = problem_at(
+                self.path,
+                key.referenced.line(),
+                key.referenced.column(),
+                name,
+                Some("artifact-types"),
+                "ignored: referrers are not copied for this image (\"referrers: true\" turns that on)".into(),
+            );
+            self.warnings.push(p);
+        }
         Some(ImageConfig {
             name: name?.to_string(),
             source: source?,
@@ -556,6 +572,11 @@ impl Validator<'_> {
                 ),
             ),
             ("platforms", _) => options.platforms = self.platforms(v, image),
+            ("referrers", Node::Bool(b)) => options.referrers = *b,
+            ("referrers", other) => {
+                self.report(v, image, Some(key), format!("expected true or false, found {}", other.kind()))
+            }
+            ("artifact-types", _) => options.artifact_types = self.media_types(v, image, key),
             ("layout-media-types", Node::Str(t)) if t == "oci" || t == "verbatim" => {
                 options.oci_media_types = t == "oci"
             }
@@ -632,6 +653,55 @@ impl Validator<'_> {
                     Some(key),
                     format!(
                         "expected a regular expression in quotes (YAML reads 1.20 as the number 1.2), found {}",
+                        other.kind()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// A list of media types (`type/subtype`, as `artifact-types` takes).
+    fn media_types(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<String> {
+        let items: Vec<&Spanned<Node>> = match &v.value {
+            Node::Seq(items) => items.iter().collect(),
+            Node::Str(_) => vec![v],
+            Node::Null => Vec::new(),
+            other => {
+                let message = format!(
+                    "expected a list of artifact types such as [application/spdx+json], found {}",
+                    other.kind()
+                );
+                self.report(v, image, Some(key), message);
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let valid = |t: &str| {
+                let mut parts = t.split('/');
+                let ok = |p: Option<&str>| {
+                    p.is_some_and(|p| {
+                        !p.is_empty()
+                            && p.len() <= 127
+                            && p.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+                    })
+                };
+                ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+            };
+            match &item.value {
+                Node::Str(t) if valid(t) => out.push(t.clone()),
+                Node::Str(t) => {
+                    let message = format!("\"{t}\" is not a media type such as application/spdx+json");
+                    self.report(item, image, Some(key), message)
+                }
+                other => self.report(
+                    item,
+                    image,
+                    Some(key),
+                    format!(
+                        "expected an artifact type such as application/spdx+json, found {}",
                         other.kind()
                     ),
                 ),

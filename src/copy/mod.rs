@@ -237,6 +237,34 @@ impl Engine {
             .contains(&dst.name())
     }
 
+    /// Copies a manifest by digest with everything below it, unless the
+    /// destination has it; `true` when it was copied now.
+    pub async fn copy_manifest(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<bool, CopyError> {
+        if dst.head_manifest(digest.as_str()).await?.is_some() {
+            return Ok(false);
+        }
+        self.copy_child(src, dst, digest, media_type, 1).await?;
+        Ok(true)
+    }
+
+    /// Writes a manifest made here (a referrers index) under a tag; what it
+    /// lists must be in the destination already.
+    pub async fn put_made(&self, dst: &dyn Store, tag: &str, m: &FetchedManifest) -> Result<(), CopyError> {
+        let children = Manifest::parse(&m.media_type, &m.bytes)
+            .map_err(|source| CopyError::Manifest {
+                context: format!("{}: manifest {tag}", dst.name()),
+                source,
+            })?
+            .children();
+        self.put_manifest(dst, tag, m, &children).await
+    }
+
     /// Copies `src:tag` to `dst:tag`.
     pub async fn copy_tag(&self, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<Outcome, CopyError> {
         let (top, manifest) = self.fetch(src, tag, "").await?;

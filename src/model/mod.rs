@@ -8,6 +8,7 @@ pub mod digest;
 pub mod manifest;
 pub mod platform;
 pub mod reference;
+pub mod referrers;
 pub mod rewrite;
 
 pub use digest::Digest;

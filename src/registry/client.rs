@@ -15,7 +15,7 @@ use super::transport::{Spend, Transport};
 use super::wire::{header, next_link, protocol, read_limited, same_origin};
 use crate::credentials::Chain;
 use crate::error::{ErrorKind, StoreError, printable};
-use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
+use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_tag};
 
 /// One page of a tag list, and all pages of one repository together: a
@@ -289,6 +289,54 @@ impl Client {
                 }
             })
             .await
+    }
+
+    /// The referrers of a manifest through the OCI 1.1 referrers API,
+    /// every page of it, as the descriptors listed; `None` when the
+    /// registry does not offer the API (Distribution 2.8 answers 404).
+    pub async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Option<Vec<serde_json::Value>>> {
+        const MAX_PAGES: usize = 16;
+        let ctx = format!("{repo}: referrers of {digest}");
+        let scopes = pull(repo);
+        let mut next = Some(self.url(repo, &format!("referrers/{digest}")));
+        let mut all = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(protocol(
+                    &ctx,
+                    format!("more than {MAX_PAGES} pages of referrers: refused"),
+                ));
+            }
+            let first = pages == 1;
+            let build = || self.http(repo).get(&url).header(ACCEPT, OCI_INDEX);
+            let page = self
+                .transport
+                .exchange(repo, &scopes, &ctx, Spend::Free, build, |resp| async {
+                    match resp.status() {
+                        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST if first => {
+                            return Ok(None);
+                        }
+                        s if s.is_success() => {}
+                        _ => return Err(self.failure(resp, &ctx, repo).await),
+                    }
+                    let link = next_link(resp.headers(), &url);
+                    let body = read_limited(resp, MAX_MANIFEST_BYTES, &ctx).await?;
+                    let list = crate::model::referrers::descriptors(&body).map_err(|e| protocol(&ctx, e))?;
+                    Ok(Some((list, link)))
+                })
+                .await?;
+            let Some((list, link)) = page else {
+                return Ok(None);
+            };
+            all.extend(list);
+            next = match link {
+                Some(l) => Some(self.same_registry(repo, &l, "referrers Link", &ctx)?.to_string()),
+                None => None,
+            };
+        }
+        Ok(Some(all))
     }
 
     /// DELETE a manifest by tag or digest (prune). A registry that deletes

@@ -8,6 +8,7 @@
 //! 3. **collect** what happened into a [`RunReport`], in file order.
 
 mod plan;
+mod referrers;
 mod schedule;
 
 use crate::lock;
@@ -216,6 +217,27 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
         tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
     }
+    // referrers: after the copies, since each goes only where what it is
+    // about has arrived
+    let referred = schedule::run_all(
+        &images.iter().zip(&plans).collect::<Vec<_>>(),
+        options.jobs,
+        may_start,
+        |(image, plan)| async {
+            let Slot::Done(Ok(plan)) = plan else { return None };
+            if !image.config.options.referrers {
+                return None;
+            }
+            let done = referrers::copy_referrers(&engine, image.config, &*image.src, &*image.dst, plan, options.dry_run).await;
+            if !done.copied.is_empty() {
+                let what = if options.dry_run { "would copy" } else { "copied" };
+                tracing::info!(image = %image.config.name, referrers = done.copied.len(), "referrers: {what} {}", done.copied.join(", "));
+            }
+            Some(done)
+        },
+        interrupt.deadline(SHUTDOWN_GRACE),
+    )
+    .await;
     let results = flush_destinations(&images, &copies, results).await;
 
     // prune: after every copy (a tag is deleted only once nothing of this
@@ -260,6 +282,11 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let mut report = collect(&images, plans, &copies, results, &lock(&costs), options);
     for ((r, pruned), tags) in report.images.iter_mut().zip(prunes).zip(to_prune) {
         pruned_into(r, pruned, tags);
+    }
+    for (r, referred) in report.images.iter_mut().zip(referred) {
+        if let Slot::Done(Some(done)) = referred {
+            referred_into(r, done);
+        }
     }
     report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
     report.interrupted = interrupt.requested();
@@ -376,6 +403,23 @@ fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, optio
                     .extend(plan.replace.iter().map(|t| TagRecord::new(t, Action::WouldReplace)));
             }
         }
+    }
+}
+
+/// What the referrers step did, into the image's report.
+fn referred_into(r: &mut ImageReport, done: referrers::Referred) {
+    r.referrers = done.copied;
+    for (what, e) in done.failed {
+        let error = format!("referrers: {}", shown(&e));
+        let mut rec = TagRecord::new(&what, Action::Failed);
+        rec.error_category = Some(e.category());
+        rec.error = Some(error.clone());
+        r.tags.push(rec);
+        r.failed.push(TagFailure {
+            tag: what,
+            category: e.category(),
+            error,
+        });
     }
 }
 

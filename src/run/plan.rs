@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
 use crate::model::platform::joined;
+use crate::model::referrers::referrer_tag;
 use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
@@ -24,6 +25,10 @@ pub struct Plan {
     /// The source has tags but none qualifies: why (see
     /// [`why_nothing_qualifies`]).
     pub nothing_qualifies: Option<String>,
+    /// With `referrers`: the source's tags that are about another manifest
+    /// (`sha256-<hex>`, cosign's `.sig`, `.att`, `.sbom`), copied with it
+    /// rather than as tags of their own.
+    pub referrer_tags: Vec<String>,
     /// With `prune`: destination tags gone upstream, to delete.
     pub prune: Vec<String>,
     /// With `prune`: tags gone upstream that stay, and why.
@@ -75,11 +80,22 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     let dest_tags = dest_tags?;
     let new_destination = dest_tags.is_none();
     let dest_tags = dest_tags.unwrap_or_default();
-    let selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
+    let mut selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
+    let mut referrer_tags = Vec::new();
+    if image.options.referrers {
+        selected.retain(|t| referrer_tag(t).is_none());
+        referrer_tags = source_tags
+            .iter()
+            .filter(|t| referrer_tag(t).is_some())
+            .cloned()
+            .collect();
+        referrer_tags.sort();
+    }
     tracing::debug!(image = %image.name, selected = selected.len(), "selected tags [{}]", selected.join(", "));
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
     let mut plan = Plan {
         new_destination,
+        referrer_tags,
         ..Plan::default()
     };
     if selected.is_empty() {

@@ -92,6 +92,11 @@ pub trait Store: Send + Sync {
     /// Stores a blob from a stream; nothing becomes visible unless the whole
     /// content arrived and matched `digest`.
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
+    /// The referrers of a manifest, through the OCI 1.1 referrers API;
+    /// `None` where there is no such API (a layout; Distribution 2.8).
+    fn referrers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
+        Box::pin(async { Ok(None) })
+    }
     /// How tags are deleted here; `absent` is a tag name known not to
     /// exist, which a registry may be asked to delete to find out.
     fn delete_mode<'a>(&'a self, _absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {

@@ -147,6 +147,10 @@ impl Store for RegistryStore {
         })
     }
 
+    fn referrers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
+        Box::pin(self.client.referrers(&self.repo, digest))
+    }
+
     fn delete_mode<'a>(&'a self, absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {
         Box::pin(async move {
             Ok(match self.client.delete_manifest(&self.repo, absent).await? {

@@ -16,6 +16,7 @@ pub mod layout;
 pub mod measure;
 pub mod proxy;
 pub mod quickstart;
+pub mod referrers;
 pub mod registry;
 pub mod tls;
 pub mod token;

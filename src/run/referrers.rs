@@ -1,0 +1,296 @@
+//! `referrers: true`: signatures, SBOMs and attestations copied with the
+//! images they are about, after the images (a referrer is copied only when
+//! what it is about is in the destination).
+//!
+//! Two ways to find them at the source:
+//! - tags about another manifest, read from the tag list the plan already
+//!   has: the tag schema's `sha256-<hex>` index and cosign's `.sig`, `.att`,
+//!   `.sbom`. Each is compared by HEAD on both sides (they change as
+//!   signatures are added) and copied exactly when it differs;
+//! - the OCI 1.1 referrers API, where the source offers it: asked for each
+//!   selected tag's manifest. A destination without the API gets the
+//!   referrers listed in its tag schema index (`sha256-<hex>`), merged with
+//!   what that index lists already.
+
+use std::collections::HashSet;
+
+use futures_util::{StreamExt, stream};
+use serde_json::Value;
+
+use super::Plan;
+use crate::config::ImageConfig;
+use crate::copy::{CopyError, Engine};
+use crate::model::manifest::{ManifestError, OCI_INDEX};
+use crate::model::referrers::{admitted, descriptors, merged_index, referrer_tag, schema_tag, target};
+use crate::model::rewrite::{annotated, provenance};
+use crate::model::{Digest, FetchedManifest};
+use crate::store::{Store, digest_of};
+
+/// Referrer tags and subjects looked at once per image.
+const AT_ONCE: usize = 8;
+
+/// What the referrers step did for one image.
+#[derive(Debug, Default)]
+pub struct Referred {
+    /// Referrers copied (in a dry run: that would be): tags, or digests
+    /// with the tag they are about.
+    pub copied: Vec<String>,
+    pub failed: Vec<(String, CopyError)>,
+}
+
+fn bad(store: &dyn Store, what: &str) -> impl Fn(ManifestError) -> CopyError + use<> {
+    let context = format!("{}: {what}", store.name());
+    move |source| CopyError::Manifest {
+        context: context.clone(),
+        source,
+    }
+}
+
+/// Copies the referrers of an image's selected tags (see the module docs).
+/// `dry_run`: looks, says what it would copy, writes nothing.
+pub async fn copy_referrers(
+    engine: &Engine,
+    image: &ImageConfig,
+    src: &dyn Store,
+    dst: &dyn Store,
+    plan: &Plan,
+    dry_run: bool,
+) -> Referred {
+    let types = &image.options.artifact_types;
+    let mut out = Referred::default();
+    // in a dry run, what this pass would copy is not there yet
+    let mut arriving = HashSet::new();
+    if dry_run {
+        for tag in plan.copy.iter().chain(&plan.replace) {
+            if let Ok(Some(d)) = digest_of(src, tag).await {
+                arriving.insert(d);
+            }
+        }
+    }
+    // what the destination has of what the tags are about, asked once per
+    // manifest (a signature and an SBOM of one image: one question)
+    let mut subjects: Vec<Digest> = plan
+        .referrer_tags
+        .iter()
+        .filter_map(|t| referrer_tag(t).map(|r| r.subject))
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    let arriving = &arriving;
+    let found: Vec<(Digest, Result<bool, CopyError>)> = stream::iter(subjects)
+        .map(|s| async move {
+            let r = has(dst, &s, arriving).await;
+            (s, r)
+        })
+        .buffered(AT_ONCE)
+        .collect()
+        .await;
+    let mut present = HashSet::new();
+    for (subject, r) in found {
+        match r {
+            Ok(true) => {
+                present.insert(subject);
+            }
+            Ok(false) => {}
+            Err(e) => out.failed.push((format!("referrers of {subject}"), e)),
+        }
+    }
+    let present = &present;
+    let by_tags: Vec<(String, Result<bool, CopyError>)> = stream::iter(&plan.referrer_tags)
+        .map(|tag| async move {
+            let r = by_tag(engine, src, dst, tag, types, present, dry_run).await;
+            (tag.clone(), r)
+        })
+        .buffered(AT_ONCE)
+        .collect()
+        .await;
+    for (tag, r) in by_tags {
+        match r {
+            Ok(true) => out.copied.push(tag),
+            Ok(false) => {}
+            Err(e) => out.failed.push((tag, e)),
+        }
+    }
+    let selected: Vec<&String> = plan.copy.iter().chain(&plan.replace).chain(&plan.present).collect();
+    by_api(engine, src, dst, &selected, types, arriving, dry_run, &mut out).await;
+    out
+}
+
+/// Whether the destination has (or, in a dry run, will have) `subject`.
+async fn has(dst: &dyn Store, subject: &Digest, arriving: &HashSet<Digest>) -> Result<bool, CopyError> {
+    Ok(arriving.contains(subject) || dst.head_manifest(subject.as_str()).await?.is_some())
+}
+
+/// One tag about another manifest; `true` when it was (would be) copied.
+async fn by_tag(
+    engine: &Engine,
+    src: &dyn Store,
+    dst: &dyn Store,
+    tag: &str,
+    types: &[String],
+    present: &HashSet<Digest>,
+    dry_run: bool,
+) -> Result<bool, CopyError> {
+    let Some(about) = referrer_tag(tag) else {
+        return Ok(false);
+    };
+    // only what is about a manifest the destination has
+    if !present.contains(&about.subject) {
+        return Ok(false);
+    }
+    if let Some(t) = about.artifact_type
+        && !types.is_empty()
+        && !types.iter().any(|x| x == t)
+    {
+        return Ok(false);
+    }
+    let (a, b) = futures_util::join!(digest_of(src, tag), digest_of(dst, tag));
+    let (Some(a), b) = (a?, b?) else {
+        return Ok(false);
+    };
+    if b.as_ref() == Some(&a) {
+        return Ok(false);
+    }
+    if about.artifact_type.is_some() || types.is_empty() {
+        if !dry_run {
+            engine.copy_tag(src, dst, tag).await?;
+        }
+        return Ok(true);
+    }
+    // a tag schema index, narrowed to the artifact types asked for: the
+    // destination's records what it was made from
+    if let Some(b) = b
+        && provenance(&dst.get_manifest(b.as_str()).await?.bytes).0.as_deref() == Some(a.as_str())
+    {
+        return Ok(false);
+    }
+    let index = src.get_manifest(a.as_str()).await?;
+    let all = descriptors(&index.bytes).map_err(bad(src, tag))?;
+    let keep: Vec<Value> = all.iter().filter(|d| admitted(d, types)).cloned().collect();
+    if keep.is_empty() || dry_run {
+        return Ok(!keep.is_empty());
+    }
+    if keep.len() == all.len() {
+        engine.copy_tag(src, dst, tag).await?;
+        return Ok(true);
+    }
+    for (digest, media_type) in keep.iter().filter_map(target) {
+        engine.copy_manifest(src, dst, &digest, &media_type).await?;
+    }
+    let made = merged_index(None, &keep).map_err(bad(src, tag))?.unwrap_or_default();
+    let made = FetchedManifest {
+        digest: Digest::sha256_of(&made),
+        bytes: made.into(),
+        media_type: OCI_INDEX.into(),
+    };
+    let made = annotated(&made, OCI_INDEX, &a, None).map_err(bad(src, tag))?;
+    engine.put_made(dst, tag, &made).await?;
+    Ok(true)
+}
+
+/// A manifest and the referrers of it to copy.
+type Listed = (Digest, Vec<Value>);
+
+/// The referrers API at the source, asked for each selected tag's manifest.
+#[allow(clippy::too_many_arguments)]
+async fn by_api(
+    engine: &Engine,
+    src: &dyn Store,
+    dst: &dyn Store,
+    selected: &[&String],
+    types: &[String],
+    arriving: &HashSet<Digest>,
+    dry_run: bool,
+    out: &mut Referred,
+) {
+    // one question first: a source without the API costs one lookup
+    let Some(first) = selected.first() else { return };
+    let probe = async {
+        match digest_of(src, first).await? {
+            Some(subject) => Ok(src.referrers(&subject).await?.is_some()),
+            None => Ok(false),
+        }
+    };
+    match probe.await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            out.failed.push((format!("referrers of {first}"), e));
+            return;
+        }
+    }
+    // which of the selected manifests the destination has, and their lists
+    let looked: Vec<(String, Result<Option<Listed>, CopyError>)> = stream::iter(selected)
+        .map(|tag| async move {
+            let found = async {
+                let Some(subject) = digest_of(src, tag).await? else {
+                    return Ok(None);
+                };
+                let Some(list) = src.referrers(&subject).await? else {
+                    return Ok(None);
+                };
+                if list.is_empty() || !has(dst, &subject, arriving).await? {
+                    return Ok(None);
+                }
+                let keep = list.into_iter().filter(|d| admitted(d, types)).collect();
+                Ok(Some((subject, keep)))
+            }
+            .await;
+            (tag.to_string(), found)
+        })
+        .buffered(AT_ONCE)
+        .collect()
+        .await;
+    let mut dst_has_api = None;
+    for (tag, found) in looked {
+        let (subject, keep) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(e) => {
+                out.failed.push((format!("referrers of {tag}"), e));
+                continue;
+            }
+        };
+        let copied = async {
+            let mut copied = Vec::new();
+            for (digest, media_type) in keep.iter().filter_map(target) {
+                let new = match dry_run {
+                    true => dst.head_manifest(digest.as_str()).await?.is_none(),
+                    false => engine.copy_manifest(src, dst, &digest, &media_type).await?,
+                };
+                if new {
+                    copied.push(format!("{digest} (about {tag})"));
+                }
+            }
+            if dry_run || keep.is_empty() {
+                return Ok(copied);
+            }
+            if dst_has_api.is_none() {
+                dst_has_api = Some(dst.referrers(&subject).await?.is_some());
+            }
+            if dst_has_api == Some(false)
+                && let Some(tag) = schema_tag(&subject)
+            {
+                let existing = match dst.head_manifest(&tag).await? {
+                    Some(_) => Some(dst.get_manifest(&tag).await?.bytes),
+                    None => None,
+                };
+                let merged = merged_index(existing.as_deref(), &keep).map_err(bad(dst, &tag))?;
+                if let Some(bytes) = merged {
+                    let m = FetchedManifest {
+                        digest: Digest::sha256_of(&bytes),
+                        bytes: bytes.into(),
+                        media_type: OCI_INDEX.into(),
+                    };
+                    engine.put_made(dst, &tag, &m).await?;
+                }
+            }
+            Ok::<_, CopyError>(copied)
+        }
+        .await;
+        match copied {
+            Ok(c) => out.copied.extend(c),
+            Err(e) => out.failed.push((format!("referrers of {tag}"), e)),
+        }
+    }
+}
