@@ -624,22 +624,41 @@ impl Validator<'_> {
         }
     }
 
-    /// `include` / `exclude`: a list of regular expressions (or one), each
-    /// checked where it is written.
-    fn patterns(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<Pattern> {
-        let items: Vec<&Spanned<Node>> = match &v.value {
+    /// The items of a list, or the one string standing for a list of one
+    /// (nothing for an empty value); anything else is reported as not
+    /// being the `expected` list.
+    fn items<'n>(
+        &mut self,
+        v: &'n Spanned<Node>,
+        image: Option<&str>,
+        key: &str,
+        expected: &str,
+    ) -> Vec<&'n Spanned<Node>> {
+        match &v.value {
             Node::Seq(items) => items.iter().collect(),
             Node::Str(_) => vec![v],
             Node::Null => Vec::new(),
             other => {
-                let message = format!(
-                    "expected a list of regular expressions matched against the whole tag, found {}",
-                    other.kind()
+                self.report(
+                    v,
+                    image,
+                    Some(key),
+                    format!("expected {expected}, found {}", other.kind()),
                 );
-                self.report(v, image, Some(key), message);
-                return Vec::new();
+                Vec::new()
             }
-        };
+        }
+    }
+
+    /// `include` / `exclude`: a list of regular expressions (or one), each
+    /// checked where it is written.
+    fn patterns(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<Pattern> {
+        let items = self.items(
+            v,
+            image,
+            key,
+            "a list of regular expressions matched against the whole tag",
+        );
         let mut out = Vec::new();
         for item in items {
             match &item.value {
@@ -663,19 +682,12 @@ impl Validator<'_> {
 
     /// A list of media types (`type/subtype`, as `artifact-types` takes).
     fn media_types(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<String> {
-        let items: Vec<&Spanned<Node>> = match &v.value {
-            Node::Seq(items) => items.iter().collect(),
-            Node::Str(_) => vec![v],
-            Node::Null => Vec::new(),
-            other => {
-                let message = format!(
-                    "expected a list of artifact types such as [application/spdx+json], found {}",
-                    other.kind()
-                );
-                self.report(v, image, Some(key), message);
-                return Vec::new();
-            }
-        };
+        let items = self.items(
+            v,
+            image,
+            key,
+            "a list of artifact types such as [application/spdx+json]",
+        );
         let mut out = Vec::new();
         for item in items {
             let valid = |t: &str| {
@@ -713,19 +725,12 @@ impl Validator<'_> {
     /// `platforms`: a list of `os/architecture[/variant]`.
     fn platforms(&mut self, v: &Spanned<Node>, image: Option<&str>) -> Vec<Platform> {
         let key = Some("platforms");
-        let items: Vec<&Spanned<Node>> = match &v.value {
-            Node::Seq(items) => items.iter().collect(),
-            Node::Str(_) => vec![v],
-            Node::Null => Vec::new(),
-            other => {
-                let message = format!(
-                    "expected a list of platforms such as [linux/amd64, linux/arm64], found {}",
-                    other.kind()
-                );
-                self.report(v, image, key, message);
-                return Vec::new();
-            }
-        };
+        let items = self.items(
+            v,
+            image,
+            "platforms",
+            "a list of platforms such as [linux/amd64, linux/arm64]",
+        );
         let mut out: Vec<Platform> = Vec::new();
         for item in items {
             match &item.value {

@@ -410,16 +410,8 @@ fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, optio
 fn referred_into(r: &mut ImageReport, done: referrers::Referred) {
     r.referrers = done.copied;
     for (what, e) in done.failed {
-        let error = format!("referrers: {}", shown(&e));
-        let mut rec = TagRecord::new(&what, Action::Failed);
-        rec.error_category = Some(e.category());
-        rec.error = Some(error.clone());
-        r.tags.push(rec);
-        r.failed.push(TagFailure {
-            tag: what,
-            category: e.category(),
-            error,
-        });
+        let rec = TagRecord::new(&what, Action::Failed);
+        failed_into(r, rec, e.category(), format!("referrers: {}", shown(&e)));
     }
 }
 
@@ -452,16 +444,8 @@ fn pruned_into(r: &mut ImageReport, pruned: Slot<Deletions>, tags: Vec<String>) 
             }
             Ok(Deletion::Left(why)) => left_in_place(r, &tag, &why),
             Err(e) => {
-                let error = format!("prune: {}", shown(&e));
-                let mut rec = TagRecord::new(&tag, Action::Failed);
-                rec.error_category = Some(e.category());
-                rec.error = Some(error.clone());
-                r.tags.push(rec);
-                r.failed.push(TagFailure {
-                    tag,
-                    category: e.category(),
-                    error,
-                });
+                let rec = TagRecord::new(&tag, Action::Failed);
+                failed_into(r, rec, e.category(), format!("prune: {}", shown(&e)));
             }
         }
     }
@@ -481,21 +465,11 @@ fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError
     rec.bytes = cost.bytes;
     rec.duration_seconds = cost.seconds;
     match result {
-        Ok(Outcome::Copied(digest)) => {
-            rec.action = if job.replacing {
-                Action::Replaced
-            } else {
-                Action::Copied
+        Ok(Outcome::Copied(source) | Outcome::Rewritten { source, .. }) => {
+            let written = match result {
+                Ok(Outcome::Rewritten { written, .. }) => written,
+                _ => source,
             };
-            rec.source_digest = Some(digest.to_string());
-            rec.destination_digest = Some(digest.to_string());
-            if job.replacing {
-                r.replaced.push(tag);
-            } else {
-                r.copied.push(tag);
-            }
-        }
-        Ok(Outcome::Rewritten { source, written }) => {
             rec.action = if job.replacing {
                 Action::Replaced
             } else {
@@ -519,15 +493,23 @@ fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError
             r.unsupported.push(tag);
         }
         Err(e) => {
-            rec.error_category = Some(e.category());
-            rec.error = Some(shown(e));
-            r.failed.push(TagFailure {
-                tag,
-                category: e.category(),
-                error: shown(e),
-            });
+            failed_into(r, rec, e.category(), shown(e));
+            return;
         }
     }
+    r.tags.push(rec);
+}
+
+/// A failure, into the image's report: its record and its failed list.
+fn failed_into(r: &mut ImageReport, mut rec: TagRecord, category: Category, error: String) {
+    rec.action = Action::Failed;
+    rec.error_category = Some(category);
+    rec.error = Some(error.clone());
+    r.failed.push(TagFailure {
+        tag: rec.tag.clone(),
+        category,
+        error,
+    });
     r.tags.push(rec);
 }
 
@@ -557,15 +539,8 @@ fn collect(
         match result {
             Slot::Abandoned => {
                 let error = "abandoned when the run was interrupted: the tag is either absent or complete";
-                let mut rec = TagRecord::new(&job.tag, Action::Failed);
-                rec.error_category = Some(Category::Interrupted);
-                rec.error = Some(error.into());
-                r.tags.push(rec);
-                r.failed.push(TagFailure {
-                    tag: job.tag.clone(),
-                    category: Category::Interrupted,
-                    error: error.into(),
-                });
+                let rec = TagRecord::new(&job.tag, Action::Failed);
+                failed_into(r, rec, Category::Interrupted, error.into());
             }
             Slot::NotStarted => {
                 r.tags.push(TagRecord::new(&job.tag, Action::NotStarted));
