@@ -675,9 +675,17 @@ fn prune_deletes_what_the_dry_run_listed_and_its_guard_rails_hold() {
     let images = [("app", "src/app", "dst/app", "mode: semver\nprune: true\nprune-max: 100")];
     let run = p.run(&images, &[]);
     assert_eq!(p.dc.tags("dst/app").len(), 7, "{run:?}");
-    assert!(run.stdout.contains("prune refused: the source lists no tags"), "{run:?}");
+    assert!(
+        run.stdout.contains("prune refused: the source lists no tags"),
+        "{run:?}"
+    );
     // and one whose listing fails deletes nothing either
-    let images = [("app", "src/gone", "dst/app", "mode: semver\nprune: true\nprune-max: 100")];
+    let images = [(
+        "app",
+        "src/gone",
+        "dst/app",
+        "mode: semver\nprune: true\nprune-max: 100",
+    )];
     let run = p.run(&images, &[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stdout.contains("source repository not found"), "{run:?}");

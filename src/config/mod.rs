@@ -221,12 +221,10 @@ impl ConfigError {
     }
 }
 
-const TOP_KEYS: &[&str] = &[
-    "mode",
-    "include",
-    "exclude",
-    "images",
-    "registries",
+const TOP_KEYS: &[&str] = &["mode", "include", "exclude", "images", "registries"];
+/// The keys of [`CopyOptions`]: in an image, and at the top level as the
+/// defaults of every image.
+const OPTION_KEYS: &[&str] = &[
     "prune",
     "prune-max",
     "platforms",
@@ -258,12 +256,6 @@ const IMAGE_KEYS: &[&str] = &[
     "exclude",
     "versions",
     "keep",
-    "prune",
-    "prune-max",
-    "platforms",
-    "layout-media-types",
-    "referrers",
-    "artifact-types",
 ];
 
 /// Reads and validates the configuration file.

@@ -8,7 +8,8 @@ use serde_saphyr::Spanned;
 
 use super::node::Node;
 use super::{
-    AuthChoice, CopyOptions, IMAGE_KEYS, ImageConfig, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS, problem_at,
+    AuthChoice, CopyOptions, IMAGE_KEYS, ImageConfig, OPTION_KEYS, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS,
+    problem_at,
 };
 use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
@@ -41,6 +42,19 @@ impl Validator<'_> {
         self.problems.push(p);
     }
 
+    /// A warning about `key` of `image`, where `at` is.
+    fn warn(&mut self, at: &Spanned<Node>, image: Option<&str>, key: &str, message: &str) {
+        let p = problem_at(
+            self.path,
+            at.referenced.line(),
+            at.referenced.column(),
+            image,
+            Some(key),
+            message.into(),
+        );
+        self.warnings.push(p);
+    }
+
     pub(super) fn root(&mut self, root: &Spanned<Node>) -> (Vec<ImageConfig>, BTreeMap<String, RegistryOptions>) {
         let Node::Map(entries) = &root.value else {
             self.report(
@@ -65,12 +79,10 @@ impl Validator<'_> {
                     let list = self.patterns(val, None, which);
                     *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
                 }
-                Some(
-                    key @ ("prune" | "prune-max" | "platforms" | "layout-media-types" | "referrers" | "artifact-types"),
-                ) => self.option(key, val, None, &mut defaults.options),
+                Some(key) if OPTION_KEYS.contains(&key) => self.option(key, val, None, &mut defaults.options),
                 Some("images") => images_node = Some((k, val)),
                 Some("registries") => registries = self.registries(val),
-                _ => self.unknown_key(k, None, TOP_KEYS),
+                _ => self.unknown_key(k, None, &[TOP_KEYS, OPTION_KEYS].concat()),
             }
         }
         (self.images(root, images_node, &defaults), registries)
@@ -404,10 +416,7 @@ impl Validator<'_> {
                     let list = self.patterns(v, name, which);
                     *pick(which, &mut filters.include, &mut filters.exclude) = list;
                 }
-                Some(
-                    which @ ("prune" | "prune-max" | "platforms" | "layout-media-types" | "referrers"
-                    | "artifact-types"),
-                ) => {
+                Some(which) if OPTION_KEYS.contains(&which) => {
                     match which {
                         "prune-max" => prune_max_key = Some(key),
                         "artifact-types" => artifact_types_key = Some(key),
@@ -458,7 +467,7 @@ impl Validator<'_> {
                         format!("expected a non-negative integer, found {}", other.kind()),
                     ),
                 },
-                _ => self.unknown_key(key, name, IMAGE_KEYS),
+                _ => self.unknown_key(key, name, &[IMAGE_KEYS, OPTION_KEYS].concat()),
             }
         }
         for (which, seen) in [("source", seen_source), ("destination", seen_destination)] {
@@ -507,37 +516,15 @@ impl Validator<'_> {
                 (Mode::Highest, "keep") => "ignored with mode \"highest\", which copies one tag",
                 _ => continue,
             };
-            let p = problem_at(
-                self.path,
-                key.referenced.line(),
-                key.referenced.column(),
-                name,
-                Some(which),
-                why.into(),
-            );
-            self.warnings.push(p);
+            self.warn(key, name, which, why);
         }
         if let Some(key) = prune_max_key.filter(|_| !options.prune) {
-            let p = problem_at(
-                self.path,
-                key.referenced.line(),
-                key.referenced.column(),
-                name,
-                Some("prune-max"),
-                "ignored: prune is off for this image (\"prune: true\" turns it on)".into(),
-            );
-            self.warnings.push(p);
+            let why = "ignored: prune is off for this image (\"prune: true\" turns it on)";
+            self.warn(key, name, "prune-max", why);
         }
         if let Some(key) = artifact_types_key.filter(|_| !options.referrers) {
-            let p = problem_at(
-                self.path,
-                key.referenced.line(),
-                key.referenced.column(),
-                name,
-                Some("artifact-types"),
-                "ignored: referrers are not copied for this image (\"referrers: true\" turns that on)".into(),
-            );
-            self.warnings.push(p);
+            let why = "ignored: referrers are not copied for this image (\"referrers: true\" turns that on)";
+            self.warn(key, name, "artifact-types", why);
         }
         Some(ImageConfig {
             name: name?.to_string(),

@@ -235,10 +235,7 @@ impl Files {
             .map(|m| {
                 let digest = m.get("digest").and_then(Value::as_str).unwrap_or_default();
                 let digest = Digest::parse(digest).map_err(|e| self.invalid(format!("{}: {e}", path.display())))?;
-                let tag = m
-                    .get("annotations")
-                    .and_then(|a| a.get(REF_NAME))
-                    .and_then(Value::as_str);
+                let tag = entry_tag(m);
                 if let Some(t) = tag.filter(|t| !is_valid_tag(t)) {
                     return Err(self.invalid(format!("{}: {t:?} is not a valid tag", path.display())));
                 }
@@ -476,13 +473,7 @@ impl Files {
             })
         });
         if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
-            list.retain(|e| {
-                let tag = e
-                    .get("annotations")
-                    .and_then(|a| a.get(REF_NAME))
-                    .and_then(Value::as_str);
-                !tag.is_some_and(|t| names.contains(t))
-            });
+            list.retain(|e| !entry_tag(e).is_some_and(|t| names.contains(t)));
             list.extend(entries);
         } else {
             index["manifests"] = Value::Array(entries.collect());
@@ -511,13 +502,7 @@ impl Files {
             return Ok(gone);
         }
         if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
-            list.retain(|e| {
-                let tag = e
-                    .get("annotations")
-                    .and_then(|a| a.get(REF_NAME))
-                    .and_then(Value::as_str);
-                !tag.is_some_and(|t| tags.iter().any(|x| x == t))
-            });
+            list.retain(|e| !entry_tag(e).is_some_and(|t| tags.iter().any(|x| x == t)));
         }
         let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
         self.write_atomic(&self.root.join("index.json"), &text)?;
@@ -577,6 +562,11 @@ impl Files {
         }
         Ok(())
     }
+}
+
+/// The tag an `index.json` entry names, if any.
+fn entry_tag(entry: &Value) -> Option<&str> {
+    entry.get("annotations")?.get(REF_NAME)?.as_str()
 }
 
 /// A tag to point at a manifest in `index.json`.
