@@ -724,7 +724,7 @@ impl Validator<'_> {
                 Node::Str(text) => match Platform::parse(text) {
                     Ok(p) if !out.contains(&p) => out.push(p),
                     Ok(_) => {}
-                    Err(why) => self.report(item, image, key, why),
+                    Err(why) => self.report(item, image, key, why.to_string()),
                 },
                 other => self.report(
                     item,

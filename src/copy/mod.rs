@@ -61,6 +61,16 @@ pub enum CopyError {
     TooDeep { store: String, limit: usize },
 }
 
+/// Turns a manifest's reading error into a [`CopyError`] that says which
+/// store and which manifest (`what`: a tag, a digest).
+pub fn manifest_error(store: &dyn Store, what: &str) -> impl Fn(ManifestError) -> CopyError + use<> {
+    let context = format!("{}: manifest {what}", store.name());
+    move |source| CopyError::Manifest {
+        context: context.clone(),
+        source,
+    }
+}
+
 impl CopyError {
     pub fn category(&self) -> Category {
         match self {
@@ -246,21 +256,23 @@ impl Engine {
         digest: &Digest,
         media_type: &str,
     ) -> Result<bool, CopyError> {
+        let key = format!("manifest:{}@{digest}", dst.name());
         if dst.head_manifest(digest.as_str()).await?.is_some() {
+            self.present.set_if_empty(key, ());
             return Ok(false);
         }
-        self.copy_child(src, dst, digest, media_type, 1).await?;
+        self.present
+            .get_or_try_init(key, || self.write_child(src, dst, digest, media_type, 1))
+            .await?;
         Ok(true)
     }
 
-    /// Writes a manifest made here (a referrers index) under a tag; what it
-    /// lists must be in the destination already.
+    /// Writes a manifest made here (a rewritten index or image, a referrers
+    /// index) under a tag or its digest; what it lists must be in the
+    /// destination already.
     pub async fn put_made(&self, dst: &dyn Store, tag: &str, m: &FetchedManifest) -> Result<(), CopyError> {
         let children = Manifest::parse(&m.media_type, &m.bytes)
-            .map_err(|source| CopyError::Manifest {
-                context: format!("{}: manifest {tag}", dst.name()),
-                source,
-            })?
+            .map_err(manifest_error(dst, tag))?
             .children();
         self.put_manifest(dst, tag, m, &children).await
     }
@@ -380,13 +392,25 @@ impl Engine {
                 if !self.is_new(dst) && dst.head_manifest(digest.as_str()).await?.is_some() {
                     return Ok(());
                 }
-                let (child, manifest) = self.fetch(src, digest.as_str(), media_type).await?;
-                let children = manifest.children();
-                self.copy_contents(src, dst, manifest, digest, depth).await?;
-                self.put_manifest(dst, digest.as_str(), &child, &children).await?;
-                Ok::<(), CopyError>(())
+                self.write_child(src, dst, digest, media_type, depth).await
             })
             .await
+    }
+
+    /// Copies a child manifest the destination lacks: its contents, then
+    /// itself by digest.
+    async fn write_child(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        media_type: &str,
+        depth: usize,
+    ) -> Result<(), CopyError> {
+        let (child, manifest) = self.fetch(src, digest.as_str(), media_type).await?;
+        let children = manifest.children();
+        self.copy_contents(src, dst, manifest, digest, depth).await?;
+        self.put_manifest(dst, digest.as_str(), &child, &children).await
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt, stream};
 
-use super::{CopyError, Engine, FAN_OUT, MAX_DEPTH, Outcome};
+use super::{CopyError, Engine, FAN_OUT, MAX_DEPTH, Outcome, manifest_error};
 use crate::model::manifest::{Manifest, ManifestError, OCI_INDEX, OCI_MANIFEST};
 use crate::model::platform::{Platform, joined};
 use crate::model::rewrite::{self, Filtered, NewChild, is_docker};
@@ -31,22 +31,6 @@ pub struct Shape {
 impl Shape {
     pub fn is_exact(&self) -> bool {
         self.platforms.is_empty() && !self.oci
-    }
-}
-
-fn manifest_error(src: &dyn Store, reference: &str) -> impl Fn(ManifestError) -> CopyError + use<> {
-    let context = format!("{}: manifest {reference}", src.name());
-    move |source| CopyError::Manifest {
-        context: context.clone(),
-        source,
-    }
-}
-
-fn made(bytes: Vec<u8>, media_type: &str) -> FetchedManifest {
-    FetchedManifest {
-        digest: Digest::sha256_of(&bytes),
-        bytes: bytes.into(),
-        media_type: media_type.to_string(),
     }
 }
 
@@ -82,7 +66,7 @@ impl Engine {
                     return Ok(Outcome::SkippedPlatform(why));
                 }
                 Filtered::Some(bytes) => {
-                    let m = made(bytes, &top.media_type);
+                    let m = FetchedManifest::made(bytes, &top.media_type);
                     let parsed = Manifest::parse(&m.media_type, &m.bytes).map_err(&bad)?;
                     (m, parsed, true)
                 }
@@ -99,19 +83,13 @@ impl Engine {
         };
         let written = self.convert_tree(src, dst, doc, manifest, shape.oci, 0).await?;
         if written.digest == top.digest {
-            let children = Manifest::parse(&written.media_type, &written.bytes)
-                .map_err(&bad)?
-                .children();
-            self.put_manifest(dst, tag, &written, &children).await?;
+            self.put_made(dst, tag, &written).await?;
             return Ok(Outcome::Copied(top.digest));
         }
         let platforms = reduced.then_some(wanted);
         let written =
             rewrite::annotated(&written, &written.media_type, &top.digest, platforms.as_deref()).map_err(&bad)?;
-        let children = Manifest::parse(&written.media_type, &written.bytes)
-            .map_err(&bad)?
-            .children();
-        self.put_manifest(dst, tag, &written, &children).await?;
+        self.put_made(dst, tag, &written).await?;
         tracing::debug!(source = %src.name(), destination = %dst.name(), tag, digest = %written.digest, from = %top.digest, "copied, rewritten");
         Ok(Outcome::Rewritten {
             source: top.digest,
@@ -143,7 +121,7 @@ impl Engine {
                         return Ok(m);
                     }
                     let bytes = rewrite::to_oci(&m.bytes, &HashMap::new()).map_err(&bad)?;
-                    return Ok(made(bytes, OCI_MANIFEST));
+                    return Ok(FetchedManifest::made(bytes, OCI_MANIFEST));
                 }
             };
             if depth >= MAX_DEPTH {
@@ -160,10 +138,7 @@ impl Engine {
                     }
                     let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
                     let new = self.convert_tree(src, dst, child, parsed, true, depth + 1).await?;
-                    let below = Manifest::parse(&new.media_type, &new.bytes)
-                        .map_err(manifest_error(src, digest.as_str()))?
-                        .children();
-                    self.put_manifest(dst, new.digest.as_str(), &new, &below).await?;
+                    self.put_made(dst, new.digest.as_str(), &new).await?;
                     let new = NewChild {
                         size: new.bytes.len(),
                         digest: new.digest,
@@ -179,7 +154,7 @@ impl Engine {
                 return Ok(m);
             }
             let bytes = rewrite::to_oci(&m.bytes, &map).map_err(&bad)?;
-            Ok(made(bytes, OCI_INDEX))
+            Ok(FetchedManifest::made(bytes, OCI_INDEX))
         })
     }
 

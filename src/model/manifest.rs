@@ -39,6 +39,17 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
+impl FetchedManifest {
+    /// A manifest made here (not fetched): its digest is computed.
+    pub fn made(bytes: Vec<u8>, media_type: &str) -> FetchedManifest {
+        FetchedManifest {
+            digest: Digest::sha256_of(&bytes),
+            bytes: bytes.into(),
+            media_type: media_type.to_string(),
+        }
+    }
+}
+
 /// A reference from one manifest to a blob or another manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Descriptor {

@@ -5,6 +5,13 @@ use std::fmt;
 
 use serde_json::Value;
 
+/// Text that is not a platform (`os/architecture[/variant]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "\"{0}\" is not a platform such as linux/amd64 or linux/arm/v7 (os/architecture or os/architecture/variant, lower case)"
+)]
+pub struct PlatformError(pub String);
+
 /// One platform, such as `linux/amd64` or `linux/arm/v7`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Platform {
@@ -15,7 +22,7 @@ pub struct Platform {
 
 impl Platform {
     /// Reads `os/architecture` or `os/architecture/variant`.
-    pub fn parse(text: &str) -> Result<Platform, String> {
+    pub fn parse(text: &str) -> Result<Platform, PlatformError> {
         let parts: Vec<&str> = text.split('/').collect();
         let valid = |p: &&str| {
             !p.is_empty()
@@ -24,10 +31,7 @@ impl Platform {
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
         };
         if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
-            return Err(format!(
-                "\"{text}\" is not a platform such as linux/amd64 or linux/arm/v7 \
-                 (os/architecture or os/architecture/variant, lower case)"
-            ));
+            return Err(PlatformError(text.to_string()));
         }
         Ok(Platform {
             os: parts[0].to_string(),

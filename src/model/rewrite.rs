@@ -171,12 +171,7 @@ pub fn annotated(
     if obj.contains_key("mediaType") {
         obj.insert("mediaType".into(), Value::from(media_type));
     }
-    let bytes = bytes::Bytes::from(to_bytes(&doc));
-    Ok(FetchedManifest {
-        digest: Digest::sha256_of(&bytes),
-        bytes,
-        media_type: media_type.to_string(),
-    })
+    Ok(FetchedManifest::made(to_bytes(&doc), media_type))
 }
 
 /// What a rewritten manifest says it was made from: the source digest and
@@ -278,12 +273,7 @@ mod tests {
             media_type: OCI_MANIFEST.into(),
         };
         let children = HashMap::from([(Digest::parse(&d(3)).unwrap(), new)]);
-        let bytes = to_oci(list.as_bytes(), &children).unwrap();
-        let m = FetchedManifest {
-            digest: Digest::sha256_of(&bytes),
-            bytes: bytes.into(),
-            media_type: DOCKER_LIST.into(),
-        };
+        let m = FetchedManifest::made(to_oci(list.as_bytes(), &children).unwrap(), DOCKER_LIST);
         let source = Digest::parse(&d(9)).unwrap();
         let out = annotated(&m, OCI_INDEX, &source, Some("linux/amd64")).unwrap();
         let doc = json(&out.bytes).unwrap();

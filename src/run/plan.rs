@@ -11,7 +11,7 @@ use crate::model::referrers::referrer_tag;
 use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
-use crate::store::{DeleteMode, Store, deletable, digest_of};
+use crate::store::{DeleteMode, Store, deletable, digest_of, digests_of};
 
 /// What to do with one image: decided before anything is written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -160,12 +160,13 @@ async fn plan_prune(
     }
     let staying = dest_tags.iter().filter(|t| !gone.contains(t)).cloned().collect();
     let mut arriving = Vec::new();
-    for tag in plan.copy.iter().chain(&plan.replace) {
-        if let Some(d) = digest_of(src, tag).await? {
+    for (tag, digest) in digests_of(src, plan.copy.iter().chain(&plan.replace)).await {
+        if let Some(d) = digest? {
             arriving.push((d, format!("tag {tag} (copied by this run)")));
         }
     }
-    deletable(dst, gone, staying, arriving).await
+    let (delete, leave) = deletable(dst, gone, staying, arriving).await?;
+    Ok((delete.into_iter().map(|(tag, _)| tag).collect(), leave))
 }
 
 /// Whether the tag's manifest digest differs between source and

@@ -19,12 +19,12 @@ use serde_json::Value;
 
 use super::Plan;
 use crate::config::ImageConfig;
-use crate::copy::{CopyError, Engine};
-use crate::model::manifest::{ManifestError, OCI_INDEX};
+use crate::copy::{CopyError, Engine, manifest_error};
+use crate::model::manifest::OCI_INDEX;
 use crate::model::referrers::{admitted, descriptors, merged_index, referrer_tag, schema_tag, target};
 use crate::model::rewrite::{annotated, provenance};
 use crate::model::{Digest, FetchedManifest};
-use crate::store::{Store, digest_of};
+use crate::store::{Store, digest_of, digests_of};
 
 /// Referrer tags and subjects looked at once per image.
 const AT_ONCE: usize = 8;
@@ -36,14 +36,6 @@ pub struct Referred {
     /// with the tag they are about.
     pub copied: Vec<String>,
     pub failed: Vec<(String, CopyError)>,
-}
-
-fn bad(store: &dyn Store, what: &str) -> impl Fn(ManifestError) -> CopyError + use<> {
-    let context = format!("{}: {what}", store.name());
-    move |source| CopyError::Manifest {
-        context: context.clone(),
-        source,
-    }
 }
 
 /// Copies the referrers of an image's selected tags (see the module docs).
@@ -61,10 +53,8 @@ pub async fn copy_referrers(
     // in a dry run, what this pass would copy is not there yet
     let mut arriving = HashSet::new();
     if dry_run {
-        for tag in plan.copy.iter().chain(&plan.replace) {
-            if let Ok(Some(d)) = digest_of(src, tag).await {
-                arriving.insert(d);
-            }
+        for (_, digest) in digests_of(src, plan.copy.iter().chain(&plan.replace)).await {
+            arriving.extend(digest.ok().flatten());
         }
     }
     // what the destination has of what the tags are about, asked once per
@@ -165,7 +155,7 @@ async fn by_tag(
         return Ok(false);
     }
     let index = src.get_manifest(a.as_str()).await?;
-    let all = descriptors(&index.bytes).map_err(bad(src, tag))?;
+    let all = descriptors(&index.bytes).map_err(manifest_error(src, tag))?;
     let keep: Vec<Value> = all.iter().filter(|d| admitted(d, types)).cloned().collect();
     if keep.is_empty() || dry_run {
         return Ok(!keep.is_empty());
@@ -177,19 +167,48 @@ async fn by_tag(
     for (digest, media_type) in keep.iter().filter_map(target) {
         engine.copy_manifest(src, dst, &digest, &media_type).await?;
     }
-    let made = merged_index(None, &keep).map_err(bad(src, tag))?.unwrap_or_default();
-    let made = FetchedManifest {
-        digest: Digest::sha256_of(&made),
-        bytes: made.into(),
-        media_type: OCI_INDEX.into(),
-    };
-    let made = annotated(&made, OCI_INDEX, &a, None).map_err(bad(src, tag))?;
+    let made = merged_index(None, &keep)
+        .map_err(manifest_error(src, tag))?
+        .unwrap_or_default();
+    let made = FetchedManifest::made(made, OCI_INDEX);
+    let made = annotated(&made, OCI_INDEX, &a, None).map_err(manifest_error(src, tag))?;
     engine.put_made(dst, tag, &made).await?;
     Ok(true)
 }
 
 /// A manifest and the referrers of it to copy.
 type Listed = (Digest, Vec<Value>);
+
+/// What asking the source about one selected tag told.
+enum Lookup {
+    /// No API answer: the source has none, or the tag vanished.
+    Unanswered,
+    /// Nothing to copy: no referrers, or not about a manifest the
+    /// destination has.
+    Nothing,
+    Found(Listed),
+}
+
+/// Asks the source's referrers API about one selected tag's manifest.
+async fn lookup(
+    src: &dyn Store,
+    dst: &dyn Store,
+    tag: &str,
+    types: &[String],
+    arriving: &HashSet<Digest>,
+) -> Result<Lookup, CopyError> {
+    let Some(subject) = digest_of(src, tag).await? else {
+        return Ok(Lookup::Unanswered);
+    };
+    let Some(list) = src.referrers(&subject).await? else {
+        return Ok(Lookup::Unanswered);
+    };
+    if list.is_empty() || !has(dst, &subject, arriving).await? {
+        return Ok(Lookup::Nothing);
+    }
+    let keep = list.into_iter().filter(|d| admitted(d, types)).collect();
+    Ok(Lookup::Found((subject, keep)))
+}
 
 /// The referrers API at the source, asked for each selected tag's manifest.
 #[allow(clippy::too_many_arguments)]
@@ -204,48 +223,26 @@ async fn by_api(
     out: &mut Referred,
 ) {
     // one question first: a source without the API costs one lookup
-    let Some(first) = selected.first() else { return };
-    let probe = async {
-        match digest_of(src, first).await? {
-            Some(subject) => Ok(src.referrers(&subject).await?.is_some()),
-            None => Ok(false),
-        }
+    let Some((first, rest)) = selected.split_first() else {
+        return;
     };
-    match probe.await {
-        Ok(true) => {}
-        Ok(false) => return,
-        Err(e) => {
-            out.failed.push((format!("referrers of {first}"), e));
-            return;
-        }
+    let first = (first.to_string(), lookup(src, dst, first, types, arriving).await);
+    match first.1 {
+        Ok(Lookup::Unanswered) => return,
+        Err(e) => return out.failed.push((format!("referrers of {}", first.0), e)),
+        Ok(_) => {}
     }
-    // which of the selected manifests the destination has, and their lists
-    let looked: Vec<(String, Result<Option<Listed>, CopyError>)> = stream::iter(selected)
-        .map(|tag| async move {
-            let found = async {
-                let Some(subject) = digest_of(src, tag).await? else {
-                    return Ok(None);
-                };
-                let Some(list) = src.referrers(&subject).await? else {
-                    return Ok(None);
-                };
-                if list.is_empty() || !has(dst, &subject, arriving).await? {
-                    return Ok(None);
-                }
-                let keep = list.into_iter().filter(|d| admitted(d, types)).collect();
-                Ok(Some((subject, keep)))
-            }
-            .await;
-            (tag.to_string(), found)
-        })
+    let rest: Vec<(String, Result<Lookup, CopyError>)> = stream::iter(rest)
+        .map(|tag| async move { (tag.to_string(), lookup(src, dst, tag, types, arriving).await) })
         .buffered(AT_ONCE)
         .collect()
         .await;
+    let looked = std::iter::once(first).chain(rest);
     let mut dst_has_api = None;
     for (tag, found) in looked {
         let (subject, keep) = match found {
-            Ok(Some(found)) => found,
-            Ok(None) => continue,
+            Ok(Lookup::Found(found)) => found,
+            Ok(Lookup::Nothing | Lookup::Unanswered) => continue,
             Err(e) => {
                 out.failed.push((format!("referrers of {tag}"), e));
                 continue;
@@ -275,14 +272,11 @@ async fn by_api(
                     Some(_) => Some(dst.get_manifest(&tag).await?.bytes),
                     None => None,
                 };
-                let merged = merged_index(existing.as_deref(), &keep).map_err(bad(dst, &tag))?;
+                let merged = merged_index(existing.as_deref(), &keep).map_err(manifest_error(dst, &tag))?;
                 if let Some(bytes) = merged {
-                    let m = FetchedManifest {
-                        digest: Digest::sha256_of(&bytes),
-                        bytes: bytes.into(),
-                        media_type: OCI_INDEX.into(),
-                    };
-                    engine.put_made(dst, &tag, &m).await?;
+                    engine
+                        .put_made(dst, &tag, &FetchedManifest::made(bytes, OCI_INDEX))
+                        .await?;
                 }
             }
             Ok::<_, CopyError>(copied)

@@ -161,16 +161,29 @@ pub async fn digest_of(store: &dyn Store, tag: &str) -> Result<Option<Digest>> {
     })
 }
 
+/// [`digest_of`] for many tags, [`LOOKUPS_AT_ONCE`] at a time, in order.
+pub async fn digests_of<'a>(
+    store: &dyn Store,
+    tags: impl IntoIterator<Item = &'a String>,
+) -> Vec<(&'a String, Result<Option<Digest>>)> {
+    use futures_util::{StreamExt, stream};
+    stream::iter(tags)
+        .map(|tag| async move { (tag, digest_of(store, tag).await) })
+        .buffered(LOOKUPS_AT_ONCE)
+        .collect()
+        .await
+}
+
 /// Sorts tags to delete from a store that deletes a tag only with its
-/// manifest: those whose manifest nothing else needs, and those to leave
-/// (with why). What is needed: the manifests of the `staying` tags and of
+/// manifest: those whose manifest nothing else needs (with that manifest;
+/// `None` for a tag already gone), and those to leave (with why). What is needed: the manifests of the `staying` tags and of
 /// their indexes' children, and `also` (digest, and who needs it).
 pub async fn deletable(
     store: &dyn Store,
     gone: Vec<String>,
     staying: Vec<String>,
     also: Vec<(Digest, String)>,
-) -> Result<(Vec<String>, Vec<(String, String)>)> {
+) -> Result<(Vec<(String, Option<Digest>)>, Vec<(String, String)>)> {
     let mut needed = manifests_needed(store, staying).await?;
     for (digest, by) in also {
         needed.entry(digest).or_insert(by);
@@ -184,7 +197,7 @@ pub async fn deletable(
                     format!("{by} needs its manifest {digest}, and this registry deletes a tag only with its manifest");
                 leave.push((tag, why));
             }
-            _ => delete.push(tag),
+            found => delete.push((tag, found)),
         }
     }
     Ok((delete, leave))

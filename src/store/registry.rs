@@ -63,15 +63,12 @@ impl RegistryStore {
             }
         };
         out.extend(leave.into_iter().map(|(t, why)| (t, Ok(Deletion::Left(why)))));
-        for tag in delete {
-            let outcome = async {
-                if let Some(digest) = super::digest_of(self, &tag).await? {
-                    self.client.delete_manifest(&self.repo, digest.as_str()).await?;
-                }
-                Ok(Deletion::Deleted)
-            }
-            .await;
-            out.push((tag, outcome));
+        for (tag, digest) in delete {
+            let outcome = match digest {
+                Some(d) => self.client.delete_manifest(&self.repo, d.as_str()).await,
+                None => Ok(Delete::Absent),
+            };
+            out.push((tag, outcome.map(|_| Deletion::Deleted)));
         }
         out
     }
