@@ -282,8 +282,11 @@ struct ErrorBody {
 }
 
 /// Text that came from a peer, safe to print: control characters (newlines,
-/// escape sequences) become spaces, and it is cut to `max` characters.
+/// escape sequences) become spaces, a URL's `user:password@` is taken out,
+/// and it is cut to `max` characters. Every string a peer controls goes
+/// through this before it reaches a log line, the summary or the report.
 pub fn printable(s: &str, max: usize) -> String {
+    let s = without_userinfo(s);
     let mut out: String = s
         .chars()
         .take(max)
@@ -293,6 +296,19 @@ pub fn printable(s: &str, max: usize) -> String {
         out.push('…');
     }
     out
+}
+
+/// `text` with the `user:password@` of every URL in it removed
+/// (`https://alice:secret@host/x` reads `https://host/x`): whatever follows
+/// a `//` up to an `@`, before any `/`, `?`, `#`, space or quote.
+pub fn without_userinfo(text: &str) -> std::borrow::Cow<'_, str> {
+    static USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r#"//[^/?#\s"'<>()\[\]]*@"#).unwrap_or_else(|e| unreachable!("a fixed pattern: {e}"))
+    });
+    if !text.contains('@') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    USERINFO.replace_all(text, "//")
 }
 
 /// Parses an error body; anything unparseable yields no codes.
@@ -370,6 +386,32 @@ impl ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_takes_out_control_characters_and_url_passwords() {
+        assert_eq!(
+            printable("push to http://alice:s3cr3t@gw:9091/metrics failed\n\u{1b}[2J", 200),
+            "push to http://gw:9091/metrics failed  [2J"
+        );
+        assert_eq!(
+            without_userinfo("mail a@b, see https://h/x@y"),
+            "mail a@b, see https://h/x@y"
+        );
+        assert_eq!(
+            without_userinfo("(https://u@h) 'http://p:q@r'"),
+            "(https://h) 'http://r'"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn printable_text_is_one_line_without_passwords(s in "\\PC{0,30}", user in "[a-z]{1,8}") {
+            let text = format!("{s}https://{user}:pw-SECRET@host/{s}\n\u{1b}{s}");
+            let shown = printable(&text, 10_000);
+            proptest::prop_assert!(!shown.chars().any(char::is_control));
+            proptest::prop_assert!(!shown.contains("pw-SECRET"));
+        }
+    }
 
     #[test]
     fn messages_name_status_and_codes() {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod progress;
+pub mod push;
 pub mod registry;
 pub mod report;
 pub mod run;

@@ -10,6 +10,7 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use replicant::config;
 use replicant::credentials::Chain;
 use replicant::progress;
+use replicant::push::Pushgateway;
 use replicant::registry::Client;
 use replicant::report::ShardReport;
 use replicant::run::{self, Interrupt};
@@ -130,9 +131,26 @@ struct Cli {
     metrics_file: Option<PathBuf>,
 
     /// Also push the run's metrics to this Prometheus Pushgateway (job
-    /// "replicant", grouped by shard when sharded).
+    /// "replicant", then the --pushgateway-grouping labels, then the shard
+    /// when sharded). A user and password in the URL are used, never shown.
     #[arg(long, env = "REPLICANT_PUSHGATEWAY", value_name = "URL")]
     pushgateway: Option<String>,
+
+    /// The Pushgateway's user (basic auth); the password comes from
+    /// --pushgateway-password-file or the environment variable
+    /// REPLICANT_PUSHGATEWAY_PASSWORD.
+    #[arg(long, env = "REPLICANT_PUSHGATEWAY_USERNAME", value_name = "USER")]
+    pushgateway_username: Option<String>,
+
+    /// A file holding the Pushgateway's password (a mounted Secret).
+    #[arg(long, env = "REPLICANT_PUSHGATEWAY_PASSWORD_FILE", value_name = "PATH")]
+    pushgateway_password_file: Option<PathBuf>,
+
+    /// More grouping labels for the push, `LABEL=VALUE[,LABEL=VALUE]`, so
+    /// that several installations sharing a Pushgateway never overwrite each
+    /// other (the Helm chart sets `release=<release name>`).
+    #[arg(long, env = "REPLICANT_PUSHGATEWAY_GROUPING", value_name = "LABELS")]
+    pushgateway_grouping: Option<String>,
 
     /// Also write the run report (versioned JSON, docs/report.schema.json)
     /// to this file, atomically, whatever the run's outcome.
@@ -300,12 +318,30 @@ fn main() -> ExitCode {
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.quiet, cli.log_format);
     let started = std::time::SystemTime::now();
-    let outputs = Outputs {
+    let mut outputs = Outputs {
         path: cli.report.clone(),
         metrics_file: cli.metrics_file.clone(),
-        pushgateway: cli.pushgateway.clone(),
+        pushgateway: None,
         started,
     };
+    if let Some(url) = &cli.pushgateway {
+        match Pushgateway::new(
+            url,
+            cli.pushgateway_username.clone(),
+            std::env::var("REPLICANT_PUSHGATEWAY_PASSWORD").ok(),
+            cli.pushgateway_password_file.as_deref(),
+            cli.pushgateway_grouping.as_deref(),
+        ) {
+            Ok(p) => outputs.pushgateway = Some(p),
+            Err(e) => {
+                tracing::error!(kind = "usage", "{e}; nothing was copied");
+                let nothing = replicant::registry::Traffic::default();
+                outputs.write(EXIT_USAGE, &[], &replicant::report::RunReport::default(), &nothing);
+                return ExitCode::from(EXIT_USAGE);
+            }
+        }
+    }
+    let outputs = outputs;
     // a configuration that cannot be used: said, reported, exit 2
     let unusable = |problems: &[config::Problem]| {
         let nothing = replicant::registry::Traffic::default();
@@ -445,7 +481,7 @@ fn main() -> ExitCode {
 struct Outputs {
     path: Option<PathBuf>,
     metrics_file: Option<PathBuf>,
-    pushgateway: Option<String>,
+    pushgateway: Option<Pushgateway>,
     started: std::time::SystemTime,
 }
 
@@ -478,7 +514,7 @@ impl Outputs {
         let Some(path) = &self.metrics_file else { return true };
         // the file this run replaces holds the last successes to carry over
         let previous = std::fs::read_to_string(path)
-            .map(|text| Previous::parse(&text, None, None))
+            .map(|text| Previous::parse(&text, None))
             .unwrap_or_default();
         let written = replicant::report::write_atomically(path, render(facts, &previous).as_bytes());
         if let Err(e) = &written {
@@ -487,48 +523,24 @@ impl Outputs {
         written.is_ok()
     }
 
-    /// PUTs the metrics to the Pushgateway's group for this job (and
-    /// shard), after reading the last successes it holds for it.
+    /// PUTs the metrics to the Pushgateway's group for this run (job,
+    /// grouping labels, shard), after reading the last successes it holds
+    /// for that group.
     fn push_metrics(&self, facts: &replicant::metrics::RunFacts) -> bool {
         use replicant::metrics::{Previous, render};
-        let Some(base) = &self.pushgateway else { return true };
-        let base = base.trim_end_matches('/');
-        let shard = facts.report.shard.map(|s| s.index.to_string());
-        let group = match &shard {
-            Some(i) => format!("{base}/metrics/job/replicant/shard/{i}"),
-            None => format!("{base}/metrics/job/replicant"),
+        let Some(gateway) = &self.pushgateway else { return true };
+        let group = gateway.group(facts.report.shard.map(|s| s.index));
+        let push = gateway.push(&group, |held| {
+            let previous = Previous::parse(held, Some(&group));
+            render(facts, &previous)
+        });
+        let pushed = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(push).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
-        let push = async {
-            let http = reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .map_err(|e| e.to_string())?;
-            let held = http
-                .get(format!("{base}/metrics"))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            let held = held.text().await.map_err(|e| e.to_string())?;
-            let previous = Previous::parse(&held, Some("replicant"), shard.as_deref());
-            let resp = http
-                .put(&group)
-                .header("Content-Type", "text/plain; version=0.0.4")
-                .body(render(facts, &previous))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            match resp.status().is_success() {
-                true => Ok(()),
-                false => Err(format!("HTTP {}", resp.status().as_u16())),
-            }
-        };
-        let pushed = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())
-            .and_then(|rt| rt.block_on(push));
         if let Err(e) = &pushed {
-            tracing::error!("cannot push the metrics to {group}: {e}");
+            // the group's URL carries no credentials
+            tracing::error!("cannot push the metrics to {}: {e}", gateway.group_url(&group));
         }
         pushed.is_ok()
     }

@@ -33,10 +33,11 @@ const LAST_SUCCESS: &str = "replicant_last_success_timestamp_seconds";
 const IMAGE_LAST_SUCCESS: &str = "replicant_image_last_success_timestamp_seconds";
 
 impl Previous {
-    /// Reads the last-success samples out of metrics text; with `job`,
-    /// only samples labelled with that job (as a Pushgateway shows them),
-    /// and with `shard`, only those of that shard.
-    pub fn parse(text: &str, job: Option<&str>, shard: Option<&str>) -> Previous {
+    /// Reads the last-success samples out of metrics text; with `group`
+    /// (as a Pushgateway shows them), only samples of exactly that group:
+    /// their labels, besides `instance` and a sample's own (`image`), are
+    /// the group's labels and no others.
+    pub fn parse(text: &str, group: Option<&[(String, String)]>) -> Previous {
         let mut previous = Previous::default();
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let Some((series, value)) = line.rsplit_once(' ') else {
@@ -47,10 +48,16 @@ impl Previous {
                 Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
                 None => (series, BTreeMap::new()),
             };
-            if job.is_some_and(|j| labels.get("job").map(String::as_str) != Some(j))
-                || labels.get("shard").map(String::as_str) != shard
-            {
-                continue;
+            if let Some(group) = group {
+                let grouping: BTreeMap<&str, &str> = labels
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "instance" | "image"))
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let wanted: BTreeMap<&str, &str> = group.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                if grouping != wanted {
+                    continue;
+                }
             }
             match name {
                 LAST_SUCCESS => previous.last_success = Some(value),
@@ -303,12 +310,26 @@ mod tests {
                     replicant_last_success_timestamp_seconds{job=\"replicant\",shard=\"0\"} 1600000000\n\
                     replicant_image_last_success_timestamp_seconds{image=\"a \\\"q\\\"\",job=\"replicant\",shard=\"1\"} 1700000001\n\
                     replicant_image_last_success_timestamp_seconds{image=\"b\",job=\"other\",shard=\"1\"} 5\n";
-        let p = Previous::parse(text, Some("replicant"), Some("1"));
+        let group = |labels: &[(&str, &str)]| {
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let p = Previous::parse(text, Some(&group(&[("job", "replicant"), ("shard", "1")])));
         assert_eq!(p.last_success, Some(1_700_000_000.0));
         assert_eq!(p.image_last_success.get("a \"q\""), Some(&1_700_000_001.0));
         assert_eq!(p.image_last_success.len(), 1);
         let file = "replicant_last_success_timestamp_seconds 42\nreplicant_image_last_success_timestamp_seconds{image=\"x\"} 7\n";
-        let p = Previous::parse(file, None, None);
+        let p = Previous::parse(file, None);
+        // another release's group (one more label) is not this one's
+        let text = "replicant_last_success_timestamp_seconds{job=\"replicant\",release=\"b\"} 9\n";
+        assert_eq!(
+            Previous::parse(text, Some(&group(&[("job", "replicant")]))).last_success,
+            None
+        );
+        let mine = Previous::parse(text, Some(&group(&[("job", "replicant"), ("release", "b")])));
+        assert_eq!(mine.last_success, Some(9.0));
         assert_eq!(p.last_success, Some(42.0));
         assert_eq!(p.image_last_success.get("x"), Some(&7.0));
     }

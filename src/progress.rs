@@ -128,7 +128,23 @@ impl std::io::Write for LogLine {
 
 impl Drop for LogLine {
     fn drop(&mut self) {
-        let line = std::mem::take(&mut self.0);
+        let mut line = std::mem::take(&mut self.0);
+        // one event, one line: a line break inside it (a peer's words that
+        // reached a message without `error::printable`) cannot start a
+        // forged line of its own
+        let body = line.strip_suffix(b"\n").map_or(line.len(), <[u8]>::len);
+        for b in &mut line[..body] {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        // and no URL in it shows a password
+        if line.contains(&b'@')
+            && let Ok(text) = std::str::from_utf8(&line)
+            && let std::borrow::Cow::Owned(clean) = crate::error::without_userinfo(text)
+        {
+            line = clean.into_bytes();
+        }
         bars().suspend(|| {
             let _ = std::io::stderr().lock().write_all(&line);
         });

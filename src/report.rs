@@ -84,9 +84,15 @@ pub struct ReportFile<'a> {
 pub const REPORT_SCHEMA_VERSION: u32 = 1;
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the
-/// whole new one: a temporary file beside it, synced, then renamed.
+/// whole new one: a temporary file beside it, synced, then renamed. The
+/// temporary file has an unpredictable name and is created exclusively
+/// (`O_EXCL`), so a symbolic link planted where it would go is never
+/// followed; the rename replaces a link at `path` itself rather than
+/// writing through it. Readable by all (0644), like the file a shell would
+/// write: node-exporter's textfile collector often runs as another user.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => std::path::Path::new("."),
@@ -95,17 +101,15 @@ pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    // on failure the temporary file is removed when dropped
+    tmp.persist(path).map(drop).map_err(|e| e.error)
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -477,6 +481,31 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_files_never_write_through_a_planted_symbolic_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let path = dir.path().join("report.json");
+        // where a predictable temporary name would be, and the target itself
+        for planted in [
+            format!(".report.json.{}.tmp", std::process::id()),
+            ".report.json.1.tmp".into(),
+            "report.json".into(),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.path().join(planted)).unwrap();
+        }
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!std::fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o044, 0o044, "readable by the collector: {mode:o}");
+        // nothing else is left beside it: the victim, the link and the three planted names
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
 
     fn image(name: &str) -> ImageReport {
         ImageReport {

@@ -216,6 +216,11 @@ fn shards_render_an_indexed_job() {
     assert_eq!(job["completions"], 3);
     assert_eq!(job["parallelism"], 3);
     assert_eq!(env_of(&pod(&o)["containers"][0])["REPLICANT_SHARDS"], "3");
+    // pushes of two releases never share a Pushgateway group
+    assert_eq!(
+        env_of(&pod(&o)["containers"][0])["REPLICANT_PUSHGATEWAY_GROUPING"],
+        "release=rel"
+    );
 }
 
 #[test]

@@ -544,6 +544,23 @@ mod google {
     }
 
     #[test]
+    fn a_token_lifetime_too_large_for_any_clock_is_clamped_not_a_panic() {
+        // expires_in 18446744073709551615 from the metadata server and from
+        // a token endpoint: kept at most a day, the run goes on
+        let google = GoogleStandIn::start(u64::MAX);
+        let flows = google_run(&google, |_, cmd| {
+            cmd.env("GCE_METADATA_HOST", google.host());
+        });
+        assert_eq!(flows, ["metadata"]);
+        let google = GoogleStandIn::start(u64::MAX);
+        let flows = google_run(&google, |ws, cmd| {
+            std::fs::write(ws.path("key.json"), google.service_account_key()).unwrap();
+            cmd.env("GOOGLE_APPLICATION_CREDENTIALS", ws.path("key.json"));
+        });
+        assert_eq!(flows, ["jwt-bearer"]);
+    }
+
+    #[test]
     fn google_metadata_server_token_is_renewed_before_it_expires() {
         // tokens of 3 s, a run of more than 4 s: at least one renewal
         let google = GoogleStandIn::start(3);

@@ -278,6 +278,67 @@ fn a_registrys_words_cannot_forge_log_lines() {
     assert!(longest < 5_000, "a line of {longest} bytes");
 }
 
+#[test]
+fn platform_names_cannot_forge_log_lines_or_reach_the_report_raw() {
+    // JSON escapes: the manifest's strings hold a line break and an ESC
+    let forged = "linux\\n2026-01-01T00:00:00.000000Z  INFO copied 9.9.9\\u001b[2J";
+    let mut g = ImageGen::default();
+    let single = g.image(Format::Oci, &[100], &[], (forged, "amd64"));
+    let child = g.image(Format::Oci, &[100], &[], ("linux", "amd64"));
+    let mut index = g.index(Format::Oci, vec![child]);
+    index.bytes = String::from_utf8(index.bytes)
+        .unwrap()
+        .replace("\"os\":\"linux\"", &format!("\"os\":\"{forged}\""))
+        .replace(
+            "\"architecture\":\"amd64\"",
+            "\"architecture\":\"amd64\",\"variant\":\"v\\n\\u001b[31mred\"",
+        )
+        .into_bytes();
+    index.digest = sha256(&index.bytes);
+    let ws = Workspace::new();
+    let src = ws.path("src");
+    write_layout(&src, &[("1.0.0", &single), ("2.0.0", &index)]);
+    let cfg = ws.write_config(&format!(
+        "mode: all\nplatforms: [linux/arm64]\nimages:\n  app:\n    source: oci:{}\n    destination: oci:{}\n",
+        src.display(),
+        ws.path("out").display()
+    ));
+    let report = ws.path("report.json");
+    let run = ws.run(&cfg, &["--report", report.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("skipped, none of the platforms asked for (2): 1.0.0, 2.0.0"),
+        "{run:?}"
+    );
+    let all = run.all();
+    assert!(
+        !all.contains('\u{1b}'),
+        "an escape sequence reached the output: {run:?}"
+    );
+    assert!(
+        !all.lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00") || l.starts_with("[31m")),
+        "a forged line: {run:?}"
+    );
+    assert!(
+        all.contains("linux 2026-01-01T00:00:00.000000Z  INFO copied 9.9.9"),
+        "{run:?}"
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let reasons: Vec<&str> = doc["images"][0]["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["error"].as_str())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{text}");
+    for why in reasons {
+        assert!(!why.contains(['\n', '\u{1b}']), "{why:?}");
+    }
+}
+
 fn symlink(target: &Path, link: &Path) {
     std::os::unix::fs::symlink(target, link).unwrap();
 }

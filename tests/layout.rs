@@ -206,6 +206,66 @@ fn layout_destinations_follow_higher_replace_tag_and_dry_run() {
 }
 
 #[test]
+fn a_kept_tag_whose_manifest_cannot_be_read_stops_the_prune_whole() {
+    // 1.0.0 is gone upstream; 2.0.0 stays and shares a layer with it. When
+    // what 2.0.0 needs cannot be known, nothing at all is deleted.
+    let mut g = ImageGen::default();
+    let old = g.image(Format::Oci, &[64], &[], ("linux", "amd64"));
+    let shared = old.blobs[1].clone();
+    let kept = g.image(Format::Oci, &[64], std::slice::from_ref(&shared), ("linux", "amd64"));
+    let ws = Workspace::new();
+    let source = ws.path("source");
+    write_layout(&source, &[("2.0.0", &kept)]);
+    let src = format!("oci:{}", source.display());
+    let file =
+        |dest: &std::path::Path, digest: &str| dest.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+    type Damage<'a> = (&'a str, &'a dyn Fn(&std::path::Path));
+    let damages: [Damage; 4] = [
+        ("a symbolic link", &|p| {
+            let copy = p.with_extension("elsewhere");
+            std::fs::rename(p, &copy).unwrap();
+            std::os::unix::fs::symlink(&copy, p).unwrap();
+        }),
+        ("over the size limit", &|p| {
+            let mut bytes = std::fs::read(p).unwrap();
+            bytes.resize(5 << 20, b' ');
+            std::fs::write(p, bytes).unwrap();
+        }),
+        ("of an unknown kind", &|p| {
+            std::fs::write(p, br#"{"schemaVersion":2,"mediaType":"application/x-unknown"}"#).unwrap()
+        }),
+        ("missing", &|p| std::fs::remove_file(p).unwrap()),
+    ];
+    for (what, damage) in damages {
+        let dest = ws.path(&format!("dest-{}", what.replace(' ', "-")));
+        write_layout(&dest, &[("1.0.0", &old), ("2.0.0", &kept)]);
+        damage(&file(&dest, &kept.digest));
+        let prune = ws.write_config(&yaml(
+            &src,
+            &format!("oci:{}", dest.display()),
+            "mode: all\nprune: true",
+        ));
+        let run = ws.run(&prune, &[]);
+        assert_eq!(run.code, 1, "{what}: {run:?}");
+        assert!(
+            run.stdout
+                .contains("prune refused: what tag 2.0.0 needs cannot be known, so nothing was deleted"),
+            "{what}: {run:?}"
+        );
+        assert!(
+            file(&dest, &shared.digest).exists(),
+            "{what}: the shared layer was deleted"
+        );
+        assert!(
+            file(&dest, &old.digest).exists(),
+            "{what}: 1.0.0's manifest was deleted"
+        );
+        let index = std::fs::read_to_string(dest.join("index.json")).unwrap();
+        assert!(index.contains("\"1.0.0\""), "{what}: the entry was removed: {index}");
+    }
+}
+
+#[test]
 fn sigkill_at_any_moment_leaves_a_valid_layout_that_the_next_run_completes() {
     let src = Registry::start(Auth::None);
     let sc = TestClient::new(&src.host(), None);

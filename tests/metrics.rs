@@ -220,6 +220,114 @@ fn metrics_pushed_to_a_pushgateway_are_read_back_grouped_by_shard() {
 }
 
 #[test]
+fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
+    use testkit::http::{Response, Server};
+    let (src, dst, _) = pair();
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ));
+    // a gateway that refuses the push: what it was sent, what the run says
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let refusing = Server::start(move |req| {
+        s.lock().unwrap().push((
+            req.method.clone(),
+            req.target.clone(),
+            req.headers.get("authorization").cloned(),
+        ));
+        match req.method.as_str() {
+            "GET" => Response::json(200, String::new()),
+            _ => Response::json(500, "{}".into()),
+        }
+    });
+    let url = format!("http://alice:s3cr3t@127.0.0.1:{}", refusing.port);
+    let run = ws.run(&cfg, &["--pushgateway", &url, "--pushgateway-grouping", "release=prod"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.all().contains("s3cr3t"), "{run:?}");
+    let group = format!("http://127.0.0.1:{}/metrics/job/replicant/release/prod", refusing.port);
+    assert!(
+        run.stderr
+            .contains(&format!("cannot push the metrics to {group}: HTTP 500")),
+        "{run:?}"
+    );
+    let basic = |user: &str, password: &str| {
+        use base64::Engine as _;
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        ))
+    };
+    let sent = std::mem::take(&mut *seen.lock().unwrap());
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter().all(|(_, _, auth)| *auth == basic("alice", "s3cr3t")),
+        "{sent:?}"
+    );
+    assert_eq!(sent[1].1, "/metrics/job/replicant/release/prod");
+    // from the environment and a file, as a Secret would give them
+    std::fs::write(ws.path("pw"), "from-file\n").unwrap();
+    let mut cmd = ws.command();
+    cmd.arg("-c")
+        .arg(&cfg)
+        .env("REPLICANT_PUSHGATEWAY", format!("http://127.0.0.1:{}", refusing.port))
+        .env("REPLICANT_PUSHGATEWAY_USERNAME", "bob")
+        .env("REPLICANT_PUSHGATEWAY_PASSWORD_FILE", ws.path("pw"));
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(!run.all().contains("from-file"), "{run:?}");
+    let sent = std::mem::take(&mut *seen.lock().unwrap());
+    assert!(
+        sent.iter().all(|(_, _, auth)| *auth == basic("bob", "from-file")),
+        "{sent:?}"
+    );
+    // a grouping that would collide with job or shard is a usage error
+    let run = ws.run(&cfg, &["--pushgateway", &url, "--pushgateway-grouping", "job=x"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("--pushgateway-grouping"), "{run:?}");
+
+    // two releases on one real gateway: a failing one cannot hide behind,
+    // or overwrite, a healthy one
+    let gateway = Pushgateway::start();
+    let run = ws.run(
+        &cfg,
+        &["--pushgateway", &gateway.url(), "--pushgateway-grouping", "release=a"],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let bad = ws.path("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "images:\n  ghost:\n    source: {}/team/ghost\n    destination: {}/mirror/ghost\n",
+            src.host(),
+            dst.host()
+        ),
+    )
+    .unwrap();
+    let run = ws.run(
+        &bad,
+        &["--pushgateway", &gateway.url(), "--pushgateway-grouping", "release=b"],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    let m = samples(&gateway.metrics());
+    assert_eq!(
+        m["replicant_run_exit_code{instance=\"\",job=\"replicant\",release=\"a\"}"], 0.0,
+        "{m:?}"
+    );
+    assert_eq!(
+        m["replicant_run_exit_code{instance=\"\",job=\"replicant\",release=\"b\"}"], 1.0,
+        "{m:?}"
+    );
+    assert!(m.contains_key("replicant_last_success_timestamp_seconds{instance=\"\",job=\"replicant\",release=\"a\"}"));
+    assert!(
+        !m.contains_key("replicant_last_success_timestamp_seconds{instance=\"\",job=\"replicant\",release=\"b\"}"),
+        "release b never succeeded: {m:?}"
+    );
+}
+
+#[test]
 fn the_documented_alerts_are_valid_prometheus_rules() {
     let doc = std::fs::read_to_string(testkit::container::repo_root().join("docs/metrics.md")).unwrap();
     let start = doc.find("```yaml\ngroups:").expect("the alerts block") + "```yaml\n".len();

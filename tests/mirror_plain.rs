@@ -984,3 +984,161 @@ fn referrers_through_the_api_land_in_the_api_or_the_tag_schema() {
     let (bytes, _) = p.dc.manifest("dst/app", &schema_tag(&v1)).unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains(&newer.digest));
 }
+
+/// A pair whose destination is reached through a fault proxy, with one
+/// image `app` (semver, prune) copied once: 1.0.0, 1.1.0 and `pinned`, a
+/// tag someone put on 1.0.0's manifest. 1.0.0 is then deleted upstream.
+fn pruned_through_a_proxy() -> (Pair, testkit::proxy::FaultProxy, std::path::PathBuf) {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0", "1.1.0", "1.2.0"]);
+    let proxy = testkit::proxy::FaultProxy::start(&p.dst.host(), 7);
+    let yaml = format!(
+        "mode: semver\nprune: true\nimages:\n  app:\n    source: {}/src/app\n    destination: {}/dst/app\n",
+        p.src.host(),
+        proxy.host()
+    );
+    let cfg = p.ws.write_config(&yaml);
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let (bytes, media_type) = p.dc.manifest("dst/app", "1.1.0").unwrap();
+    p.dc.push_manifest("dst/app", "pinned", &bytes, &media_type);
+    p.sc.delete_tag("src/app", "1.0.0");
+    (p, proxy, cfg)
+}
+
+fn counting(status: u16, count: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> testkit::proxy::Route {
+    let count = count.clone();
+    std::sync::Arc::new(move |_| {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        testkit::http::Response::json(
+            status,
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#.into(),
+        )
+    })
+}
+
+#[test]
+fn a_delete_answered_404_is_no_deletion_and_a_dry_run_sends_no_delete() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (p, proxy, cfg) = pruned_through_a_proxy();
+    let deletes = std::sync::Arc::new(AtomicUsize::new(0));
+    proxy.route("DELETE /v2/dst/app/manifests/", counting(404, &deletes));
+    let dry = p.ws.run(&cfg, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(dry.stdout.contains("would delete (1): 1.0.0\n"), "{dry:?}");
+    assert_eq!(deletes.load(Ordering::SeqCst), 0, "the dry run sent a DELETE: {dry:?}");
+    assert!(dry.stderr.contains("no DELETE was sent"), "{dry:?}");
+
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(deletes.load(Ordering::SeqCst) >= 1);
+    assert!(!run.stdout.contains("deleted (1)"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the registry answered 404 Not Found for what it had just listed: not deleted"),
+        "{run:?}"
+    );
+    assert!(p.dc.tags("dst/app").contains(&"1.0.0".to_string()));
+}
+
+#[test]
+fn prune_decides_fail_closed_on_a_staying_tag_it_cannot_read() {
+    // `pinned` shares 1.1.0's manifest; 1.1.0 goes upstream. If what
+    // `pinned` needs cannot be read, deleting 1.1.0's manifest (which on
+    // Distribution takes `pinned` along) must not happen.
+    use std::sync::atomic::AtomicUsize;
+    let (p, proxy, cfg) = pruned_through_a_proxy();
+    p.sc.delete_tag("src/app", "1.1.0");
+    let hidden = std::sync::Arc::new(AtomicUsize::new(0));
+    proxy.route("GET /v2/dst/app/manifests/pinned", counting(404, &hidden));
+    for args in [&["--dry-run"][..], &[]] {
+        let run = p.ws.run(&cfg, args);
+        assert!(
+            run.stdout
+                .contains("prune refused: could not check what it would delete: what tag pinned needs cannot be known"),
+            "{run:?}"
+        );
+        assert!(!run.stdout.contains("deleted ("), "{run:?}");
+    }
+    assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "1.1.0", "1.2.0", "pinned"]);
+
+    // the listing at delete time (after the copies) is not found: nothing
+    // is deleted either (planning saw the repository; deleting does not)
+    let lists = std::sync::Arc::new(AtomicUsize::new(0));
+    let l = lists.clone();
+    let tags = serde_json::json!({"name": "dst/app", "tags": ["1.0.0", "1.1.0", "1.2.0", "pinned"]}).to_string();
+    let fresh = testkit::proxy::FaultProxy::start(&p.dst.host(), 8);
+    fresh.route(
+        "GET /v2/dst/app/tags/list",
+        std::sync::Arc::new(move |_| match l.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => testkit::http::Response::json(200, tags.clone()),
+            _ => testkit::http::Response::json(404, r#"{"errors":[{"code":"NAME_UNKNOWN","message":"x"}]}"#.into()),
+        }),
+    );
+    let only_100 = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&proxy.host(), &fresh.host())
+        .replace("prune: true", "prune: true\ninclude: '1\\.0\\.0'");
+    let run = p.ws.run(&p.ws.write_config(&only_100), &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("the repository is not found any more: nothing deleted"),
+        "{run:?}"
+    );
+    assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "1.1.0", "1.2.0", "pinned"]);
+}
+
+#[test]
+fn prune_never_deletes_what_referrers_wrote_nor_a_shared_destination() {
+    use testkit::proxy::FaultProxy;
+    use testkit::referrers::{artifact, schema_tag, serve_referrers_api};
+    let mut p = Pair::new();
+    // the source has the referrers API, the destination does not: replicant
+    // writes the tag schema index `sha256-<hex>` there, which is absent
+    // upstream by nature
+    let source = FaultProxy::start(&p.src.host(), 1);
+    serve_referrers_api(&source, p.src.data_dir(), "src/app");
+    let v1 = p.generator.multi_arch(Format::Oci, 300, &[]);
+    p.sc.push_image("src/app", &v1, "1.0.0");
+    p.push("src/app", &["old"]);
+    let sbom = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
+    p.sc.push_image("src/app", &sbom, &sbom.digest);
+    let yaml = format!(
+        "mode: all\nreferrers: true\nprune: true\nimages:\n  app:\n    source: {}/src/app\n    destination: {}/dst/app\n",
+        source.host(),
+        p.dst.host()
+    );
+    let cfg = p.ws.write_config(&yaml);
+    let run = p.ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let index_tag = schema_tag(&v1);
+    assert!(p.dc.tags("dst/app").contains(&index_tag), "{run:?}");
+    p.sc.delete_tag("src/app", "old");
+    for _ in 0..2 {
+        let run = p.ws.run(&cfg, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(!run.stdout.contains(&index_tag), "{run:?}");
+        assert!(
+            p.dc.tags("dst/app").contains(&index_tag),
+            "the referrers index was pruned: {run:?}"
+        );
+    }
+    assert!(!p.dc.tags("dst/app").contains(&"old".to_string()));
+
+    // two images that write one destination, one of them pruning: refused
+    // before any traffic, both named
+    let images = [
+        ("a", "src/app", "dst/shared", "mode: all\nprune: true"),
+        ("b", "src/other", "dst/shared", "mode: all"),
+    ];
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("image \"b\": key \"destination\": writes the same destination")
+            && run.stderr.contains("as image \"a\" (line 2), which has prune: true"),
+        "{run:?}"
+    );
+    assert!(p.dc.tags("dst/shared").is_empty());
+}

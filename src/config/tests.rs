@@ -453,3 +453,25 @@ fn cloud_auth_settings_are_validated() {
     // every problem names its line
     assert!(p.iter().all(|m| m.contains("c.yaml:")), "{p:#?}");
 }
+
+#[test]
+fn a_destination_shared_with_a_pruning_image_is_refused_naming_both() {
+    let p = problems(
+        "images:\n  a:\n    source: x/a\n    destination: r.io/m/app\n    prune: true\n  \
+         b:\n    source: x/b\n    destination: r.io/m/app\n  \
+         c:\n    source: x/c\n    destination: oci:lay/./out\n    prune: true\n  \
+         d:\n    source: x/d\n    destination: oci:lay/sub/../out\n",
+    );
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with(
+            "c.yaml:6:3: image \"b\": key \"destination\": writes the same destination r.io/m/app as image \"a\" (line 2), which has prune: true"
+        ),
+        "{p:?}"
+    );
+    assert!(p[1].starts_with("c.yaml:13:3: image \"d\""), "{p:?}");
+    // without prune, several images may share a destination
+    ok(
+        "images:\n  a:\n    source: x/a\n    destination: r.io/m/app\n  b:\n    source: x/b\n    destination: r.io/m/app\n",
+    );
+}

@@ -315,9 +315,40 @@ impl Validator<'_> {
         if list.is_empty() {
             self.report(images_key, None, Some("images"), "lists no images".into());
         }
-        list.iter()
-            .filter_map(|(k, val)| self.image(k, val, defaults))
-            .collect()
+        let images: Vec<(&Spanned<Node>, ImageConfig)> = list
+            .iter()
+            .filter_map(|(k, val)| Some((k, self.image(k, val, defaults)?)))
+            .collect();
+        self.shared_destinations(&images);
+        images.into_iter().map(|(_, image)| image).collect()
+    }
+
+    /// Images that write one destination where any of them prunes: each
+    /// would take the other's tags for tags gone upstream and delete them,
+    /// every pass, so such a config is refused (every pair named).
+    fn shared_destinations(&mut self, images: &[(&Spanned<Node>, ImageConfig)]) {
+        let mut by_destination: BTreeMap<String, Vec<&(&Spanned<Node>, ImageConfig)>> = BTreeMap::new();
+        for entry in images {
+            by_destination
+                .entry(same_place(&entry.1.destination))
+                .or_default()
+                .push(entry);
+        }
+        for sharing in by_destination.values().filter(|s| s.len() > 1) {
+            let Some(pruning) = sharing.iter().find(|(_, i)| i.options.prune) else {
+                continue;
+            };
+            for (k, image) in sharing.iter().filter(|(_, i)| i.name != pruning.1.name) {
+                let (other, line) = (&pruning.1.name, pruning.0.referenced.line());
+                let message = format!(
+                    "writes the same destination {} as image {other:?} (line {line}), which has prune: true; \
+                     a prune would take the other image's tags for tags gone upstream and delete them. \
+                     Give each image its own destination, or turn prune off for all images of it",
+                    image.destination
+                );
+                self.report(k, Some(&image.name), Some("destination"), message);
+            }
+        }
     }
 
     fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, defaults: &Defaults) -> Option<ImageConfig> {
@@ -795,6 +826,27 @@ impl Validator<'_> {
 }
 
 /// The list a key `include` or `exclude` sets.
+/// An endpoint as one place: a registry repository by its normalised
+/// name, a layout by its path with `.` and `..` taken out.
+fn same_place(e: &Endpoint) -> String {
+    match e {
+        Endpoint::Registry(repo) => format!("registry {repo}"),
+        Endpoint::Layout(path) => {
+            let mut out = std::path::PathBuf::new();
+            for c in path.components() {
+                match c {
+                    std::path::Component::CurDir => {}
+                    std::path::Component::ParentDir => {
+                        out.pop();
+                    }
+                    other => out.push(other),
+                }
+            }
+            format!("layout {}", out.display())
+        }
+    }
+}
+
 fn pick<'a>(which: &str, include: &'a mut Vec<Pattern>, exclude: &'a mut Vec<Pattern>) -> &'a mut Vec<Pattern> {
     if which == "include" { include } else { exclude }
 }

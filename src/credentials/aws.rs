@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
@@ -173,8 +173,8 @@ fn found(
     // ECR tokens last 12 hours; a missing or past expiry is renewed soon
     let expires = at
         .and_then(|t| u64::try_from(t.secs()).ok())
-        .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-        .unwrap_or_else(|| SystemTime::now() + Duration::from_secs(12 * 3600));
+        .map(super::expires_at)
+        .unwrap_or_else(|| super::expires_in(12 * 3600));
     Ok(Some(Found {
         credential: decode(token, &place)?,
         source: format!("AWS {place}"),

@@ -199,7 +199,8 @@ impl Azure {
         }
         let request = self.web.client().post(url).form(&form);
         let answer: Answer = self.web.json(request, &format!("ACR token exchange {uri}")).await?;
-        let expires = jwt_expiry(&answer.refresh_token).unwrap_or_else(|| SystemTime::now() + REFRESH_LIFETIME);
+        let expires =
+            jwt_expiry(&answer.refresh_token).unwrap_or_else(|| super::expires_in(REFRESH_LIFETIME.as_secs()));
         Ok((answer.refresh_token, expires))
     }
 }

@@ -187,7 +187,7 @@ impl Google {
                     .expire_time
                     .as_deref()
                     .and_then(web::parse_rfc3339_utc)
-                    .map(|s| UNIX_EPOCH + Duration::from_secs(s))
+                    .map(super::expires_at)
                     .unwrap_or_else(|| expiry(None, Duration::from_secs(3600)));
                 Ok((answer.access_token, expires))
             }

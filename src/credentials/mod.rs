@@ -126,6 +126,29 @@ struct Slot {
 const RENEW_MARGIN: Duration = Duration::from_secs(300);
 const MIN_REUSE: Duration = Duration::from_secs(1);
 
+/// The longest a credential a peer hands out is kept before it is asked for
+/// anew, whatever lifetime the peer claims: a token service's number can
+/// neither overflow a clock nor keep a token for ever.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// When a credential that a peer says lives `seconds` from now expires
+/// (at most [`MAX_LIFETIME`] away).
+pub(crate) fn expires_in(seconds: u64) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(Duration::from_secs(seconds).min(MAX_LIFETIME))
+        .unwrap_or(now)
+}
+
+/// When a credential whose expiry a peer gives as seconds since 1970
+/// expires (at most [`MAX_LIFETIME`] away; a time the clock cannot hold
+/// counts as that far).
+pub(crate) fn expires_at(unix_seconds: u64) -> SystemTime {
+    let latest = expires_in(u64::MAX);
+    SystemTime::UNIX_EPOCH
+        .checked_add(Duration::from_secs(unix_seconds))
+        .map_or(latest, |t| t.min(latest))
+}
+
 /// Providers asked in order; answers cached per registry and renewed before
 /// a cloud token expires. Concurrent askers for one registry wait on one
 /// lookup.
@@ -208,6 +231,8 @@ impl Chain {
                         true => e.to_string(),
                         false => format!("{e} ({})", p.describe(registry)),
                     };
+                    // a helper's or a token service's words
+                    let why = crate::error::printable(&why, 2000);
                     tracing::warn!(registry = %registry, "the credentials for {registry} could not be read: {why}");
                     failures.push(why);
                 }
@@ -217,7 +242,10 @@ impl Chain {
             tracing::debug!(registry = %registry, "no credentials found; anonymous");
         }
         slot.renew_at = found.as_ref().and_then(|f| f.expires).map(|expires| {
-            let lifetime = expires.duration_since(SystemTime::now()).unwrap_or_default();
+            let lifetime = expires
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+                .min(MAX_LIFETIME);
             let margin = RENEW_MARGIN.min(lifetime / 4);
             now + (lifetime - margin).max(MIN_REUSE)
         });

@@ -157,7 +157,7 @@ pub(super) fn endpoint(url: &str, what: &str) -> Result<Url, LookupError> {
 
 /// An access token's expiry from `expires_in` seconds.
 pub(super) fn expiry(expires_in: Option<u64>, default: Duration) -> SystemTime {
-    SystemTime::now() + expires_in.map(Duration::from_secs).unwrap_or(default)
+    super::expires_in(expires_in.unwrap_or(default.as_secs()))
 }
 
 /// Seconds since 1970 of an RFC 3339 time in UTC (`2026-12-01T10:00:00Z`,
@@ -170,7 +170,8 @@ pub(super) fn parse_rfc3339_utc(s: &str) -> Option<u64> {
     let time = time.split('.').next()?;
     let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    let in_range = (1970..=9999).contains(&y) && (0..=23).contains(&hh) && (0..=59).contains(&mm);
+    if !in_range || !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..=60).contains(&ss) {
         return None;
     }
     // days from civil (Howard Hinnant)
@@ -196,7 +197,7 @@ pub(super) fn jwt_expiry(token: &str) -> Option<SystemTime> {
         .ok()?
         .get("exp")?
         .as_u64()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+    Some(super::expires_at(exp))
 }
 
 /// `~`, from `$HOME`.
@@ -234,6 +235,40 @@ mod tests {
         assert_eq!(parse_rfc3339_utc("2024-02-29T12:00:00Z"), Some(1_709_208_000));
         assert_eq!(parse_rfc3339_utc("2026-13-01T00:00:00Z"), None);
         assert_eq!(parse_rfc3339_utc("2026-11-27 21:00:00"), None);
+    }
+
+    fn jwt_with_exp(exp: &str) -> String {
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{{\"exp\":{exp}}}"));
+        format!("e30.{claims}.sig")
+    }
+
+    #[test]
+    fn lifetimes_too_large_for_the_clock_are_kept_a_day_at_most() {
+        let day_on = SystemTime::now() + super::super::MAX_LIFETIME + Duration::from_secs(1);
+        for expires in [
+            expiry(Some(u64::MAX), Duration::from_secs(60)),
+            jwt_expiry(&jwt_with_exp("18446744073709551615")).unwrap(),
+            super::super::expires_at(u64::MAX),
+        ] {
+            assert!(expires > SystemTime::now() && expires < day_on);
+        }
+        assert!(expiry(Some(0), Duration::from_secs(60)) <= SystemTime::now());
+        assert_eq!(parse_rfc3339_utc("99999999999-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_utc("-9223372036854775808-01-01T00:00:00Z"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_expiry_a_peer_sends_panics(n in proptest::prelude::any::<u64>(), y in proptest::prelude::any::<i64>(),
+                                         s in "[0-9:TZ.-]{0,40}") {
+            let _ = expiry(Some(n), Duration::from_secs(60));
+            let _ = super::super::expires_at(n);
+            let _ = jwt_expiry(&jwt_with_exp(&n.to_string()));
+            let _ = jwt_expiry(&jwt_with_exp(&format!("{n}e300")));
+            let _ = parse_rfc3339_utc(&format!("{y}-01-01T00:00:00Z"));
+            let _ = parse_rfc3339_utc(&s);
+        }
     }
 
     #[test]

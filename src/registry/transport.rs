@@ -332,7 +332,7 @@ impl Transport {
                 // a throttled ping is a budget problem, not a dead registry
                 Err(e) if e.status() == Some(429) => return Err(e),
                 Err(e) => {
-                    tracing::warn!(registry = %registry, "unreachable for the rest of this run: {e}");
+                    tracing::warn!(registry = %registry, "unreachable for the rest of this run: {}", printable(&e.to_string(), 2000));
                     Err(Arc::new(e))
                 }
             };

@@ -183,6 +183,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn retry_after_and_rate_limits_never_panic_and_stay_bounded(
+            n in proptest::prelude::any::<u64>(), w in proptest::prelude::any::<u64>(), junk in "\\PC{0,40}",
+        ) {
+            for (name, value) in [
+                (RETRY_AFTER.as_str(), n.to_string()),
+                (RETRY_AFTER.as_str(), junk.clone()),
+                ("ratelimit-remaining", format!("{n};w={w}")),
+                ("ratelimit-remaining", junk.clone()),
+            ] {
+                let mut h = HeaderMap::new();
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(reqwest::header::HeaderName::from_bytes(name.as_bytes()).unwrap(), v);
+                }
+                proptest::prop_assert!(retry_after(&h).is_none_or(|d| d <= Duration::from_secs(60)));
+                proptest::prop_assert!(rate_limit(&h).is_none_or(|(_, d)| d <= Duration::from_secs(7 * 86_400)));
+            }
+        }
+    }
+
     #[test]
     fn docker_hub_rate_limit_headers() {
         let mut h = HeaderMap::new();

@@ -132,6 +132,13 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
             if let Some(why) = &plan.nothing_qualifies {
                 tracing::warn!(image = %image.config.name, "selects no tags: {why}");
             }
+            if options.dry_run && !plan.prune.is_empty() && image.dst.kind() == "repository" {
+                tracing::info!(
+                    image = %image.config.name,
+                    "dry run: no DELETE was sent, so whether the registry lets these tags be deleted \
+                     (delete rights; Distribution's storage.delete.enabled) shows only in a real run"
+                );
+            }
             if plan.new_destination {
                 engine.destination_is_new(&*image.dst);
             }
@@ -319,7 +326,7 @@ async fn flush_destinations(
         let key = (images[job.image].dst.name(), job.tag.clone());
         if let (Slot::Done(Ok(Outcome::Copied(_) | Outcome::Rewritten { .. })), Some(e)) = (&*slot, lost.get(&key)) {
             // logged as copied when it finished; it is not
-            tracing::error!(image = %images[job.image].config.name, tag = %job.tag, "{e}");
+            tracing::error!(image = %images[job.image].config.name, tag = %job.tag, "{}", shown(e));
             *slot = Slot::Done(Err(CopyError::Store(e.clone())));
         }
     }
@@ -485,7 +492,8 @@ fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError
         }
         Ok(Outcome::SkippedPlatform(why)) => {
             rec.action = Action::Skipped;
-            rec.error = Some(why.clone());
+            // it names the platforms the image has: a peer's words
+            rec.error = Some(shown(why));
             r.skipped.push(tag);
         }
         Ok(Outcome::SkippedSchema1) => {

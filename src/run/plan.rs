@@ -11,7 +11,7 @@ use crate::model::referrers::referrer_tag;
 use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
-use crate::store::{DeleteMode, Store, deletable, digest_of, digests_of};
+use crate::store::{Store, deletable, digest_of, digests_of};
 
 /// What to do with one image: decided before anything is written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -140,9 +140,11 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
 }
 
 /// Which of the `gone` tags to delete, and which to leave (with why): on a
-/// store that deletes a tag only with its manifest, a tag is left when a
-/// staying tag, or a tag this run copies, needs that manifest. Decided
-/// while planning, so `--dry-run` shows exactly what the run deletes.
+/// store that may delete a tag only with its manifest (any registry), a tag
+/// is left when a staying tag, or a tag this run copies, needs that
+/// manifest. Decided while planning, with reads only, so `--dry-run` shows
+/// what the run deletes (the run decides again, after its copies, and
+/// deletes no more than this).
 async fn plan_prune(
     src: &dyn Store,
     dst: &dyn Store,
@@ -150,12 +152,7 @@ async fn plan_prune(
     dest_tags: &[String],
     plan: &Plan,
 ) -> Result<(Vec<String>, Vec<(String, String)>), StoreError> {
-    // a name no tag has: asking to delete it tells how this store deletes
-    let mut absent = String::from("replicant-delete-probe");
-    while dest_tags.contains(&absent) {
-        absent.push('-');
-    }
-    if dst.delete_mode(&absent).await? == DeleteMode::TagAlone {
+    if dst.deletes_tags_alone() {
         return Ok((gone, Vec::new()));
     }
     let staying = dest_tags.iter().filter(|t| !gone.contains(t)).cloned().collect();

@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use super::{Filters, Mode};
+use crate::model::referrers::referrer_tag;
 use crate::version::Version;
 
 /// Why a prune deletes nothing this pass.
@@ -34,7 +35,10 @@ impl std::fmt::Display for Refusal {
 /// The destination tags gone from the source that this image's rules could
 /// have written (a tag the filters or the mode would never select was put
 /// there by someone else, and stays), versions first in order; or why
-/// none may be deleted.
+/// none may be deleted. A tag about another manifest (a signature, SBOM or
+/// attestation tag, or a referrers tag-schema index, which replicant itself
+/// writes where the destination has no referrers API) is never one: those
+/// are absent upstream by nature, and go only with what they are about.
 pub fn gone_upstream(
     mode: Mode,
     filters: &Filters,
@@ -53,7 +57,7 @@ pub fn gone_upstream(
     let mut seen = HashSet::new();
     let mut gone: Vec<String> = destination
         .iter()
-        .filter(|t| !upstream.contains(t) && ours(t) && seen.insert(*t))
+        .filter(|t| !upstream.contains(t) && referrer_tag(t).is_none() && ours(t) && seen.insert(*t))
         .cloned()
         .collect();
     // versions in order, then the other tags by name
@@ -95,6 +99,17 @@ mod tests {
     }
 
     #[test]
+    fn tags_about_other_manifests_are_never_pruned_alone() {
+        let hex = "ab".repeat(32);
+        let dst = tags(&[&format!("sha256-{hex}"), &format!("sha256-{hex}.sig"), "old"]);
+        let src = tags(&["new"]);
+        assert_eq!(
+            gone_upstream(Mode::All, &Filters::default(), &src, &dst, 5),
+            Ok(tags(&["old"]))
+        );
+    }
+
+    #[test]
     fn guard_rails_refuse() {
         let none = Filters::default();
         let dst = tags(&["1.0.0", "1.1.0", "1.2.0"]);
@@ -117,7 +132,7 @@ mod tests {
         #[test]
         fn never_a_tag_the_source_still_has_or_the_rules_reject(
             src in proptest::collection::vec("v?[0-3](\\.[0-3]){0,2}|[a-z]{1,4}", 0..10),
-            dst in proptest::collection::vec("v?[0-3](\\.[0-3]){0,2}|[a-z]{1,4}", 0..10),
+            dst in proptest::collection::vec("v?[0-3](\\.[0-3]){0,2}|[a-z]{1,4}|sha256-[a]{64}(\\.sig|\\.att)?", 0..10),
             all in any::<bool>(),
             max in 0usize..12,
         ) {
@@ -128,6 +143,7 @@ mod tests {
                     prop_assert!(gone.len() <= max);
                     for t in &gone {
                         prop_assert!(!src.contains(t) && dst.contains(t) && f.admits(t));
+                        prop_assert!(referrer_tag(t).is_none(), "a referrer tag alone: {}", t);
                     }
                 }
                 Err(Refusal::EmptySource) => prop_assert!(src.is_empty()),

@@ -38,16 +38,6 @@ pub enum Deletion {
     Left(String),
 }
 
-/// How a store deletes a tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeleteMode {
-    /// The tag alone (a layout; an OCI 1.1 registry).
-    TagAlone,
-    /// Only with its manifest, which takes every tag pointing at it and
-    /// breaks every index listing it (Distribution 2.8 and many others).
-    WithManifest,
-}
-
 /// Each tag a prune asked to delete, with its outcome.
 pub type Deletions = Vec<(String, Result<Deletion>)>;
 
@@ -97,10 +87,13 @@ pub trait Store: Send + Sync {
     fn referrers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
         Box::pin(async { Ok(None) })
     }
-    /// How tags are deleted here; `absent` is a tag name known not to
-    /// exist, which a registry may be asked to delete to find out.
-    fn delete_mode<'a>(&'a self, _absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {
-        Box::pin(async { Ok(DeleteMode::TagAlone) })
+    /// Whether deleting a tag here is known to delete only that tag (a
+    /// layout). A registry's answer to a DELETE does not say whether it
+    /// took the manifest, and every other tag on it, along (Distribution,
+    /// Harbor do), so for a registry this is `false` and a prune leaves a
+    /// tag whose manifest a staying tag needs.
+    fn deletes_tags_alone(&self) -> bool {
+        false
     }
     /// Deletes tags (prune). Only the tags go: what they pointed at stays
     /// wherever another tag still needs it.
@@ -118,24 +111,29 @@ const LOOKUPS_AT_ONCE: usize = 16;
 
 /// The manifests that `tags` of `store` need, each with the first tag that
 /// needs it (`tag 1.2`, or `tag 1.2 (in its index)` for an index's child).
-/// A tag deleted meanwhile needs nothing.
+/// Fail-closed, since a prune decides on it: a listed tag whose manifest
+/// is not found, or cannot be read, is an error, never "needs nothing".
 pub async fn manifests_needed(store: &dyn Store, tags: Vec<String>) -> Result<HashMap<Digest, String>> {
     use crate::model::manifest::Manifest;
     use futures_util::{StreamExt, stream};
     let found: Vec<Result<Vec<(Digest, String)>>> = stream::iter(tags)
         .map(|tag| async move {
-            let m = match store.get_manifest(&tag).await {
-                Ok(m) => m,
-                Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
-                Err(e) => return Err(e),
-            };
+            let m = store.get_manifest(&tag).await.map_err(|mut e| {
+                e.context = format!("what tag {tag} needs cannot be known: {}", e.context);
+                e
+            })?;
             let mut needs = vec![(m.digest.clone(), format!("tag {tag}"))];
-            if let Ok(Manifest::Index { children }) = Manifest::parse(&m.media_type, &m.bytes) {
-                needs.extend(
+            match Manifest::parse(&m.media_type, &m.bytes) {
+                Ok(Manifest::Index { children }) => needs.extend(
                     children
                         .into_iter()
                         .map(|(d, _)| (d, format!("tag {tag} (in its index)"))),
-                );
+                ),
+                Ok(Manifest::Image { .. } | Manifest::Schema1) => {}
+                Err(e) => {
+                    let ctx = format!("{}: what tag {tag} needs cannot be known", store.name());
+                    return Err(StoreError::new(ctx, crate::error::ErrorKind::Protocol(e.to_string())));
+                }
             }
             Ok(needs)
         })
@@ -174,30 +172,34 @@ pub async fn digests_of<'a>(
         .await
 }
 
-/// Sorts tags to delete from a store that deletes a tag only with its
-/// manifest: those whose manifest nothing else needs (with that manifest;
-/// `None` for a tag already gone), and those to leave (with why). What is needed: the manifests of the `staying` tags and of
-/// their indexes' children, and `also` (digest, and who needs it).
+/// Sorts tags to delete from a store that may delete a tag only with its
+/// manifest: those whose manifest nothing else needs (with that manifest),
+/// and those to leave (with why: needed, or no longer there). What is
+/// needed: the manifests of the `staying` tags and of their indexes'
+/// children, and `also` (digest, and who needs it). Any failure to find
+/// out is an error: nothing may be deleted then.
 pub async fn deletable(
     store: &dyn Store,
     gone: Vec<String>,
     staying: Vec<String>,
     also: Vec<(Digest, String)>,
-) -> Result<(Vec<(String, Option<Digest>)>, Vec<(String, String)>)> {
+) -> Result<(Vec<(String, Digest)>, Vec<(String, String)>)> {
     let mut needed = manifests_needed(store, staying).await?;
     for (digest, by) in also {
         needed.entry(digest).or_insert(by);
     }
     let (mut delete, mut leave) = (Vec::new(), Vec::new());
+    // few (at most prune-max): one at a time
     for tag in gone {
         match digest_of(store, &tag).await? {
             Some(digest) if needed.contains_key(&digest) => {
                 let by = &needed[&digest];
                 let why =
-                    format!("{by} needs its manifest {digest}, and this registry deletes a tag only with its manifest");
+                    format!("{by} needs its manifest {digest}, and a registry may delete a tag only with its manifest");
                 leave.push((tag, why));
             }
-            found => delete.push((tag, found)),
+            Some(digest) => delete.push((tag, digest)),
+            None => leave.push((tag, "no longer in the destination".into())),
         }
     }
     Ok((delete, leave))

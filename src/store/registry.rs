@@ -7,7 +7,8 @@ use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use url::Url;
 
-use super::{Blob, BlobBody, DeleteMode, Deletion, Deletions, Result, Store};
+use super::{Blob, BlobBody, Deletion, Deletions, Result, Store};
+use crate::error::{ErrorKind, StoreError};
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository};
 use crate::registry::{Client, Delete, Mount};
 
@@ -34,43 +35,59 @@ impl RegistryStore {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Deletes tags: by name where the registry can; else by digest, which
-    /// deletes the manifest with every tag on it, so only a manifest that
-    /// no staying tag points at (directly, or as a child of its index).
+    /// Deletes tags, decided again now that the copies are done
+    /// (fail-closed: if the listing or what a staying tag needs cannot be
+    /// read, nothing is deleted): a tag whose manifest a staying tag needs
+    /// is left; the others go by name where the registry can, else by the
+    /// digest the check found, which takes the manifest with every tag on
+    /// it. A 404 to a DELETE is not a deletion.
     async fn delete(&self, tags: &[String]) -> Deletions {
-        let mut out = Vec::new();
-        let mut by_digest = Vec::new();
-        for tag in tags {
-            match self.client.delete_manifest(&self.repo, tag).await {
-                Ok(Delete::Done | Delete::Absent) => out.push((tag.clone(), Ok(Deletion::Deleted))),
-                Ok(Delete::NotByTag) => by_digest.push(tag.clone()),
-                Err(e) => out.push((tag.clone(), Err(e))),
-            }
-        }
-        if by_digest.is_empty() {
-            return out;
-        }
         let sorted = async {
-            let listed = self.client.list_tags(&self.repo).await?.unwrap_or_default();
-            let staying = listed.into_iter().filter(|t| !by_digest.contains(t)).collect();
-            super::deletable(self, by_digest.clone(), staying, Vec::new()).await
+            let listed = self.client.list_tags(&self.repo).await?.ok_or_else(|| {
+                let ctx = format!("{}: list tags", self.repo);
+                StoreError::new(
+                    ctx,
+                    ErrorKind::Protocol("the repository is not found any more: nothing deleted".into()),
+                )
+            })?;
+            let staying = listed.into_iter().filter(|t| !tags.contains(t)).collect();
+            super::deletable(self, tags.to_vec(), staying, Vec::new()).await
         };
         let (delete, leave) = match sorted.await {
             Ok(sorted) => sorted,
-            Err(e) => {
-                out.extend(by_digest.into_iter().map(|t| (t, Err(e.clone()))));
-                return out;
-            }
+            Err(e) => return tags.iter().map(|t| (t.clone(), Err(e.clone()))).collect(),
         };
-        out.extend(leave.into_iter().map(|(t, why)| (t, Ok(Deletion::Left(why)))));
+        let mut out: Deletions = leave.into_iter().map(|(t, why)| (t, Ok(Deletion::Left(why)))).collect();
+        // manifests deleted by digest took every tag on them along
+        let mut gone_with_manifest = std::collections::HashSet::new();
         for (tag, digest) in delete {
-            let outcome = match digest {
-                Some(d) => self.client.delete_manifest(&self.repo, d.as_str()).await,
-                None => Ok(Delete::Absent),
+            if gone_with_manifest.contains(&digest) {
+                out.push((tag, Ok(Deletion::Deleted)));
+                continue;
+            }
+            let outcome = match self.client.delete_manifest(&self.repo, &tag).await {
+                Ok(Delete::Done) => Ok(Deletion::Deleted),
+                Ok(Delete::NotByTag) => match self.client.delete_manifest(&self.repo, digest.as_str()).await {
+                    Ok(Delete::Done) => {
+                        gone_with_manifest.insert(digest.clone());
+                        Ok(Deletion::Deleted)
+                    }
+                    Ok(_) => Err(self.not_deleted(digest.as_str())),
+                    Err(e) => Err(e),
+                },
+                Ok(Delete::Absent) => Err(self.not_deleted(&tag)),
+                Err(e) => Err(e),
             };
-            out.push((tag, outcome.map(|_| Deletion::Deleted)));
+            out.push((tag, outcome));
         }
         out
+    }
+
+    /// A DELETE answered 404 for what was just found here.
+    fn not_deleted(&self, reference: &str) -> StoreError {
+        let ctx = format!("{}: DELETE manifest {reference}", self.repo);
+        let why = "the registry answered 404 Not Found for what it had just listed: not deleted";
+        StoreError::new(ctx, ErrorKind::Protocol(why.into()))
     }
 }
 
@@ -146,15 +163,6 @@ impl Store for RegistryStore {
 
     fn referrers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
         Box::pin(self.client.referrers(&self.repo, digest))
-    }
-
-    fn delete_mode<'a>(&'a self, absent: &'a str) -> BoxFuture<'a, Result<DeleteMode>> {
-        Box::pin(async move {
-            Ok(match self.client.delete_manifest(&self.repo, absent).await? {
-                Delete::NotByTag => DeleteMode::WithManifest,
-                Delete::Done | Delete::Absent => DeleteMode::TagAlone,
-            })
-        })
     }
 
     fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {

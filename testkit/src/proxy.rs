@@ -140,8 +140,9 @@ impl FaultProxy {
         *self.shared.redirect.lock().unwrap() = target;
     }
 
-    /// Answers requests whose path starts with `prefix` with `handler`
-    /// instead of forwarding them.
+    /// Answers requests whose path starts with `prefix` (or, for one
+    /// method only, whose `METHOD path` does: `"DELETE /v2/a/"`) with
+    /// `handler` instead of forwarding them.
     pub fn route(&self, prefix: &str, handler: Route) {
         self.shared.routes.lock().unwrap().push((prefix.to_string(), handler));
     }
@@ -247,7 +248,10 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
         let routes = shared.routes.lock().unwrap();
         routes
             .iter()
-            .find(|(prefix, _)| head.target.starts_with(prefix.as_str()))
+            .find(|(prefix, _)| {
+                head.target.starts_with(prefix.as_str())
+                    || format!("{} {}", head.method, head.target).starts_with(prefix.as_str())
+            })
             .map(|(_, r)| r.clone())
     };
     if let Some(route) = route {

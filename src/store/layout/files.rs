@@ -485,58 +485,103 @@ impl Files {
     }
 }
 
+/// What a layout prune did: the tags whose entries it removed, and how many
+/// files nothing else reached.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub removed: Vec<String>,
+    pub files: usize,
+}
+
 impl Files {
-    /// Removes the entries of `tags` from `index.json` in one atomic
-    /// replacement; returns the manifests they pointed at.
-    pub fn remove_tags(&self, tags: &[String]) -> Result<Vec<Digest>> {
+    /// Removes the entries of `tags` from `index.json` (one atomic
+    /// replacement), then deletes the files of their trees (manifests,
+    /// child manifests, blobs) that no entry left still reaches. Decided
+    /// before anything is touched, and fail-closed: when what a staying
+    /// entry needs cannot be known (its manifest, or one of its index's
+    /// children, is missing, a link, too large, unreadable or of a kind
+    /// this tool does not read), nothing is deleted and that is the error.
+    /// Files outside the removed trees are never touched.
+    pub fn prune(&self, tags: &[String]) -> Result<Pruned> {
         let Some(mut index) = self.read_index()? else {
-            return Ok(Vec::new());
+            return Ok(Pruned::default());
         };
         let entries = self.entries(&index)?;
-        let gone: Vec<Digest> = entries
+        let (gone, staying): (Vec<&Entry>, Vec<&Entry>) = entries
             .iter()
-            .filter(|e| e.tag.as_ref().is_some_and(|t| tags.contains(t)))
-            .map(|e| e.digest.clone())
-            .collect();
+            .partition(|e| e.tag.as_ref().is_some_and(|t| tags.contains(t)));
         if gone.is_empty() {
-            return Ok(gone);
+            return Ok(Pruned::default());
         }
+        let mut kept = std::collections::HashSet::new();
+        for e in &staying {
+            self.needs(&e.digest, 0, &mut kept).map_err(|why| {
+                let tag = e
+                    .tag
+                    .as_deref()
+                    .map_or("an untagged entry".to_string(), |t| format!("tag {t}"));
+                self.invalid(format!(
+                    "prune refused: what {tag} needs cannot be known, so nothing was deleted: {why}"
+                ))
+            })?;
+        }
+        let mut candidates = std::collections::HashSet::new();
+        for e in &gone {
+            self.reach(&e.digest, 0, &mut candidates)?;
+        }
+        let removed: Vec<String> = gone.iter().filter_map(|e| e.tag.clone()).collect();
         if let Some(list) = index.get_mut("manifests").and_then(Value::as_array_mut) {
             list.retain(|e| !entry_tag(e).is_some_and(|t| tags.iter().any(|x| x == t)));
         }
         let text = serde_json::to_vec_pretty(&index).map_err(|e| self.invalid(e.to_string()))?;
         self.write_atomic(&self.root.join("index.json"), &text)?;
-        Ok(gone)
-    }
-
-    /// Deletes the files of the trees under `roots` (manifests, child
-    /// manifests, blobs) that no entry left in `index.json` still reaches;
-    /// returns how many. Files outside those trees are never touched.
-    pub fn collect_garbage(&self, roots: &[Digest]) -> Result<usize> {
-        let mut candidates = std::collections::HashSet::new();
-        for d in roots {
-            self.reach(d, 0, &mut candidates)?;
-        }
-        let mut kept = std::collections::HashSet::new();
-        if let Some(index) = self.read_index()? {
-            for e in self.entries(&index)? {
-                self.reach(&e.digest, 0, &mut kept)?;
-            }
-        }
-        let mut removed = 0;
+        let mut files = 0;
         for d in candidates.difference(&kept) {
             self.check_blob_dirs(d)?;
             let path = self.blob_path(d);
             if is_regular(&path) {
                 fs::remove_file(&path).map_err(|e| self.io("delete", &path, e))?;
-                removed += 1;
+                files += 1;
             }
         }
-        Ok(removed)
+        Ok(Pruned { removed, files })
+    }
+
+    /// Adds the manifest `digest`, which something staying needs, and
+    /// everything it refers to, to `out`; an error when any of it cannot be
+    /// read and understood (what it needs would be unknown).
+    fn needs(&self, digest: &Digest, depth: usize, out: &mut std::collections::HashSet<Digest>) -> Result<()> {
+        if depth > MAX_NESTING {
+            return Err(self.invalid(format!("manifests nested deeper than {MAX_NESTING} levels")));
+        }
+        if !out.insert(digest.clone()) {
+            return Ok(());
+        }
+        self.check_blob_dirs(digest)?;
+        let path = self.blob_path(digest);
+        let bytes = self
+            .read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")?
+            .ok_or_else(|| self.invalid(format!("its manifest {digest} is not in the layout")))?;
+        match Manifest::parse(&media_type_of("", "", &bytes), &bytes) {
+            Ok(Manifest::Image { blobs, .. }) => out.extend(blobs.into_iter().map(|(d, _)| d)),
+            Ok(Manifest::Index { children }) => {
+                for (child, _) in children {
+                    self.needs(&child, depth + 1, out)?;
+                }
+            }
+            Ok(Manifest::Schema1) => {
+                return Err(self.invalid(format!(
+                    "{digest} is a Docker schema 1 manifest, which is not read here"
+                )));
+            }
+            Err(e) => return Err(self.invalid(format!("its manifest {digest} cannot be read: {e}"))),
+        }
+        Ok(())
     }
 
     /// Adds `digest` and everything it refers to (when it is a manifest
-    /// here) to `out`.
+    /// here) to `out`: what a removed entry may free. What cannot be read
+    /// is only not freed.
     fn reach(&self, digest: &Digest, depth: usize, out: &mut std::collections::HashSet<Digest>) -> Result<()> {
         if !out.insert(digest.clone()) || depth > MAX_NESTING {
             return Ok(());

@@ -250,24 +250,35 @@ impl Store for Layout {
         Box::pin(self.put_blob_inner(digest, len, body))
     }
 
+    /// Deleting an `index.json` entry takes nothing else along.
+    fn deletes_tags_alone(&self) -> bool {
+        true
+    }
+
     fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {
         Box::pin(async move {
-            let deleted = async {
+            let pruned = async {
                 self.writable().await?;
                 let _guard = self.index.lock().await;
                 let owned = tags.to_vec();
-                let removed = blocking(&self.files, move |files| {
-                    let roots = files.remove_tags(&owned)?;
-                    files.collect_garbage(&roots)
-                })
-                .await?;
-                tracing::debug!(layout = %self.files.root.display(), files = removed, "unreferenced blobs deleted");
-                Ok(())
+                blocking(&self.files, move |files| files.prune(&owned)).await
             }
             .await;
-            tags.iter()
-                .map(|t| (t.clone(), deleted.clone().map(|()| Deletion::Deleted)))
-                .collect()
+            match pruned {
+                Ok(pruned) => {
+                    tracing::debug!(layout = %self.files.root.display(), files = pruned.files, "unreferenced blobs deleted");
+                    tags.iter()
+                        .map(|t| {
+                            let outcome = match pruned.removed.contains(t) {
+                                true => Deletion::Deleted,
+                                false => Deletion::Left("no longer in the layout's index.json".into()),
+                            };
+                            (t.clone(), Ok(outcome))
+                        })
+                        .collect()
+                }
+                Err(e) => tags.iter().map(|t| (t.clone(), Err(e.clone()))).collect(),
+            }
         })
     }
 
