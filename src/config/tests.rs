@@ -475,3 +475,20 @@ fn a_destination_shared_with_a_pruning_image_is_refused_naming_both() {
         "images:\n  a:\n    source: x/a\n    destination: r.io/m/app\n  b:\n    source: x/b\n    destination: r.io/m/app\n",
     );
 }
+
+proptest::proptest! {
+    #[test]
+    fn no_config_lets_a_pruning_image_share_its_destination(
+        images in proptest::collection::vec((0usize..3, proptest::prelude::any::<bool>()), 1..5),
+    ) {
+        let mut yaml = String::from("images:\n");
+        for (i, (dst, prune)) in images.iter().enumerate() {
+            yaml.push_str(&format!("  i{i}:\n    source: s.io/i{i}\n    destination: d.io/x{dst}\n    prune: {prune}\n"));
+        }
+        let shared_with_prune = (0..3).any(|d| {
+            let on: Vec<_> = images.iter().filter(|(x, _)| *x == d).collect();
+            on.len() > 1 && on.iter().any(|(_, p)| *p)
+        });
+        proptest::prop_assert_eq!(parse(Path::new("c.yaml"), &yaml).is_err(), shared_with_prune);
+    }
+}

@@ -59,6 +59,17 @@ pub enum CopyError {
     /// Indexes nested deeper than the limit (a loop or an attack).
     #[error("{store}: indexes nested more than {limit} deep")]
     TooDeep { store: String, limit: usize },
+    /// A referrers list names a manifest that is not about its subject.
+    #[error(
+        "{store}: {digest} is listed among the referrers of {subject}, but its manifest names {named} as its \
+         subject: not copied"
+    )]
+    NotAReferrer {
+        store: String,
+        digest: Digest,
+        subject: Digest,
+        named: String,
+    },
 }
 
 /// Turns a manifest's reading error into a [`CopyError`] that says which
@@ -75,9 +86,10 @@ impl CopyError {
     pub fn category(&self) -> Category {
         match self {
             CopyError::Store(e) => e.category(),
-            CopyError::Manifest { .. } | CopyError::Schema1Child { .. } | CopyError::TooDeep { .. } => {
-                Category::Protocol
-            }
+            CopyError::Manifest { .. }
+            | CopyError::Schema1Child { .. }
+            | CopyError::TooDeep { .. }
+            | CopyError::NotAReferrer { .. } => Category::Protocol,
         }
     }
 
@@ -275,6 +287,17 @@ impl Engine {
             .map_err(manifest_error(dst, tag))?
             .children();
         self.put_manifest(dst, tag, m, &children).await
+    }
+
+    /// A source manifest by digest, verified and fetched at most once per
+    /// run (the referrers step reads a referrer before it copies it).
+    pub async fn source_manifest(
+        &self,
+        src: &dyn Store,
+        digest: &Digest,
+        hint: &str,
+    ) -> Result<FetchedManifest, CopyError> {
+        Ok(self.fetch(src, digest.as_str(), hint).await?.0)
     }
 
     /// Copies `src:tag` to `dst:tag`.

@@ -3,8 +3,6 @@
 //! referrers API or, on registries without it, in an index tagged
 //! `sha256-<hex>`), and cosign's tags `sha256-<hex>.sig`, `.att`, `.sbom`.
 
-use serde_json::Value;
-
 use super::Digest;
 use super::manifest::{ManifestError, OCI_INDEX};
 
@@ -48,44 +46,105 @@ pub fn schema_tag(subject: &Digest) -> Option<String> {
         .map(|hex| format!("sha256-{hex}"))
 }
 
+/// One entry of a referrers list: the API's answer, a tag schema index,
+/// or what replicant writes, which it makes only from the referrer's own
+/// manifest ([`describe`]), never from what a peer's list claims.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Referrer {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(rename = "artifactType", default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// The descriptors of a referrers list (the API's answer, or a tag schema
-/// index).
-pub fn descriptors(bytes: &[u8]) -> Result<Vec<Value>, ManifestError> {
-    let doc: Value = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
-    Ok(doc
-        .get("manifests")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default())
+/// index), typed: an entry without a digest is a malformed list, not an
+/// empty object kept in memory.
+pub fn descriptors(bytes: &[u8]) -> Result<Vec<Referrer>, ManifestError> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        #[serde(default)]
+        manifests: Vec<Referrer>,
+    }
+    let list: List = serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    Ok(list.manifests)
 }
 
 /// A referrer descriptor's digest and media type, when it has a valid one.
-pub fn target(desc: &Value) -> Option<(Digest, String)> {
-    let digest = Digest::parse(desc.get("digest")?.as_str()?).ok()?;
-    let media_type = desc.get("mediaType").and_then(Value::as_str).unwrap_or_default();
-    Some((digest, media_type.to_string()))
+pub fn target(desc: &Referrer) -> Option<(Digest, String)> {
+    let digest = Digest::parse(&desc.digest).ok()?;
+    Some((digest, desc.media_type.clone()))
 }
 
 /// Whether a descriptor's `artifactType` is one of `types` (all pass when
 /// `types` is empty).
-pub fn admitted(desc: &Value, types: &[String]) -> bool {
+pub fn admitted(desc: &Referrer, types: &[String]) -> bool {
     types.is_empty()
         || desc
-            .get("artifactType")
-            .and_then(Value::as_str)
+            .artifact_type
+            .as_deref()
             .is_some_and(|t| types.iter().any(|x| x == t))
+}
+
+/// What a referrer's own manifest says of it: its descriptor as the OCI
+/// 1.1 referrers API lists it (media type, digest, size, `artifactType`
+/// (else the config's media type), annotations), and the manifest its
+/// `subject` names.
+pub fn describe(m: &super::FetchedManifest) -> Result<(Referrer, Option<Digest>), ManifestError> {
+    #[derive(serde::Deserialize)]
+    struct Own {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+        #[serde(rename = "artifactType", default)]
+        artifact_type: Option<String>,
+        #[serde(default)]
+        config: Option<Typed>,
+        #[serde(default)]
+        subject: Option<Subject>,
+        #[serde(default)]
+        annotations: Option<std::collections::BTreeMap<String, String>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed {
+        #[serde(rename = "mediaType", default)]
+        media_type: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Subject {
+        digest: String,
+    }
+    let own: Own = serde_json::from_slice(&m.bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let subject = match own.subject {
+        Some(s) => Some(Digest::parse(&s.digest)?),
+        None => None,
+    };
+    let media_type = super::manifest::effective_media_type(&m.media_type, own.media_type.as_deref()).to_string();
+    let artifact_type = own.artifact_type.or_else(|| own.config.and_then(|c| c.media_type));
+    let d = Referrer {
+        media_type,
+        digest: m.digest.to_string(),
+        size: m.bytes.len() as u64,
+        artifact_type,
+        annotations: own.annotations,
+    };
+    Ok((d, subject))
 }
 
 /// The tag schema index for a subject: `existing` (if any) with `add`ed
 /// descriptors it lacks; `None` when it already lists them all.
-pub fn merged_index(existing: Option<&[u8]>, add: &[Value]) -> Result<Option<Vec<u8>>, ManifestError> {
+pub fn merged_index(existing: Option<&[u8]>, add: &[Referrer]) -> Result<Option<Vec<u8>>, ManifestError> {
     let mut list = match existing {
         Some(bytes) => descriptors(bytes)?,
         None => Vec::new(),
     };
     let before = list.len();
     for d in add {
-        if !list.iter().any(|x| x.get("digest") == d.get("digest")) {
+        if !list.iter().any(|x| x.digest == d.digest) {
             list.push(d.clone());
         }
     }
@@ -93,7 +152,9 @@ pub fn merged_index(existing: Option<&[u8]>, add: &[Value]) -> Result<Option<Vec
         return Ok(None);
     }
     let doc = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list});
-    Ok(Some(serde_json::to_vec(&doc).unwrap_or_default()))
+    serde_json::to_vec(&doc)
+        .map(Some)
+        .map_err(|e| ManifestError::Json(e.to_string()))
 }
 
 #[cfg(test)]
@@ -131,7 +192,13 @@ mod tests {
 
     #[test]
     fn filters_and_merges_descriptors() {
-        let d = |n: u8, t: &str| serde_json::json!({"mediaType": "m", "digest": format!("sha256:{}", hex::encode([n; 32])), "size": 1, "artifactType": t});
+        let d = |n: u8, t: &str| Referrer {
+            media_type: "m".into(),
+            digest: format!("sha256:{}", hex::encode([n; 32])),
+            size: 1,
+            artifact_type: Some(t.into()),
+            annotations: None,
+        };
         let sbom = "application/spdx+json".to_string();
         assert!(admitted(&d(1, "application/spdx+json"), std::slice::from_ref(&sbom)));
         assert!(!admitted(&d(1, "x"), std::slice::from_ref(&sbom)));
@@ -141,5 +208,23 @@ mod tests {
         let both = merged_index(Some(&first), &[d(2, "b"), d(1, "a")]).unwrap().unwrap();
         assert_eq!(descriptors(&both).unwrap().len(), 2);
         assert!(target(&d(2, "b")).is_some());
+        // an entry that is no descriptor makes the list malformed
+        assert!(descriptors(br#"{"manifests":[{},{}]}"#).is_err());
+    }
+
+    #[test]
+    fn a_referrer_is_described_by_its_own_manifest() {
+        let subject = format!("sha256:{}", "ab".repeat(32));
+        let bytes = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/spdx+json","digest":"{subject}","size":2}},"layers":[],"subject":{{"mediaType":"x","digest":"{subject}","size":3}},"annotations":{{"a":"b"}}}}"#
+        );
+        let m = crate::model::FetchedManifest::made(bytes.clone().into_bytes(), "");
+        let (d, about) = describe(&m).unwrap();
+        assert_eq!(about.map(|d| d.to_string()), Some(subject));
+        assert_eq!(d.artifact_type.as_deref(), Some("application/spdx+json"));
+        assert_eq!(d.size, bytes.len() as u64);
+        assert_eq!(d.digest, m.digest.to_string());
+        assert_eq!(d.media_type, "application/vnd.oci.image.manifest.v1+json");
+        assert_eq!(d.annotations.unwrap()["a"], "b");
     }
 }

@@ -12,17 +12,32 @@ use url::Url;
 
 use super::connect::TransportSettings;
 use super::transport::{Spend, Transport};
-use super::wire::{header, next_link, protocol, read_limited, same_origin};
+use super::wire::{PageLimits, Pages, header, next_link, protocol, read_limited, same_origin};
 use crate::credentials::Chain;
 use crate::error::{ErrorKind, StoreError, printable};
 use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX};
+use crate::model::referrers::Referrer;
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_tag};
 
 /// One page of a tag list, and all pages of one repository together: a
 /// registry that pages on forever is stopped here.
 const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
-const MAX_TAGS_TOTAL_BYTES: usize = 64 * 1024 * 1024;
-const MAX_TAGS: usize = 1_000_000;
+const TAG_LIST: PageLimits = PageLimits {
+    pages: 10_000,
+    bytes: 64 * 1024 * 1024,
+    items: 1_000_000,
+    time: std::time::Duration::from_secs(300),
+};
+/// The referrers of one manifest, and of all manifests of a run together:
+/// what a referrers API may make this process hold.
+const REFERRERS: PageLimits = PageLimits {
+    pages: 16,
+    bytes: 4 * 1024 * 1024,
+    items: 1_000,
+    time: std::time::Duration::from_secs(120),
+};
+pub const MAX_REFERRERS_PER_RUN: usize = 100_000;
+pub const MAX_REFERRER_BYTES_PER_RUN: usize = 64 * 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -48,6 +63,8 @@ pub enum Delete {
 /// Every registry operation of a run, over one shared transport.
 pub struct Client {
     transport: Transport,
+    /// Referrer descriptors and bytes read in this run (bounded).
+    referrers_read: std::sync::Mutex<(usize, usize)>,
 }
 
 fn pull(repo: &Repository) -> Vec<String> {
@@ -66,6 +83,7 @@ impl Client {
     pub fn new(credentials: Arc<Chain>, settings: &TransportSettings) -> Result<Client> {
         Ok(Client {
             transport: Transport::new(credentials, settings)?,
+            referrers_read: Default::default(),
         })
     }
 
@@ -140,10 +158,12 @@ impl Client {
         let scopes = pull(repo);
         let mut next = Some(self.url(repo, "tags/list?n=1000"));
         let mut all = Vec::new();
-        let (mut pages, mut bytes) = (0usize, 0usize);
+        let mut pages = Pages::new(TAG_LIST);
         while let Some(url) = next.take() {
-            pages += 1;
-            let first = pages == 1;
+            pages
+                .ask(&url)
+                .map_err(|why| protocol(&ctx, format!("the tag list: {why}")))?;
+            let first = pages.count() == 1;
             let page = self
                 .transport
                 .exchange(
@@ -170,15 +190,9 @@ impl Client {
             let Some((tags, link, size)) = page else {
                 return Ok(None);
             };
-            bytes += size;
-            if bytes > MAX_TAGS_TOTAL_BYTES || all.len() + tags.len() > MAX_TAGS {
-                let why = format!(
-                    "the tag list goes on past {} tags or {} MiB ({pages} pages): refused",
-                    MAX_TAGS,
-                    MAX_TAGS_TOTAL_BYTES >> 20
-                );
-                return Err(protocol(&ctx, why));
-            }
+            pages
+                .read(size, tags.len(), link.is_some())
+                .map_err(|why| protocol(&ctx, format!("the tag list: {why}")))?;
             next = match link {
                 Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
                 None => None,
@@ -294,22 +308,19 @@ impl Client {
     /// The referrers of a manifest through the OCI 1.1 referrers API,
     /// every page of it, as the descriptors listed; `None` when the
     /// registry does not offer the API (Distribution 2.8 answers 404).
-    pub async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Option<Vec<serde_json::Value>>> {
-        const MAX_PAGES: usize = 16;
+    /// Bounded per manifest ([`REFERRERS`]) and per run
+    /// ([`MAX_REFERRERS_PER_RUN`], [`MAX_REFERRER_BYTES_PER_RUN`]).
+    pub async fn referrers(&self, repo: &Repository, digest: &Digest) -> Result<Option<Vec<Referrer>>> {
         let ctx = format!("{repo}: referrers of {digest}");
         let scopes = pull(repo);
         let mut next = Some(self.url(repo, &format!("referrers/{digest}")));
         let mut all = Vec::new();
-        let mut pages = 0;
+        let mut pages = Pages::new(REFERRERS);
         while let Some(url) = next.take() {
-            pages += 1;
-            if pages > MAX_PAGES {
-                return Err(protocol(
-                    &ctx,
-                    format!("more than {MAX_PAGES} pages of referrers: refused"),
-                ));
-            }
-            let first = pages == 1;
+            pages
+                .ask(&url)
+                .map_err(|why| protocol(&ctx, format!("the referrers list: {why}")))?;
+            let first = pages.count() == 1;
             let build = || self.http(repo).get(&url).header(ACCEPT, OCI_INDEX);
             let page = self
                 .transport
@@ -322,14 +333,30 @@ impl Client {
                         _ => return Err(self.failure(resp, &ctx, repo).await),
                     }
                     let link = next_link(resp.headers(), &url);
-                    let body = read_limited(resp, MAX_MANIFEST_BYTES, &ctx).await?;
+                    let body = read_limited(resp, REFERRERS.bytes, &ctx).await?;
                     let list = crate::model::referrers::descriptors(&body).map_err(|e| protocol(&ctx, e))?;
-                    Ok(Some((list, link)))
+                    Ok(Some((list, link, body.len())))
                 })
                 .await?;
-            let Some((list, link)) = page else {
+            let Some((list, link, size)) = page else {
                 return Ok(None);
             };
+            pages
+                .read(size, list.len(), link.is_some())
+                .map_err(|why| protocol(&ctx, format!("the referrers list: {why}")))?;
+            {
+                let mut read = crate::lock(&self.referrers_read);
+                read.0 = read.0.saturating_add(list.len());
+                read.1 = read.1.saturating_add(size);
+                if read.0 > MAX_REFERRERS_PER_RUN || read.1 > MAX_REFERRER_BYTES_PER_RUN {
+                    let why = format!(
+                        "this run has read more than {MAX_REFERRERS_PER_RUN} referrer descriptors or {} MiB of \
+                         referrers lists: refused",
+                        MAX_REFERRER_BYTES_PER_RUN >> 20
+                    );
+                    return Err(protocol(&ctx, why));
+                }
+            }
             all.extend(list);
             next = match link {
                 Some(l) => Some(self.same_registry(repo, &l, "referrers Link", &ctx)?.to_string()),

@@ -128,6 +128,91 @@ pub(super) async fn read_limited(mut resp: Response, max: usize, ctx: &str) -> R
     Ok(buf)
 }
 
+/// The bounds of one paged listing (a tag list, a referrers list): pages,
+/// bytes, items and time in all; a `Link` that leads back to a page already
+/// read; an empty page that points to another. Each page is bounded by
+/// the response deadline; these bound the whole.
+#[derive(Debug)]
+pub(super) struct Pages {
+    limits: PageLimits,
+    seen: std::collections::HashSet<String>,
+    pages: usize,
+    bytes: usize,
+    items: usize,
+    started: std::time::Instant,
+}
+
+/// What one listing may take in all.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PageLimits {
+    pub pages: usize,
+    pub bytes: usize,
+    pub items: usize,
+    pub time: Duration,
+}
+
+impl Pages {
+    pub(super) fn new(limits: PageLimits) -> Pages {
+        Pages {
+            limits,
+            seen: Default::default(),
+            pages: 0,
+            bytes: 0,
+            items: 0,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Pages asked for so far.
+    pub(super) fn count(&self) -> usize {
+        self.pages
+    }
+
+    /// Before asking for the page at `url`.
+    pub(super) fn ask(&mut self, url: &str) -> std::result::Result<(), String> {
+        if !self.seen.insert(url.to_string()) {
+            return Err(format!(
+                "its Link leads back to a page already read ({}): refused",
+                crate::error::printable(url, 200)
+            ));
+        }
+        self.pages += 1;
+        let limits = self.limits;
+        if self.pages > limits.pages {
+            return Err(format!("it goes on past {} pages: refused", limits.pages));
+        }
+        let elapsed = self.started.elapsed();
+        if elapsed > limits.time {
+            return Err(format!(
+                "it is still going after {} s ({} pages): refused",
+                elapsed.as_secs(),
+                self.pages - 1
+            ));
+        }
+        Ok(())
+    }
+
+    /// After reading a page of `bytes` holding `items`; `more`: it links
+    /// to a next page.
+    pub(super) fn read(&mut self, bytes: usize, items: usize, more: bool) -> std::result::Result<(), String> {
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.items = self.items.saturating_add(items);
+        let limits = self.limits;
+        if self.bytes > limits.bytes || self.items > limits.items {
+            return Err(format!(
+                "it goes on past {} entries or {} KiB ({} pages): refused",
+                limits.items,
+                limits.bytes >> 10,
+                self.pages
+            ));
+        }
+        if items == 0 && more {
+            return Err(format!("page {} is empty yet links to another: refused", self.pages));
+        }
+        Ok(())
+    }
+}
+
 /// The `rel="next"` target of a `Link` header, resolved against `current`.
 pub(super) fn next_link(headers: &HeaderMap, current: &str) -> Option<String> {
     let link = headers.get(LINK)?.to_str().ok()?;
@@ -202,6 +287,53 @@ mod tests {
                 proptest::prop_assert!(rate_limit(&h).is_none_or(|(_, d)| d <= Duration::from_secs(7 * 86_400)));
             }
         }
+    }
+
+    #[test]
+    fn listings_stop_at_loops_empty_links_and_their_bounds() {
+        let limits = PageLimits {
+            pages: 3,
+            bytes: 100,
+            items: 10,
+            time: Duration::from_secs(60),
+        };
+        let mut p = Pages::new(limits);
+        assert!(p.ask("http://r/1").is_ok() && p.read(10, 2, true).is_ok());
+        assert!(
+            p.ask("http://r/1")
+                .unwrap_err()
+                .contains("leads back to a page already read")
+        );
+        let mut p = Pages::new(limits);
+        assert!(p.ask("http://r/1").is_ok());
+        assert!(
+            p.read(2, 0, true)
+                .unwrap_err()
+                .contains("page 1 is empty yet links to another")
+        );
+        assert!(
+            Pages::new(limits).read(2, 0, false).is_ok(),
+            "an empty last page is fine"
+        );
+        let mut p = Pages::new(limits);
+        for i in 0..3 {
+            assert!(p.ask(&format!("http://r/{i}")).is_ok() && p.read(1, 1, true).is_ok());
+        }
+        assert!(p.ask("http://r/3").unwrap_err().contains("past 3 pages"));
+        assert!(
+            Pages::new(limits)
+                .read(101, 1, false)
+                .unwrap_err()
+                .contains("past 10 entries or 0 KiB")
+        );
+        assert!(Pages::new(limits).read(1, 11, false).is_err());
+        let mut p = Pages::new(PageLimits {
+            time: Duration::ZERO,
+            ..limits
+        });
+        assert!(p.ask("http://r/1").is_ok() || p.count() == 1);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(p.ask("http://r/2").unwrap_err().contains("still going after"));
     }
 
     #[test]

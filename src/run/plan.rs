@@ -190,3 +190,7 @@ async fn existing_digest(store: &dyn Store, tag: &str) -> Result<crate::model::D
         tag: tag.to_string(),
     })
 }
+
+#[cfg(test)]
+#[path = "prune_tests.rs"]
+mod prune_tests;

@@ -15,13 +15,14 @@
 use std::collections::HashSet;
 
 use futures_util::{StreamExt, stream};
-use serde_json::Value;
 
 use super::Plan;
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, manifest_error};
 use crate::model::manifest::OCI_INDEX;
-use crate::model::referrers::{admitted, descriptors, merged_index, referrer_tag, schema_tag, target};
+use crate::model::referrers::{
+    Referrer, admitted, describe, descriptors, merged_index, referrer_tag, schema_tag, target,
+};
 use crate::model::rewrite::{annotated, provenance};
 use crate::model::{Digest, FetchedManifest};
 use crate::store::{Store, digest_of, digests_of};
@@ -156,16 +157,24 @@ async fn by_tag(
     }
     let index = src.get_manifest(a.as_str()).await?;
     let all = descriptors(&index.bytes).map_err(manifest_error(src, tag))?;
-    let keep: Vec<Value> = all.iter().filter(|d| admitted(d, types)).cloned().collect();
+    // filtered on each referrer's own manifest, not on what the index says
+    let mut keep = Vec::new();
+    for listed in all.iter().filter(|d| admitted(d, types)) {
+        if let Some(own) = checked(engine, src, listed, &about.subject, types).await? {
+            keep.push(own);
+        }
+    }
     if keep.is_empty() || dry_run {
         return Ok(!keep.is_empty());
     }
-    if keep.len() == all.len() {
+    if keep.len() == all.len() && keep.iter().zip(&all).all(|(own, listed)| own == listed) {
         engine.copy_tag(src, dst, tag).await?;
         return Ok(true);
     }
-    for (digest, media_type) in keep.iter().filter_map(target) {
-        engine.copy_manifest(src, dst, &digest, &media_type).await?;
+    for own in &keep {
+        if let Some((digest, media_type)) = target(own) {
+            engine.copy_manifest(src, dst, &digest, &media_type).await?;
+        }
     }
     let made = merged_index(None, &keep)
         .map_err(manifest_error(src, tag))?
@@ -176,8 +185,39 @@ async fn by_tag(
     Ok(true)
 }
 
-/// A manifest and the referrers of it to copy.
-type Listed = (Digest, Vec<Value>);
+/// A referrer as its own manifest describes it (digest, size, media type,
+/// `artifactType`), once that manifest is found to name `subject` as its
+/// subject; `None` when its own type is not one of `types`. What a peer's
+/// list says of it is only where to look.
+async fn checked(
+    engine: &Engine,
+    src: &dyn Store,
+    listed: &Referrer,
+    subject: &Digest,
+    types: &[String],
+) -> Result<Option<Referrer>, CopyError> {
+    let Some((digest, media_type)) = target(listed) else {
+        let bad = crate::model::manifest::ManifestError::Json(format!(
+            "a referrer of {subject} is listed without a valid digest"
+        ));
+        return Err(manifest_error(src, subject.as_str())(bad));
+    };
+    let m = engine.source_manifest(src, &digest, &media_type).await?;
+    let (own, about) = describe(&m).map_err(manifest_error(src, digest.as_str()))?;
+    if about.as_ref() != Some(subject) {
+        return Err(CopyError::NotAReferrer {
+            store: src.name(),
+            digest,
+            subject: subject.clone(),
+            named: about.map_or("no manifest".into(), |d| d.to_string()),
+        });
+    }
+    Ok(admitted(&own, types).then_some(own))
+}
+
+/// A manifest and the referrers of it to copy (as its referrers list
+/// names them, pre-filtered on the types that list claims).
+type Listed = (Digest, Vec<Referrer>);
 
 /// What asking the source about one selected tag told.
 enum Lookup {
@@ -250,6 +290,13 @@ async fn by_api(
         };
         let copied = async {
             let mut copied = Vec::new();
+            let mut checked_keep = Vec::new();
+            for listed in &keep {
+                if let Some(own) = checked(engine, src, listed, &subject, types).await? {
+                    checked_keep.push(own);
+                }
+            }
+            let keep = checked_keep;
             for (digest, media_type) in keep.iter().filter_map(target) {
                 let new = match dry_run {
                     true => dst.head_manifest(digest.as_str()).await?.is_none(),

@@ -16,6 +16,7 @@ pub use layout::Layout;
 pub use registry::RegistryStore;
 
 use crate::error::StoreError;
+use crate::model::referrers::Referrer;
 use crate::model::{Digest, Endpoint, FetchedManifest, ManifestHead};
 use crate::registry::Client;
 
@@ -84,7 +85,7 @@ pub trait Store: Send + Sync {
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
     /// The referrers of a manifest, through the OCI 1.1 referrers API;
     /// `None` where there is no such API (a layout; Distribution 2.8).
-    fn referrers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
+    fn referrers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {
         Box::pin(async { Ok(None) })
     }
     /// Whether deleting a tag here is known to delete only that tag (a

@@ -161,7 +161,10 @@ impl Store for RegistryStore {
         })
     }
 
-    fn referrers<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<serde_json::Value>>>> {
+    fn referrers<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<Vec<crate::model::referrers::Referrer>>>> {
         Box::pin(self.client.referrers(&self.repo, digest))
     }
 
