@@ -11,7 +11,7 @@ use crate::model::referrers::referrer_tag;
 use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
-use crate::store::{Store, deletable, digest_of, digests_of};
+use crate::store::{Store, deletable, digest_of};
 
 /// What to do with one image: decided before anything is written.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -156,14 +156,39 @@ async fn plan_prune(
         return Ok((gone, Vec::new()));
     }
     let staying = dest_tags.iter().filter(|t| !gone.contains(t)).cloned().collect();
-    let mut arriving = Vec::new();
-    for (tag, digest) in digests_of(src, plan.copy.iter().chain(&plan.replace)).await {
-        if let Some(d) = digest? {
-            arriving.push((d, format!("tag {tag} (copied by this run)")));
-        }
-    }
+    let arriving = arriving(src, plan.copy.iter().chain(&plan.replace)).await?;
     let (delete, leave) = deletable(dst, gone, staying, arriving).await?;
     Ok((delete.into_iter().map(|(tag, _)| tag).collect(), leave))
+}
+
+/// The manifests the tags this run copies bring along, each with who needs
+/// it: their own, and the children of those that are indexes (one GET at
+/// the source per index; a HEAD tells which are).
+async fn arriving<'a>(
+    src: &dyn Store,
+    tags: impl Iterator<Item = &'a String>,
+) -> Result<Vec<(crate::model::Digest, String)>, StoreError> {
+    use crate::model::manifest::{DOCKER_LIST, Manifest, OCI_INDEX};
+    let mut needed = Vec::new();
+    for tag in tags {
+        let Some(head) = src.head_manifest(tag).await? else {
+            continue;
+        };
+        let maybe_index = matches!(head.media_type.as_str(), "" | OCI_INDEX | DOCKER_LIST);
+        let digest = match (&head.digest, maybe_index) {
+            (Some(d), false) => d.clone(),
+            _ => {
+                let m = src.get_manifest(tag).await?;
+                if let Ok(Manifest::Index { children }) = Manifest::parse(&m.media_type, &m.bytes) {
+                    let by = format!("tag {tag} (copied by this run, in its index)");
+                    needed.extend(children.into_iter().map(|(c, _)| (c, by.clone())));
+                }
+                m.digest
+            }
+        };
+        needed.push((digest, format!("tag {tag} (copied by this run)")));
+    }
+    Ok(needed)
 }
 
 /// Whether the tag's manifest digest differs between source and

@@ -135,7 +135,7 @@ fn names(all: &[FetchedManifest]) -> Vec<String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
     #[test]
     fn a_prune_never_takes_a_manifest_that_something_staying_needs(
         indexes in proptest::collection::vec(proptest::collection::vec(0usize..6, 1..4), 3),
@@ -191,7 +191,13 @@ proptest! {
             }
         }
         for t in plan.copy.iter().chain(&plan.replace) {
-            needed.insert(src.tags[t].clone());
+            let d = &src.tags[t];
+            needed.insert(d.clone());
+            if let Ok(crate::model::manifest::Manifest::Index { children }) =
+                crate::model::manifest::Manifest::parse(OCI_INDEX, &src.manifests[d].bytes)
+            {
+                needed.extend(children.into_iter().map(|(c, _)| c));
+            }
         }
         for d in taken {
             prop_assert!(!needed.contains(d), "{} is still needed: {:?}", d, plan);
