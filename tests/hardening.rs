@@ -252,7 +252,8 @@ fn media_types_come_from_the_descriptor_when_the_content_has_none() {
 #[test]
 fn a_registrys_words_cannot_forge_log_lines() {
     let forged = "DENIED\n2026-01-01T00:00:00.000000Z  INFO done image=forged\u{1b}[2J";
-    let body = json!({"errors": [{"code": forged, "message": "x".repeat(50_000)}]}).to_string();
+    let message = format!("{forged}{}", "x".repeat(50_000));
+    let body = json!({"errors": [{"code": forged, "message": message}]}).to_string();
     let server = Server::start(move |req| {
         if req.target == "/v2/" {
             return Response::json(200, "{}".into());

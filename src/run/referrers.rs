@@ -160,7 +160,7 @@ async fn by_tag(
     // filtered on each referrer's own manifest, not on what the index says
     let mut keep = Vec::new();
     for listed in all.iter().filter(|d| admitted(d, types)) {
-        if let Some(own) = checked(engine, src, listed, &about.subject, types).await? {
+        if let Some(own) = checked(engine, (src, dst), listed, &about.subject, types).await? {
             keep.push(own);
         }
     }
@@ -188,10 +188,12 @@ async fn by_tag(
 /// A referrer as its own manifest describes it (digest, size, media type,
 /// `artifactType`), once that manifest is found to name `subject` as its
 /// subject; `None` when its own type is not one of `types`. What a peer's
-/// list says of it is only where to look.
+/// list says of it is only where to look. A referrer the destination
+/// already has is read there (no pull at the source on a pass that changes
+/// nothing).
 async fn checked(
     engine: &Engine,
-    src: &dyn Store,
+    (src, dst): (&dyn Store, &dyn Store),
     listed: &Referrer,
     subject: &Digest,
     types: &[String],
@@ -202,7 +204,10 @@ async fn checked(
         ));
         return Err(manifest_error(src, subject.as_str())(bad));
     };
-    let m = engine.source_manifest(src, &digest, &media_type).await?;
+    let m = match dst.head_manifest(digest.as_str()).await? {
+        Some(_) => dst.get_manifest(digest.as_str()).await?,
+        None => engine.source_manifest(src, &digest, &media_type).await?,
+    };
     let (own, about) = describe(&m).map_err(manifest_error(src, digest.as_str()))?;
     if about.as_ref() != Some(subject) {
         return Err(CopyError::NotAReferrer {
@@ -292,7 +297,7 @@ async fn by_api(
             let mut copied = Vec::new();
             let mut checked_keep = Vec::new();
             for listed in &keep {
-                if let Some(own) = checked(engine, src, listed, &subject, types).await? {
+                if let Some(own) = checked(engine, (src, dst), listed, &subject, types).await? {
                     checked_keep.push(own);
                 }
             }
