@@ -492,3 +492,18 @@ proptest::proptest! {
         proptest::prop_assert_eq!(parse(Path::new("c.yaml"), &yaml).is_err(), shared_with_prune);
     }
 }
+
+#[test]
+fn referrers_with_platforms_warn_that_index_signatures_will_not_verify() {
+    let c = ok(
+        "referrers: true\nimages:\n  arm:\n    source: x/a\n    destination: r.io/a\n    platforms: [linux/arm64]\n",
+    );
+    let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(
+            "c.yaml:3:3: image \"arm\": key \"platforms\": signatures of the source's index do not verify"
+        ),
+        "{warnings:?}"
+    );
+}

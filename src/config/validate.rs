@@ -557,6 +557,11 @@ impl Validator<'_> {
             let why = "ignored: referrers are not copied for this image (\"referrers: true\" turns that on)";
             self.warn(key, name, "artifact-types", why);
         }
+        if options.referrers && !options.platforms.is_empty() {
+            let why = "signatures of the source's index do not verify the index of only these platforms that this \
+                       image writes (its digest differs); signatures of the platform images do, and are copied";
+            self.warn(k, name, "platforms", why);
+        }
         Some(ImageConfig {
             name: name?.to_string(),
             source: source?,

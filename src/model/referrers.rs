@@ -91,6 +91,20 @@ pub fn admitted(desc: &Referrer, types: &[String]) -> bool {
             .is_some_and(|t| types.iter().any(|x| x == t))
 }
 
+/// Whether a listed referrer may be of one of `types`, judging by what the
+/// list claims: its `artifactType` is one of them, or says nothing an
+/// artifact's own type could not hide behind (missing, or a config media
+/// type: go-containerregistry's registry lists the config's media type
+/// instead of the manifest's `artifactType`). Only a pre-filter: what is
+/// copied is decided on the referrer's own manifest ([`describe`]).
+pub fn may_be_admitted(desc: &Referrer, types: &[String]) -> bool {
+    const CONFIG_TYPES: [&str; 2] = [
+        "application/vnd.oci.empty.v1+json",
+        "application/vnd.oci.image.config.v1+json",
+    ];
+    admitted(desc, types) || desc.artifact_type.as_deref().is_none_or(|t| CONFIG_TYPES.contains(&t))
+}
+
 /// What a referrer's own manifest says of it: its descriptor as the OCI
 /// 1.1 referrers API lists it (media type, digest, size, `artifactType`
 /// (else the config's media type), annotations), and the manifest its

@@ -21,7 +21,7 @@ use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, manifest_error};
 use crate::model::manifest::OCI_INDEX;
 use crate::model::referrers::{
-    Referrer, admitted, describe, descriptors, merged_index, referrer_tag, schema_tag, target,
+    Referrer, admitted, describe, descriptors, may_be_admitted, merged_index, referrer_tag, schema_tag, target,
 };
 use crate::model::rewrite::{annotated, provenance};
 use crate::model::{Digest, FetchedManifest};
@@ -159,7 +159,7 @@ async fn by_tag(
     let all = descriptors(&index.bytes).map_err(manifest_error(src, tag))?;
     // filtered on each referrer's own manifest, not on what the index says
     let mut keep = Vec::new();
-    for listed in all.iter().filter(|d| admitted(d, types)) {
+    for listed in all.iter().filter(|d| may_be_admitted(d, types)) {
         if let Some(own) = checked(engine, (src, dst), listed, &about.subject, types).await? {
             keep.push(own);
         }
@@ -221,7 +221,8 @@ async fn checked(
 }
 
 /// A manifest and the referrers of it to copy (as its referrers list
-/// names them, pre-filtered on the types that list claims).
+/// names them, pre-filtered on the types that list claims:
+/// [`may_be_admitted`]).
 type Listed = (Digest, Vec<Referrer>);
 
 /// What asking the source about one selected tag told.
@@ -251,7 +252,7 @@ async fn lookup(
     if list.is_empty() || !has(dst, &subject, arriving).await? {
         return Ok(Lookup::Nothing);
     }
-    let keep = list.into_iter().filter(|d| admitted(d, types)).collect();
+    let keep = list.into_iter().filter(|d| may_be_admitted(d, types)).collect();
     Ok(Lookup::Found((subject, keep)))
 }
 

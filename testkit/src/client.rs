@@ -275,6 +275,15 @@ impl TestClient {
         assert_eq!(resp.status().as_u16(), 202, "DELETE {url}");
     }
 
+    /// DELETEs the manifest `reference` (a tag or a digest) as it is, for
+    /// registries that delete a tag alone (go-containerregistry's deletes
+    /// only the key it is given).
+    pub fn delete_reference(&self, repo: &str, reference: &str) {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let resp = self.send(repo, || self.http.delete(&url));
+        assert!(resp.status().is_success(), "DELETE {url}: {}", resp.status());
+    }
+
     /// The repository's tags, sorted; empty when it does not exist.
     pub fn tags(&self, repo: &str) -> Vec<String> {
         let url = self.url(repo, "tags/list");

@@ -126,6 +126,49 @@ impl ImageGen {
         self.manifest(format, config, layers)
     }
 
+    /// A single-platform image whose layers are real gzip-compressed tar
+    /// archives (one random file each) and whose config lists their diff
+    /// IDs, so that clients that unpack layers (`crane validate`) accept it.
+    pub fn real_image(&mut self, format: Format, sizes: &[usize], platform: (&str, &str)) -> Image {
+        let mut layers = Vec::new();
+        let mut diff_ids = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let mut content = vec![0u8; size];
+            self.rng.fill_bytes(&mut content);
+            let tar = tar_of(&format!("file-{i}"), &content);
+            diff_ids.push(format!("\"{}\"", sha256(&tar)));
+            let data = gzip_stored(&tar);
+            layers.push(Blob {
+                digest: sha256(&data),
+                data,
+                media_type: format.layer_type().into(),
+            });
+        }
+        let config = format!(
+            r#"{{"architecture":"{}","os":"{}","config":{{"Labels":{{"testkit.nonce":"{}"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            platform.1,
+            platform.0,
+            self.rng.random::<u64>(),
+            diff_ids.join(",")
+        )
+        .into_bytes();
+        let config = Blob {
+            digest: sha256(&config),
+            data: config,
+            media_type: format.config_type().into(),
+        };
+        self.manifest(format, config, layers)
+    }
+
+    /// [`ImageGen::multi_arch`] of [`ImageGen::real_image`]s.
+    pub fn real_multi_arch(&mut self, format: Format, size: usize) -> Image {
+        let children = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")]
+            .into_iter()
+            .map(|p| self.real_image(format, &[size], p))
+            .collect();
+        self.index(format, children)
+    }
+
     /// An image manifest over the given config and layers.
     pub fn manifest(&mut self, format: Format, config: Blob, layers: Vec<Blob>) -> Image {
         let desc = |b: &Blob| {
@@ -199,4 +242,66 @@ impl ImageGen {
             .collect();
         self.index(format, children)
     }
+}
+
+/// A tar archive (ustar) holding one regular file.
+fn tar_of(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    header[..name.len()].copy_from_slice(name.as_bytes());
+    let octal = |field: &mut [u8], value: u64| {
+        let text = format!("{value:0width$o}\0", width = field.len() - 1);
+        field.copy_from_slice(text.as_bytes());
+    };
+    octal(&mut header[100..108], 0o644);
+    octal(&mut header[108..116], 0);
+    octal(&mut header[116..124], 0);
+    octal(&mut header[124..136], content.len() as u64);
+    octal(&mut header[136..148], 0);
+    header[156] = b'0';
+    header[257..263].copy_from_slice(b"ustar\0");
+    header[263..265].copy_from_slice(b"00");
+    header[148..156].copy_from_slice(b"        ");
+    let sum: u64 = header.iter().map(|&b| u64::from(b)).sum();
+    let text = format!("{sum:06o}\0 ");
+    header[148..156].copy_from_slice(text.as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(content);
+    tar.resize(tar.len().div_ceil(512) * 512 + 1024, 0);
+    tar
+}
+
+/// `data` as a gzip stream of stored (uncompressed) deflate blocks: valid
+/// gzip without a compressor.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    let mut chunks = data.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(chunk) = chunks.next() {
+        out.push(u8::from(chunks.peek().is_none()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&crc32(data).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE), as gzip's trailer needs it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
 }

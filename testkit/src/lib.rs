@@ -24,5 +24,5 @@ pub mod tools;
 
 pub use client::TestClient;
 pub use image::{Format, Image, ImageGen};
-pub use registry::{Auth, Registry};
+pub use registry::{Auth, Implementation, Registry};
 pub use token::TokenIssuer;

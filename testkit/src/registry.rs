@@ -1,4 +1,8 @@
-//! Real `docker-registry` (Distribution 2.8) processes on free loopback ports.
+//! Real registry processes on free loopback ports: `docker-registry`
+//! (Distribution 2.8, Debian) with every auth and TLS setting, and for the
+//! interoperability tests Distribution v3 and go-containerregistry's
+//! registry (with the OCI 1.1 referrers API), built from the Go module
+//! proxy by `scripts/test`.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,8 +19,38 @@ pub enum Auth {
     Token(Policy),
 }
 
+/// Which registry program serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    /// `docker-registry` from Debian: no referrers API, deletes a tag only
+    /// with its manifest.
+    Distribution2,
+    /// Distribution v3 (`registry` of github.com/distribution/distribution/v3).
+    Distribution3,
+    /// go-containerregistry's `pkg/registry`, in memory, with the referrers
+    /// API (testkit/go/ggcr-registry).
+    Ggcr,
+}
+
+impl Implementation {
+    pub const ALL: [Implementation; 3] = [
+        Implementation::Distribution2,
+        Implementation::Distribution3,
+        Implementation::Ggcr,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Implementation::Distribution2 => "distribution-2.8",
+            Implementation::Distribution3 => "distribution-3",
+            Implementation::Ggcr => "ggcr",
+        }
+    }
+}
+
 pub struct Registry {
     pub port: u16,
+    pub implementation: Implementation,
     /// Serves HTTPS (with a certificate from a test CA).
     pub tls: bool,
     child: Child,
@@ -36,6 +70,52 @@ fn free_port() -> u16 {
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
         Registry::start_with(auth, None, false)
+    }
+
+    /// A plain-HTTP registry without auth, served by `implementation`.
+    pub fn start_implementation(implementation: Implementation) -> Registry {
+        match implementation {
+            Implementation::Distribution2 => Registry::start(Auth::None),
+            Implementation::Distribution3 => {
+                let binary = crate::tools::tool("DISTRIBUTION_REGISTRY", "distribution-registry");
+                Registry::start_program(binary, Implementation::Distribution3, Auth::None, None, false, None)
+            }
+            Implementation::Ggcr => Registry::start_ggcr(),
+        }
+    }
+
+    fn start_ggcr() -> Registry {
+        let binary = crate::tools::tool("GGCR_REGISTRY", "ggcr-registry");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for _attempt in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+            let mut child = Command::new(&binary)
+                .arg("-addr")
+                .arg(format!("127.0.0.1:{port}"))
+                .env_clear()
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log file"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+            if wait_ready(&mut child, port, false) {
+                let data = dir.path().join("data");
+                return Registry {
+                    port,
+                    implementation: Implementation::Ggcr,
+                    tls: false,
+                    child,
+                    dir,
+                    data,
+                    issuer: None,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let log = std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
+        panic!("ggcr-registry did not become ready; its log:\n{log}");
     }
 
     /// A registry serving HTTPS with `ca`'s server certificate.
@@ -60,6 +140,25 @@ impl Registry {
 
     fn start_on(auth: Auth, tls: Option<&crate::tls::TestCa>, client_certs: bool, data: Option<PathBuf>) -> Registry {
         let binary = std::env::var("DOCKER_REGISTRY_BIN").unwrap_or_else(|_| "docker-registry".into());
+        Registry::start_program(
+            binary.into(),
+            Implementation::Distribution2,
+            auth,
+            tls,
+            client_certs,
+            data,
+        )
+    }
+
+    /// A Distribution process (2.8 or v3: they read the same config).
+    fn start_program(
+        binary: PathBuf,
+        implementation: Implementation,
+        auth: Auth,
+        tls: Option<&crate::tls::TestCa>,
+        client_certs: bool,
+        data: Option<PathBuf>,
+    ) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = data.unwrap_or_else(|| dir.path().join("data"));
         let (auth_yaml, issuer) = match auth {
@@ -125,10 +224,17 @@ impl Registry {
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log)
                 .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {binary} (install the Debian package docker-registry): {e}"));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {} (scripts/test installs it: the Debian package docker-registry, or \
+                         Distribution v3 from the Go module proxy): {e}",
+                        binary.display()
+                    )
+                });
             if wait_ready(&mut child, port, tls.is_some()) {
                 return Registry {
                     port,
+                    implementation,
                     tls: tls.is_some(),
                     child,
                     dir,
@@ -141,7 +247,7 @@ impl Registry {
             let _ = child.wait();
         }
         let log = std::fs::read_to_string(dir.path().join("registry.log")).unwrap_or_default();
-        panic!("docker-registry did not become ready; its log:\n{log}");
+        panic!("{} did not become ready; its log:\n{log}", binary.display());
     }
 
     /// `127.0.0.1:<port>`, the registry part of a repository reference.
