@@ -108,6 +108,11 @@ fn core_scenarios_on_every_registry_implementation_checked_by_crane() {
 
         // a multi-platform copy, exact where asked
         let run = ws.run(&cfg, &[]);
+        let cfg = {
+            let kept = ws.path("core.yaml");
+            std::fs::copy(&cfg, &kept).unwrap();
+            kept
+        };
         assert_eq!(run.code, 0, "{what}: {run:?}");
         for tag in ["1.0.0", "1.1.0"] {
             let (s, d) = (
@@ -131,6 +136,38 @@ fn core_scenarios_on_every_registry_implementation_checked_by_crane() {
                 .filter_map(|m| m["platform"]["architecture"].as_str())
                 .collect();
             assert_eq!(platforms, ["arm64"], "{what}: {index}");
+        }
+
+        // out into an OCI layout, and from it into the source's kind of
+        // registry: every digest kept
+        let layout = ws.path("layout");
+        for (name, from_, to_) in [
+            (
+                "out",
+                format!("{}/dst/app", dst.host()),
+                format!("oci:{}", layout.display()),
+            ),
+            (
+                "back",
+                format!("oci:{}", layout.display()),
+                format!("{}/back/app", src.host()),
+            ),
+        ] {
+            let yaml = format!("images:\n  {name}:\n    source: {from_}\n    destination: {to_}\n    mode: semver\n");
+            let file = ws.path(&format!("{name}.yaml"));
+            std::fs::write(&file, yaml).unwrap();
+            let run = ws.run(&file, &[]);
+            assert_eq!(run.code, 0, "{what}: {name}: {run:?}");
+        }
+        for tag in ["1.0.0", "1.1.0"] {
+            let back = format!("{}/back/app:{tag}", src.host());
+            clients.valid(&back);
+            let s = format!("{}/src/app:{tag}", src.host());
+            assert_eq!(
+                clients.crane(&["digest", &s]),
+                clients.crane(&["digest", &back]),
+                "{what} {tag}"
+            );
         }
 
         // the no-op pass copies nothing

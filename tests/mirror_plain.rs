@@ -913,27 +913,25 @@ fn referrers_travel_with_their_images_through_the_tag_schema() {
 
 #[test]
 fn referrers_through_the_api_land_in_the_api_or_the_tag_schema() {
-    use testkit::proxy::FaultProxy;
-    use testkit::referrers::{artifact, referrers_in_storage, schema_tag, serve_referrers_api};
+    use testkit::referrers::{artifact, referrers_by_api, schema_tag};
+    let test = "referrers_through_the_api_land_in_the_api_or_the_tag_schema";
+    let Some((source, sc)) = api_registry(test) else { return };
+    let Some((api_dst, ac)) = api_registry(test) else {
+        return;
+    };
     let mut p = Pair::new();
-    // the source offers the referrers API (a stand-in in front of it)
-    let source = FaultProxy::start(&p.src.host(), 1);
-    serve_referrers_api(&source, p.src.data_dir(), "src/app");
-    let api_dst = Registry::start(Auth::None);
-    let api = FaultProxy::start(&api_dst.host(), 2);
-    serve_referrers_api(&api, api_dst.data_dir(), "dst/app");
     let v1 = p.generator.multi_arch(Format::Oci, 300, &[]);
-    p.sc.push_image("src/app", &v1, "1.0.0");
+    sc.push_image("src/app", &v1, "1.0.0");
     let sbom = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
     let provenance = artifact(&v1, "application/vnd.in-toto+json", br#"{"_type":"x"}"#);
     for a in [&sbom, &provenance] {
-        p.sc.push_image("src/app", a, &a.digest);
+        sc.push_image("src/app", a, &a.digest);
     }
     let yaml = format!(
         "mode: semver\nreferrers: true\nimages:\n  plain:\n    source: {s}/src/app\n    destination: {d}/dst/app\n  api:\n    source: {s}/src/app\n    destination: {a}/dst/app\n    artifact-types: application/spdx+json\n",
         s = source.host(),
         d = p.dst.host(),
-        a = api.host()
+        a = api_dst.host()
     );
     let cfg = p.ws.write_config(&yaml);
     let run = p.ws.run(&cfg, &[]);
@@ -962,9 +960,8 @@ fn referrers_through_the_api_land_in_the_api_or_the_tag_schema() {
     assert_eq!(listed, ["application/spdx+json", "application/vnd.in-toto+json"]);
     // a destination with the API: the SBOM only (artifact-types), found by
     // its API, no tag schema tag
-    let ac = TestClient::new(&api_dst.host(), None);
     assert_eq!(ac.tags("dst/app"), ["1.0.0"]);
-    let found = referrers_in_storage(&api_dst.data_dir(), "dst/app", &v1.digest);
+    let found = referrers_by_api(&api_dst.host(), "dst/app", &v1.digest);
     assert_eq!(found["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(found["manifests"][0]["digest"], sbom.digest.as_str());
 
@@ -974,12 +971,12 @@ fn referrers_through_the_api_land_in_the_api_or_the_tag_schema() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains("referrers copied"), "{run:?}");
     let newer = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3","n":2}"#);
-    p.sc.push_image("src/app", &newer, &newer.digest);
+    sc.push_image("src/app", &newer, &newer.digest);
     let run = p.ws.run(&cfg, &[]);
     assert_eq!(run.code, 0, "{run:?}");
     let line = format!("referrers copied (1): {} (about 1.0.0)", newer.digest);
     assert_eq!(run.stdout.matches(&line).count(), 2, "{run:?}");
-    let found = referrers_in_storage(&api_dst.data_dir(), "dst/app", &v1.digest);
+    let found = referrers_by_api(&api_dst.host(), "dst/app", &v1.digest);
     assert_eq!(found["manifests"].as_array().unwrap().len(), 2);
     let (bytes, _) = p.dc.manifest("dst/app", &schema_tag(&v1)).unwrap();
     assert!(String::from_utf8_lossy(&bytes).contains(&newer.digest));
@@ -1091,19 +1088,23 @@ fn prune_decides_fail_closed_on_a_staying_tag_it_cannot_read() {
 
 #[test]
 fn prune_never_deletes_what_referrers_wrote_nor_a_shared_destination() {
-    use testkit::proxy::FaultProxy;
-    use testkit::referrers::{artifact, schema_tag, serve_referrers_api};
+    use testkit::referrers::{artifact, schema_tag};
+    let Some((source, sc)) = api_registry("prune_never_deletes_what_referrers_wrote_nor_a_shared_destination") else {
+        return;
+    };
     let mut p = Pair::new();
     // the source has the referrers API, the destination does not: replicant
     // writes the tag schema index `sha256-<hex>` there, which is absent
     // upstream by nature
-    let source = FaultProxy::start(&p.src.host(), 1);
-    serve_referrers_api(&source, p.src.data_dir(), "src/app");
     let v1 = p.generator.multi_arch(Format::Oci, 300, &[]);
-    p.sc.push_image("src/app", &v1, "1.0.0");
-    p.push("src/app", &["old"]);
+    sc.push_image("src/app", &v1, "1.0.0");
+    sc.push_image(
+        "src/app",
+        &p.generator.image(Format::Oci, &[200], &[], ("linux", "amd64")),
+        "old",
+    );
     let sbom = artifact(&v1, "application/spdx+json", br#"{"spdxVersion":"SPDX-2.3"}"#);
-    p.sc.push_image("src/app", &sbom, &sbom.digest);
+    sc.push_image("src/app", &sbom, &sbom.digest);
     let yaml = format!(
         "mode: all\nreferrers: true\nprune: true\nimages:\n  app:\n    source: {}/src/app\n    destination: {}/dst/app\n",
         source.host(),
@@ -1114,7 +1115,7 @@ fn prune_never_deletes_what_referrers_wrote_nor_a_shared_destination() {
     assert_eq!(run.code, 0, "{run:?}");
     let index_tag = schema_tag(&v1);
     assert!(p.dc.tags("dst/app").contains(&index_tag), "{run:?}");
-    p.sc.delete_tag("src/app", "old");
+    sc.delete_reference("src/app", "old");
     for _ in 0..2 {
         let run = p.ws.run(&cfg, &[]);
         assert_eq!(run.code, 0, "{run:?}");
@@ -1141,4 +1142,13 @@ fn prune_never_deletes_what_referrers_wrote_nor_a_shared_destination() {
         "{run:?}"
     );
     assert!(p.dc.tags("dst/shared").is_empty());
+}
+
+/// A go-containerregistry registry, which has the OCI 1.1 referrers API,
+/// and a client of it; `None` where `scripts/test` could not build it (said).
+fn api_registry(test: &str) -> Option<(Registry, TestClient)> {
+    testkit::tools::interop_tool("GGCR_REGISTRY", "ggcr-registry", test)?;
+    let registry = Registry::start_implementation(testkit::Implementation::Ggcr);
+    let client = TestClient::new(&registry.host(), None);
+    Some((registry, client))
 }

@@ -1,16 +1,12 @@
 //! Referrers as signing tools store them: cosign's signature manifests
 //! (tagged `sha256-<hex>.sig`), OCI 1.1 artifacts whose `subject` names an
-//! image, the tag schema's index (`sha256-<hex>`); and a stand-in for the
-//! OCI 1.1 referrers API in front of a real `docker-registry`
-//! (Distribution 2.8 lacks it), answered from the registry's own storage.
-
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+//! image, the tag schema's index (`sha256-<hex>`); and what a registry's
+//! referrers API lists (go-containerregistry's registry has one:
+//! `Implementation::Ggcr`).
 
 use serde_json::{Value, json};
 
 use crate::image::{Blob, Image, sha256};
-use crate::proxy::FaultProxy;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -106,46 +102,11 @@ fn descriptor_of(bytes: &[u8]) -> Value {
     d
 }
 
-/// The referrers of `digest` in `repo`, read from the registry's storage:
-/// every manifest of the repository whose `subject` names it.
-pub fn referrers_in_storage(data: &Path, repo: &str, digest: &str) -> Value {
-    let v2 = data.join("docker/registry/v2");
-    let revisions = v2.join("repositories").join(repo).join("_manifests/revisions/sha256");
-    let mut list = Vec::new();
-    for entry in std::fs::read_dir(&revisions).into_iter().flatten().flatten() {
-        let hex = entry.file_name().to_string_lossy().into_owned();
-        let blob: PathBuf = v2
-            .join("blobs/sha256")
-            .join(&hex[..2.min(hex.len())])
-            .join(&hex)
-            .join("data");
-        let Ok(bytes) = std::fs::read(&blob) else { continue };
-        let Ok(doc) = serde_json::from_slice::<Value>(&bytes) else {
-            continue;
-        };
-        if doc.pointer("/subject/digest").and_then(Value::as_str) == Some(digest) {
-            list.push(descriptor_of(&bytes));
-        }
-    }
-    list.sort_by_key(|d| d["digest"].as_str().unwrap_or_default().to_string());
-    json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list})
-}
-
-/// Makes `proxy` answer the referrers API for `repo` of the registry whose
-/// storage is `data`, as an OCI 1.1 registry would; every other request
-/// goes through to the registry.
-pub fn serve_referrers_api(proxy: &FaultProxy, data: PathBuf, repo: &str) {
-    let prefix = format!("/v2/{repo}/referrers/");
-    let repo = repo.to_string();
-    let strip = prefix.clone();
-    proxy.route(
-        &prefix,
-        Arc::new(move |req: crate::http::Request| {
-            let path = req.target.split('?').next().unwrap_or_default();
-            let digest = path.strip_prefix(&strip).unwrap_or_default();
-            let mut resp = crate::http::Response::json(200, referrers_in_storage(&data, &repo, digest).to_string());
-            resp.headers = vec![("Content-Type".into(), OCI_INDEX.into())];
-            resp
-        }),
-    );
+/// The referrers of `digest` in `repo` as a registry's referrers API lists
+/// them (`host`: `127.0.0.1:<port>`, plain HTTP).
+pub fn referrers_by_api(host: &str, repo: &str, digest: &str) -> Value {
+    let url = format!("http://{host}/v2/{repo}/referrers/{digest}");
+    let resp = reqwest::blocking::get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+    resp.json().unwrap_or_else(|e| panic!("GET {url}: {e}"))
 }
