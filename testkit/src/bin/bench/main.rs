@@ -1,4 +1,5 @@
-//! The benchmark: replicant against `skopeo sync --all` on the same machine,
+//! The benchmark: replicant against `skopeo sync --all` and `regsync once`
+//! on the same machine,
 //! in one run, alternating, each run into a fresh destination registry, every
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
@@ -25,8 +26,13 @@ enum Tool {
     /// replicant comparing every tag's digest, as skopeo always does
     ReplicantReplaceTag,
     Skopeo,
+    Regsync,
     CurlPipe,
 }
+
+/// The peers replicant is measured against (the curl pipe is the raw limit,
+/// not a peer).
+const PEERS: [Tool; 2] = [Tool::Skopeo, Tool::Regsync];
 
 impl Tool {
     fn name(self) -> &'static str {
@@ -34,6 +40,7 @@ impl Tool {
             Tool::Replicant => "replicant",
             Tool::ReplicantReplaceTag => "replicant, `replace-tag: true`",
             Tool::Skopeo => "skopeo sync --all --preserve-digests",
+            Tool::Regsync => "regsync once (`parallel`: every repository at once)",
             Tool::CurlPipe => "curl GET | curl PUT",
         }
     }
@@ -293,22 +300,71 @@ impl Bench {
         cmd
     }
 
-    /// Alternates the tools, each run into a fresh destination registry.
-    fn cold(&self, data: &Dataset, tools: &[Tool], raw: Option<&str>) -> BTreeMap<Tool, Vec<Sample>> {
+    /// `regsync once` with every repository of `data` a sync entry, all run
+    /// at once (`defaults.parallel`), requests per registry at regclient's
+    /// default (`reqConcurrent` 3).
+    fn regsync(&self, data: &Dataset, dst: &Registry) -> Command {
+        let mut yaml = format!(
+            "version: 1\ncreds:\n  - registry: {}\n    tls: disabled\n  - registry: {}\n    tls: disabled\ndefaults:\n  parallel: {}\nsync:\n",
+            self.src.host(),
+            dst.host(),
+            data.repos.len()
+        );
+        for repo in &data.repos {
+            let _ = writeln!(
+                yaml,
+                "  - source: {}/{repo}\n    target: {}/{}\n    type: repository",
+                self.src.host(),
+                dst.host(),
+                mirror_of(repo)
+            );
+        }
+        let file = self.work.path().join("regsync.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut cmd = Command::new(testkit::tools::tool("REGSYNC", "regsync"));
+        cmd.args(["once", "-c"])
+            .arg(file)
+            .env("HOME", self.work.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    /// Alternates the tools, each run into a fresh destination registry. A
+    /// peer that fails or leaves a wrong copy is noted (with why), not
+    /// timed; replicant failing stops the benchmark.
+    fn cold(&self, data: &Dataset, tools: &[Tool], raw: Option<&str>) -> (BTreeMap<Tool, Vec<Sample>>, Failures) {
         let mut out: BTreeMap<Tool, Vec<Sample>> = BTreeMap::new();
+        let mut failed = Failures::new();
         for run in 0..self.args.runs {
             for &tool in tools {
+                if failed.contains_key(&tool) {
+                    continue;
+                }
                 let dst = Registry::start(Auth::None);
                 let (sample, ok) = match tool {
                     Tool::Replicant => measure(&mut self.replicant(data, &dst)),
                     Tool::ReplicantReplaceTag => measure(&mut self.replicant_with(data, &dst, true)),
                     Tool::Skopeo => measure(&mut self.skopeo(data, &dst)),
+                    Tool::Regsync => measure(&mut self.regsync(data, &dst)),
                     Tool::CurlPipe => measure(&mut self.curl_pipe(&dst, raw.expect("digest"))),
                 };
-                assert!(ok, "{} failed on {}", tool.name(), data.name);
+                let checked = match (ok, tool) {
+                    (false, Tool::Skopeo | Tool::Regsync) => Err("exited with an error".to_string()),
+                    (false, _) => panic!("{} failed on {}", tool.name(), data.name),
+                    (true, Tool::CurlPipe) => Ok(0),
+                    (true, _) => verify(&self.sc, &TestClient::new(&dst.host(), None), data),
+                };
+                let checked = match checked {
+                    Ok(n) => n,
+                    Err(e) if PEERS.contains(&tool) => {
+                        eprintln!("  run {run}: {} on {}: {e}", tool.name(), data.name);
+                        failed.insert(tool, e);
+                        continue;
+                    }
+                    Err(e) => panic!("{} on {}: {e}", tool.name(), data.name),
+                };
                 if tool != Tool::CurlPipe {
-                    let checked = verify(&self.sc, &TestClient::new(&dst.host(), None), data)
-                        .unwrap_or_else(|e| panic!("{} on {}: {e}", tool.name(), data.name));
                     eprintln!(
                         "  run {run}: {:<22} {:>8.2} s  ({checked} objects verified)",
                         tool.name(),
@@ -320,7 +376,7 @@ impl Bench {
                 out.entry(tool).or_default().push(sample);
             }
         }
-        out
+        (out, failed)
     }
 
     /// The raw limit: the blob streamed from one registry into the other by curl.
@@ -361,6 +417,17 @@ fn summary(samples: &[Sample]) -> (f64, f64, i64) {
 
 /// Requests by "METHOD kind".
 type Counts = BTreeMap<String, usize>;
+
+/// Peers that failed on a dataset, with why.
+type Failures = BTreeMap<Tool, String>;
+
+/// The fastest peer that did not fail, and its median wall time.
+fn best_peer(results: &BTreeMap<Tool, Vec<Sample>>) -> Option<(Tool, f64)> {
+    PEERS
+        .iter()
+        .filter_map(|p| results.get(p).map(|s| (*p, summary(s).0)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+}
 
 fn requests_by_kind(reg: &Registry, from: usize) -> Counts {
     let mut out = BTreeMap::new();
@@ -487,22 +554,29 @@ impl Bench {
         let _ = writeln!(md, "# Benchmarks\n");
         let _ = writeln!(
             md,
-            "Made by `bench/run{}` on {}.\n",
+            "Made by `bench/run{}{}` on {}.\n",
             if quick { " --quick" } else { "" },
+            bench
+                .args
+                .only
+                .as_deref()
+                .map(|o| format!(" --only {o}"))
+                .unwrap_or_default(),
             command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
         );
         let _ = writeln!(
             md,
-            "Machine: {} cores ({cpu}), {} GiB memory; `{}`; skopeo: `{}`; registry: `{}` (filesystem storage, loopback, plain HTTP).\n",
+            "Machine: {} cores ({cpu}), {} GiB memory; `{}`; skopeo: `{}`; regsync: `{}`; registry: `{}` (filesystem storage, loopback, plain HTTP).\n",
             std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             command_output("awk", &["/MemTotal/ {printf \"%d\", $2/1048576}", "/proc/meminfo"]),
             command_output("uname", &["-sr"]),
             command_output("skopeo", &["--version"]),
+            regsync_version(),
             command_output("docker-registry", &["--version"]),
         );
         let _ = writeln!(
             md,
-            "Each tool runs {} times per dataset, alternating, each run into a fresh destination registry; every run is checked by comparing every tag's digest and walking the destination tree. Times are medians, peak RSS the largest seen. replicant runs with its defaults. The source and destination registries run on the same 2 cores as the tools, so ratios, not absolute times, are the result.\n",
+            "Each tool runs {} times per dataset, alternating, each run into a fresh destination registry; every run is checked by comparing every tag's digest and walking the destination tree. Times are medians, peak RSS the largest seen. replicant runs with its defaults; skopeo as `sync --all --preserve-digests`; regsync as `regsync once` with every repository a sync entry and `defaults.parallel` set to their number (all at once: its one setting for concurrency between entries; requests per registry stay at regclient's default `reqConcurrent` of 3). The ratio is replicant's wall time over the best peer's in that row (the fastest of skopeo and regsync that copied correctly). The source and destination registries run on the same 2 cores as the tools, so ratios, not absolute times, are the result.\n",
             bench.args.runs
         );
         let _ = writeln!(
@@ -511,29 +585,26 @@ impl Bench {
         );
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
 
-        for (data, tools, reference) in [
-            (&real, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
-            (&small, vec![Tool::Replicant, Tool::Skopeo], Tool::Skopeo),
-            (
-                &big,
-                vec![Tool::Replicant, Tool::Skopeo, Tool::CurlPipe],
-                Tool::CurlPipe,
-            ),
+        for (data, tools) in [
+            (&real, vec![Tool::Replicant, Tool::Skopeo, Tool::Regsync]),
+            (&small, vec![Tool::Replicant, Tool::Skopeo, Tool::Regsync]),
+            (&big, vec![Tool::Replicant, Tool::Skopeo, Tool::Regsync, Tool::CurlPipe]),
         ] {
             eprintln!("{} ({} MiB unique):", data.name, data.unique_bytes >> 20);
-            let results = bench.cold(data, &tools, Some(&big_digest));
-            let ref_wall = summary(&results[&reference]).0;
+            let (results, failed) = bench.cold(data, &tools, Some(&big_digest));
+            let best = best_peer(&results);
             for (tool, samples) in &results {
                 let (wall, cpu, rss) = summary(samples);
-                let ratio = if *tool == Tool::Replicant {
-                    format!(
-                        "**{:.2}** (vs {})",
-                        wall / ref_wall,
-                        reference.name().replace('|', "\\|")
-                    )
-                } else {
-                    String::new()
-                };
+                let mut ratio = String::new();
+                if *tool == Tool::Replicant {
+                    if let Some((peer, peer_wall)) = best {
+                        ratio = format!("**{:.2}** (vs {})", wall / peer_wall, peer.name().replace('|', "\\|"));
+                    }
+                    if let Some(raw) = results.get(&Tool::CurlPipe) {
+                        let raw_wall = summary(raw).0;
+                        ratio.push_str(&format!("; {:.2} vs the raw `curl` pipe", wall / raw_wall));
+                    }
+                }
                 // the pipe's peak is the shell's, not curl's: not comparable
                 let rss = if *tool == Tool::CurlPipe {
                     "n/a".to_string()
@@ -548,6 +619,15 @@ impl Bench {
                     tool.name().replace('|', "\\|"),
                 );
             }
+            for (tool, why) in &failed {
+                let _ = writeln!(
+                    md,
+                    "| {} ({} MiB) | {} | failed: {why} | | | |",
+                    data.name,
+                    data.unique_bytes >> 20,
+                    tool.name()
+                );
+            }
         }
 
         // the no-op pass: a second pass over the realistic set, nothing changed
@@ -557,9 +637,10 @@ impl Bench {
         let command = |tool: Tool, dst: &Registry| match tool {
             Tool::ReplicantReplaceTag => bench.replicant_with(&real, dst, true),
             Tool::Skopeo => bench.skopeo(&real, dst),
+            Tool::Regsync => bench.regsync(&real, dst),
             _ => bench.replicant(&real, dst),
         };
-        for &tool in &[Tool::Replicant, Tool::ReplicantReplaceTag, Tool::Skopeo] {
+        for &tool in &[Tool::Replicant, Tool::ReplicantReplaceTag, Tool::Skopeo, Tool::Regsync] {
             let dst = Registry::start(Auth::None);
             assert!(measure(&mut command(tool, &dst)).1, "first pass failed");
             for run in 0..bench.args.runs {
@@ -574,13 +655,14 @@ impl Bench {
                 noop.entry(tool).or_default().push(sample);
             }
         }
-        let ref_wall = summary(&noop[&Tool::Skopeo]).0;
+        let best = best_peer(&noop);
         for (tool, samples) in &noop {
             let (wall, cpu, rss) = summary(samples);
-            let ratio = if *tool != Tool::Skopeo {
-                format!("**{:.2}** (vs skopeo)", wall / ref_wall)
-            } else {
-                String::new()
+            let ratio = match best {
+                Some((peer, peer_wall)) if !PEERS.contains(tool) => {
+                    format!("**{:.2}** (vs {})", wall / peer_wall, peer.name())
+                }
+                _ => String::new(),
             };
             let _ = writeln!(
                 md,
@@ -606,4 +688,23 @@ impl Bench {
         }
         marked("loopback", &md)
     }
+}
+
+/// `regsync version`'s first line naming the version.
+fn regsync_version() -> String {
+    let program = testkit::tools::tool("REGSYNC", "regsync");
+    Command::new(program)
+        .arg("version")
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.contains("VCSTag") || l.contains("Version"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .last()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "not found".into())
 }
