@@ -68,6 +68,16 @@ const PAIRS: [(Implementation, Implementation); 3] = [
     (Implementation::Ggcr, Implementation::Distribution2),
 ];
 
+/// A source and a destination of these implementations, what to call the
+/// pair in messages, and a client of the source.
+fn start(from: Implementation, to: Implementation) -> (String, Registry, Registry, TestClient) {
+    let what = format!("{} -> {}", from.name(), to.name());
+    let src = Registry::start_implementation(from);
+    let dst = Registry::start_implementation(to);
+    let sc = TestClient::new(&src.host(), None);
+    (what, src, dst, sc)
+}
+
 fn config(ws: &Workspace, src: &Registry, dst: &Registry, images: &[(&str, &str)]) -> std::path::PathBuf {
     let mut yaml = String::from("images:\n");
     for (name, extra) in images {
@@ -89,10 +99,7 @@ fn core_scenarios_on_every_registry_implementation_checked_by_crane() {
         return;
     };
     for (from, to) in PAIRS {
-        let what = format!("{} -> {}", from.name(), to.name());
-        let src = Registry::start_implementation(from);
-        let dst = Registry::start_implementation(to);
-        let sc = TestClient::new(&src.host(), None);
+        let (what, src, dst, sc) = start(from, to);
         let mut g = ImageGen::default();
         for tag in ["1.0.0", "1.1.0"] {
             sc.push_image("src/app", &g.real_multi_arch(Format::Oci, 2000), tag);
@@ -207,10 +214,7 @@ fn oras_attached_referrers_are_discovered_and_pulled_at_the_destination() {
         return;
     };
     for (from, to) in PAIRS {
-        let what = format!("{} -> {}", from.name(), to.name());
-        let src = Registry::start_implementation(from);
-        let dst = Registry::start_implementation(to);
-        let sc = TestClient::new(&src.host(), None);
+        let (what, src, dst, sc) = start(from, to);
         let image = ImageGen::default().real_multi_arch(Format::Oci, 500);
         sc.push_image("src/app", &image, "1.0.0");
         let ws = Workspace::new();
@@ -409,14 +413,11 @@ fn cosign_verifies_signatures_and_attestations_at_the_destination() {
     // and the referrers API at both ends
     let pairs = PAIRS.into_iter().chain([(Implementation::Ggcr, Implementation::Ggcr)]);
     for (from, to) in pairs {
-        let what = format!("{} -> {}", from.name(), to.name());
         let ws = Workspace::new();
         let Some(cosign) = Cosign::get(test, &ws) else {
             return;
         };
-        let src = Registry::start_implementation(from);
-        let dst = Registry::start_implementation(to);
-        let sc = TestClient::new(&src.host(), None);
+        let (what, src, dst, sc) = start(from, to);
         let image = ImageGen::default().real_multi_arch(Format::Oci, 500);
         sc.push_image("src/app", &image, "1.0.0");
         let arm64 = image.children[1].digest.clone();

@@ -49,16 +49,33 @@ fn pair() -> (Registry, Registry, TestClient) {
     (src, dst, sc)
 }
 
+/// A config mirroring `team/app` (semver), the tests' good run.
+fn app_config(ws: &Workspace, src: &Registry, dst: &Registry) -> std::path::PathBuf {
+    ws.write_config(&format!(
+        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
+        src.host(),
+        dst.host()
+    ))
+}
+
+/// A config (`bad.yaml`) whose one image has no source: a failed run.
+fn ghost_config(ws: &Workspace, src: &Registry, dst: &Registry) -> std::path::PathBuf {
+    let bad = ws.path("bad.yaml");
+    let yaml = format!(
+        "images:\n  ghost:\n    source: {}/team/ghost\n    destination: {}/mirror/ghost\n",
+        src.host(),
+        dst.host()
+    );
+    std::fs::write(&bad, yaml).unwrap();
+    bad
+}
+
 #[test]
 fn the_metrics_file_passes_promtool_and_keeps_the_last_success() {
     let (src, dst, _) = pair();
     let ws = Workspace::new();
     let file = ws.path("replicant.prom");
-    let good = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let good = app_config(&ws, &src, &dst);
     let run = ws.run(&good, &["--metrics-file", file.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{run:?}");
     let text = std::fs::read_to_string(&file).unwrap();
@@ -163,11 +180,7 @@ fn metrics_pushed_to_a_pushgateway_are_read_back_grouped_by_shard() {
     let (src, dst, _) = pair();
     let gateway = Pushgateway::start();
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let cfg = app_config(&ws, &src, &dst);
     let run = ws.run(&cfg, &["--pushgateway", &gateway.url()]);
     assert_eq!(run.code, 0, "{run:?}");
     let m = samples(&gateway.metrics());
@@ -180,16 +193,7 @@ fn metrics_pushed_to_a_pushgateway_are_read_back_grouped_by_shard() {
 
     // a sharded run is its own group; a failed one keeps the last success
     std::thread::sleep(Duration::from_millis(1100));
-    let bad = ws.path("bad.yaml");
-    std::fs::write(
-        &bad,
-        format!(
-            "images:\n  ghost:\n    source: {}/team/ghost\n    destination: {}/mirror/ghost\n",
-            src.host(),
-            dst.host()
-        ),
-    )
-    .unwrap();
+    let bad = ghost_config(&ws, &src, &dst);
     let run = ws.run(&bad, &["--pushgateway", &gateway.url()]);
     assert_eq!(run.code, 1, "{run:?}");
     let run = ws.run(&cfg, &["--pushgateway", &gateway.url(), "--shard", "0/1"]);
@@ -224,11 +228,7 @@ fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
     use testkit::http::{Response, Server};
     let (src, dst, _) = pair();
     let ws = Workspace::new();
-    let cfg = ws.write_config(&format!(
-        "mode: semver\nimages:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n",
-        src.host(),
-        dst.host()
-    ));
+    let cfg = app_config(&ws, &src, &dst);
     // a gateway that refuses the push: what it was sent, what the run says
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
@@ -296,16 +296,7 @@ fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
         &["--pushgateway", &gateway.url(), "--pushgateway-grouping", "release=a"],
     );
     assert_eq!(run.code, 0, "{run:?}");
-    let bad = ws.path("bad.yaml");
-    std::fs::write(
-        &bad,
-        format!(
-            "images:\n  ghost:\n    source: {}/team/ghost\n    destination: {}/mirror/ghost\n",
-            src.host(),
-            dst.host()
-        ),
-    )
-    .unwrap();
+    let bad = ghost_config(&ws, &src, &dst);
     let run = ws.run(
         &bad,
         &["--pushgateway", &gateway.url(), "--pushgateway-grouping", "release=b"],

@@ -158,11 +158,9 @@ impl Client {
         let scopes = pull(repo);
         let mut next = Some(self.url(repo, "tags/list?n=1000"));
         let mut all = Vec::new();
-        let mut pages = Pages::new(TAG_LIST);
+        let mut pages = Pages::new(TAG_LIST, "the tag list");
         while let Some(url) = next.take() {
-            pages
-                .ask(&url)
-                .map_err(|why| protocol(&ctx, format!("the tag list: {why}")))?;
+            pages.ask(&url).map_err(|e| protocol(&ctx, e))?;
             let first = pages.count() == 1;
             let page = self
                 .transport
@@ -192,7 +190,7 @@ impl Client {
             };
             pages
                 .read(size, tags.len(), link.is_some())
-                .map_err(|why| protocol(&ctx, format!("the tag list: {why}")))?;
+                .map_err(|e| protocol(&ctx, e))?;
             next = match link {
                 Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
                 None => None,
@@ -315,11 +313,9 @@ impl Client {
         let scopes = pull(repo);
         let mut next = Some(self.url(repo, &format!("referrers/{digest}")));
         let mut all = Vec::new();
-        let mut pages = Pages::new(REFERRERS);
+        let mut pages = Pages::new(REFERRERS, "the referrers list");
         while let Some(url) = next.take() {
-            pages
-                .ask(&url)
-                .map_err(|why| protocol(&ctx, format!("the referrers list: {why}")))?;
+            pages.ask(&url).map_err(|e| protocol(&ctx, e))?;
             let first = pages.count() == 1;
             let build = || self.http(repo).get(&url).header(ACCEPT, OCI_INDEX);
             let page = self
@@ -343,7 +339,7 @@ impl Client {
             };
             pages
                 .read(size, list.len(), link.is_some())
-                .map_err(|why| protocol(&ctx, format!("the referrers list: {why}")))?;
+                .map_err(|e| protocol(&ctx, e))?;
             {
                 let mut read = crate::lock(&self.referrers_read);
                 read.0 = read.0.saturating_add(list.len());

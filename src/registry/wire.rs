@@ -135,6 +135,7 @@ pub(super) async fn read_limited(mut resp: Response, max: usize, ctx: &str) -> R
 #[derive(Debug)]
 pub(super) struct Pages {
     limits: PageLimits,
+    what: &'static str,
     seen: std::collections::HashSet<String>,
     pages: usize,
     bytes: usize,
@@ -151,10 +152,36 @@ pub(super) struct PageLimits {
     pub time: Duration,
 }
 
+/// Why a listing was stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum PageRefusal {
+    #[error("its Link leads back to a page already read ({0}): refused")]
+    Loop(String),
+    #[error("it goes on past {0} pages: refused")]
+    TooManyPages(usize),
+    #[error("it is still going after {secs} s ({pages} pages): refused")]
+    TooLong { secs: u64, pages: usize },
+    #[error("it goes on past {items} entries or {kib} KiB ({pages} pages): refused")]
+    TooMuch { items: usize, kib: usize, pages: usize },
+    #[error("page {0} is empty yet links to another: refused")]
+    EmptyLinksOn(usize),
+}
+
+/// A listing stopped: which listing, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {why}")]
+pub(super) struct PageError {
+    what: &'static str,
+    #[source]
+    why: PageRefusal,
+}
+
 impl Pages {
-    pub(super) fn new(limits: PageLimits) -> Pages {
+    /// `what`: the listing, for messages ("the tag list").
+    pub(super) fn new(limits: PageLimits, what: &'static str) -> Pages {
         Pages {
             limits,
+            what,
             seen: Default::default(),
             pages: 0,
             bytes: 0,
@@ -168,46 +195,40 @@ impl Pages {
         self.pages
     }
 
+    fn refuse(&self, why: PageRefusal) -> std::result::Result<(), PageError> {
+        Err(PageError { what: self.what, why })
+    }
+
     /// Before asking for the page at `url`.
-    pub(super) fn ask(&mut self, url: &str) -> std::result::Result<(), String> {
+    pub(super) fn ask(&mut self, url: &str) -> std::result::Result<(), PageError> {
         if !self.seen.insert(url.to_string()) {
-            return Err(format!(
-                "its Link leads back to a page already read ({}): refused",
-                crate::error::printable(url, 200)
-            ));
+            return self.refuse(PageRefusal::Loop(crate::error::printable(url, 200)));
         }
         self.pages += 1;
         let limits = self.limits;
         if self.pages > limits.pages {
-            return Err(format!("it goes on past {} pages: refused", limits.pages));
+            return self.refuse(PageRefusal::TooManyPages(limits.pages));
         }
         let elapsed = self.started.elapsed();
         if elapsed > limits.time {
-            return Err(format!(
-                "it is still going after {} s ({} pages): refused",
-                elapsed.as_secs(),
-                self.pages - 1
-            ));
+            let (secs, pages) = (elapsed.as_secs(), self.pages - 1);
+            return self.refuse(PageRefusal::TooLong { secs, pages });
         }
         Ok(())
     }
 
     /// After reading a page of `bytes` holding `items`; `more`: it links
     /// to a next page.
-    pub(super) fn read(&mut self, bytes: usize, items: usize, more: bool) -> std::result::Result<(), String> {
+    pub(super) fn read(&mut self, bytes: usize, items: usize, more: bool) -> std::result::Result<(), PageError> {
         self.bytes = self.bytes.saturating_add(bytes);
         self.items = self.items.saturating_add(items);
         let limits = self.limits;
         if self.bytes > limits.bytes || self.items > limits.items {
-            return Err(format!(
-                "it goes on past {} entries or {} KiB ({} pages): refused",
-                limits.items,
-                limits.bytes >> 10,
-                self.pages
-            ));
+            let (items, kib, pages) = (limits.items, limits.bytes >> 10, self.pages);
+            return self.refuse(PageRefusal::TooMuch { items, kib, pages });
         }
         if items == 0 && more {
-            return Err(format!("page {} is empty yet links to another: refused", self.pages));
+            return self.refuse(PageRefusal::EmptyLinksOn(self.pages));
         }
         Ok(())
     }
@@ -297,43 +318,54 @@ mod tests {
             items: 10,
             time: Duration::from_secs(60),
         };
-        let mut p = Pages::new(limits);
+        let mut p = Pages::new(limits, "l");
         assert!(p.ask("http://r/1").is_ok() && p.read(10, 2, true).is_ok());
         assert!(
             p.ask("http://r/1")
                 .unwrap_err()
+                .to_string()
                 .contains("leads back to a page already read")
         );
-        let mut p = Pages::new(limits);
+        let mut p = Pages::new(limits, "l");
         assert!(p.ask("http://r/1").is_ok());
         assert!(
             p.read(2, 0, true)
                 .unwrap_err()
+                .to_string()
                 .contains("page 1 is empty yet links to another")
         );
         assert!(
-            Pages::new(limits).read(2, 0, false).is_ok(),
+            Pages::new(limits, "l").read(2, 0, false).is_ok(),
             "an empty last page is fine"
         );
-        let mut p = Pages::new(limits);
+        let mut p = Pages::new(limits, "l");
         for i in 0..3 {
             assert!(p.ask(&format!("http://r/{i}")).is_ok() && p.read(1, 1, true).is_ok());
         }
-        assert!(p.ask("http://r/3").unwrap_err().contains("past 3 pages"));
+        assert!(p.ask("http://r/3").unwrap_err().to_string().contains("past 3 pages"));
         assert!(
-            Pages::new(limits)
+            Pages::new(limits, "l")
                 .read(101, 1, false)
                 .unwrap_err()
+                .to_string()
                 .contains("past 10 entries or 0 KiB")
         );
-        assert!(Pages::new(limits).read(1, 11, false).is_err());
-        let mut p = Pages::new(PageLimits {
-            time: Duration::ZERO,
-            ..limits
-        });
+        assert!(Pages::new(limits, "l").read(1, 11, false).is_err());
+        let mut p = Pages::new(
+            PageLimits {
+                time: Duration::ZERO,
+                ..limits
+            },
+            "l",
+        );
         assert!(p.ask("http://r/1").is_ok() || p.count() == 1);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(p.ask("http://r/2").unwrap_err().contains("still going after"));
+        assert!(
+            p.ask("http://r/2")
+                .unwrap_err()
+                .to_string()
+                .contains("still going after")
+        );
     }
 
     #[test]

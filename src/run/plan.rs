@@ -64,8 +64,9 @@ impl PlanError {
     }
 }
 
-/// Tags compared at once per image with `replace-tag` (each comparison is
-/// a HEAD on each side, at once; the registries' limits bound the rest).
+/// Tags looked up at once per image: `replace-tag` comparisons (a HEAD on
+/// each side) and what a prune's copies bring; the registries' limits bound
+/// the rest.
 const COMPARE_AT_ONCE: usize = 16;
 
 /// Lists tags on both sides (at once: one round trip, not two) and decides
@@ -169,26 +170,32 @@ async fn arriving<'a>(
     tags: impl Iterator<Item = &'a String>,
 ) -> Result<Vec<(crate::model::Digest, String)>, StoreError> {
     use crate::model::manifest::{DOCKER_LIST, Manifest, OCI_INDEX};
-    let mut needed = Vec::new();
-    for tag in tags {
+    // one tag's manifest and, for an index, its children
+    let needs = |tag: &'a String| async move {
         let Some(head) = src.head_manifest(tag).await? else {
-            continue;
+            return Ok(Vec::new());
         };
-        let maybe_index = matches!(head.media_type.as_str(), "" | OCI_INDEX | DOCKER_LIST);
-        let digest = match (&head.digest, maybe_index) {
-            (Some(d), false) => d.clone(),
-            _ => {
-                let m = src.get_manifest(tag).await?;
-                if let Ok(Manifest::Index { children }) = Manifest::parse(&m.media_type, &m.bytes) {
-                    let by = format!("tag {tag} (copied by this run, in its index)");
-                    needed.extend(children.into_iter().map(|(c, _)| (c, by.clone())));
-                }
-                m.digest
-            }
-        };
-        needed.push((digest, format!("tag {tag} (copied by this run)")));
-    }
-    Ok(needed)
+        let by = format!("tag {tag} (copied by this run)");
+        if let (Some(d), false) = (
+            &head.digest,
+            matches!(head.media_type.as_str(), "" | OCI_INDEX | DOCKER_LIST),
+        ) {
+            return Ok(vec![(d.clone(), by)]);
+        }
+        let m = src.get_manifest(tag).await?;
+        let mut needed = vec![(m.digest.clone(), by)];
+        if let Ok(Manifest::Index { children }) = Manifest::parse(&m.media_type, &m.bytes) {
+            let by = format!("tag {tag} (copied by this run, in its index)");
+            needed.extend(children.into_iter().map(|(c, _)| (c, by.clone())));
+        }
+        Ok::<_, StoreError>(needed)
+    };
+    let found: Vec<_> = stream::iter(tags)
+        .map(needs)
+        .buffered(COMPARE_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
 /// Whether the tag's manifest digest differs between source and

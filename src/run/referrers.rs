@@ -158,24 +158,23 @@ async fn by_tag(
     let index = src.get_manifest(a.as_str()).await?;
     let all = descriptors(&index.bytes).map_err(manifest_error(src, tag))?;
     // filtered on each referrer's own manifest, not on what the index says
-    let mut keep = Vec::new();
+    let mut checks = Vec::new();
     for listed in all.iter().filter(|d| may_be_admitted(d, types)) {
-        if let Some(own) = checked(engine, (src, dst), listed, &about.subject, types).await? {
-            keep.push(own);
-        }
+        checks.extend(checked(engine, (src, dst), listed, &about.subject, types).await?);
     }
-    if keep.is_empty() || dry_run {
-        return Ok(!keep.is_empty());
+    if checks.is_empty() || dry_run {
+        return Ok(!checks.is_empty());
     }
-    if keep.len() == all.len() && keep.iter().zip(&all).all(|(own, listed)| own == listed) {
+    if checks.len() == all.len() && checks.iter().zip(&all).all(|(c, listed)| c.own == *listed) {
         engine.copy_tag(src, dst, tag).await?;
         return Ok(true);
     }
-    for own in &keep {
-        if let Some((digest, media_type)) = target(own) {
+    for c in checks.iter().filter(|c| !c.held) {
+        if let Some((digest, media_type)) = target(&c.own) {
             engine.copy_manifest(src, dst, &digest, &media_type).await?;
         }
     }
+    let keep: Vec<Referrer> = checks.into_iter().map(|c| c.own).collect();
     let made = merged_index(None, &keep)
         .map_err(manifest_error(src, tag))?
         .unwrap_or_default();
@@ -183,6 +182,14 @@ async fn by_tag(
     let made = annotated(&made, OCI_INDEX, &a, None).map_err(manifest_error(src, tag))?;
     engine.put_made(dst, tag, &made).await?;
     Ok(true)
+}
+
+/// A referrer, checked against its own manifest.
+struct Checked {
+    /// As its own manifest describes it.
+    own: Referrer,
+    /// The destination has it already.
+    held: bool,
 }
 
 /// A referrer as its own manifest describes it (digest, size, media type,
@@ -197,16 +204,17 @@ async fn checked(
     listed: &Referrer,
     subject: &Digest,
     types: &[String],
-) -> Result<Option<Referrer>, CopyError> {
+) -> Result<Option<Checked>, CopyError> {
     let Some((digest, media_type)) = target(listed) else {
         let bad = crate::model::manifest::ManifestError::Json(format!(
             "a referrer of {subject} is listed without a valid digest"
         ));
         return Err(manifest_error(src, subject.as_str())(bad));
     };
-    let m = match dst.head_manifest(digest.as_str()).await? {
-        Some(_) => dst.get_manifest(digest.as_str()).await?,
-        None => engine.source_manifest(src, &digest, &media_type).await?,
+    let held = dst.head_manifest(digest.as_str()).await?.is_some();
+    let m = match held {
+        true => dst.get_manifest(digest.as_str()).await?,
+        false => engine.source_manifest(src, &digest, &media_type).await?,
     };
     let (own, about) = describe(&m).map_err(manifest_error(src, digest.as_str()))?;
     if about.as_ref() != Some(subject) {
@@ -217,7 +225,7 @@ async fn checked(
             named: about.map_or("no manifest".into(), |d| d.to_string()),
         });
     }
-    Ok(admitted(&own, types).then_some(own))
+    Ok(admitted(&own, types).then_some(Checked { own, held }))
 }
 
 /// A manifest and the referrers of it to copy (as its referrers list
@@ -296,22 +304,20 @@ async fn by_api(
         };
         let copied = async {
             let mut copied = Vec::new();
-            let mut checked_keep = Vec::new();
+            let mut kept = Vec::new();
             for listed in &keep {
-                if let Some(own) = checked(engine, (src, dst), listed, &subject, types).await? {
-                    checked_keep.push(own);
-                }
-            }
-            let keep = checked_keep;
-            for (digest, media_type) in keep.iter().filter_map(target) {
-                let new = match dry_run {
-                    true => dst.head_manifest(digest.as_str()).await?.is_none(),
-                    false => engine.copy_manifest(src, dst, &digest, &media_type).await?,
+                let Some(c) = checked(engine, (src, dst), listed, &subject, types).await? else {
+                    continue;
                 };
-                if new {
+                if let Some((digest, media_type)) = target(&c.own).filter(|_| !c.held) {
+                    if !dry_run {
+                        engine.copy_manifest(src, dst, &digest, &media_type).await?;
+                    }
                     copied.push(format!("{digest} (about {tag})"));
                 }
+                kept.push(c.own);
             }
+            let keep = kept;
             if dry_run || keep.is_empty() {
                 return Ok(copied);
             }

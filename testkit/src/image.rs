@@ -71,6 +71,9 @@ impl Image {
     }
 }
 
+/// The platforms of a multi-platform test image.
+const MULTI_ARCH: [(&str, &str); 3] = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")];
+
 /// Makes images; seeded for reproducible test data.
 pub struct ImageGen {
     rng: StdRng,
@@ -109,20 +112,8 @@ impl ImageGen {
         for &s in sizes {
             layers.push(self.layer(format, s));
         }
-        let diff_ids: Vec<String> = layers.iter().map(|l| format!("\"{}\"", l.digest)).collect();
-        let config = format!(
-            r#"{{"architecture":"{}","os":"{}","config":{{"Labels":{{"testkit.nonce":"{}"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-            platform.1,
-            platform.0,
-            self.rng.random::<u64>(),
-            diff_ids.join(",")
-        )
-        .into_bytes();
-        let config = Blob {
-            digest: sha256(&config),
-            data: config,
-            media_type: format.config_type().into(),
-        };
+        let diff_ids: Vec<String> = layers.iter().map(|l| l.digest.clone()).collect();
+        let config = self.config(format, platform, &diff_ids);
         self.manifest(format, config, layers)
     }
 
@@ -136,7 +127,7 @@ impl ImageGen {
             let mut content = vec![0u8; size];
             self.rng.fill_bytes(&mut content);
             let tar = tar_of(&format!("file-{i}"), &content);
-            diff_ids.push(format!("\"{}\"", sha256(&tar)));
+            diff_ids.push(sha256(&tar));
             let data = gzip_stored(&tar);
             layers.push(Blob {
                 digest: sha256(&data),
@@ -144,29 +135,35 @@ impl ImageGen {
                 media_type: format.layer_type().into(),
             });
         }
-        let config = format!(
-            r#"{{"architecture":"{}","os":"{}","config":{{"Labels":{{"testkit.nonce":"{}"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-            platform.1,
-            platform.0,
-            self.rng.random::<u64>(),
-            diff_ids.join(",")
-        )
-        .into_bytes();
-        let config = Blob {
-            digest: sha256(&config),
-            data: config,
-            media_type: format.config_type().into(),
-        };
+        let config = self.config(format, platform, &diff_ids);
         self.manifest(format, config, layers)
     }
 
     /// [`ImageGen::multi_arch`] of [`ImageGen::real_image`]s.
     pub fn real_multi_arch(&mut self, format: Format, size: usize) -> Image {
-        let children = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")]
+        let children = MULTI_ARCH
             .into_iter()
             .map(|p| self.real_image(format, &[size], p))
             .collect();
         self.index(format, children)
+    }
+
+    /// An image config for `platform` listing `diff_ids`, made unique.
+    fn config(&mut self, format: Format, platform: (&str, &str), diff_ids: &[String]) -> Blob {
+        let quoted: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+        let config = format!(
+            r#"{{"architecture":"{}","os":"{}","config":{{"Labels":{{"testkit.nonce":"{}"}}}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
+            platform.1,
+            platform.0,
+            self.rng.random::<u64>(),
+            quoted.join(",")
+        )
+        .into_bytes();
+        Blob {
+            digest: sha256(&config),
+            data: config,
+            media_type: format.config_type().into(),
+        }
     }
 
     /// An image manifest over the given config and layers.
@@ -236,7 +233,7 @@ impl ImageGen {
     /// A 3-platform index whose children share `shared` and each have one
     /// own layer of `size` bytes.
     pub fn multi_arch(&mut self, format: Format, size: usize, shared: &[Blob]) -> Image {
-        let children = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")]
+        let children = MULTI_ARCH
             .into_iter()
             .map(|p| self.image(format, &[size], shared, p))
             .collect();

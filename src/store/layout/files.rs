@@ -551,58 +551,57 @@ impl Files {
     /// everything it refers to, to `out`; an error when any of it cannot be
     /// read and understood (what it needs would be unknown).
     fn needs(&self, digest: &Digest, depth: usize, out: &mut std::collections::HashSet<Digest>) -> Result<()> {
-        if depth > MAX_NESTING {
-            return Err(self.invalid(format!("manifests nested deeper than {MAX_NESTING} levels")));
-        }
-        if !out.insert(digest.clone()) {
-            return Ok(());
-        }
-        self.check_blob_dirs(digest)?;
-        let path = self.blob_path(digest);
-        let bytes = self
-            .read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")?
-            .ok_or_else(|| self.invalid(format!("its manifest {digest} is not in the layout")))?;
-        match Manifest::parse(&media_type_of("", "", &bytes), &bytes) {
-            Ok(Manifest::Image { blobs, .. }) => out.extend(blobs.into_iter().map(|(d, _)| d)),
-            Ok(Manifest::Index { children }) => {
-                for (child, _) in children {
-                    self.needs(&child, depth + 1, out)?;
-                }
-            }
-            Ok(Manifest::Schema1) => {
-                return Err(self.invalid(format!(
-                    "{digest} is a Docker schema 1 manifest, which is not read here"
-                )));
-            }
-            Err(e) => return Err(self.invalid(format!("its manifest {digest} cannot be read: {e}"))),
-        }
-        Ok(())
+        self.walk(digest, depth, out, true)
     }
 
     /// Adds `digest` and everything it refers to (when it is a manifest
     /// here) to `out`: what a removed entry may free. What cannot be read
     /// is only not freed.
     fn reach(&self, digest: &Digest, depth: usize, out: &mut std::collections::HashSet<Digest>) -> Result<()> {
-        if !out.insert(digest.clone()) || depth > MAX_NESTING {
+        self.walk(digest, depth, out, false)
+    }
+
+    /// The tree under `digest` into `out`; `strict`: anything that cannot
+    /// be read and understood is an error instead of a leaf.
+    fn walk(
+        &self,
+        digest: &Digest,
+        depth: usize,
+        out: &mut std::collections::HashSet<Digest>,
+        strict: bool,
+    ) -> Result<()> {
+        if depth > MAX_NESTING {
+            return match strict {
+                true => Err(self.invalid(format!("manifests nested deeper than {MAX_NESTING} levels"))),
+                false => Ok(()),
+            };
+        }
+        if !out.insert(digest.clone()) {
             return Ok(());
         }
         self.check_blob_dirs(digest)?;
         let path = self.blob_path(digest);
-        let Some(bytes) = self
-            .read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest")
-            .ok()
-            .flatten()
-        else {
-            return Ok(());
+        let bytes = match self.read_small(&path, MAX_MANIFEST_BYTES as u64, "manifest") {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) if strict => return Err(self.invalid(format!("its manifest {digest} is not in the layout"))),
+            Err(e) if strict => return Err(e),
+            // a layer, a config, or nothing: a leaf
+            _ => return Ok(()),
         };
         match Manifest::parse(&media_type_of("", "", &bytes), &bytes) {
             Ok(Manifest::Image { blobs, .. }) => out.extend(blobs.into_iter().map(|(d, _)| d)),
             Ok(Manifest::Index { children }) => {
                 for (child, _) in children {
-                    self.reach(&child, depth + 1, out)?;
+                    self.walk(&child, depth + 1, out, strict)?;
                 }
             }
-            // a layer, a config, or something this tool does not read
+            Ok(Manifest::Schema1) if strict => {
+                return Err(self.invalid(format!(
+                    "{digest} is a Docker schema 1 manifest, which is not read here"
+                )));
+            }
+            Err(e) if strict => return Err(self.invalid(format!("its manifest {digest} cannot be read: {e}"))),
+            // something this tool does not read
             Ok(Manifest::Schema1) | Err(_) => {}
         }
         Ok(())
