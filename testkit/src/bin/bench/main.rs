@@ -243,6 +243,33 @@ fn images_yaml(data: &Dataset, src: &str, dst: &str, replace_tag: bool) -> Strin
     yaml
 }
 
+/// `regsync once` with every repository a sync entry into its mirror, all
+/// run at once (`defaults.parallel`: regsync's one setting for concurrency
+/// between entries), requests per registry at regclient's default
+/// (`reqConcurrent` 3); plain HTTP at both ends.
+fn regsync_once(work: &Path, src: &str, dst: &str, repos: &[String]) -> Command {
+    let mut yaml = format!(
+        "version: 1\ncreds:\n  - registry: {src}\n    tls: disabled\n  - registry: {dst}\n    tls: disabled\ndefaults:\n  parallel: {}\nsync:\n",
+        repos.len()
+    );
+    for repo in repos {
+        let _ = writeln!(
+            yaml,
+            "  - source: {src}/{repo}\n    target: {dst}/{}\n    type: repository",
+            mirror_of(repo)
+        );
+    }
+    let file = work.join("regsync.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut cmd = Command::new(testkit::tools::tool("REGSYNC", "regsync"));
+    cmd.args(["once", "-c"])
+        .arg(file)
+        .env("HOME", work)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// `skopeo sync --all --preserve-digests` of a sync file into `dest`.
 fn skopeo_sync(work: &Path, file: &Path, dest: &str) -> Command {
     let policy = work.join("policy.json");
@@ -300,34 +327,9 @@ impl Bench {
         cmd
     }
 
-    /// `regsync once` with every repository of `data` a sync entry, all run
-    /// at once (`defaults.parallel`), requests per registry at regclient's
-    /// default (`reqConcurrent` 3).
+    /// `regsync once` over `data` into `dst` (see [`regsync_once`]).
     fn regsync(&self, data: &Dataset, dst: &Registry) -> Command {
-        let mut yaml = format!(
-            "version: 1\ncreds:\n  - registry: {}\n    tls: disabled\n  - registry: {}\n    tls: disabled\ndefaults:\n  parallel: {}\nsync:\n",
-            self.src.host(),
-            dst.host(),
-            data.repos.len()
-        );
-        for repo in &data.repos {
-            let _ = writeln!(
-                yaml,
-                "  - source: {}/{repo}\n    target: {}/{}\n    type: repository",
-                self.src.host(),
-                dst.host(),
-                mirror_of(repo)
-            );
-        }
-        let file = self.work.path().join("regsync.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut cmd = Command::new(testkit::tools::tool("REGSYNC", "regsync"));
-        cmd.args(["once", "-c"])
-            .arg(file)
-            .env("HOME", self.work.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd
+        regsync_once(self.work.path(), &self.src.host(), &dst.host(), &data.repos)
     }
 
     /// Alternates the tools, each run into a fresh destination registry. A

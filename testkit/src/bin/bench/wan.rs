@@ -6,7 +6,9 @@
 //! For each link, every dataset is copied with replicant's defaults and
 //! with hand-tuned `--jobs`/`--max-connections` settings (the sweep),
 //! alternating, each run into a fresh destination registry and checked by
-//! digest. skopeo runs in the first round on the small-tags set.
+//! digest. The peers run on the plain 20 ms link: skopeo in the first round
+//! on the small-tags set (minutes per run), regsync in every round on the
+//! small-tags set, the cold 1,000-image pass and the no-op passes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,7 +20,7 @@ use testkit::latency::LatencyProxy;
 use testkit::tls::TestCa;
 use testkit::{Auth, Format, ImageGen, Registry, TestClient};
 
-use super::{Dataset, Sample, measure, median, requests_by_kind, verify};
+use super::{Dataset, Sample, measure, median, regsync_once, requests_by_kind, verify};
 
 /// The hand-tuned settings tried beside the defaults: the old defaults
 /// (`-j 4 --max-connections 8`), then more of both.
@@ -64,6 +66,51 @@ impl Setting {
             .into_iter()
             .filter(|s| *s != Setting::Tuned(4, 8))
             .collect()
+    }
+}
+
+/// A peer measured beside replicant.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Peer {
+    Skopeo,
+    Regsync,
+}
+
+impl Peer {
+    const LABELS: [&str; 2] = ["skopeo", "regsync"];
+
+    fn label(self) -> &'static str {
+        Self::LABELS[self as usize]
+    }
+
+    /// The command as the tables name it, with the settings it ran with.
+    fn described(label: &str) -> Option<&'static str> {
+        match label {
+            "skopeo" => Some("skopeo sync --all --preserve-digests"),
+            "regsync" => Some("regsync once (`parallel`: every repository at once)"),
+            _ => None,
+        }
+    }
+
+    /// skopeo takes minutes per run on a WAN: once; regsync every round.
+    fn in_round(self, run: usize) -> bool {
+        self == Peer::Regsync || run == 0
+    }
+}
+
+/// What runs in one round: a setting of replicant's, or a peer.
+#[derive(Clone, Copy, Debug)]
+enum Runner {
+    Replicant(Setting),
+    Peer(Peer),
+}
+
+impl Runner {
+    fn label(self) -> String {
+        match self {
+            Runner::Replicant(s) => s.label(),
+            Runner::Peer(p) => p.label().into(),
+        }
     }
 }
 
@@ -191,8 +238,13 @@ fn first(data: &Dataset, n: usize, name: &'static str) -> Dataset {
     }
 }
 
-/// Results of one dataset on one link: samples by setting (and skopeo).
-type Results = BTreeMap<String, Vec<Sample>>;
+/// Results of one dataset on one link: samples by setting or peer, and the
+/// peers that failed or left a wrong copy (with why).
+#[derive(Default)]
+struct Results {
+    samples: BTreeMap<String, Vec<Sample>>,
+    failed: BTreeMap<String, String>,
+}
 
 impl Wan<'_> {
     fn ca_file(&self) -> PathBuf {
@@ -285,8 +337,21 @@ impl Wan<'_> {
         cmd
     }
 
-    /// Cold copies of `data` over `link`: every setting (and skopeo when
-    /// asked), alternating, `runs` rounds.
+    /// The command of one run of `runner` copying `data` from `src` to `dst`.
+    fn command(&self, runner: Runner, data: &Dataset, src: &str, dst: &str, tls: bool, replace_tag: bool) -> Command {
+        match runner {
+            Runner::Replicant(s) => self.replicant(data, src, dst, tls, replace_tag, s),
+            Runner::Peer(Peer::Skopeo) => self.skopeo(data, src, dst, tls),
+            Runner::Peer(Peer::Regsync) => {
+                assert!(!tls, "regsync runs on plain links only");
+                regsync_once(self.work, src, dst, &data.repos)
+            }
+        }
+    }
+
+    /// Cold copies of `data` over `link`: every setting and every peer
+    /// (see [`Peer::in_round`]), alternating, `runs` rounds. A peer that
+    /// fails or leaves a wrong copy is noted in the results, not timed.
     fn cold(
         &self,
         link: Link,
@@ -294,80 +359,105 @@ impl Wan<'_> {
         data: &Dataset,
         runs: usize,
         settings: &[Setting],
-        with_skopeo: bool,
+        peers: &[Peer],
     ) -> Results {
-        let mut out = Results::new();
+        let mut out = Results::default();
         for run in 0..runs {
-            let mut tools: Vec<Option<Setting>> = settings.iter().copied().map(Some).collect();
-            if with_skopeo && run == 0 {
-                tools.push(None);
-            }
-            for tool in tools {
+            let mut runners: Vec<Runner> = settings.iter().copied().map(Runner::Replicant).collect();
+            runners.extend(peers.iter().filter(|p| p.in_round(run)).map(|&p| Runner::Peer(p)));
+            for runner in runners {
+                let label = runner.label();
+                if out.failed.contains_key(&label) {
+                    continue;
+                }
                 let d = self.destination(link);
                 let dst = d.host.clone();
-                let (sample, ok) = match tool {
-                    Some(s) => measure(&mut self.replicant(data, src, &dst, link.tls, false, s)),
-                    None => measure(&mut self.skopeo(data, src, &dst, link.tls)),
+                let (sample, ok) = measure(&mut self.command(runner, data, src, &dst, link.tls, false));
+                let checked = match ok {
+                    true => verify(self.sc, &self.dst_client(&d), data),
+                    false => Err("exited with an error".to_string()),
                 };
-                let label = tool.map(Setting::label).unwrap_or_else(|| "skopeo".into());
-                if !ok {
-                    self.failed(&format!("{label} failed on {} over {}", data.name, link.label()));
-                }
-                let checked = verify(self.sc, &self.dst_client(&d), data)
-                    .unwrap_or_else(|e| panic!("{label} on {} over {}: {e}", data.name, link.label()));
+                let checked = match (checked, runner) {
+                    (Ok(n), _) => n,
+                    (Err(e), Runner::Peer(_)) => {
+                        eprintln!("  {label} on {} over {}: {e}", data.name, link.label());
+                        out.failed.insert(label, e);
+                        continue;
+                    }
+                    (Err(e), Runner::Replicant(_)) if !ok => {
+                        self.failed(&format!("{label} failed on {} over {}: {e}", data.name, link.label()))
+                    }
+                    (Err(e), Runner::Replicant(_)) => panic!("{label} on {} over {}: {e}", data.name, link.label()),
+                };
                 eprintln!(
                     "  {} / {} run {run}: {label:<34} {:>7.2} s ({checked} objects verified)",
                     link.label(),
                     data.name,
                     sample.wall.as_secs_f64()
                 );
-                out.entry(label).or_default().push(sample);
+                out.samples.entry(label).or_default().push(sample);
             }
         }
         out
     }
 
     /// No-op passes of `data` over `link` into one destination that already
-    /// has everything, without and with `replace-tag`: every setting, two
-    /// rounds; also the requests one default pass made of each registry.
+    /// has everything, without and with `replace-tag`: every setting and
+    /// peer, two rounds; also the requests one pass of replicant's defaults
+    /// and of each peer made of each registry. A peer has one no-op pass (it
+    /// compares every tag's digest, as `replace-tag` does): its samples show
+    /// in both tables.
     fn noop(
         &self,
         settings: &[Setting],
+        peers: &[Peer],
         link: Link,
         src: &Registry,
         src_host: &str,
         data: &Dataset,
-    ) -> ([Results; 2], (usize, usize)) {
+    ) -> ([Results; 2], Requests) {
         let d = self.destination(link);
         let dst = d.host.clone();
         if !measure(&mut self.replicant(data, src_host, &dst, link.tls, false, Setting::Defaults)).1 {
             self.failed("the first pass before the no-op passes failed");
         }
-        let mut out = [Results::new(), Results::new()];
-        let mut requests = (0, 0);
+        let mut out = [Results::default(), Results::default()];
+        let mut requests = Requests::new();
+        let mut runners: Vec<(Runner, bool)> = settings
+            .iter()
+            .flat_map(|&s| [(Runner::Replicant(s), false), (Runner::Replicant(s), true)])
+            .collect();
+        runners.extend(peers.iter().map(|&p| (Runner::Peer(p), false)));
         for run in 0..self.runs.min(2) {
-            for (&s, replace_tag) in settings.iter().flat_map(|s| [(s, false), (s, true)]) {
+            for &(runner, replace_tag) in &runners {
+                let label = runner.label();
                 let (s0, d0) = (src.log().lines().count(), d.registry.log().lines().count());
-                let (sample, ok) = measure(&mut self.replicant(data, src_host, &dst, link.tls, replace_tag, s));
+                let (sample, ok) = measure(&mut self.command(runner, data, src_host, &dst, link.tls, replace_tag));
                 if !ok {
-                    self.failed(&format!("no-op pass with {} failed", s.label()));
+                    self.failed(&format!("no-op pass with {label} failed"));
                 }
-                if s == Setting::Defaults && !replace_tag {
+                if !replace_tag && matches!(runner, Runner::Replicant(Setting::Defaults) | Runner::Peer(_)) {
                     let count = |m: BTreeMap<String, usize>| m.values().sum::<usize>();
-                    requests = (
+                    let made = (
                         count(requests_by_kind(src, s0)),
                         count(requests_by_kind(&d.registry, d0)),
                     );
+                    requests.insert(label.clone(), made);
                 }
                 eprintln!(
-                    "  {} / no-op{} {} run {run}: {:<34} {:>7.2} s",
+                    "  {} / no-op{} {} run {run}: {label:<34} {:>7.2} s",
                     link.label(),
                     if replace_tag { " (replace-tag)" } else { "" },
                     data.name,
-                    s.label(),
                     sample.wall.as_secs_f64()
                 );
-                out[usize::from(replace_tag)].entry(s.label()).or_default().push(sample);
+                let tables: &[usize] = match runner {
+                    Runner::Peer(_) => &[0, 1],
+                    Runner::Replicant(_) => &[usize::from(replace_tag)],
+                };
+                for &t in tables {
+                    out[t].samples.entry(label.clone()).or_default().push(sample);
+                }
             }
         }
         verify(self.sc, &self.dst_client(&d), data).expect("no-op result");
@@ -375,24 +465,42 @@ impl Wan<'_> {
     }
 }
 
-/// One table row per setting: median wall, peak RSS, and the ratio to the
-/// best setting; the defaults' row says how far they are from it.
-fn rows(md: &mut String, what: &str, link: Link, results: &Results) -> f64 {
+/// Requests one no-op pass made, by who made it: (to the source, to the
+/// destination).
+type Requests = BTreeMap<String, (usize, usize)>;
+
+/// What one dataset on one link says in the summary: the defaults' wall
+/// time over the best setting's, and over the best peer's where one ran.
+struct Headline {
+    what: String,
+    link: Link,
+    vs_best: f64,
+    vs_peer: Option<(f64, &'static str)>,
+}
+
+/// One table row per setting and peer: median wall, peak RSS, and the ratio
+/// to the best setting of replicant's; a failed peer says why.
+fn rows(md: &mut String, what: &str, link: Link, results: &Results) -> Headline {
     let walls: BTreeMap<&String, f64> = results
+        .samples
         .iter()
         .map(|(k, v)| (k, median(v.iter().map(|s| s.wall.as_secs_f64()).collect())))
         .collect();
     let best = walls
         .iter()
-        .filter(|(k, _)| k.as_str() != "skopeo")
+        .filter(|(k, _)| Peer::described(k).is_none())
         .map(|(_, w)| *w)
         .fold(f64::INFINITY, f64::min);
     let defaults = walls.get(&"defaults".to_string()).copied().unwrap_or(f64::NAN);
-    // rows in sweep order, the defaults first, skopeo last
+    let best_peer = Peer::LABELS
+        .iter()
+        .filter_map(|&p| walls.get(&p.to_string()).map(|&w| (w, p)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    // rows in sweep order, the defaults first, the peers last
     let mut order: Vec<String> = Setting::all().into_iter().map(Setting::label).collect();
-    order.push("skopeo".into());
-    for label in order.iter().filter(|l| results.contains_key(*l)) {
-        let samples = &results[label];
+    order.extend(Peer::LABELS.iter().map(|p| p.to_string()));
+    for label in order.iter().filter(|l| results.samples.contains_key(*l)) {
+        let samples = &results.samples[label];
         let wall = walls[label];
         let rss = samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0) as f64 / 1024.0;
         let ratio = wall / best;
@@ -401,18 +509,23 @@ fn rows(md: &mut String, what: &str, link: Link, results: &Results) -> f64 {
         } else {
             format!("{ratio:.2}")
         };
-        let tool = if label == "skopeo" {
-            "skopeo sync --all --preserve-digests".to_string()
-        } else {
-            format!("replicant {label}")
-        };
+        let tool = Peer::described(label).map_or_else(|| format!("replicant {label}"), str::to_string);
         let _ = writeln!(
             md,
             "| {what} | {} | {tool} | {wall:.2} | {rss:.1} | {shown} |",
             link.label()
         );
     }
-    defaults / best
+    for (label, why) in &results.failed {
+        let tool = Peer::described(label).unwrap_or(label);
+        let _ = writeln!(md, "| {what} | {} | {tool} | failed: {why} | | |", link.label());
+    }
+    Headline {
+        what: what.to_string(),
+        link,
+        vs_best: defaults / best,
+        vs_peer: best_peer.map(|(w, p)| (defaults / w, p)),
+    }
 }
 
 /// The WAN tables: 20 and 50 ms one way, plain and TLS, and how a pass
@@ -462,11 +575,11 @@ fn sweep(w: &Wan, g: &mut ImageGen, links: &[Link], wan: bool) -> String {
     }
     let _ = writeln!(
         md,
-        "Each row is replicant with its defaults or with a hand-tuned `--jobs`/`--max-connections` (the sweep), alternating, each run into a fresh destination registry, every copy checked by digest; \"vs best\" is the median wall time over the best setting's in the same rounds (the defaults' ratio in bold). skopeo runs in the first round where its runtime allows (the small-tags set, plain, 20 ms: minutes per run). The old defaults (`-j 4 --max-connections 8`) are left out of the 1,000-image rows, where they take minutes per run; the cold 1,000-image pass runs once per setting and only at 20 ms, the no-op passes twice.\n"
+        "Each row is replicant with its defaults or with a hand-tuned `--jobs`/`--max-connections` (the sweep), or a peer, alternating, each run into a fresh destination registry, every copy checked by digest and the destination tree walked; \"vs best\" is the median wall time over the best replicant setting's in the same rounds (the defaults' ratio in bold). The peers run on the plain 20 ms link: skopeo (`sync --all --preserve-digests`) in the first round on the small-tags set (minutes per run); regsync (`regsync once`, every repository a sync entry, `defaults.parallel` set to their number, regclient's default `reqConcurrent` of 3 per registry) in every round on the small-tags set, the cold 1,000-image pass and the no-op passes (it has one no-op behaviour, comparing every tag's digest as `replace-tag` does: its samples show in both no-op rows). The old defaults (`-j 4 --max-connections 8`) are left out of the 1,000-image rows, where they take minutes per run; the cold 1,000-image pass runs once per setting and only at 20 ms, the no-op passes twice.\n"
     );
     let _ = writeln!(md, "| dataset | link | tool | wall (s) | peak RSS (MiB) | vs best |");
     let _ = writeln!(md, "|---|---|---|---:|---:|---:|");
-    let mut headline = Vec::new();
+    let mut headline: Vec<Headline> = Vec::new();
     let fleet_name = format!("{} images × {fleet_tags} tags", fleet_all.repos.len());
     let small_label = format!("small tags (3 × {small_n} × 2 platforms)");
     for link in links {
@@ -477,12 +590,19 @@ fn sweep(w: &Wan, g: &mut ImageGen, links: &[Link], wan: bool) -> String {
     }
     let _ = writeln!(
         md,
-        "\nThe defaults' wall time over the best setting's, per dataset and link (target: at most 1.25):\n"
+        "\nThe defaults' wall time over the best setting's (target: at most 1.25) and over the best peer's where peers ran, per dataset and link:\n"
     );
-    let _ = writeln!(md, "| dataset | link | defaults / best |");
-    let _ = writeln!(md, "|---|---|---:|");
-    for (what, link, ratio) in &headline {
-        let _ = writeln!(md, "| {what} | {} | {ratio:.2} |", link.label());
+    let _ = writeln!(
+        md,
+        "| dataset | link | defaults / best setting | defaults / best peer |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|");
+    for h in &headline {
+        let peer = h
+            .vs_peer
+            .map(|(r, p)| format!("**{r:.2}** (vs {p})"))
+            .unwrap_or_default();
+        let _ = writeln!(md, "| {} | {} | {:.2} | {peer} |", h.what, h.link.label(), h.vs_best);
     }
     if wan {
         md.push_str(&scale(w, g, &fleet_all));
@@ -490,8 +610,9 @@ fn sweep(w: &Wan, g: &mut ImageGen, links: &[Link], wan: bool) -> String {
     md
 }
 
-/// The rows of one link: the small-tags set (every setting, skopeo on the
-/// plain 20 ms link), the 1,000-image set cold (at 20 ms) and no-op.
+/// The rows of one link: the small-tags set (every setting; the peers on
+/// the plain 20 ms link), the 1,000-image set cold (at 20 ms; regsync on
+/// the plain link) and no-op.
 fn link_rows(
     w: &Wan,
     link: Link,
@@ -499,39 +620,39 @@ fn link_rows(
     (small, small_label): (&Dataset, &str),
     (fleet, fleet_name): (&Dataset, &str),
     md: &mut String,
-    headline: &mut Vec<(String, Link, f64)>,
+    headline: &mut Vec<Headline>,
 ) {
     let (_proxy, host) = link.front(&src.host());
-    // skopeo takes minutes per run here: once, on the plain 20 ms link
-    let with_skopeo = link.one_way_ms == 20 && !link.tls;
-    let r = w.cold(link, &host, small, w.runs, &Setting::all(), with_skopeo);
-    headline.push((small_label.to_string(), link, rows(md, small_label, link, &r)));
+    let with_peers = link.one_way_ms == 20 && !link.tls;
+    let (peers, regsync): (&[Peer], &[Peer]) = match with_peers {
+        true => (&[Peer::Skopeo, Peer::Regsync], &[Peer::Regsync]),
+        false => (&[], &[]),
+    };
+    let r = w.cold(link, &host, small, w.runs, &Setting::all(), peers);
+    headline.push(rows(md, small_label, link, &r));
     // the cold 1,000-image pass takes minutes per setting: not at 50 ms
     if link.one_way_ms <= 20 {
-        let r = w.cold(link, &host, fleet, 1, &Setting::without_old(), false);
-        let label = format!("{fleet_name}, cold");
-        headline.push((label.clone(), link, rows(md, &label, link, &r)));
+        let r = w.cold(link, &host, fleet, 1, &Setting::without_old(), regsync);
+        headline.push(rows(md, &format!("{fleet_name}, cold"), link, &r));
     }
-    let ([r, replacing], (s, d)) = w.noop(&Setting::without_old(), link, src, &host, fleet);
-    let label = format!("{fleet_name}, no-op");
-    headline.push((label.clone(), link, rows(md, &label, link, &r)));
-    let n = fleet.repos.len() as f64;
-    eprintln!(
-        "  no-op requests: {s} to the source, {d} to the destination ({:.2} per image)",
-        (s + d) as f64 / n
-    );
+    let ([r, replacing], requests) = w.noop(&Setting::without_old(), regsync, link, src, &host, fleet);
+    headline.push(rows(md, &format!("{fleet_name}, no-op"), link, &r));
     let label = format!("{fleet_name}, no-op with `replace-tag: true`");
-    headline.push((label.clone(), link, rows(md, &label, link, &replacing)));
-    headline_requests(md, link, s, d, n);
-}
-
-fn headline_requests(md: &mut String, link: Link, src: usize, dst: usize, images: f64) {
-    let _ = writeln!(
-        md,
-        "| (requests in one default no-op pass, {}) | | {src} to the source, {dst} to the destination: {:.2} per image | | | |",
-        link.label(),
-        (src + dst) as f64 / images
-    );
+    headline.push(rows(md, &label, link, &replacing));
+    let n = fleet.repos.len() as f64;
+    for (who, (s, d)) in &requests {
+        eprintln!(
+            "  no-op requests of {who}: {s} to the source, {d} to the destination ({:.2} per image)",
+            (s + d) as f64 / n
+        );
+        let who = Peer::described(who).map_or_else(|| format!("replicant {who}"), str::to_string);
+        let _ = writeln!(
+            md,
+            "| (requests in one no-op pass, {}) | | {who}: {s} to the source, {d} to the destination, {:.2} per image | | | |",
+            link.label(),
+            (s + d) as f64 / n
+        );
+    }
 }
 
 /// How a cold pass and a no-op pass grow with the number of images, at 20
