@@ -2,7 +2,7 @@
 //! implementations: Distribution 2.8 (Debian), Distribution v3 and
 //! go-containerregistry's registry (with the OCI 1.1 referrers API), each
 //! as source and as destination; what replicant wrote is checked by the
-//! real clients (crane, oras), not by our own reader. The Go tools come
+//! real clients (crane, oras, regctl, cosign), not by our own reader. The Go tools come
 //! from `scripts/test` (the Go module proxy); run these alone with
 //! `cargo test --test interop`.
 
@@ -16,16 +16,18 @@ use testkit::tools::{interop_tool, run_tool};
 struct Clients {
     crane: std::path::PathBuf,
     oras: std::path::PathBuf,
+    regctl: std::path::PathBuf,
 }
 
 impl Clients {
     fn get(test: &str) -> Option<Clients> {
         let crane = interop_tool("CRANE", "crane", test)?;
         let oras = interop_tool("ORAS", "oras", test)?;
+        let regctl = interop_tool("REGCTL", "regctl", test)?;
         // the registries too: a test that cannot start them did not run
         interop_tool("DISTRIBUTION_REGISTRY", "distribution-registry", test)?;
         interop_tool("GGCR_REGISTRY", "ggcr-registry", test)?;
-        Some(Clients { crane, oras })
+        Some(Clients { crane, oras, regctl })
     }
 
     /// `crane` over plain HTTP; asserts it succeeded and returns its output.
@@ -42,6 +44,38 @@ impl Clients {
     fn valid(&self, reference: &str) {
         let out = self.crane(&["validate", "--remote", reference]);
         assert!(out.contains("PASS"), "crane validate {reference}: {out}");
+    }
+
+    /// The digests of the referrers `regctl artifact list` finds for
+    /// `reference` on `host` (plain HTTP; the referrers API, or the tag
+    /// schema where the registry has no API).
+    fn regctl_referrers(&self, host: &str, reference: &str) -> Vec<String> {
+        let tls = format!("reg={host},tls=disabled");
+        let run = std::process::Command::new(&self.regctl)
+            .args([
+                "--host",
+                &tls,
+                "artifact",
+                "list",
+                "--format",
+                "{{json .Manifest}}",
+                reference,
+            ])
+            .output()
+            .unwrap_or_else(|e| panic!("run regctl: {e}"));
+        let out = String::from_utf8_lossy(&run.stdout);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "regctl artifact list {reference}: {out}{err}");
+        let doc: serde_json::Value =
+            serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("regctl artifact list {reference}: {e}: {out}"));
+        let mut digests: Vec<String> = doc["manifests"]
+            .as_array()
+            .unwrap_or_else(|| panic!("regctl artifact list {reference}: {doc}"))
+            .iter()
+            .map(|d| d["digest"].as_str().unwrap_or_default().to_string())
+            .collect();
+        digests.sort();
+        digests
     }
 
     /// `oras` in `dir` (it takes only relative file paths).
@@ -279,6 +313,12 @@ fn oras_attached_referrers_are_discovered_and_pulled_at_the_destination() {
             digests(&at_destination),
             digests(&at_source),
             "{what}: the same referrers, digests kept"
+        );
+        // regclient's reader finds them too, by the API or the tag schema
+        assert_eq!(
+            clients.regctl_referrers(&dst.host(), &target),
+            digests(&at_source),
+            "{what}: regctl artifact list at the destination"
         );
         // go-containerregistry's registry lists a referrer's config media
         // type, not its `artifactType` (docs/registries.md); the others list
