@@ -11,7 +11,10 @@ pub mod backoff;
 pub mod config;
 pub mod copy;
 pub mod credentials;
+pub mod defaults;
 pub mod error;
+pub mod http;
+pub mod limit;
 pub mod metrics;
 pub mod model;
 pub mod progress;
@@ -24,6 +27,9 @@ pub mod settings;
 pub mod shard;
 pub mod store;
 pub mod version;
+
+#[cfg(test)]
+mod layers_tests;
 
 /// A mutex's guard even when another thread panicked holding it: the data
 /// (counters, caches, reports in progress) is still the best there is.

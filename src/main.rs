@@ -9,12 +9,13 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use replicant::config;
 use replicant::credentials::Chain;
+use replicant::defaults;
 use replicant::progress;
 use replicant::push::Pushgateway;
 use replicant::registry::Client;
 use replicant::report::ShardReport;
 use replicant::run::{self, Interrupt};
-use replicant::settings::{self, RunOptions, Settings};
+use replicant::settings::{RunOptions, Settings};
 use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
@@ -69,33 +70,33 @@ struct Cli {
     fail_on_empty: bool,
 
     /// Tags copied at once (images are planned four times as many at once).
-    #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = settings::DEFAULT_JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(short = 'j', long, env = "REPLICANT_JOBS", default_value_t = defaults::JOBS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     jobs: u16,
 
     /// The most requests and blob transfers in flight per registry (and
     /// blob transfers per OCI layout): the ceiling of a limit that adapts,
     /// growing while answers come back fine and halving on 429 or 503 (or
     /// no answer at all).
-    #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = settings::DEFAULT_MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, env = "REPLICANT_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS as u16, value_parser = clap::value_parser!(u16).range(1..=256))]
     max_connections: u16,
 
     /// Further attempts after a failure that may pass (network, timeout, 408,
     /// 429, 5xx, damaged content), with backoff.
-    #[arg(long, env = "REPLICANT_RETRIES", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]
+    #[arg(long, env = "REPLICANT_RETRIES", default_value_t = defaults::RETRIES, value_parser = clap::value_parser!(u32).range(0..=20))]
     retries: u32,
 
     /// Seconds to connect, and the longest a registry may stay silent mid-request.
-    #[arg(long, env = "REPLICANT_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "REPLICANT_TIMEOUT", default_value_t = defaults::TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     timeout: u64,
 
     /// Seconds one small response (a manifest, a tag-list page, a token, an
     /// error) may take in all, however it trickles in.
-    #[arg(long, env = "REPLICANT_RESPONSE_DEADLINE", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "REPLICANT_RESPONSE_DEADLINE", default_value_t = defaults::RESPONSE_DEADLINE_SECONDS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     response_deadline: u64,
 
     /// Bytes per second, averaged over --timeout seconds, below which a blob
     /// transfer is cut off and restarted (0: no minimum).
-    #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = 10240)]
+    #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = defaults::MIN_TRANSFER_RATE)]
     min_transfer_rate: u64,
 
     /// Run only shard I of N (I from 0): the images whose stable hash of
@@ -118,7 +119,7 @@ struct Cli {
     progress: ProgressChoice,
 
     /// Seconds between progress lines.
-    #[arg(long, env = "REPLICANT_PROGRESS_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, env = "REPLICANT_PROGRESS_INTERVAL", default_value_t = defaults::PROGRESS_INTERVAL_SECONDS, value_parser = clap::value_parser!(u64).range(1..=3600))]
     progress_interval: u64,
 
     /// Print only errors and the summary (no progress, no info or warnings).
@@ -292,7 +293,7 @@ fn usage_error(e: &clap::Error) -> String {
 }
 
 fn main() -> ExitCode {
-    replicant::registry::connect::install_crypto();
+    replicant::http::install_crypto();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,
         Err(e) => {
@@ -432,7 +433,7 @@ fn main() -> ExitCode {
         }
     };
     let client = match Client::new(
-        Arc::new(Chain::standard(settings.config.registries.clone())),
+        Arc::new(Chain::standard(settings.credentials.clone())),
         &settings.transport,
     ) {
         Ok(c) => Arc::new(c),

@@ -164,11 +164,8 @@ impl Pushgateway {
         // the URL never reaches a message: it is logged by the caller, redacted
         let http_error =
             |e: reqwest::Error| PushError::Http(crate::error::printable(&e.without_url().to_string(), 500));
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(http_error)?;
+        let http = crate::http::peer_client(None, None, Some(std::time::Duration::from_secs(30)))
+            .map_err(|e| PushError::Http(crate::error::printable(&e, 500)))?;
         let held = self
             .authorized(http.get(self.metrics_url()))
             .send()

@@ -3,26 +3,15 @@
 //! checked here, so that every problem exits 2 before any network traffic,
 //! and the registry client receives ready-made TLS material, never a path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Config, RegistryOptions};
+use crate::credentials::RegistryCredentials;
+use crate::defaults;
 use crate::model::{Endpoint, Registry};
 use crate::registry::{HostSettings, TransportSettings};
-
-/// Tags copied at once, unless `--jobs` says otherwise. Tags in flight
-/// cost little (a few manifests); what goes to each registry at once is
-/// the adaptive per-registry limit's business.
-pub const DEFAULT_JOBS: usize = 64;
-/// Images planned at once, per job: planning an image is a tag list on
-/// each side (and, with `replace-tag`, a HEAD per tag), so it is cheap, and
-/// on a far registry only many at once keep the round trips full
-/// (BENCHMARKS.md: the 1,000-image no-op pass at 50 ms).
-pub const PLANS_PER_JOB: usize = 4;
-/// The ceiling of each registry's adaptive limit, unless
-/// `--max-connections` says otherwise (BENCHMARKS.md: the sweep).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
 
 /// Options of a run that are not in the config file.
 #[derive(Debug, Clone, Copy)]
@@ -58,12 +47,12 @@ impl Default for RunOptions {
             exit_on_error: false,
             fail_on_empty: false,
             progress: crate::progress::Display::Off,
-            jobs: DEFAULT_JOBS,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            retries: 4,
-            timeout: Duration::from_secs(60),
-            response_deadline: Duration::from_secs(120),
-            min_transfer_rate: 10 * 1024,
+            jobs: defaults::JOBS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            retries: defaults::RETRIES,
+            timeout: defaults::TIMEOUT,
+            response_deadline: defaults::RESPONSE_DEADLINE,
+            min_transfer_rate: defaults::MIN_TRANSFER_RATE,
         }
     }
 }
@@ -73,6 +62,8 @@ pub struct Settings {
     pub config: Config,
     pub run: RunOptions,
     pub transport: TransportSettings,
+    /// What `registries:` says of each registry's credentials.
+    pub credentials: BTreeMap<String, RegistryCredentials>,
 }
 
 /// A file of the `registries:` section that cannot be used.
@@ -108,7 +99,17 @@ impl Settings {
             hosts,
             max_connections: run.max_connections,
         };
-        Ok(Settings { config, run, transport })
+        let credentials = config
+            .registries
+            .iter()
+            .map(|(host, o)| (host.clone(), credentials(host, o)))
+            .collect();
+        Ok(Settings {
+            config,
+            run,
+            transport,
+            credentials,
+        })
     }
 }
 
@@ -127,6 +128,19 @@ fn canonical(path: &Path) -> PathBuf {
             .map(|p| p.join(name))
             .unwrap_or_else(|_| path.to_path_buf()),
         _ => path.to_path_buf(),
+    }
+}
+
+/// What the credentials providers take from a `registries:` entry.
+fn credentials(host: &str, o: &RegistryOptions) -> RegistryCredentials {
+    RegistryCredentials {
+        auth: o.auth,
+        tls: Some(o.uses_tls(Registry::new(host).is_loopback())),
+        region: o.region.clone(),
+        registry_id: o.registry_id.clone(),
+        create_repositories: o.create_repositories,
+        aws_profile: o.aws_profile.clone(),
+        google_credentials: o.google_credentials.clone(),
     }
 }
 

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 use super::verify::rate_guarded;
 use super::{CopyError, Engine, verified};
 use crate::error::{ErrorKind, StoreError};
+use crate::limit::Limiter;
 use crate::model::Digest;
 use crate::model::manifest::Descriptor;
-use crate::registry::Limiter;
 use crate::store::{BlobBody, Store};
 
 impl Engine {

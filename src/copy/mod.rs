@@ -164,7 +164,7 @@ pub struct Engine {
     /// Blobs arriving slower than this are cut off (and restarted).
     min_rate: Option<MinRate>,
     /// The transfer limits of layouts, by path.
-    slots: Mutex<HashMap<String, Arc<crate::registry::Limiter>>>,
+    slots: Mutex<HashMap<String, Arc<crate::limit::Limiter>>>,
     /// Source manifests by (store, digest): fetched once per run.
     manifests: OnceMap<FetchedManifest, CopyError>,
     /// Blobs (`blob:` keys) and child manifests with their whole subtree

@@ -324,7 +324,8 @@ mod http {
     const MAX_ANSWER: usize = 1024 * 1024;
 
     #[derive(Debug, Clone)]
-    struct Reqwest(reqwest::Client);
+    /// A client, or why it could not be built.
+    struct Reqwest(Result<reqwest::Client, String>);
 
     /// The client for the SDK, one reqwest client per timeout setting (the
     /// instance metadata service is asked with shorter ones).
@@ -335,17 +336,8 @@ mod http {
             let key = (settings.connect_timeout(), settings.read_timeout());
             let mut clients = crate::lock(&clients);
             let connector = clients.entry(key).or_insert_with(|| {
-                crate::registry::connect::install_crypto();
-                let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
-                if let Some(t) = key.0 {
-                    b = b.connect_timeout(t);
-                }
-                if let Some(t) = key.1 {
-                    b = b.read_timeout(t);
-                }
-                // a builder with these settings cannot fail but for TLS
-                // setup; the default client is then the best there is
-                Reqwest(b.build().unwrap_or_default())
+                // a client that cannot be built fails every request, saying why
+                Reqwest(crate::http::peer_client(key.0, key.1, None))
             });
             SharedHttpConnector::new(connector.clone())
         })
@@ -356,6 +348,7 @@ mod http {
             let client = self.0.clone();
             HttpConnectorFuture::new(async move {
                 let user = |e: &str| ConnectorError::user(e.to_string().into());
+                let client = client.map_err(|why| user(&why))?;
                 let method =
                     reqwest::Method::from_bytes(request.method().as_bytes()).map_err(|_| user("bad method"))?;
                 let mut builder = client.request(method, request.uri());

@@ -108,7 +108,7 @@ impl Azure {
                 }
                 (None, None) => unreachable!("checked above"),
             };
-            let request = self.web.client().post(url).form(&form);
+            let request = self.web.client()?.post(url).form(&form);
             let answer: TokenAnswer = self.web.json(request, &format!("Microsoft Entra {uri}")).await?;
             let expires = expiry(answer.expires_in, Duration::from_secs(3600));
             return Ok(Some((answer.access_token, expires, source)));
@@ -160,7 +160,7 @@ impl Azure {
         }
         let request = self
             .web
-            .client()
+            .client()?
             .get(url)
             .header(header.0, header.1)
             .timeout(Duration::from_secs(5));
@@ -197,7 +197,7 @@ impl Azure {
         if let Some(t) = var("AZURE_TENANT_ID") {
             form.push(("tenant", t));
         }
-        let request = self.web.client().post(url).form(&form);
+        let request = self.web.client()?.post(url).form(&form);
         let answer: Answer = self.web.json(request, &format!("ACR token exchange {uri}")).await?;
         let expires =
             jwt_expiry(&answer.refresh_token).unwrap_or_else(|| super::expires_in(REFRESH_LIFETIME.as_secs()));

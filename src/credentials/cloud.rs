@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
+use super::RegistryCredentials;
 use super::{CredentialProvider, Found, LookupError};
-use crate::config::RegistryOptions;
 use crate::model::Registry;
 use crate::model::cloud::Cloud;
 
@@ -33,7 +33,7 @@ impl Providers {
         &self,
         cloud: Cloud,
         registry: &Registry,
-        options: Option<&RegistryOptions>,
+        options: Option<&RegistryCredentials>,
     ) -> Arc<dyn CredentialProvider> {
         let _ = (registry, options);
         match cloud {
@@ -44,7 +44,7 @@ impl Providers {
             )),
             #[cfg(feature = "azure")]
             Cloud::Azure => {
-                let tls = options.cloned().unwrap_or_default().uses_tls(registry.is_loopback());
+                let tls = options.cloned().unwrap_or_default().uses_tls(registry);
                 Arc::new(super::azure::Azure::new(self.web.clone(), tls))
             }
             #[cfg(feature = "aws")]
@@ -66,7 +66,7 @@ impl Providers {
         &self,
         registry_id: Option<String>,
         region: Option<String>,
-        options: Option<&RegistryOptions>,
+        options: Option<&RegistryCredentials>,
     ) -> super::aws::Ecr {
         super::aws::Ecr::new(
             self.aws.clone(),
@@ -80,7 +80,7 @@ impl Providers {
     pub(super) async fn ensure_repository(
         &self,
         cloud: Cloud,
-        options: Option<&RegistryOptions>,
+        options: Option<&RegistryCredentials>,
         name: &str,
     ) -> Result<bool, LookupError> {
         let _ = (&cloud, options, name);

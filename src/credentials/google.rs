@@ -175,7 +175,7 @@ impl Google {
                 let url = endpoint(&impersonate, &format!("{place}: service_account_impersonation_url"))?;
                 let request = self
                     .web
-                    .client()
+                    .client()?
                     .post(url)
                     .bearer_auth(&sts.0)
                     .json(&serde_json::json!({ "scope": [SCOPE], "lifetime": "3600s" }));
@@ -205,7 +205,7 @@ impl Google {
         form: &[(&str, &str)],
     ) -> Result<(String, SystemTime), LookupError> {
         let url = endpoint(uri, what)?;
-        let request = self.web.client().post(url).form(form);
+        let request = self.web.client()?.post(url).form(form);
         let answer: TokenAnswer = self.web.json(request, &format!("{name} {uri}")).await?;
         Ok((
             answer.access_token,
@@ -226,7 +226,7 @@ impl Google {
         } else if let Some(url) = &source.url {
             // often an instance metadata service on plain http: nothing
             // secret goes there but the headers the file itself names
-            let mut request = self.web.client().get(url);
+            let mut request = self.web.client()?.get(url);
             for (k, v) in &source.headers {
                 request = request.header(k, v);
             }
@@ -271,7 +271,7 @@ impl Google {
         let place = format!("the metadata server {host}");
         let request = self
             .web
-            .client()
+            .client()?
             .get(&url)
             .header("Metadata-Flavor", "Google")
             .timeout(Duration::from_secs(5));

@@ -22,11 +22,40 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
 
-pub use crate::model::cloud::{Cloud, recognise};
+pub use crate::model::cloud::{AuthChoice, Cloud, recognise};
 pub use docker::DockerConfigProvider;
 
-use crate::config::{AuthChoice, RegistryOptions};
 use crate::model::Registry;
+
+/// What the configuration says of one registry's credentials (`settings`
+/// makes it from a `registries:` entry): where they come from and what
+/// the cloud providers need. A registry without an entry gets the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    /// `auth:`; by default the Docker config, then the cloud the host name
+    /// belongs to, then anonymous.
+    pub auth: Option<AuthChoice>,
+    /// Whether the registry is spoken to over HTTPS (Azure's token
+    /// exchange follows it); `None`: HTTPS unless on loopback.
+    pub tls: Option<bool>,
+    /// AWS region and account for `auth: ecr` when the host does not tell.
+    pub region: Option<String>,
+    pub registry_id: Option<String>,
+    /// Create missing ECR repositories before the first push.
+    pub create_repositories: bool,
+    /// The AWS profile for this registry's ECR token.
+    pub aws_profile: Option<String>,
+    /// A Google credentials file for this registry, read when a token is
+    /// needed, instead of `GOOGLE_APPLICATION_CREDENTIALS` and the others.
+    pub google_credentials: Option<std::path::PathBuf>,
+}
+
+impl RegistryCredentials {
+    /// Whether `registry` is spoken to over HTTPS.
+    pub fn uses_tls(&self, registry: &Registry) -> bool {
+        self.tls.unwrap_or(!registry.is_loopback())
+    }
+}
 
 /// A secret for one registry. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -155,14 +184,14 @@ pub(crate) fn expires_at(unix_seconds: u64) -> SystemTime {
 pub struct Chain {
     docker: Arc<dyn CredentialProvider>,
     clouds: cloud::Providers,
-    choices: BTreeMap<String, RegistryOptions>,
+    choices: BTreeMap<String, RegistryCredentials>,
     slots: std::sync::Mutex<HashMap<Registry, Arc<Mutex<Slot>>>>,
 }
 
 impl Chain {
     /// A chain with the given Docker-config provider and `registries:`
     /// settings (their `auth:`, `region:`, `registry-id:`).
-    pub fn new(docker: Arc<dyn CredentialProvider>, registries: BTreeMap<String, RegistryOptions>) -> Chain {
+    pub fn new(docker: Arc<dyn CredentialProvider>, registries: BTreeMap<String, RegistryCredentials>) -> Chain {
         Chain {
             docker,
             clouds: cloud::Providers::from_env(),
@@ -173,7 +202,7 @@ impl Chain {
 
     /// The default chain: explicit choices, the Docker config file, the
     /// cloud by host name, then anonymous.
-    pub fn standard(registries: BTreeMap<String, RegistryOptions>) -> Chain {
+    pub fn standard(registries: BTreeMap<String, RegistryCredentials>) -> Chain {
         Chain::new(Arc::new(DockerConfigProvider::from_env()), registries)
     }
 
@@ -357,9 +386,9 @@ mod tests {
         let registries = registries
             .iter()
             .map(|(host, auth)| {
-                let options = RegistryOptions {
+                let options = RegistryCredentials {
                     auth: Some(*auth),
-                    ..RegistryOptions::default()
+                    ..RegistryCredentials::default()
                 };
                 (host.to_string(), options)
             })

@@ -18,23 +18,21 @@ const MAX_ANSWER: usize = 256 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Web {
-    client: reqwest::Client,
+    /// Or why it could not be built: then every lookup fails saying so.
+    client: Result<reqwest::Client, String>,
 }
 
 impl Web {
     pub(super) fn new() -> Web {
-        crate::registry::connect::install_crypto();
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
+        let client = crate::http::peer_client(Some(Duration::from_secs(5)), None, Some(TIMEOUT));
         Web { client }
     }
 
-    pub(super) fn client(&self) -> &reqwest::Client {
-        &self.client
+    pub(super) fn client(&self) -> Result<&reqwest::Client, LookupError> {
+        self.client.as_ref().map_err(|why| LookupError::Unreadable {
+            place: "the token service's HTTP client".into(),
+            reason: why.clone(),
+        })
     }
 
     /// Sends `request` and reads a JSON answer of type `T`. `place` names

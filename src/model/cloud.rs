@@ -75,6 +75,58 @@ fn ecr_host(host: &str) -> Option<(&str, &str)> {
     (label && suffixes.contains(&suffix)).then_some((account, region))
 }
 
+/// An explicit credential source for one registry (`registries: HOST: auth:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthChoice {
+    Google,
+    Ecr,
+    EcrPublic,
+    Azure,
+    Docker,
+    Anonymous,
+}
+
+impl AuthChoice {
+    pub const NAMES: &'static [&'static str] = &["google", "ecr", "ecr-public", "azure", "docker", "anonymous"];
+
+    /// The choice a recognised cloud host gets by default.
+    pub fn of(cloud: Cloud) -> AuthChoice {
+        match cloud {
+            Cloud::Google => AuthChoice::Google,
+            Cloud::Ecr { .. } => AuthChoice::Ecr,
+            Cloud::EcrPublic => AuthChoice::EcrPublic,
+            Cloud::Azure => AuthChoice::Azure,
+        }
+    }
+
+    /// The cloud whose credentials this choice asks for (`None` for
+    /// `docker` and `anonymous`).
+    pub fn cloud(self) -> Option<Cloud> {
+        match self {
+            AuthChoice::Google => Some(Cloud::Google),
+            AuthChoice::Ecr => Some(Cloud::Ecr {
+                registry_id: None,
+                region: None,
+            }),
+            AuthChoice::EcrPublic => Some(Cloud::EcrPublic),
+            AuthChoice::Azure => Some(Cloud::Azure),
+            AuthChoice::Docker | AuthChoice::Anonymous => None,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AuthChoice> {
+        Some(match s {
+            "google" => AuthChoice::Google,
+            "ecr" => AuthChoice::Ecr,
+            "ecr-public" => AuthChoice::EcrPublic,
+            "azure" => AuthChoice::Azure,
+            "docker" => AuthChoice::Docker,
+            "anonymous" => AuthChoice::Anonymous,
+            _ => return None,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ impl Client {
     }
 
     /// How many requests may go to `registry` at once (adapting).
-    pub fn limiter(&self, registry: &crate::model::Registry) -> Arc<super::Limiter> {
+    pub fn limiter(&self, registry: &crate::model::Registry) -> Arc<crate::limit::Limiter> {
         self.transport.limiter(registry)
     }
 

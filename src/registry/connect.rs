@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::defaults;
 use crate::model::Registry;
 
 /// Connection settings of one registry host (a `registries:` entry).
@@ -51,19 +52,13 @@ pub struct TransportSettings {
 impl Default for TransportSettings {
     fn default() -> Self {
         TransportSettings {
-            retries: 4,
-            timeout: Duration::from_secs(60),
-            response_deadline: Duration::from_secs(120),
+            retries: defaults::RETRIES,
+            timeout: defaults::TIMEOUT,
+            response_deadline: defaults::RESPONSE_DEADLINE,
             hosts: HashMap::new(),
-            max_connections: crate::settings::DEFAULT_MAX_CONNECTIONS,
+            max_connections: defaults::MAX_CONNECTIONS,
         }
     }
-}
-
-/// Makes ring rustls's crypto provider for the whole process (every HTTP
-/// client, the AWS SDK's too), once; later calls change nothing.
-pub fn install_crypto() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The HTTP clients of a run: connection reuse per TLS setup.
@@ -84,7 +79,7 @@ pub(super) struct Connections {
 
 impl Connections {
     pub(super) fn new(settings: &TransportSettings) -> Result<Connections, reqwest::Error> {
-        install_crypto();
+        crate::http::install_crypto();
         let builder = |o: Option<&HostSettings>| {
             let mut b = reqwest::Client::builder()
                 .user_agent(concat!("replicant/", env!("CARGO_PKG_VERSION")))

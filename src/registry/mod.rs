@@ -4,19 +4,17 @@
 //!   HTTP client per setup);
 //! - `transport`: sending requests — auth challenge and token cache, the one
 //!   retry policy, size limits, fail-fast on unreachable registries, pull
-//!   budgets, and how many requests go at once ([`limit`]: adaptive, per
-//!   registry);
+//!   budgets, and how many requests go at once (`crate::limit`: adaptive,
+//!   per registry);
 //! - `client`: the operations (tags, manifests, blobs, uploads).
 
 pub mod auth;
 mod client;
 pub mod connect;
-pub mod limit;
 mod traffic;
 mod transport;
 mod wire;
 
 pub use client::{Client, Delete, Mount};
 pub use connect::{HostSettings, TransportSettings};
-pub use limit::Limiter;
 pub use traffic::Traffic;

@@ -32,11 +32,11 @@ use url::Url;
 
 use super::auth::{Challenge, Token, TokenResponse, parse_challenge, scope_key};
 use super::connect::{Connections, TransportSettings};
-use super::limit::{Limiter, Signal};
 use super::wire::{MAX_ERROR_BODY, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin};
 use crate::backoff::backoff;
 use crate::credentials::{Chain, Credential, Found};
 use crate::error::{ErrorKind, StoreError, parse_api_errors, printable};
+use crate::limit::{Limiter, Signal};
 use crate::model::{Registry, Repository};
 
 type Result<T> = std::result::Result<T, StoreError>;

@@ -1,6 +1,6 @@
 //! One pass over the configuration, in three steps:
 //!
-//! 1. **plan** every image, [`PLANS_PER_JOB`] × `jobs` at once (list tags
+//! 1. **plan** every image, [`PLANS_PER_JOB`](crate::defaults::PLANS_PER_JOB) × `jobs` at once (list tags
 //!    on both sides, select: [`plan`]);
 //! 2. **schedule** every planned tag copy through the copy engine, `jobs`
 //!    at once, stopping as a signal or `--exit-on-error` asks
@@ -21,11 +21,12 @@ pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
 
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, MinRate, Outcome, Shape};
+use crate::defaults::PLANS_PER_JOB;
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
 use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagFailure, TagRecord};
-use crate::settings::{PLANS_PER_JOB, RunOptions, Settings};
+use crate::settings::{RunOptions, Settings};
 use crate::store::{Deletion, Deletions, Store, Stores};
 
 /// One image of the run: its config and the stores on each side.

@@ -58,7 +58,7 @@ pub trait Store: Send + Sync {
     }
     /// The adaptive limit of the registry behind this store; `None` for a
     /// layout (the copy engine keeps a plain one per layout).
-    fn limiter(&self) -> Option<Arc<crate::registry::Limiter>> {
+    fn limiter(&self) -> Option<Arc<crate::limit::Limiter>> {
         None
     }
     /// Makes the destination ready for its first write where the registry

@@ -108,7 +108,7 @@ impl Store for RegistryStore {
         &self.repo.path
     }
 
-    fn limiter(&self) -> Option<std::sync::Arc<crate::registry::Limiter>> {
+    fn limiter(&self) -> Option<std::sync::Arc<crate::limit::Limiter>> {
         Some(self.client.limiter(&self.repo.registry))
     }
 

@@ -4,15 +4,13 @@
 //! schemas (kubernetes-validate); and the rendered pod spec run as it is
 //! (command, args, env, mounted config and secrets) against local registries.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
-use support::*;
 use testkit::container::{Buildah, Mount, RunSpec, repo_root, skipped, static_binary};
 use testkit::tools::tool;
 

@@ -5,12 +5,10 @@
 //! reason printed and recorded in target/skipped-tests.txt, only where
 //! buildah cannot run.
 
-mod support;
-
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 use testkit::container::{Buildah, Image, Mount, RunSpec, skipped, static_binary};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");

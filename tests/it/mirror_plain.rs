@@ -1,8 +1,6 @@
 //! Mirroring between plain-HTTP registries: modes, filters, copy semantics.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// A source registry with `repo` holding `tags`; each tag its own
 /// 3-platform OCI index sharing one base layer.

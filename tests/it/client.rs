@@ -1,16 +1,14 @@
 //! The registry client against a real registry: pagination, uploads of
 //! unknown length, errors for missing things.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use replicant::credentials::Chain;
 use replicant::model::Digest;
 use replicant::model::Repository;
 use replicant::registry::{Client, Mount};
-use support::*;
 
 fn client() -> Client {
     Client::new(Arc::new(Chain::without_docker_config()), &Default::default()).unwrap()

@@ -1,13 +1,11 @@
 //! Registries that authenticate: htpasswd Basic and token auth (with the
 //! testkit issuer), credentials from the Docker config file.
 
-mod support;
-
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 
+use crate::support::*;
 use base64::Engine as _;
-use support::*;
 use testkit::token::Policy;
 
 const ALICE_PW: &str = "alice-Basic-pw-7Q2";

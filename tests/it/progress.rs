@@ -1,11 +1,9 @@
 //! What an operator sees while a run goes on: each image's result is
 //! logged the moment the image finishes, not at the end of the run.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use testkit::proxy::FaultProxy;
 
 #[test]

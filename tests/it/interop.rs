@@ -4,11 +4,9 @@
 //! as source and as destination; what replicant wrote is checked by the
 //! real clients (crane, oras, regctl, cosign), not by our own reader. The Go tools come
 //! from `scripts/test` (the Go module proxy); run these alone with
-//! `cargo test --test interop`.
+//! `cargo test --test it interop::`.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use testkit::Implementation;
 use testkit::tools::{interop_tool, run_tool};
 

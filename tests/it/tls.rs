@@ -2,9 +2,7 @@
 //! `registries:` section names the CA (or marks it insecure); bad TLS files
 //! are configuration errors.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use testkit::tls::TestCa;
 
 fn setup() -> (Registry, TestClient, Registry, TestClient, TestCa) {

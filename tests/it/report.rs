@@ -2,11 +2,9 @@
 //! published schema (docs/report.schema.json), written atomically whatever
 //! the outcome: success, failures, an unusable config, an interruption.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use testkit::proxy::FaultProxy;
 
 #[test]

@@ -1,12 +1,10 @@
 //! OCI image layouts as source and destination: round trips with digests
 //! preserved, every mode, crash safety under SIGKILL, locking, bad input.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use testkit::layout::{layout_tags, validate_layout, write_layout};
 
 fn yaml(source: &str, destination: &str, extra: &str) -> String {

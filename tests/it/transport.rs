@@ -2,11 +2,9 @@
 //! counted at a fault proxy), registries that are not there fail fast and
 //! once, and the messages say what to do.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use testkit::proxy::{Fault, FaultProxy, Target};
 
 /// A source registry with `team/app:1.0.0`, a one-blob image (its config).

@@ -1,14 +1,12 @@
 //! The release: its GitHub workflow checked against the workflow schema
 //! (offline, check-jsonschema), every script it runs present and run here
 //! where it can be (versions, notes, chart packaging and push, the GitHub
-//! release with a stand-in `gh`); the image scripts run in tests/image.rs.
-
-mod support;
+//! release with a stand-in `gh`); the image scripts run in tests/it/image.rs.
 
 use std::path::Path;
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 use testkit::container::repo_root;
 use testkit::tools::tool;
 

@@ -2,9 +2,7 @@
 //! malformed answers) comes from a small stand-in server, and each is a
 //! clear error for that image, never a panic or unbounded memory.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use testkit::http::{Response, Server};
 
 /// A registry stand-in whose answers depend on the repository name.

@@ -2,11 +2,9 @@
 //! layer, or many large layers at once, are copied with a peak resident set
 //! of replicant well under 64 MiB.
 
-mod support;
-
 use std::process::Stdio;
 
-use support::*;
+use crate::support::*;
 
 const LAYER: u64 = 256 * 1024 * 1024;
 const LIMIT_KIB: i64 = 64 * 1024;

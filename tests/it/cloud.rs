@@ -9,12 +9,10 @@
 // helpers some feature sets leave unused
 #![allow(dead_code, unused_imports)]
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use testkit::cloud::{AzureStandIn, EcrPublicStandIn, GoogleStandIn, Moto};
 use testkit::proxy::{Fault, FaultProxy, Target};
 use testkit::token::{BasicCheck, Policy};

@@ -2,9 +2,7 @@
 //! verify, every config key the program knows is in the reference, and
 //! every option of `--help` is in the README's table.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 use testkit::container::{repo_root, skipped};
 
 fn doc(name: &str) -> String {

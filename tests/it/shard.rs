@@ -3,11 +3,9 @@
 //! stable hash of the name falls in shard I. N shards run at once on one
 //! config; each image is mirrored by exactly one of them.
 
-mod support;
-
 use std::collections::BTreeMap;
 
-use support::*;
+use crate::support::*;
 
 const IMAGES: usize = 12;
 

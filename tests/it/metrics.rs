@@ -2,14 +2,12 @@
 //! real `promtool check metrics`, and a push to a real Pushgateway read
 //! back from its /metrics. Last successes survive a failed run.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 use testkit::tools::tool;
 
 /// `name{labels}` -> value, from metrics text (only samples, only ours).

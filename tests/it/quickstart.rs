@@ -1,11 +1,9 @@
 //! README's first command works as documented, offline, and the committed
 //! example image is exactly what its generator makes.
 
-mod support;
-
 use std::path::Path;
 
-use support::*;
+use crate::support::*;
 use testkit::layout::validate_layout;
 
 fn copy_dir(from: &Path, to: &Path) {

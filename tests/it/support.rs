@@ -1,6 +1,5 @@
 //! Helpers shared by the integration tests: run the built binary in a clean
 //! environment and read what it said.
-#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

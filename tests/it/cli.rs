@@ -1,11 +1,9 @@
 //! The command line: flags, environment variables, precedence, validation
 //! errors (exit 2, nothing contacted), help and version.
 
-mod support;
-
 use std::net::TcpListener;
 
-use support::*;
+use crate::support::*;
 
 /// A listener that stands in for a registry and tells whether anyone came.
 struct Tripwire(TcpListener);

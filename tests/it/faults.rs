@@ -3,12 +3,10 @@
 //! converges. Signals and SIGKILL leave nothing half-written under a tag.
 //! Blob downloads redirected elsewhere never carry our credentials.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 use testkit::proxy::{Fault, FaultProxy, Target};
 
 const TAGS: [&str; 3] = ["1.0.0", "1.1.0", "1.2.0"];

@@ -2,9 +2,7 @@
 //! a pass with nothing to do makes no manifest GET and no blob request,
 //! aliases cost no second GET, a blob crosses the wire once per registry.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Access-log request lines (`"METHOD /path`) since `from` lines.
 fn requests(reg: &Registry, from: usize) -> Vec<String> {

@@ -1,8 +1,6 @@
 //! Integrity: content that does not match its digest never lands under a tag.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Overwrites a blob in the registry's own storage, keeping its length: the
 /// registry then serves wrong bytes under the right digest.

@@ -4,14 +4,12 @@
 //! layout. Where a real registry cannot misbehave that way, a stand-in
 //! server or a crafted layout does.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 use testkit::http::{Response, Server};
 use testkit::image::{Blob, sha256};
 use testkit::layout::{validate_layout, write_layout};

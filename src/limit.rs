@@ -308,7 +308,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_refused_halves_the_limit_like_a_429() {
-        crate::registry::connect::install_crypto();
+        crate::http::install_crypto();
         // a port nothing listens on any more: the connection is refused
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,0 +1,35 @@
+//! Every default of a run, in one place: the flags (`main.rs`), the run's
+//! options (`settings::RunOptions`) and the transport's settings
+//! (`registry::TransportSettings`) all read them from here. Imports nothing.
+
+use std::time::Duration;
+
+/// Tags copied at once (`--jobs`). Tags in flight cost little (a few
+/// manifests); what goes to each registry at once is the adaptive
+/// per-registry limit's business.
+pub const JOBS: usize = 64;
+/// Images planned at once, per job: planning an image is a tag list on
+/// each side (and, with `replace-tag`, a HEAD per tag), so it is cheap, and
+/// on a far registry only many at once keep the round trips full
+/// (BENCHMARKS.md: the 1,000-image no-op pass at 50 ms).
+pub const PLANS_PER_JOB: usize = 4;
+/// The ceiling of each registry's adaptive limit (`--max-connections`;
+/// BENCHMARKS.md: the sweep).
+pub const MAX_CONNECTIONS: usize = 128;
+/// Further attempts of one HTTP exchange (`--retries`).
+pub const RETRIES: u32 = 4;
+/// Connect timeout and the longest silence, in seconds (`--timeout`).
+pub const TIMEOUT_SECONDS: u64 = 60;
+/// The longest one small response may take in all, in seconds
+/// (`--response-deadline`).
+pub const RESPONSE_DEADLINE_SECONDS: u64 = 120;
+/// Bytes per second below which a blob transfer is restarted
+/// (`--min-transfer-rate`).
+pub const MIN_TRANSFER_RATE: u64 = 10 * 1024;
+/// Seconds between progress lines (`--progress-interval`).
+pub const PROGRESS_INTERVAL_SECONDS: u64 = 10;
+
+/// [`TIMEOUT_SECONDS`] as a duration.
+pub const TIMEOUT: Duration = Duration::from_secs(TIMEOUT_SECONDS);
+/// [`RESPONSE_DEADLINE_SECONDS`] as a duration.
+pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(RESPONSE_DEADLINE_SECONDS);
