@@ -34,8 +34,62 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
             ErrorKind::Unreachable { cause, .. } => Some(&**cause),
+            ErrorKind::Network(c)
+            | ErrorKind::Tls(c)
+            | ErrorKind::Protocol(c)
+            | ErrorKind::Io(c)
+            | ErrorKind::Layout(c)
+            | ErrorKind::Cloud(c) => c.source(),
             _ => None,
         }
+    }
+}
+
+/// What went wrong, in words for people, and the error it came from when
+/// there is one (kept for `source()`; shared, so errors stay `Clone`).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// `message`, caused by `source`.
+    pub fn new(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The error this one came from, if any.
+    pub fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Cause {
+        Cause { message, source: None }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Cause {
+        Cause::from(message.to_string())
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -50,11 +104,11 @@ pub enum ErrorKind {
         detail: String,
     },
     /// Connection, timeout, or a body cut short.
-    Network(String),
+    Network(Cause),
     /// The registry's host name does not resolve.
     Dns { host: String, message: String },
     /// The registry's certificate was not accepted (not worth retrying).
-    Tls(String),
+    Tls(Cause),
     /// A TLS connection was answered in plain HTTP.
     PlainHttp { registry: String },
     /// An earlier request found the registry unreachable in this run.
@@ -70,17 +124,17 @@ pub enum ErrorKind {
     /// Content did not match its digest.
     DigestMismatch { expected: String, actual: String },
     /// The registry sent something we cannot use.
-    Protocol(String),
+    Protocol(Cause),
     /// A file of a layout could not be read or written.
-    Io(String),
+    Io(Cause),
     /// A layout is not valid (not a layout, bad index, bad tag, bad digest).
-    Layout(String),
+    Layout(Cause),
     /// A registry that creates no repository on push (ECR) lacks this one.
     RepositoryMissing { registry: String, repository: String },
     /// The repository's tags are immutable: an existing tag cannot change.
     ImmutableTag { repository: String, message: String },
     /// A cloud provider's API refused or failed (e.g. creating a repository).
-    Cloud(String),
+    Cloud(Cause),
 }
 
 /// What kind of thing failed, for the report and for people deciding what
@@ -165,7 +219,7 @@ impl fmt::Display for ErrorKind {
                 "the tags of {repository} are immutable: an existing tag cannot be replaced (replace-tag); \
                  the registry said: {message}"
             ),
-            ErrorKind::Cloud(m) => f.write_str(m),
+            ErrorKind::Cloud(m) => write!(f, "{m}"),
             ErrorKind::Dns { host, message } => write!(f, "the host name {host} does not resolve ({message})"),
             ErrorKind::Unreachable { registry, cause } => {
                 write!(
@@ -437,6 +491,16 @@ mod tests {
             assert_eq!(e.is_retryable(), retry, "{status}");
         }
         assert!(StoreError::new("x", ErrorKind::Network("reset".into())).is_retryable());
+        // the cause is kept, not only its words
+        let disk = ErrorKind::Io(Cause::new("writing", std::io::Error::other("disk full")));
+        let e = StoreError::new("oci:/m", disk);
+        assert_eq!(e.to_string(), "oci:/m: writing");
+        let source = std::error::Error::source(&e).expect("a source");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().unwrap().to_string(),
+            "disk full"
+        );
+        assert!(std::error::Error::source(&e.clone()).is_some(), "clones keep it");
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(utc(1_795_813_200), "2026-11-27 21:00:00 UTC");
         assert!(!StoreError::new("x", ErrorKind::Layout("bad".into())).is_retryable());

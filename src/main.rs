@@ -10,10 +10,11 @@ use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, ValueEnum};
 use replicant::config;
 use replicant::credentials::Chain;
 use replicant::defaults;
+use replicant::outputs::Outputs;
 use replicant::progress;
 use replicant::push::Pushgateway;
 use replicant::registry::Client;
-use replicant::report::ShardReport;
+use replicant::report::{RunReport, ShardReport};
 use replicant::run::{self, Interrupt};
 use replicant::settings::{RunOptions, Settings};
 use replicant::shard::Shard;
@@ -318,6 +319,14 @@ fn main() -> ExitCode {
     };
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.quiet, cli.log_format);
+    // one runtime for the run and its outputs (the push)
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let started = std::time::SystemTime::now();
     let mut outputs = Outputs {
         path: cli.report.clone(),
@@ -337,7 +346,7 @@ fn main() -> ExitCode {
             Err(e) => {
                 tracing::error!(kind = "usage", "{e}; nothing was copied");
                 let nothing = replicant::registry::Traffic::default();
-                outputs.write(EXIT_USAGE, &[], &replicant::report::RunReport::default(), &nothing);
+                runtime.block_on(outputs.write(EXIT_USAGE, &[], &RunReport::default(), &nothing));
                 return ExitCode::from(EXIT_USAGE);
             }
         }
@@ -346,7 +355,7 @@ fn main() -> ExitCode {
     // a configuration that cannot be used: said, reported, exit 2
     let unusable = |problems: &[config::Problem]| {
         let nothing = replicant::registry::Traffic::default();
-        outputs.write(EXIT_USAGE, problems, &replicant::report::RunReport::default(), &nothing);
+        runtime.block_on(outputs.write(EXIT_USAGE, problems, &RunReport::default(), &nothing));
         ExitCode::from(EXIT_USAGE)
     };
     let whole_file = |message: String| config::Problem {
@@ -442,25 +451,16 @@ fn main() -> ExitCode {
             return unusable(&[whole_file(e.to_string())]);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
     let interrupt = Arc::new(Interrupt::default());
     let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {
-        listen_for_signals(interrupt.clone(), signal.clone());
+        run::listen_for_signals(interrupt.clone(), signal.clone());
         run::run(&settings, client.clone(), &interrupt).await
     });
-    let report = replicant::report::RunReport {
+    let report = RunReport {
         shard: shard_report,
         ..report
     };
-    // A file-system call stuck in the blocking pool must not hold the exit.
-    runtime.shutdown_background();
     match cli.log_format {
         LogFormat::Text => print!("{}", report.to_text()),
         LogFormat::Json => println!("{}", report.to_json()),
@@ -471,137 +471,13 @@ fn main() -> ExitCode {
         n => 128 + n,
     };
     // a report that was asked for and could not be written fails the run
-    match outputs.write(code, &[], &report, client.traffic()) {
+    let written = runtime.block_on(outputs.write(code, &[], &report, client.traffic()));
+    // A file-system call stuck in the blocking pool must not hold the exit.
+    runtime.shutdown_background();
+    match written {
         false if code == 0 => ExitCode::from(1),
         _ => ExitCode::from(code),
     }
-}
-
-/// The run's outputs besides the summary (report, metrics file, push), and
-/// when the run started.
-struct Outputs {
-    path: Option<PathBuf>,
-    metrics_file: Option<PathBuf>,
-    pushgateway: Option<Pushgateway>,
-    started: std::time::SystemTime,
-}
-
-impl Outputs {
-    /// Writes the report and the metrics that were asked for; false if any
-    /// of that failed (said).
-    fn write(
-        &self,
-        exit_code: u8,
-        problems: &[config::Problem],
-        run: &replicant::report::RunReport,
-        traffic: &replicant::registry::Traffic,
-    ) -> bool {
-        let finished = std::time::SystemTime::now();
-        let report = self.write_report(exit_code, problems, run, finished);
-        let facts = replicant::metrics::RunFacts {
-            report: run,
-            traffic,
-            exit_code,
-            started: self.started,
-            finished,
-        };
-        let file = self.write_metrics_file(&facts);
-        let pushed = self.push_metrics(&facts);
-        report && file && pushed
-    }
-
-    fn write_metrics_file(&self, facts: &replicant::metrics::RunFacts) -> bool {
-        use replicant::metrics::{Previous, render};
-        let Some(path) = &self.metrics_file else { return true };
-        // the file this run replaces holds the last successes to carry over
-        let previous = std::fs::read_to_string(path)
-            .map(|text| Previous::parse(&text, None))
-            .unwrap_or_default();
-        let written = replicant::report::write_atomically(path, render(facts, &previous).as_bytes());
-        if let Err(e) = &written {
-            tracing::error!("cannot write the metrics file {}: {e}", path.display());
-        }
-        written.is_ok()
-    }
-
-    /// PUTs the metrics to the Pushgateway's group for this run (job,
-    /// grouping labels, shard), after reading the last successes it holds
-    /// for that group.
-    fn push_metrics(&self, facts: &replicant::metrics::RunFacts) -> bool {
-        use replicant::metrics::{Previous, render};
-        let Some(gateway) = &self.pushgateway else { return true };
-        let group = gateway.group(facts.report.shard.map(|s| s.index));
-        let push = gateway.push(&group, |held| {
-            let previous = Previous::parse(held, Some(&group));
-            render(facts, &previous)
-        });
-        let pushed = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt.block_on(push).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = &pushed {
-            // the group's URL carries no credentials
-            tracing::error!("cannot push the metrics to {}: {e}", gateway.group_url(&group));
-        }
-        pushed.is_ok()
-    }
-
-    fn write_report(
-        &self,
-        exit_code: u8,
-        problems: &[config::Problem],
-        run: &replicant::report::RunReport,
-        finished: std::time::SystemTime,
-    ) -> bool {
-        use replicant::report::{REPORT_SCHEMA_VERSION, ReportFile, write_atomically};
-        let Some(path) = &self.path else { return true };
-        let file = ReportFile {
-            schema_version: REPORT_SCHEMA_VERSION,
-            replicant_version: env!("CARGO_PKG_VERSION"),
-            started: replicant::error::rfc3339(self.started),
-            finished: replicant::error::rfc3339(finished),
-            duration_seconds: finished.duration_since(self.started).unwrap_or_default().as_secs_f64(),
-            exit_code,
-            config_problems: problems,
-            run,
-        };
-        let written = serde_json::to_vec_pretty(&file)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| write_atomically(path, &bytes));
-        if let Err(e) = &written {
-            tracing::error!("cannot write the run report {}: {e}", path.display());
-        }
-        written.is_ok()
-    }
-}
-
-/// On SIGTERM or SIGINT: start nothing new, let copies in flight finish (or
-/// abandon them after the grace period), then report. A second signal ends
-/// the process at once.
-fn listen_for_signals(interrupt: Arc<Interrupt>, signal: Arc<std::sync::atomic::AtomicU8>) {
-    use tokio::signal::unix::{SignalKind, signal as on};
-    let (Ok(mut term), Ok(mut int)) = (on(SignalKind::terminate()), on(SignalKind::interrupt())) else {
-        tracing::warn!("cannot listen for SIGTERM/SIGINT; they will end the run abruptly");
-        return;
-    };
-    tokio::spawn(async move {
-        for round in 0.. {
-            let (name, number) = tokio::select! {
-                _ = term.recv() => ("SIGTERM", 15u8),
-                _ = int.recv() => ("SIGINT", 2u8),
-            };
-            if round > 0 {
-                tracing::error!("{name} again: stopping now");
-                std::process::exit(128 + i32::from(number));
-            }
-            tracing::warn!(
-                "{name}: starting nothing new; planning stops now, copies in flight get {} s to finish",
-                run::SHUTDOWN_GRACE.as_secs()
-            );
-            signal.store(number, std::sync::atomic::Ordering::SeqCst);
-            interrupt.request();
-        }
-    });
 }
 
 #[cfg(test)]

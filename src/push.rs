@@ -28,8 +28,13 @@ pub enum PushSettingsError {
 /// Why a push failed (said, and the run fails).
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("{0}")]
-    Http(String),
+    /// The exchange failed (the message is printable and names no URL).
+    #[error("{message}")]
+    Http {
+        message: String,
+        #[source]
+        source: Option<reqwest::Error>,
+    },
     #[error("HTTP {0}")]
     Status(u16),
 }
@@ -162,10 +167,19 @@ impl Pushgateway {
     /// Reads what the gateway holds, then PUTs `render(held)` to the group.
     pub async fn push(&self, group: &[(String, String)], render: impl FnOnce(&str) -> String) -> Result<(), PushError> {
         // the URL never reaches a message: it is logged by the caller, redacted
-        let http_error =
-            |e: reqwest::Error| PushError::Http(crate::error::printable(&e.without_url().to_string(), 500));
-        let http = crate::http::peer_client(None, None, Some(std::time::Duration::from_secs(30)))
-            .map_err(|e| PushError::Http(crate::error::printable(&e, 500)))?;
+        let http_error = |e: reqwest::Error| {
+            let e = e.without_url();
+            PushError::Http {
+                message: crate::error::printable(&e.to_string(), 500),
+                source: Some(e),
+            }
+        };
+        let http = crate::http::peer_client(None, None, Some(std::time::Duration::from_secs(30))).map_err(|e| {
+            PushError::Http {
+                message: crate::error::printable(&e, 500),
+                source: None,
+            }
+        })?;
         let held = self
             .authorized(http.get(self.metrics_url()))
             .send()

@@ -155,7 +155,7 @@ impl Engine {
             (0, served) => served,
             (declared, Some(served)) if served != declared => {
                 let why = format!("served {served} bytes where the manifest declares {declared}");
-                return Err(StoreError::new(ctx, ErrorKind::Protocol(why)).into());
+                return Err(StoreError::new(ctx, ErrorKind::Protocol(why.into())).into());
             }
             (declared, _) => Some(declared),
         };

@@ -175,7 +175,7 @@ impl Engine {
         let mut bytes = Vec::new();
         while let Some(chunk) = blob.body.next().await {
             let chunk = chunk.map_err(|e| {
-                let kind = crate::error::ErrorKind::Network(e.to_string());
+                let kind = crate::error::ErrorKind::Network(crate::error::Cause::new(e.to_string(), e));
                 crate::error::StoreError::new(format!("{}: config {config}", src.name()), kind)
             })?;
             bytes.extend_from_slice(&chunk);

@@ -256,7 +256,7 @@ impl Store for MemStore {
             tokio::time::sleep(self.put_delay).await;
             let mut data = Vec::new();
             for c in chunks {
-                let c = c.map_err(|e| StoreError::new(&self.name, ErrorKind::Network(e.to_string())))?;
+                let c = c.map_err(|e| StoreError::new(&self.name, ErrorKind::Network(e.to_string().into())))?;
                 data.extend_from_slice(&c);
             }
             if *self.put_fails.lock().unwrap() {

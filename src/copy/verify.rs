@@ -40,7 +40,7 @@ pub fn verified(
         if let Some(expected) = st.size.filter(|s| *s != len) {
             return Err(fail(
                 st,
-                ErrorKind::Protocol(format!("blob is {len} bytes, expected {expected}")),
+                ErrorKind::Protocol(format!("blob is {len} bytes, expected {expected}").into()),
             ));
         }
         v.finish().map_err(|actual| {
@@ -80,7 +80,7 @@ pub fn verified(
                     Some(expected) if len > expected => {
                         let e = fail(
                             &mut st,
-                            ErrorKind::Protocol(format!("blob is longer than its {expected} bytes")),
+                            ErrorKind::Protocol(format!("blob is longer than its {expected} bytes").into()),
                         );
                         Some((Err(e), (st, true)))
                     }
@@ -92,7 +92,10 @@ pub fn verified(
                 }
             }
             Some(Err(e)) => {
-                let e = fail(&mut st, ErrorKind::Network(format!("reading the blob failed: {e}")));
+                let e = fail(
+                    &mut st,
+                    ErrorKind::Network(crate::error::Cause::new(format!("reading the blob failed: {e}"), e)),
+                );
                 Some((Err(e), (st, true)))
             }
             None => match check(&mut st) {
@@ -136,7 +139,7 @@ pub fn rate_guarded(inner: BlobBody, min: MinRate, failure: Arc<Mutex<Option<Err
                             elapsed.as_secs(),
                             min.bytes_per_second
                         );
-                        *lock(&failure) = Some(ErrorKind::Network(why.clone()));
+                        *lock(&failure) = Some(ErrorKind::Network(why.clone().into()));
                         return Some((Err(std::io::Error::other(why)), (inner, start, bytes, true)));
                     }
                     (start, bytes) = (Instant::now(), 0);

@@ -35,7 +35,7 @@ use super::connect::{Connections, TransportSettings};
 use super::wire::{MAX_ERROR_BODY, basic, classify, protocol, rate_limit, read_limited, retry_after, same_origin};
 use crate::backoff::backoff;
 use crate::credentials::{Chain, Credential, Found};
-use crate::error::{ErrorKind, StoreError, parse_api_errors, printable};
+use crate::error::{Cause, ErrorKind, StoreError, parse_api_errors, printable};
 use crate::limit::{Limiter, Signal};
 use crate::model::{Registry, Repository};
 
@@ -103,7 +103,7 @@ pub(super) struct Transport {
 impl Transport {
     pub(super) fn new(credentials: Arc<Chain>, settings: &TransportSettings) -> Result<Transport> {
         let connections = Connections::new(settings)
-            .map_err(|e| StoreError::new("creating the HTTP clients", ErrorKind::Io(e.to_string())))?;
+            .map_err(|e| StoreError::new("creating the HTTP clients", ErrorKind::Io(Cause::new(e.to_string(), e))))?;
         Ok(Transport {
             connections,
             credentials,
@@ -198,7 +198,7 @@ impl Transport {
                 "no complete answer within {} s (--response-deadline)",
                 self.deadline.as_secs()
             );
-            Err(StoreError::new(ctx, ErrorKind::Network(why)))
+            Err(StoreError::new(ctx, ErrorKind::Network(why.into())))
         })
     }
 
@@ -259,7 +259,7 @@ impl Transport {
                     "no answer within {} s of the upload's end (--response-deadline)",
                     self.deadline.as_secs()
                 );
-                Err(StoreError::new(ctx, ErrorKind::Network(why)))
+                Err(StoreError::new(ctx, ErrorKind::Network(why.into())))
             }
         }
     }
@@ -520,7 +520,7 @@ impl Transport {
             Ok(false) => Ok(()),
             Err(e) => {
                 let ctx = format!("{repo}: creating the repository");
-                Err(StoreError::new(&ctx, ErrorKind::Cloud(e.to_string())))
+                Err(StoreError::new(&ctx, ErrorKind::Cloud(Cause::new(e.to_string(), e))))
             }
         }
     }

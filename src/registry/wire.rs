@@ -10,7 +10,7 @@ use reqwest::Response;
 use reqwest::header::{HeaderMap, LINK, RETRY_AFTER};
 use url::Url;
 
-use crate::error::{ErrorKind, StoreError};
+use crate::error::{Cause, ErrorKind, StoreError};
 use crate::model::Registry;
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -80,7 +80,7 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
                 rustls::Error::InvalidCertificate(_)
                 | rustls::Error::NoCertificatesPresented
                 | rustls::Error::InvalidCertRevocationList(_),
-            ) => kind = kind.or(Some(ErrorKind::Tls(String::new()))),
+            ) => kind = kind.or(Some(ErrorKind::Tls(Cause::from("")))),
             _ => {}
         }
         source = s.source();
@@ -88,9 +88,9 @@ pub(super) fn classify(ctx: &str, registry: &Registry, e: reqwest::Error) -> Sto
     // TLS and plain-HTTP failures are configuration problems: their kinds
     // are not transient, so nothing retries them
     let kind = match kind {
-        Some(ErrorKind::Tls(_)) => ErrorKind::Tls(message),
+        Some(ErrorKind::Tls(_)) => ErrorKind::Tls(Cause::new(message, e)),
         Some(k) => k,
-        None => ErrorKind::Network(message),
+        None => ErrorKind::Network(Cause::new(message, e)),
     };
     StoreError::new(ctx, kind)
 }
@@ -106,7 +106,7 @@ fn find_rustls<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
 }
 
 pub(super) fn protocol(ctx: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::new(ctx, ErrorKind::Protocol(e.to_string()))
+    StoreError::new(ctx, ErrorKind::Protocol(e.to_string().into()))
 }
 
 /// Reads a body of at most `max` bytes.
@@ -118,7 +118,7 @@ pub(super) async fn read_limited(mut resp: Response, max: usize, ctx: &str) -> R
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| StoreError::new(ctx, ErrorKind::Network(format!("reading the body: {e}"))))?
+        .map_err(|e| StoreError::new(ctx, ErrorKind::Network(Cause::new(format!("reading the body: {e}"), e))))?
     {
         if buf.len() + chunk.len() > max {
             return Err(protocol(ctx, format!("response body larger than {max} bytes")));

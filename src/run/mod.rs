@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 pub use plan::{Plan, PlanError, plan};
-pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot};
+pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot, listen_for_signals};
 
 use crate::config::ImageConfig;
 use crate::copy::{CopyError, Engine, MinRate, Outcome, Shape};

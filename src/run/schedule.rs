@@ -96,6 +96,36 @@ where
         .collect()
 }
 
+/// On SIGTERM or SIGINT: start nothing new, let copies in flight finish (or
+/// abandon them after the grace period), then report. A second signal ends
+/// the process at once. `signal` gets the number of the first one. Needs
+/// a tokio runtime.
+pub fn listen_for_signals(interrupt: std::sync::Arc<Interrupt>, signal: std::sync::Arc<std::sync::atomic::AtomicU8>) {
+    use tokio::signal::unix::{SignalKind, signal as on};
+    let (Ok(mut term), Ok(mut int)) = (on(SignalKind::terminate()), on(SignalKind::interrupt())) else {
+        tracing::warn!("cannot listen for SIGTERM/SIGINT; they will end the run abruptly");
+        return;
+    };
+    tokio::spawn(async move {
+        for round in 0.. {
+            let (name, number) = tokio::select! {
+                _ = term.recv() => ("SIGTERM", 15u8),
+                _ = int.recv() => ("SIGINT", 2u8),
+            };
+            if round > 0 {
+                tracing::error!("{name} again: stopping now");
+                std::process::exit(128 + i32::from(number));
+            }
+            tracing::warn!(
+                "{name}: starting nothing new; planning stops now, copies in flight get {} s to finish",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            signal.store(number, std::sync::atomic::Ordering::SeqCst);
+            interrupt.request();
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

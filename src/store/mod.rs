@@ -133,7 +133,10 @@ pub async fn manifests_needed(store: &dyn Store, tags: Vec<String>) -> Result<Ha
                 Ok(Manifest::Image { .. } | Manifest::Schema1) => {}
                 Err(e) => {
                     let ctx = format!("{}: what tag {tag} needs cannot be known", store.name());
-                    return Err(StoreError::new(ctx, crate::error::ErrorKind::Protocol(e.to_string())));
+                    return Err(StoreError::new(
+                        ctx,
+                        crate::error::ErrorKind::Protocol(crate::error::Cause::new(e.to_string(), e)),
+                    ));
                 }
             }
             Ok(needs)

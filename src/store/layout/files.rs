@@ -93,11 +93,15 @@ impl Files {
     }
 
     pub fn invalid(&self, message: impl Into<String>) -> StoreError {
+        let message: String = message.into();
         self.error("read", ErrorKind::Layout(message.into()))
     }
 
     pub fn io(&self, what: &str, path: &Path, e: std::io::Error) -> StoreError {
-        self.error(what, ErrorKind::Io(format!("{}: {e}", path.display())))
+        self.error(
+            what,
+            ErrorKind::Io(crate::error::Cause::new(format!("{}: {e}", path.display()), e)),
+        )
     }
 
     pub fn blob_path(&self, d: &Digest) -> PathBuf {
@@ -360,10 +364,13 @@ impl Files {
             Err(TryLockError::WouldBlock) => {
                 return Err(self.error(
                     "lock",
-                    ErrorKind::Io(format!(
-                        "another replicant process is writing this layout (it holds {}); try again when it has finished",
-                        lock_path.display()
-                    )),
+                    ErrorKind::Io(
+                        format!(
+                            "another replicant process is writing this layout (it holds {}); try again when it has finished",
+                            lock_path.display()
+                        )
+                        .into(),
+                    ),
                 ));
             }
             Err(TryLockError::Error(e)) => return Err(self.io("lock", &lock_path, e)),

@@ -45,9 +45,12 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce(Files) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let owned = files.clone();
-    tokio::task::spawn_blocking(move || work(owned))
-        .await
-        .map_err(|e| files.error("file system task", ErrorKind::Io(e.to_string())))?
+    tokio::task::spawn_blocking(move || work(owned)).await.map_err(|e| {
+        files.error(
+            "file system task",
+            ErrorKind::Io(crate::error::Cause::new(e.to_string(), e)),
+        )
+    })?
 }
 
 impl Layout {
@@ -145,15 +148,19 @@ impl Layout {
                 .map_err(|e| files.io("write", &tmp, e))?;
             let mut verifier = digest.verifier();
             while let Some(chunk) = body.next().await {
-                let chunk: Bytes =
-                    chunk.map_err(|e| files.error(format!("blob {digest}"), ErrorKind::Io(e.to_string())))?;
+                let chunk: Bytes = chunk.map_err(|e| {
+                    files.error(
+                        format!("blob {digest}"),
+                        ErrorKind::Io(crate::error::Cause::new(e.to_string(), e)),
+                    )
+                })?;
                 verifier.update(&chunk);
                 file.write_all(&chunk).await.map_err(|e| files.io("write", &tmp, e))?;
             }
             let written = verifier.len();
             if let Some(expected) = len.filter(|l| *l != written) {
                 let why = format!("blob is {written} bytes, expected {expected}");
-                return Err(files.error(format!("blob {digest}"), ErrorKind::Protocol(why)));
+                return Err(files.error(format!("blob {digest}"), ErrorKind::Protocol(why.into())));
             }
             verifier.finish().map_err(|actual| {
                 let expected = digest.to_string();
