@@ -14,6 +14,7 @@ use serde_saphyr::Spanned;
 use crate::model::Endpoint;
 use crate::select::{Filters, Mode};
 
+pub mod keys;
 mod node;
 #[cfg(test)]
 mod tests;
@@ -168,43 +169,6 @@ impl ConfigError {
         }
     }
 }
-
-const TOP_KEYS: &[&str] = &["mode", "include", "exclude", "images", "registries"];
-/// The keys of [`CopyOptions`]: in an image, and at the top level as the
-/// defaults of every image.
-const OPTION_KEYS: &[&str] = &[
-    "prune",
-    "prune-max",
-    "platforms",
-    "layout-media-types",
-    "referrers",
-    "artifact-types",
-];
-const REGISTRY_KEYS: &[&str] = &[
-    "ca-file",
-    "insecure",
-    "cert-file",
-    "key-file",
-    "tls",
-    "auth",
-    "region",
-    "registry-id",
-    "create-repositories",
-    "aws-profile",
-    "google-credentials",
-];
-const IMAGE_KEYS: &[&str] = &[
-    "source",
-    "destination",
-    "mode",
-    "compatibility",
-    "replace-tag",
-    "pinned-major",
-    "include",
-    "exclude",
-    "versions",
-    "keep",
-];
 
 /// Reads and validates the configuration file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {

@@ -507,3 +507,36 @@ fn referrers_with_platforms_warn_that_index_signatures_will_not_verify() {
         "{warnings:?}"
     );
 }
+
+#[test]
+fn every_key_of_the_table_is_read_where_it_may_appear() {
+    use super::keys::{KEYS, Section};
+    for key in KEYS {
+        for &section in key.sections {
+            // any value: a wrong one is a problem of its own, never "unknown key"
+            let name = key.name;
+            let text = match section {
+                Section::Top => format!("{name}: 7\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n"),
+                Section::Image => format!("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    {name}: 7\n"),
+                Section::Registry => {
+                    format!(
+                        "registries:\n  q.io:\n    {name}: 7\nimages:\n  a:\n    source: x/y\n    destination: q.io/y\n"
+                    )
+                }
+            };
+            let said = match parse(Path::new("c.yaml"), &text) {
+                Ok(_) => Vec::new(),
+                Err(e) => e.problems().iter().map(|p| p.to_string()).collect(),
+            };
+            assert!(
+                said.iter().all(|p| !p.contains("unknown key")),
+                "{name} in {section:?} is in the table but not read there: {said:?}"
+            );
+        }
+    }
+    // and what the table does not have is unknown everywhere, named with
+    // the section's keys from the table
+    let p = problems("images:\n  a:\n    source: x/y\n    destination: q.io/y\n    zzzzzz: 1\n");
+    let listed = p[0].split("known keys are ").nth(1).unwrap_or_default();
+    assert_eq!(listed, super::keys::names(Section::Image).join(", "), "{p:?}");
+}

@@ -6,11 +6,9 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
+use super::keys::{self, Id, Key, Opt, Reg, Section};
 use super::node::Node;
-use super::{
-    AuthChoice, CopyOptions, IMAGE_KEYS, ImageConfig, OPTION_KEYS, Problem, REGISTRY_KEYS, RegistryOptions, TOP_KEYS,
-    problem_at,
-};
+use super::{AuthChoice, CopyOptions, ImageConfig, Problem, RegistryOptions, problem_at};
 use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
 
@@ -69,36 +67,38 @@ impl Validator<'_> {
         let mut images_node = None;
         let mut registries = BTreeMap::new();
         for (k, val) in entries {
-            match key_text(k) {
-                Some("mode") => {
+            let Some(key) = key_text(k).and_then(|t| keys::find(Section::Top, t)) else {
+                self.unknown_key(k, None, Section::Top);
+                continue;
+            };
+            match key.id {
+                Id::Mode => {
                     if let Some(m) = self.mode(val, None) {
                         defaults.mode = m;
                     }
                 }
-                Some(which @ ("include" | "exclude")) => {
-                    let list = self.patterns(val, None, which);
-                    *pick(which, &mut defaults.include, &mut defaults.exclude) = list;
+                Id::Include | Id::Exclude => {
+                    let list = self.patterns(val, None, key);
+                    *pick(key.id, &mut defaults.include, &mut defaults.exclude) = list;
                 }
-                Some(key) if OPTION_KEYS.contains(&key) => self.option(key, val, None, &mut defaults.options),
-                Some("images") => images_node = Some((k, val)),
-                Some("registries") => registries = self.registries(val),
-                _ => self.unknown_key(k, None, &[TOP_KEYS, OPTION_KEYS].concat()),
+                Id::Option(which) => self.option(which, key, val, None, &mut defaults.options),
+                Id::Images => images_node = Some((k, val)),
+                Id::Registries => registries = self.registries(key, val),
+                // the image's and the registries' own keys are not found here
+                _ => self.unknown_key(k, None, Section::Top),
             }
         }
         (self.images(root, images_node, &defaults), registries)
     }
 
     /// `registries:` — host -> connection settings.
-    fn registries(&mut self, val: &Spanned<Node>) -> BTreeMap<String, RegistryOptions> {
+    fn registries(&mut self, spec: &Key, val: &Spanned<Node>) -> BTreeMap<String, RegistryOptions> {
         let mut out = BTreeMap::new();
         let entries = match &val.value {
             Node::Map(e) => e,
             Node::Null => return out,
             other => {
-                let message = format!(
-                    "expected a mapping of registry hosts to settings, found {}",
-                    other.kind()
-                );
+                let message = format!("expected {}, found {}", spec.expected, other.kind());
                 self.report(val, None, Some("registries"), message);
                 return out;
             }
@@ -142,89 +142,91 @@ impl Validator<'_> {
                 }
             };
             for (sk, sv) in settings {
-                let name = key_text(sk).unwrap_or_default();
-                match (name, &sv.value) {
-                    ("insecure", Node::Bool(b)) => o.insecure = *b,
-                    ("tls", Node::Bool(b)) => o.tls = Some(*b),
-                    ("create-repositories", Node::Bool(b)) => o.create_repositories = *b,
-                    ("auth", Node::Str(a)) => match AuthChoice::parse(a) {
-                        Some(choice) => o.auth = Some(choice),
-                        None => self.report(
+                let Some(spec) = key_text(sk).and_then(|t| keys::find(Section::Registry, t)) else {
+                    self.unknown_key(sk, None, Section::Registry);
+                    continue;
+                };
+                let Id::Registry(which) = spec.id else {
+                    self.unknown_key(sk, None, Section::Registry);
+                    continue;
+                };
+                let label = key(spec.name);
+                let expected = |found: Option<&Node>| match found {
+                    Some(other) => format!("expected {}, found {}", spec.expected, other.kind()),
+                    None => format!("expected {}", spec.expected),
+                };
+                match which {
+                    Reg::Insecure | Reg::Tls | Reg::CreateRepositories => {
+                        let Some(b) = self.boolean(spec, sv, None, &label) else {
+                            continue;
+                        };
+                        match which {
+                            Reg::Insecure => o.insecure = b,
+                            Reg::Tls => o.tls = Some(b),
+                            _ => o.create_repositories = b,
+                        }
+                    }
+                    Reg::Auth => match &sv.value {
+                        Node::Str(a) => match AuthChoice::parse(a) {
+                            Some(choice) => o.auth = Some(choice),
+                            None => self.report(
+                                sv,
+                                None,
+                                Some(&label),
+                                format!(
+                                    "unknown auth \"{a}\"; expected one of: {}",
+                                    AuthChoice::NAMES.join(", ")
+                                ),
+                            ),
+                        },
+                        other => self.report(
                             sv,
                             None,
-                            Some(&key(name)),
+                            Some(&label),
                             format!(
-                                "unknown auth \"{a}\"; expected one of: {}",
-                                AuthChoice::NAMES.join(", ")
+                                "expected one of {}, found {}",
+                                AuthChoice::NAMES.join(", "),
+                                other.kind()
                             ),
                         ),
                     },
-                    ("region", Node::Str(r)) if is_aws_region(r) => o.region = Some(r.clone()),
-                    ("registry-id", Node::Str(r)) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
-                        o.registry_id = Some(r.clone())
-                    }
-                    ("registry-id", Node::Int(n)) if (100_000_000_000..1_000_000_000_000).contains(n) => {
-                        o.registry_id = Some(n.to_string())
-                    }
-                    ("region", _) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        "expected an AWS region such as us-east-1".into(),
-                    ),
-                    ("registry-id", _) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        "expected a 12-digit AWS account id (quote it to keep leading zeros)".into(),
-                    ),
-                    ("auth", other) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        format!(
-                            "expected one of {}, found {}",
-                            AuthChoice::NAMES.join(", "),
-                            other.kind()
-                        ),
-                    ),
-                    ("insecure" | "tls" | "create-repositories", other) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        format!("expected true or false, found {}", other.kind()),
-                    ),
-                    ("aws-profile", Node::Str(p)) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
-                    ("aws-profile", _) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        "expected the name of a profile in the AWS config files".into(),
-                    ),
-                    ("ca-file" | "cert-file" | "key-file" | "google-credentials", Node::Str(p)) => {
-                        let path = base.join(p);
-                        if !path.is_file() {
-                            self.report(
-                                sv,
-                                None,
-                                Some(&key(name)),
-                                format!("{} is not a readable file", path.display()),
-                            );
+                    Reg::Region => match &sv.value {
+                        Node::Str(r) if is_aws_region(r) => o.region = Some(r.clone()),
+                        _ => self.report(sv, None, Some(&label), expected(None)),
+                    },
+                    Reg::RegistryId => match &sv.value {
+                        Node::Str(r) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
+                            o.registry_id = Some(r.clone())
                         }
-                        match name {
-                            "ca-file" => o.ca_file = Some(path),
-                            "google-credentials" => o.google_credentials = Some(path),
-                            "cert-file" => o.cert_file = Some(path),
-                            _ => o.key_file = Some(path),
+                        Node::Int(n) if (100_000_000_000..1_000_000_000_000).contains(n) => {
+                            o.registry_id = Some(n.to_string())
                         }
-                    }
-                    ("ca-file" | "cert-file" | "key-file" | "google-credentials", other) => self.report(
-                        sv,
-                        None,
-                        Some(&key(name)),
-                        format!("expected a file path, found {}", other.kind()),
-                    ),
-                    _ => self.unknown_key(sk, None, REGISTRY_KEYS),
+                        _ => self.report(sv, None, Some(&label), expected(None)),
+                    },
+                    Reg::AwsProfile => match &sv.value {
+                        Node::Str(p) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
+                        _ => self.report(sv, None, Some(&label), expected(None)),
+                    },
+                    Reg::CaFile | Reg::CertFile | Reg::KeyFile | Reg::GoogleCredentials => match &sv.value {
+                        Node::Str(p) => {
+                            let path = base.join(p);
+                            if !path.is_file() {
+                                self.report(
+                                    sv,
+                                    None,
+                                    Some(&label),
+                                    format!("{} is not a readable file", path.display()),
+                                );
+                            }
+                            match which {
+                                Reg::CaFile => o.ca_file = Some(path),
+                                Reg::GoogleCredentials => o.google_credentials = Some(path),
+                                Reg::CertFile => o.cert_file = Some(path),
+                                _ => o.key_file = Some(path),
+                            }
+                        }
+                        other => self.report(sv, None, Some(&label), expected(Some(other))),
+                    },
                 }
             }
             if o.cert_file.is_some() != o.key_file.is_some() {
@@ -404,101 +406,85 @@ impl Validator<'_> {
         let mut seen_destination = false;
         let mut destination_node = None;
         for (key, v) in entries {
-            match key_text(key) {
-                Some(which @ ("source" | "destination")) => {
-                    let repo = self.endpoint(v, name, which);
-                    if which == "source" {
-                        seen_source = true;
-                        source = repo;
-                    } else {
-                        seen_destination = true;
-                        destination = repo;
-                        destination_node = Some(v);
-                    }
+            let Some(spec) = key_text(key).and_then(|t| keys::find(Section::Image, t)) else {
+                self.unknown_key(key, name, Section::Image);
+                continue;
+            };
+            match spec.id {
+                Id::Source => {
+                    seen_source = true;
+                    source = self.endpoint(v, name, spec);
                 }
-                Some("mode") => {
+                Id::Destination => {
+                    seen_destination = true;
+                    destination = self.endpoint(v, name, spec);
+                    destination_node = Some(v);
+                }
+                Id::Mode => {
                     if let Some(m) = self.mode(v, name) {
                         mode = m;
                     }
                 }
-                Some("compatibility") => match &v.value {
+                Id::Compatibility => match &v.value {
                     Node::Str(s) if !s.trim().is_empty() => {
                         filters.compatibility = Some(s.clone());
-                        filter_keys.push((key, "compatibility"));
+                        filter_keys.push((key, spec.name));
                     }
                     Node::Null => {}
                     other => self.report(
                         v,
                         name,
-                        Some("compatibility"),
-                        format!("expected a non-empty string such as \"alpine\", found {}", other.kind()),
+                        Some(spec.name),
+                        format!("expected {}, found {}", spec.expected, other.kind()),
                     ),
                 },
-                Some("replace-tag") => match &v.value {
-                    Node::Bool(b) => replace_tag = *b,
-                    other => self.report(
-                        v,
-                        name,
-                        Some("replace-tag"),
-                        format!("expected true or false, found {}", other.kind()),
-                    ),
-                },
-                Some(which @ ("include" | "exclude")) => {
-                    let list = self.patterns(v, name, which);
-                    *pick(which, &mut filters.include, &mut filters.exclude) = list;
-                }
-                Some(which) if OPTION_KEYS.contains(&which) => {
-                    match which {
-                        "prune-max" => prune_max_key = Some(key),
-                        "artifact-types" => artifact_types_key = Some(key),
-                        "layout-media-types" => media_types_node = Some(v),
-                        _ => {}
+                Id::ReplaceTag => {
+                    if let Some(b) = self.boolean(spec, v, name, spec.name) {
+                        replace_tag = b;
                     }
-                    self.option(which, v, name, &mut options)
                 }
-                Some("versions") => match &v.value {
+                Id::Include | Id::Exclude => {
+                    let list = self.patterns(v, name, spec);
+                    *pick(spec.id, &mut filters.include, &mut filters.exclude) = list;
+                }
+                Id::Option(which) => {
+                    match which {
+                        Opt::PruneMax => prune_max_key = Some(key),
+                        Opt::ArtifactTypes => artifact_types_key = Some(key),
+                        Opt::LayoutMediaTypes => media_types_node = Some(v),
+                        Opt::Prune | Opt::Platforms | Opt::Referrers => {}
+                    }
+                    self.option(which, spec, v, name, &mut options)
+                }
+                Id::Versions => match &v.value {
                     Node::Str(text) => match Range::parse(text) {
                         Ok(r) => {
                             filters.versions = Some(r);
-                            filter_keys.push((key, "versions"));
+                            filter_keys.push((key, spec.name));
                         }
-                        Err(why) => self.report(v, name, Some("versions"), why.to_string()),
+                        Err(why) => self.report(v, name, Some(spec.name), why.to_string()),
                     },
                     other => self.report(
                         v,
                         name,
-                        Some("versions"),
-                        format!(
-                            "expected a range in quotes, such as \">=1.20, <2\", found {}",
-                            other.kind()
-                        ),
+                        Some(spec.name),
+                        format!("expected {}, found {}", spec.expected, other.kind()),
                     ),
                 },
-                Some("keep") => match &v.value {
-                    Node::Int(i) if *i >= 1 => {
-                        filters.keep = Some(usize::try_from(*i).unwrap_or(usize::MAX));
-                        filter_keys.push((key, "keep"));
+                Id::Keep => {
+                    if let Some(n) = self.count(spec, v, name, spec.name) {
+                        filters.keep = Some(usize::try_from(n).unwrap_or(usize::MAX));
+                        filter_keys.push((key, spec.name));
                     }
-                    other => self.report(
-                        v,
-                        name,
-                        Some("keep"),
-                        format!("expected how many versions to keep, 1 or more, found {}", other.kind()),
-                    ),
-                },
-                Some("pinned-major") => match &v.value {
-                    Node::Int(i) if *i >= 0 && u64::try_from(*i).is_ok() => {
-                        filters.pinned_major = u64::try_from(*i).ok();
-                        filter_keys.push((key, "pinned-major"));
+                }
+                Id::PinnedMajor => {
+                    if let Some(n) = self.count(spec, v, name, spec.name) {
+                        filters.pinned_major = u64::try_from(n).ok();
+                        filter_keys.push((key, spec.name));
                     }
-                    other => self.report(
-                        v,
-                        name,
-                        Some("pinned-major"),
-                        format!("expected a non-negative integer, found {}", other.kind()),
-                    ),
-                },
-                _ => self.unknown_key(key, name, &[IMAGE_KEYS, OPTION_KEYS].concat()),
+                }
+                // the top level's and the registries' own keys are not found here
+                Id::Images | Id::Registries | Id::Registry(_) => self.unknown_key(key, name, Section::Image),
             }
         }
         for (which, seen) in [("source", seen_source), ("destination", seen_destination)] {
@@ -575,48 +561,70 @@ impl Validator<'_> {
 
     /// A key of [`CopyOptions`], at the top level (`image` is `None`) or
     /// in an image.
-    fn option(&mut self, key: &str, v: &Spanned<Node>, image: Option<&str>, options: &mut CopyOptions) {
-        match (key, &v.value) {
-            ("prune", Node::Bool(b)) => options.prune = *b,
-            ("prune", other) => self.report(
-                v,
-                image,
-                Some(key),
-                format!("expected true or false, found {}", other.kind()),
-            ),
-            ("prune-max", Node::Int(i)) if *i >= 1 => options.prune_max = usize::try_from(*i).unwrap_or(usize::MAX),
-            ("prune-max", other) => self.report(
-                v,
-                image,
-                Some(key),
-                format!(
-                    "expected how many tags one pass may delete at most, 1 or more, found {}",
-                    other.kind()
-                ),
-            ),
-            ("platforms", _) => options.platforms = self.platforms(v, image),
-            ("referrers", Node::Bool(b)) => options.referrers = *b,
-            ("referrers", other) => {
-                self.report(v, image, Some(key), format!("expected true or false, found {}", other.kind()))
+    fn option(&mut self, which: Opt, spec: &Key, v: &Spanned<Node>, image: Option<&str>, options: &mut CopyOptions) {
+        let key = spec.name;
+        match which {
+            Opt::Prune => {
+                if let Some(b) = self.boolean(spec, v, image, key) {
+                    options.prune = b;
+                }
             }
-            ("artifact-types", _) => options.artifact_types = self.media_types(v, image, key),
-            ("layout-media-types", Node::Str(t)) if t == "oci" || t == "verbatim" => {
-                options.oci_media_types = t == "oci"
+            Opt::PruneMax => {
+                if let Some(n) = self.count(spec, v, image, key) {
+                    options.prune_max = usize::try_from(n).unwrap_or(usize::MAX);
+                }
             }
-            ("layout-media-types", other) => self.report(
-                v,
-                image,
-                Some(key),
-                format!(
-                    "expected \"verbatim\" (exact copies, the default) or \"oci\" (Docker media types made OCI), found {}",
-                    other.kind()
+            Opt::Platforms => options.platforms = self.platforms(v, image, spec),
+            Opt::Referrers => {
+                if let Some(b) = self.boolean(spec, v, image, key) {
+                    options.referrers = b;
+                }
+            }
+            Opt::ArtifactTypes => options.artifact_types = self.media_types(v, image, spec),
+            Opt::LayoutMediaTypes => match &v.value {
+                Node::Str(t) if t == "oci" || t == "verbatim" => options.oci_media_types = t == "oci",
+                other => self.report(
+                    v,
+                    image,
+                    Some(key),
+                    format!("expected {}, found {}", spec.expected, other.kind()),
                 ),
-            ),
-            _ => unreachable!("option() is called for the keys it knows"),
+            },
         }
     }
 
-    fn endpoint(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Option<Endpoint> {
+    /// A [`Value::Bool`](keys::Value::Bool) key's value; a wrong one is
+    /// reported under `label`.
+    fn boolean(&mut self, spec: &Key, v: &Spanned<Node>, image: Option<&str>, label: &str) -> Option<bool> {
+        match &v.value {
+            Node::Bool(b) => Some(*b),
+            other => {
+                let message = format!("expected {}, found {}", spec.expected, other.kind());
+                self.report(v, image, Some(label), message);
+                None
+            }
+        }
+    }
+
+    /// A [`Value::Count`](keys::Value::Count) key's value (within its
+    /// bounds); a wrong one is reported under `label`.
+    fn count(&mut self, spec: &Key, v: &Spanned<Node>, image: Option<&str>, label: &str) -> Option<i128> {
+        let (min, max) = match spec.value {
+            keys::Value::Count { min, max } => (min, max),
+            _ => (1, i128::MAX),
+        };
+        match &v.value {
+            Node::Int(i) if (min..=max).contains(i) => Some(*i),
+            other => {
+                let message = format!("expected {}, found {}", spec.expected, other.kind());
+                self.report(v, image, Some(label), message);
+                None
+            }
+        }
+    }
+
+    fn endpoint(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Option<Endpoint> {
+        let key = spec.name;
         let base = self.path.parent().unwrap_or(Path::new("."));
         match &v.value {
             Node::Str(s) => match Endpoint::parse(s, base) {
@@ -640,7 +648,7 @@ impl Validator<'_> {
                     v,
                     image,
                     Some(key),
-                    format!("expected a repository name, found {}", other.kind()),
+                    format!("expected {}, found {}", spec.expected, other.kind()),
                 );
                 None
             }
@@ -675,13 +683,9 @@ impl Validator<'_> {
 
     /// `include` / `exclude`: a list of regular expressions (or one), each
     /// checked where it is written.
-    fn patterns(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<Pattern> {
-        let items = self.items(
-            v,
-            image,
-            key,
-            "a list of regular expressions matched against the whole tag",
-        );
+    fn patterns(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Vec<Pattern> {
+        let key = spec.name;
+        let items = self.items(v, image, key, spec.expected);
         let mut out = Vec::new();
         for item in items {
             match &item.value {
@@ -704,13 +708,9 @@ impl Validator<'_> {
     }
 
     /// A list of media types (`type/subtype`, as `artifact-types` takes).
-    fn media_types(&mut self, v: &Spanned<Node>, image: Option<&str>, key: &str) -> Vec<String> {
-        let items = self.items(
-            v,
-            image,
-            key,
-            "a list of artifact types such as [application/spdx+json]",
-        );
+    fn media_types(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Vec<String> {
+        let key = spec.name;
+        let items = self.items(v, image, key, spec.expected);
         let mut out = Vec::new();
         for item in items {
             let valid = |t: &str| {
@@ -746,14 +746,9 @@ impl Validator<'_> {
     }
 
     /// `platforms`: a list of `os/architecture[/variant]`.
-    fn platforms(&mut self, v: &Spanned<Node>, image: Option<&str>) -> Vec<Platform> {
-        let key = Some("platforms");
-        let items = self.items(
-            v,
-            image,
-            "platforms",
-            "a list of platforms such as [linux/amd64, linux/arm64]",
-        );
+    fn platforms(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Vec<Platform> {
+        let key = Some(spec.name);
+        let items = self.items(v, image, spec.name, spec.expected);
         let mut out: Vec<Platform> = Vec::new();
         for item in items {
             match &item.value {
@@ -790,7 +785,10 @@ impl Validator<'_> {
         None
     }
 
-    fn unknown_key(&mut self, k: &Spanned<Node>, image: Option<&str>, known: &[&str]) {
+    /// A key `section` does not have: its message says which it has, or
+    /// the one it was probably meant to be.
+    fn unknown_key(&mut self, k: &Spanned<Node>, image: Option<&str>, section: Section) {
+        let known = keys::names(section);
         let Some(text) = key_text(k) else {
             self.report(
                 k,
@@ -852,8 +850,8 @@ fn same_place(e: &Endpoint) -> String {
     }
 }
 
-fn pick<'a>(which: &str, include: &'a mut Vec<Pattern>, exclude: &'a mut Vec<Pattern>) -> &'a mut Vec<Pattern> {
-    if which == "include" { include } else { exclude }
+fn pick<'a>(which: Id, include: &'a mut Vec<Pattern>, exclude: &'a mut Vec<Pattern>) -> &'a mut Vec<Pattern> {
+    if which == Id::Include { include } else { exclude }
 }
 
 fn key_text(k: &Spanned<Node>) -> Option<&str> {
