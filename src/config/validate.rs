@@ -21,6 +21,26 @@ struct Defaults {
     options: CopyOptions,
 }
 
+/// An image entry while its keys are read: what they set, and where the
+/// keys are that later checks and warnings point at.
+#[derive(Default)]
+struct Draft<'n> {
+    source: Option<Endpoint>,
+    destination: Option<Endpoint>,
+    mode: Mode,
+    filters: Filters,
+    replace_tag: bool,
+    options: CopyOptions,
+    seen_source: bool,
+    seen_destination: bool,
+    destination_node: Option<&'n Spanned<Node>>,
+    prune_max_key: Option<&'n Spanned<Node>>,
+    artifact_types_key: Option<&'n Spanned<Node>>,
+    media_types_node: Option<&'n Spanned<Node>>,
+    /// Filter keys set, which some modes ignore.
+    filter_keys: Vec<(&'n Spanned<Node>, &'static str)>,
+}
+
 pub(super) struct Validator<'a> {
     pub path: &'a Path,
     pub problems: Vec<Problem>,
@@ -93,193 +113,214 @@ impl Validator<'_> {
 
     /// `registries:` — host -> connection settings.
     fn registries(&mut self, spec: &Key, val: &Spanned<Node>) -> BTreeMap<String, RegistryOptions> {
-        let mut out = BTreeMap::new();
         let entries = match &val.value {
             Node::Map(e) => e,
-            Node::Null => return out,
+            Node::Null => return BTreeMap::new(),
             other => {
                 let message = format!("expected {}, found {}", spec.expected, other.kind());
                 self.report(val, None, Some("registries"), message);
-                return out;
+                return BTreeMap::new();
             }
         };
-        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut out = BTreeMap::new();
         for (k, v) in entries {
-            let Some(host) = key_text(k) else {
+            if let Some((host, o)) = self.registry(k, v) {
+                out.insert(host, o);
+            }
+        }
+        out
+    }
+
+    /// One `registries:` entry: its host and settings, or nothing when the
+    /// host is not one (reported).
+    fn registry(&mut self, k: &Spanned<Node>, v: &Spanned<Node>) -> Option<(String, RegistryOptions)> {
+        let Some(host) = key_text(k) else {
+            self.report(
+                k,
+                None,
+                Some("registries"),
+                format!("a registry must be a host name, found {}", k.value.kind()),
+            );
+            return None;
+        };
+        let registry = match Repository::parse(&format!("{host}/x")) {
+            Ok(r) if host.contains(['.', ':']) || host == "localhost" => r.registry,
+            _ => {
                 self.report(
                     k,
                     None,
                     Some("registries"),
-                    format!("a registry must be a host name, found {}", k.value.kind()),
+                    format!("\"{host}\" is not a registry host such as registry.example.com:5000"),
                 );
-                continue;
-            };
-            let registry = match Repository::parse(&format!("{host}/x")) {
-                Ok(r) if host.contains(['.', ':']) || host == "localhost" => r.registry,
-                _ => {
-                    self.report(
-                        k,
-                        None,
-                        Some("registries"),
-                        format!("\"{host}\" is not a registry host such as registry.example.com:5000"),
-                    );
-                    continue;
-                }
-            };
-            let key = |name: &str| format!("registries.{host}.{name}");
-            let mut o = RegistryOptions::default();
-            let settings = match &v.value {
-                Node::Map(e) => e.as_slice(),
-                Node::Null => &[],
-                other => {
-                    self.report(
-                        v,
-                        None,
-                        Some(&key("")),
-                        format!("expected a mapping of settings, found {}", other.kind()),
-                    );
-                    continue;
-                }
-            };
-            for (sk, sv) in settings {
-                let Some(spec) = key_text(sk).and_then(|t| keys::find(Section::Registry, t)) else {
-                    self.unknown_key(sk, None, Section::Registry);
-                    continue;
-                };
-                let Id::Registry(which) = spec.id else {
-                    self.unknown_key(sk, None, Section::Registry);
-                    continue;
-                };
-                let label = key(spec.name);
-                let expected = |found: Option<&Node>| match found {
-                    Some(other) => format!("expected {}, found {}", spec.expected, other.kind()),
-                    None => format!("expected {}", spec.expected),
+                return None;
+            }
+        };
+        let mut o = RegistryOptions::default();
+        let settings = match &v.value {
+            Node::Map(e) => e.as_slice(),
+            Node::Null => &[],
+            other => {
+                self.report(
+                    v,
+                    None,
+                    Some(&format!("registries.{host}.")),
+                    format!("expected a mapping of settings, found {}", other.kind()),
+                );
+                return None;
+            }
+        };
+        for (sk, sv) in settings {
+            match key_text(sk).and_then(|t| keys::find(Section::Registry, t)) {
+                Some(
+                    spec @ Key {
+                        id: Id::Registry(which),
+                        ..
+                    },
+                ) => self.registry_key(host, *which, spec, sv, &mut o),
+                _ => self.unknown_key(sk, None, Section::Registry),
+            }
+        }
+        self.registry_checks(k, host, &registry, &o);
+        Some((registry.host, o))
+    }
+
+    /// One key of a `registries:` entry, into `o`.
+    fn registry_key(&mut self, host: &str, which: Reg, spec: &Key, sv: &Spanned<Node>, o: &mut RegistryOptions) {
+        let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let label = format!("registries.{host}.{}", spec.name);
+        let expected = |found: Option<&Node>| match found {
+            Some(other) => format!("expected {}, found {}", spec.expected, other.kind()),
+            None => format!("expected {}", spec.expected),
+        };
+        match which {
+            Reg::Insecure | Reg::Tls | Reg::CreateRepositories => {
+                let Some(b) = self.boolean(spec, sv, None, &label) else {
+                    return;
                 };
                 match which {
-                    Reg::Insecure | Reg::Tls | Reg::CreateRepositories => {
-                        let Some(b) = self.boolean(spec, sv, None, &label) else {
-                            continue;
-                        };
-                        match which {
-                            Reg::Insecure => o.insecure = b,
-                            Reg::Tls => o.tls = Some(b),
-                            _ => o.create_repositories = b,
-                        }
-                    }
-                    Reg::Auth => match &sv.value {
-                        Node::Str(a) => match AuthChoice::parse(a) {
-                            Some(choice) => o.auth = Some(choice),
-                            None => self.report(
-                                sv,
-                                None,
-                                Some(&label),
-                                format!(
-                                    "unknown auth \"{a}\"; expected one of: {}",
-                                    AuthChoice::NAMES.join(", ")
-                                ),
-                            ),
-                        },
-                        other => self.report(
+                    Reg::Insecure => o.insecure = b,
+                    Reg::Tls => o.tls = Some(b),
+                    _ => o.create_repositories = b,
+                }
+            }
+            Reg::Auth => match &sv.value {
+                Node::Str(a) => match AuthChoice::parse(a) {
+                    Some(choice) => o.auth = Some(choice),
+                    None => self.report(
+                        sv,
+                        None,
+                        Some(&label),
+                        format!(
+                            "unknown auth \"{a}\"; expected one of: {}",
+                            AuthChoice::NAMES.join(", ")
+                        ),
+                    ),
+                },
+                other => self.report(
+                    sv,
+                    None,
+                    Some(&label),
+                    format!(
+                        "expected one of {}, found {}",
+                        AuthChoice::NAMES.join(", "),
+                        other.kind()
+                    ),
+                ),
+            },
+            Reg::Region => match &sv.value {
+                Node::Str(r) if is_aws_region(r) => o.region = Some(r.clone()),
+                _ => self.report(sv, None, Some(&label), expected(None)),
+            },
+            Reg::RegistryId => match &sv.value {
+                Node::Str(r) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
+                    o.registry_id = Some(r.clone())
+                }
+                Node::Int(n) if (100_000_000_000..1_000_000_000_000).contains(n) => o.registry_id = Some(n.to_string()),
+                _ => self.report(sv, None, Some(&label), expected(None)),
+            },
+            Reg::AwsProfile => match &sv.value {
+                Node::Str(p) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
+                _ => self.report(sv, None, Some(&label), expected(None)),
+            },
+            Reg::CaFile | Reg::CertFile | Reg::KeyFile | Reg::GoogleCredentials => match &sv.value {
+                Node::Str(p) => {
+                    let path = base.join(p);
+                    if !path.is_file() {
+                        self.report(
                             sv,
                             None,
                             Some(&label),
-                            format!(
-                                "expected one of {}, found {}",
-                                AuthChoice::NAMES.join(", "),
-                                other.kind()
-                            ),
-                        ),
-                    },
-                    Reg::Region => match &sv.value {
-                        Node::Str(r) if is_aws_region(r) => o.region = Some(r.clone()),
-                        _ => self.report(sv, None, Some(&label), expected(None)),
-                    },
-                    Reg::RegistryId => match &sv.value {
-                        Node::Str(r) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
-                            o.registry_id = Some(r.clone())
-                        }
-                        Node::Int(n) if (100_000_000_000..1_000_000_000_000).contains(n) => {
-                            o.registry_id = Some(n.to_string())
-                        }
-                        _ => self.report(sv, None, Some(&label), expected(None)),
-                    },
-                    Reg::AwsProfile => match &sv.value {
-                        Node::Str(p) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
-                        _ => self.report(sv, None, Some(&label), expected(None)),
-                    },
-                    Reg::CaFile | Reg::CertFile | Reg::KeyFile | Reg::GoogleCredentials => match &sv.value {
-                        Node::Str(p) => {
-                            let path = base.join(p);
-                            if !path.is_file() {
-                                self.report(
-                                    sv,
-                                    None,
-                                    Some(&label),
-                                    format!("{} is not a readable file", path.display()),
-                                );
-                            }
-                            match which {
-                                Reg::CaFile => o.ca_file = Some(path),
-                                Reg::GoogleCredentials => o.google_credentials = Some(path),
-                                Reg::CertFile => o.cert_file = Some(path),
-                                _ => o.key_file = Some(path),
-                            }
-                        }
-                        other => self.report(sv, None, Some(&label), expected(Some(other))),
-                    },
+                            format!("{} is not a readable file", path.display()),
+                        );
+                    }
+                    match which {
+                        Reg::CaFile => o.ca_file = Some(path),
+                        Reg::GoogleCredentials => o.google_credentials = Some(path),
+                        Reg::CertFile => o.cert_file = Some(path),
+                        _ => o.key_file = Some(path),
+                    }
                 }
-            }
-            if o.cert_file.is_some() != o.key_file.is_some() {
-                self.report(
-                    k,
-                    None,
-                    Some(&key("cert-file")),
-                    "cert-file and key-file go together".into(),
-                );
-            }
-            // the cloud whose credentials this registry gets
-            let cloud = o
-                .auth
-                .or_else(|| crate::model::cloud::recognise(&registry.host).map(AuthChoice::of));
-            let is_ecr = cloud == Some(AuthChoice::Ecr);
-            let is_aws = is_ecr || cloud == Some(AuthChoice::EcrPublic);
-            let is_google = cloud == Some(AuthChoice::Google);
-            let mut ignored = Vec::new();
-            if !is_ecr && (o.region.is_some() || o.registry_id.is_some() || o.create_repositories) {
-                ignored.push("region, registry-id and create-repositories apply only to ECR registries (auth: ecr, or an ECR host name)");
-            }
-            if !is_aws && o.aws_profile.is_some() {
-                ignored.push("aws-profile applies only to ECR and ECR Public registries");
-            }
-            if !is_google && o.google_credentials.is_some() {
-                ignored
-                    .push("google-credentials applies only to Google registries (auth: google, or a Google host name)");
-            }
-            for why in ignored {
-                let warning = problem_at(
-                    self.path,
-                    k.referenced.line(),
-                    k.referenced.column(),
-                    None,
-                    Some(&format!("registries.{host}")),
-                    format!("{why}: ignored here"),
-                );
-                self.warnings.push(warning);
-            }
-            if o.insecure {
-                let warning = problem_at(
-                    self.path,
-                    k.referenced.line(),
-                    k.referenced.column(),
-                    None,
-                    Some(&key("insecure")),
-                    "TLS certificates of this registry are not verified".into(),
-                );
-                self.warnings.push(warning);
-            }
-            out.insert(registry.host, o);
+                other => self.report(sv, None, Some(&label), expected(Some(other))),
+            },
         }
-        out
+    }
+
+    /// What a `registries:` entry's settings say together: keys that go
+    /// in pairs, keys that do nothing for this registry, and warnings.
+    fn registry_checks(
+        &mut self,
+        k: &Spanned<Node>,
+        host: &str,
+        registry: &crate::model::Registry,
+        o: &RegistryOptions,
+    ) {
+        if o.cert_file.is_some() != o.key_file.is_some() {
+            self.report(
+                k,
+                None,
+                Some(&format!("registries.{host}.cert-file")),
+                "cert-file and key-file go together".into(),
+            );
+        }
+        // the cloud whose credentials this registry gets
+        let cloud = o
+            .auth
+            .or_else(|| crate::model::cloud::recognise(&registry.host).map(AuthChoice::of));
+        let is_ecr = cloud == Some(AuthChoice::Ecr);
+        let is_aws = is_ecr || cloud == Some(AuthChoice::EcrPublic);
+        let is_google = cloud == Some(AuthChoice::Google);
+        let mut ignored = Vec::new();
+        if !is_ecr && (o.region.is_some() || o.registry_id.is_some() || o.create_repositories) {
+            ignored.push("region, registry-id and create-repositories apply only to ECR registries (auth: ecr, or an ECR host name)");
+        }
+        if !is_aws && o.aws_profile.is_some() {
+            ignored.push("aws-profile applies only to ECR and ECR Public registries");
+        }
+        if !is_google && o.google_credentials.is_some() {
+            ignored.push("google-credentials applies only to Google registries (auth: google, or a Google host name)");
+        }
+        for why in ignored {
+            let warning = problem_at(
+                self.path,
+                k.referenced.line(),
+                k.referenced.column(),
+                None,
+                Some(&format!("registries.{host}")),
+                format!("{why}: ignored here"),
+            );
+            self.warnings.push(warning);
+        }
+        if o.insecure {
+            let warning = problem_at(
+                self.path,
+                k.referenced.line(),
+                k.referenced.column(),
+                None,
+                Some(&format!("registries.{host}.insecure")),
+                "TLS certificates of this registry are not verified".into(),
+            );
+            self.warnings.push(warning);
+        }
     }
 
     fn images(
@@ -389,105 +430,130 @@ impl Validator<'_> {
             }
         };
         let before = self.problems.len();
-        let (mut source, mut destination, mut mode) = (None, None, defaults.mode);
-        // an image's own include/exclude replace the top level's
-        let mut filters = Filters {
-            include: defaults.include.clone(),
-            exclude: defaults.exclude.clone(),
-            ..Filters::default()
+        let mut draft = Draft {
+            mode: defaults.mode,
+            // an image's own include/exclude replace the top level's
+            filters: Filters {
+                include: defaults.include.clone(),
+                exclude: defaults.exclude.clone(),
+                ..Filters::default()
+            },
+            options: defaults.options.clone(),
+            ..Draft::default()
         };
-        let mut replace_tag = false;
-        let mut options = defaults.options.clone();
-        let mut prune_max_key = None;
-        let mut media_types_node = None;
-        let mut artifact_types_key = None;
-        let mut filter_keys = Vec::new();
-        let mut seen_source = false;
-        let mut seen_destination = false;
-        let mut destination_node = None;
         for (key, v) in entries {
-            let Some(spec) = key_text(key).and_then(|t| keys::find(Section::Image, t)) else {
-                self.unknown_key(key, name, Section::Image);
-                continue;
-            };
-            match spec.id {
-                Id::Source => {
-                    seen_source = true;
-                    source = self.endpoint(v, name, spec);
-                }
-                Id::Destination => {
-                    seen_destination = true;
-                    destination = self.endpoint(v, name, spec);
-                    destination_node = Some(v);
-                }
-                Id::Mode => {
-                    if let Some(m) = self.mode(v, name) {
-                        mode = m;
-                    }
-                }
-                Id::Compatibility => match &v.value {
-                    Node::Str(s) if !s.trim().is_empty() => {
-                        filters.compatibility = Some(s.clone());
-                        filter_keys.push((key, spec.name));
-                    }
-                    Node::Null => {}
-                    other => self.report(
-                        v,
-                        name,
-                        Some(spec.name),
-                        format!("expected {}, found {}", spec.expected, other.kind()),
-                    ),
-                },
-                Id::ReplaceTag => {
-                    if let Some(b) = self.boolean(spec, v, name, spec.name) {
-                        replace_tag = b;
-                    }
-                }
-                Id::Include | Id::Exclude => {
-                    let list = self.patterns(v, name, spec);
-                    *pick(spec.id, &mut filters.include, &mut filters.exclude) = list;
-                }
-                Id::Option(which) => {
-                    match which {
-                        Opt::PruneMax => prune_max_key = Some(key),
-                        Opt::ArtifactTypes => artifact_types_key = Some(key),
-                        Opt::LayoutMediaTypes => media_types_node = Some(v),
-                        Opt::Prune | Opt::Platforms | Opt::Referrers => {}
-                    }
-                    self.option(which, spec, v, name, &mut options)
-                }
-                Id::Versions => match &v.value {
-                    Node::Str(text) => match Range::parse(text) {
-                        Ok(r) => {
-                            filters.versions = Some(r);
-                            filter_keys.push((key, spec.name));
-                        }
-                        Err(why) => self.report(v, name, Some(spec.name), why.to_string()),
-                    },
-                    other => self.report(
-                        v,
-                        name,
-                        Some(spec.name),
-                        format!("expected {}, found {}", spec.expected, other.kind()),
-                    ),
-                },
-                Id::Keep => {
-                    if let Some(n) = self.count(spec, v, name, spec.name) {
-                        filters.keep = Some(usize::try_from(n).unwrap_or(usize::MAX));
-                        filter_keys.push((key, spec.name));
-                    }
-                }
-                Id::PinnedMajor => {
-                    if let Some(n) = self.count(spec, v, name, spec.name) {
-                        filters.pinned_major = u64::try_from(n).ok();
-                        filter_keys.push((key, spec.name));
-                    }
-                }
-                // the top level's and the registries' own keys are not found here
-                Id::Images | Id::Registries | Id::Registry(_) => self.unknown_key(key, name, Section::Image),
+            match key_text(key).and_then(|t| keys::find(Section::Image, t)) {
+                Some(spec) => self.image_key(&mut draft, name, key, spec, v),
+                None => self.unknown_key(key, name, Section::Image),
             }
         }
-        for (which, seen) in [("source", seen_source), ("destination", seen_destination)] {
+        self.image_checks(k, name, &mut draft);
+        if self.problems.len() > before {
+            return None;
+        }
+        self.image_warnings(k, name, &draft);
+        Some(ImageConfig {
+            name: name?.to_string(),
+            source: draft.source?,
+            destination: draft.destination?,
+            mode: draft.mode,
+            filters: draft.filters,
+            replace_tag: draft.replace_tag,
+            options: draft.options,
+        })
+    }
+
+    /// One key of an image entry, into the draft.
+    fn image_key<'n>(
+        &mut self,
+        draft: &mut Draft<'n>,
+        name: Option<&str>,
+        key: &'n Spanned<Node>,
+        spec: &Key,
+        v: &'n Spanned<Node>,
+    ) {
+        match spec.id {
+            Id::Source => {
+                draft.seen_source = true;
+                draft.source = self.endpoint(v, name, spec);
+            }
+            Id::Destination => {
+                draft.seen_destination = true;
+                draft.destination = self.endpoint(v, name, spec);
+                draft.destination_node = Some(v);
+            }
+            Id::Mode => {
+                if let Some(m) = self.mode(v, name) {
+                    draft.mode = m;
+                }
+            }
+            Id::Compatibility => match &v.value {
+                Node::Str(s) if !s.trim().is_empty() => {
+                    draft.filters.compatibility = Some(s.clone());
+                    draft.filter_keys.push((key, spec.name));
+                }
+                Node::Null => {}
+                other => self.report(
+                    v,
+                    name,
+                    Some(spec.name),
+                    format!("expected {}, found {}", spec.expected, other.kind()),
+                ),
+            },
+            Id::ReplaceTag => {
+                if let Some(b) = self.boolean(spec, v, name, spec.name) {
+                    draft.replace_tag = b;
+                }
+            }
+            Id::Include | Id::Exclude => {
+                let list = self.patterns(v, name, spec);
+                *pick(spec.id, &mut draft.filters.include, &mut draft.filters.exclude) = list;
+            }
+            Id::Option(which) => {
+                match which {
+                    Opt::PruneMax => draft.prune_max_key = Some(key),
+                    Opt::ArtifactTypes => draft.artifact_types_key = Some(key),
+                    Opt::LayoutMediaTypes => draft.media_types_node = Some(v),
+                    Opt::Prune | Opt::Platforms | Opt::Referrers => {}
+                }
+                self.option(which, spec, v, name, &mut draft.options)
+            }
+            Id::Versions => match &v.value {
+                Node::Str(text) => match Range::parse(text) {
+                    Ok(r) => {
+                        draft.filters.versions = Some(r);
+                        draft.filter_keys.push((key, spec.name));
+                    }
+                    Err(why) => self.report(v, name, Some(spec.name), why.to_string()),
+                },
+                other => self.report(
+                    v,
+                    name,
+                    Some(spec.name),
+                    format!("expected {}, found {}", spec.expected, other.kind()),
+                ),
+            },
+            Id::Keep => {
+                if let Some(n) = self.count(spec, v, name, spec.name) {
+                    draft.filters.keep = Some(usize::try_from(n).unwrap_or(usize::MAX));
+                    draft.filter_keys.push((key, spec.name));
+                }
+            }
+            Id::PinnedMajor => {
+                if let Some(n) = self.count(spec, v, name, spec.name) {
+                    draft.filters.pinned_major = u64::try_from(n).ok();
+                    draft.filter_keys.push((key, spec.name));
+                }
+            }
+            // the top level's and the registries' own keys are not found here
+            Id::Images | Id::Registries | Id::Registry(_) => self.unknown_key(key, name, Section::Image),
+        }
+    }
+
+    /// What an image's keys say together: a source and a destination,
+    /// not the same, media types only for a layout.
+    fn image_checks(&mut self, k: &Spanned<Node>, name: Option<&str>, draft: &mut Draft) {
+        for (which, seen) in [("source", draft.seen_source), ("destination", draft.seen_destination)] {
             if !seen {
                 self.report(
                     k,
@@ -497,7 +563,7 @@ impl Validator<'_> {
                 );
             }
         }
-        if let (Some(s), Some(d), Some(node)) = (&source, &destination, destination_node)
+        if let (Some(s), Some(d), Some(node)) = (&draft.source, &draft.destination, draft.destination_node)
             && s == d
         {
             self.report(
@@ -507,8 +573,8 @@ impl Validator<'_> {
                 format!("\"{d}\" is the source itself: an image cannot be mirrored onto itself"),
             );
         }
-        if let (Some(node), Some(d)) = (media_types_node, &destination)
-            && options.oci_media_types
+        if let (Some(node), Some(d)) = (draft.media_types_node, &draft.destination)
+            && draft.options.oci_media_types
             && !matches!(d, Endpoint::Layout(_))
         {
             self.report(
@@ -520,26 +586,29 @@ impl Validator<'_> {
                 ),
             );
         }
-        if !matches!(destination, Some(Endpoint::Layout(_))) {
+        if !matches!(draft.destination, Some(Endpoint::Layout(_))) {
             // a top-level default means: for the images written to layouts
-            options.oci_media_types = false;
+            draft.options.oci_media_types = false;
         }
-        if self.problems.len() > before {
-            return None;
-        }
-        for (key, which) in filter_keys {
-            let why = match (mode, which) {
+    }
+
+    /// Keys a valid image sets that do nothing for it, and what it cannot
+    /// do as asked.
+    fn image_warnings(&mut self, k: &Spanned<Node>, name: Option<&str>, draft: &Draft) {
+        for (key, which) in &draft.filter_keys {
+            let why = match (draft.mode, *which) {
                 (Mode::All, _) => "ignored with mode \"all\", which copies every tag (include and exclude apply to it)",
                 (Mode::Highest, "keep") => "ignored with mode \"highest\", which copies one tag",
                 _ => continue,
             };
             self.warn(key, name, which, why);
         }
-        if let Some(key) = prune_max_key.filter(|_| !options.prune) {
+        let options = &draft.options;
+        if let Some(key) = draft.prune_max_key.filter(|_| !options.prune) {
             let why = "ignored: prune is off for this image (\"prune: true\" turns it on)";
             self.warn(key, name, "prune-max", why);
         }
-        if let Some(key) = artifact_types_key.filter(|_| !options.referrers) {
+        if let Some(key) = draft.artifact_types_key.filter(|_| !options.referrers) {
             let why = "ignored: referrers are not copied for this image (\"referrers: true\" turns that on)";
             self.warn(key, name, "artifact-types", why);
         }
@@ -548,15 +617,6 @@ impl Validator<'_> {
                        image writes (its digest differs); signatures of the platform images do, and are copied";
             self.warn(k, name, "platforms", why);
         }
-        Some(ImageConfig {
-            name: name?.to_string(),
-            source: source?,
-            destination: destination?,
-            mode,
-            filters,
-            replace_tag,
-            options,
-        })
     }
 
     /// A key of [`CopyOptions`], at the top level (`image` is `None`) or
