@@ -180,14 +180,14 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
     );
     for i in &r.images {
         for (result, n) in [
-            ("copied", i.copied.len()),
-            ("replaced", i.replaced.len()),
-            ("present", i.present.len()),
-            ("failed", i.failed.len()),
-            ("not_started", i.not_started.len()),
-            ("unsupported", i.unsupported.len()),
-            ("deleted", i.deleted.len()),
-            ("skipped", i.skipped.len()),
+            ("copied", i.copied().len()),
+            ("replaced", i.replaced().len()),
+            ("present", i.present().len()),
+            ("failed", i.failed().len()),
+            ("not_started", i.not_started().len()),
+            ("unsupported", i.unsupported().len()),
+            ("deleted", i.deleted().len()),
+            ("skipped", i.skipped().len()),
         ] {
             f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
         }

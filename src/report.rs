@@ -132,24 +132,14 @@ pub struct RegistryTrouble {
     pub images: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// One image of the run. What happened to each tag is recorded once, in
+/// `tags` ([`ImageReport::record`]); the lists by outcome (`copied`,
+/// `failed`, ...) are read from it, and the JSON report shows both.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ImageReport {
     pub name: String,
     pub source: String,
     pub destination: String,
-    /// Tags copied (in a dry run: that would be copied).
-    pub copied: Vec<String>,
-    /// Tags overwritten because the source changed (dry run: would be).
-    pub replaced: Vec<String>,
-    /// Selected tags already in the destination, left alone.
-    pub present: Vec<String>,
-    /// Tags not copied because their manifest format is unsupported.
-    pub unsupported: Vec<String>,
-    /// Tags not copied because they have none of the platforms asked for.
-    pub skipped: Vec<String>,
-    pub failed: Vec<TagFailure>,
-    /// Planned tags not started because the run stopped at the first error.
-    pub not_started: Vec<String>,
     /// The image was not processed at all: the run stopped first.
     pub stopped: bool,
     /// A failure of the whole image (listing or planning).
@@ -159,9 +149,6 @@ pub struct ImageReport {
     /// Not a failure, but wrong every night until someone looks: the image
     /// selects no tags from a source that has some, and why.
     pub attention: Option<String>,
-    /// Tags deleted because they are gone upstream (`prune`; in a dry
-    /// run: that would be).
-    pub deleted: Vec<String>,
     /// Signatures, SBOMs and attestations copied with the image
     /// (`referrers`; in a dry run: that would be): their tags, or digests
     /// with the tag they are about.
@@ -173,32 +160,137 @@ pub struct ImageReport {
     pub tags: Vec<TagRecord>,
 }
 
+/// The JSON form of an [`ImageReport`]: its fields, and the lists by
+/// outcome read from its records.
+#[derive(Serialize)]
+struct ImageReportJson<'a> {
+    name: &'a str,
+    source: &'a str,
+    destination: &'a str,
+    copied: Vec<&'a str>,
+    replaced: Vec<&'a str>,
+    present: Vec<&'a str>,
+    unsupported: Vec<&'a str>,
+    skipped: Vec<&'a str>,
+    failed: Vec<TagFailure>,
+    not_started: Vec<&'a str>,
+    stopped: bool,
+    error: &'a Option<String>,
+    error_category: Option<Category>,
+    attention: &'a Option<String>,
+    deleted: Vec<&'a str>,
+    referrers: &'a [String],
+    prune_held: &'a [String],
+    tags: &'a [TagRecord],
+}
+
+impl Serialize for ImageReport {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ImageReportJson {
+            name: &self.name,
+            source: &self.source,
+            destination: &self.destination,
+            copied: self.copied(),
+            replaced: self.replaced(),
+            present: self.present(),
+            unsupported: self.unsupported(),
+            skipped: self.skipped(),
+            failed: self.failed(),
+            not_started: self.not_started(),
+            stopped: self.stopped,
+            error: &self.error,
+            error_category: self.error_category,
+            attention: &self.attention,
+            deleted: self.deleted(),
+            referrers: &self.referrers,
+            prune_held: &self.prune_held,
+            tags: &self.tags,
+        }
+        .serialize(serializer)
+    }
+}
+
 impl ImageReport {
     pub fn new(image: &ImageConfig) -> ImageReport {
         ImageReport {
             name: image.name.clone(),
             source: image.source.to_string(),
             destination: image.destination.to_string(),
-            copied: Vec::new(),
-            replaced: Vec::new(),
-            present: Vec::new(),
-            unsupported: Vec::new(),
-            skipped: Vec::new(),
-            failed: Vec::new(),
-            not_started: Vec::new(),
             stopped: false,
             error: None,
             error_category: None,
             attention: None,
-            deleted: Vec::new(),
             referrers: Vec::new(),
             prune_held: Vec::new(),
             tags: Vec::new(),
         }
     }
 
+    /// What happened to one tag: its one record.
+    pub fn record(&mut self, rec: TagRecord) {
+        self.tags.push(rec);
+    }
+
+    /// The tags whose outcome is one of `actions`, in record order.
+    fn with(&self, actions: &[Action]) -> Vec<&str> {
+        self.tags
+            .iter()
+            .filter(|t| actions.contains(&t.action))
+            .map(|t| t.tag.as_str())
+            .collect()
+    }
+
+    /// Tags copied (in a dry run: that would be copied).
+    pub fn copied(&self) -> Vec<&str> {
+        self.with(&[Action::Copied, Action::WouldCopy])
+    }
+
+    /// Tags overwritten because the source changed (dry run: would be).
+    pub fn replaced(&self) -> Vec<&str> {
+        self.with(&[Action::Replaced, Action::WouldReplace])
+    }
+
+    /// Selected tags already in the destination, left alone.
+    pub fn present(&self) -> Vec<&str> {
+        self.with(&[Action::Present])
+    }
+
+    /// Tags not copied because their manifest format is unsupported.
+    pub fn unsupported(&self) -> Vec<&str> {
+        self.with(&[Action::Unsupported])
+    }
+
+    /// Tags not copied because they have none of the platforms asked for.
+    pub fn skipped(&self) -> Vec<&str> {
+        self.with(&[Action::Skipped])
+    }
+
+    /// Planned tags not started because the run stopped first.
+    pub fn not_started(&self) -> Vec<&str> {
+        self.with(&[Action::NotStarted])
+    }
+
+    /// Tags deleted because they are gone upstream (`prune`; in a dry
+    /// run: that would be).
+    pub fn deleted(&self) -> Vec<&str> {
+        self.with(&[Action::Deleted, Action::WouldDelete])
+    }
+
+    /// The tags that failed, with why.
+    pub fn failed(&self) -> Vec<TagFailure> {
+        self.tags
+            .iter()
+            .filter(|t| t.action == Action::Failed)
+            .map(|t| TagFailure {
+                tag: t.tag.clone(),
+                category: t.error_category.unwrap_or(Category::Protocol),
+                error: t.error.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+
     pub fn is_failed(&self) -> bool {
-        self.error.is_some() || !self.failed.is_empty()
+        self.error.is_some() || self.tags.iter().any(|t| t.action == Action::Failed)
     }
 
     /// How the image went, as the summary shows it: `FAILED`, `not run`,
@@ -206,8 +298,8 @@ impl ImageReport {
     pub fn status(&self) -> &'static str {
         if self.is_failed() {
             "FAILED"
-        } else if self.stopped || !self.not_started.is_empty() {
-            if self.copied.is_empty() && self.replaced.is_empty() {
+        } else if self.stopped || !self.not_started().is_empty() {
+            if self.copied().is_empty() && self.replaced().is_empty() {
                 "not run"
             } else {
                 "partly run"
@@ -226,7 +318,7 @@ impl ImageReport {
         if let Some(e) = &self.error {
             tracing::error!(image = %name, "{e}");
         }
-        for f in &self.failed {
+        for f in self.failed() {
             tracing::error!(image = %name, tag = %f.tag, "{}", f.error);
         }
         for t in self.tags.iter().filter(|t| t.action == Action::Skipped) {
@@ -243,25 +335,30 @@ impl ImageReport {
                 false => ("copied", "replaced", "deleted"),
             };
             let mut said = Vec::new();
-            for (what, tags) in [(copy, &self.copied), (replace, &self.replaced), (delete, &self.deleted)] {
+            for (what, tags) in [
+                (copy, self.copied()),
+                (replace, self.replaced()),
+                (delete, self.deleted()),
+            ] {
                 if !tags.is_empty() {
                     said.push(format!("{what} {}", tags.join(", ")));
                 }
             }
-            if !self.present.is_empty() {
-                said.push(format!("{} already present", self.present.len()));
+            let present = self.present().len();
+            if present > 0 {
+                said.push(format!("{present} already present"));
             }
             if said.is_empty() {
                 said.push("nothing to do".into());
             }
             tracing::info!(
                 image = %name,
-                copied = self.copied.len(),
-                replaced = self.replaced.len(),
-                present = self.present.len(),
-                deleted = self.deleted.len(),
-                failed = self.failed.len(),
-                not_started = self.not_started.len(),
+                copied = self.copied().len(),
+                replaced = self.replaced().len(),
+                present,
+                deleted = self.deleted().len(),
+                failed = self.failed().len(),
+                not_started = self.not_started().len(),
                 "{}: {}",
                 if dry_run { "planned" } else { "done" },
                 said.join("; ")
@@ -342,28 +439,30 @@ impl RunReport {
                 }
                 .ok();
             }
+            let referrers: Vec<&str> = i.referrers.iter().map(String::as_str).collect();
             for (label, tags) in [
-                (copy_word, &i.copied),
-                (replace_word, &i.replaced),
-                ("already present", &i.present),
-                ("skipped, schema 1", &i.unsupported),
-                ("skipped, none of the platforms asked for", &i.skipped),
-                (delete_word, &i.deleted),
-                (referrers_word, &i.referrers),
+                (copy_word, i.copied()),
+                (replace_word, i.replaced()),
+                ("already present", i.present()),
+                ("skipped, schema 1", i.unsupported()),
+                ("skipped, none of the platforms asked for", i.skipped()),
+                (delete_word, i.deleted()),
+                (referrers_word, referrers),
             ] {
                 if !tags.is_empty() {
                     let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
                 }
             }
-            for f in &i.failed {
+            for f in i.failed() {
                 let _ = writeln!(out, "    failed {} ({}): {}", f.tag, f.category, f.error);
             }
-            if !i.not_started.is_empty() {
+            let not_started = i.not_started();
+            if !not_started.is_empty() {
                 let _ = writeln!(
                     out,
                     "    not started ({}): {}",
-                    i.not_started.len(),
-                    i.not_started.join(", ")
+                    not_started.len(),
+                    not_started.join(", ")
                 );
             }
             if i.stopped {
@@ -375,18 +474,13 @@ impl RunReport {
             for why in &i.prune_held {
                 let _ = writeln!(out, "    {why}");
             }
+            // every record but a tag prune left says something above
+            let nothing = i.tags.iter().all(|t| t.action == Action::NotDeleted);
             if i.error.is_none()
                 && i.attention.is_none()
                 && !i.stopped
-                && i.copied.is_empty()
-                && i.replaced.is_empty()
-                && i.failed.is_empty()
-                && i.present.is_empty()
-                && i.not_started.is_empty()
-                && i.deleted.is_empty()
+                && nothing
                 && i.prune_held.is_empty()
-                && i.skipped.is_empty()
-                && i.unsupported.is_empty()
                 && i.referrers.is_empty()
             {
                 let _ = writeln!(out, "    no tags selected");
@@ -403,7 +497,7 @@ impl RunReport {
             true => ("to copy", "to replace", "to delete"),
             false => ("copied", "replaced", "deleted"),
         };
-        let deleted = match sum(|i| i.deleted.len()) {
+        let deleted = match sum(|i| i.deleted().len()) {
             0 => String::new(),
             n => format!(", {n} {deleted_word}"),
         };
@@ -417,10 +511,10 @@ impl RunReport {
             } else {
                 format!(" ({})", failed_images.join(", "))
             },
-            sum(|i| i.copied.len()),
-            sum(|i| i.replaced.len()),
-            sum(|i| i.present.len()),
-            sum(|i| i.failed.len()),
+            sum(|i| i.copied().len()),
+            sum(|i| i.replaced().len()),
+            sum(|i| i.present().len()),
+            sum(|i| i.failed().len()),
         );
         let t = &self.totals;
         let _ = writeln!(
@@ -512,18 +606,10 @@ mod tests {
             name: name.into(),
             source: "s/a".into(),
             destination: "d/a".into(),
-            copied: vec![],
-            replaced: vec![],
-            present: vec![],
-            unsupported: vec![],
-            skipped: vec![],
-            failed: vec![],
-            not_started: vec![],
             stopped: false,
             error: None,
             error_category: None,
             attention: None,
-            deleted: vec![],
             referrers: vec![],
             prune_held: vec![],
             tags: vec![],
@@ -533,15 +619,15 @@ mod tests {
     #[test]
     fn exit_code_and_text_name_failed_images() {
         let mut ok = image("good");
-        ok.copied = vec!["1.0".into(), "1.1".into()];
+        ok.record(TagRecord::new("1.0", Action::Copied));
+        ok.record(TagRecord::new("1.1", Action::Copied));
         let mut bad = image("bad");
         bad.error = Some("s/b: source repository not found".into());
         bad.error_category = Some(Category::NotFound);
-        bad.failed.push(TagFailure {
-            tag: "2.0".into(),
-            category: Category::Network,
-            error: "s/b: GET blob: HTTP 503".into(),
-        });
+        let mut failed = TagRecord::new("2.0", Action::Failed);
+        failed.error_category = Some(Category::Network);
+        failed.error = Some("s/b: GET blob: HTTP 503".into());
+        bad.record(failed);
         let r = RunReport {
             images: vec![ok.clone(), bad],
             totals: Totals {

@@ -10,6 +10,7 @@
 
 mod blobs;
 mod once;
+pub mod referrers;
 mod reshape;
 #[cfg(test)]
 mod tests;

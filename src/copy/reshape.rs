@@ -32,6 +32,16 @@ impl Shape {
     pub fn is_exact(&self) -> bool {
         self.platforms.is_empty() && !self.oci
     }
+
+    /// Whether `written`, the destination's manifest of a tag, is what a
+    /// copy in this shape makes of the source manifest `source`: made from
+    /// that digest, for these platforms (read from the annotations the
+    /// rewrite leaves).
+    pub fn made_from(&self, source: &Digest, written: &[u8]) -> bool {
+        let (made_from, platforms) = rewrite::provenance(written);
+        let expected = (!self.platforms.is_empty()).then(|| joined(&self.platforms));
+        made_from.as_deref() == Some(source.as_str()) && (platforms.is_none() || platforms == expected)
+    }
 }
 
 impl Engine {

@@ -1,33 +1,40 @@
-//! One pass over the configuration, in three steps:
+//! One pass over the configuration, phase by phase, each a function of
+//! its own:
 //!
-//! 1. **plan** every image, [`PLANS_PER_JOB`](crate::defaults::PLANS_PER_JOB) × `jobs` at once (list tags
-//!    on both sides, select: [`plan`]);
-//! 2. **schedule** every planned tag copy through the copy engine, `jobs`
-//!    at once, stopping as a signal or `--exit-on-error` asks
-//!    ([`schedule`]);
-//! 3. **collect** what happened into a [`RunReport`], in file order.
+//! 1. [`Pass::plan`] every image, [`PLANS_PER_JOB`] × `jobs` at once
+//!    (list tags on both sides, select: [`plan`]);
+//! 2. [`Pass::copies`]: the tag copies the plans ask for; an image with
+//!    nothing to copy is logged now;
+//! 3. [`Pass::copy`] every planned tag through the copy engine, `jobs` at
+//!    once, stopping as a signal or `--exit-on-error` asks ([`schedule`]),
+//!    each image logged when its last copy ends;
+//! 4. [`Pass::referrers`]: signatures, SBOMs and attestations of what
+//!    arrived (`copy::referrers`);
+//! 5. [`Pass::prune`]: destination tags gone upstream, after every copy;
+//! 6. [`collect`] what happened into a [`RunReport`], in file order.
 
+mod collect;
 mod plan;
-mod referrers;
 mod schedule;
 
 use crate::lock;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 pub use plan::{Plan, PlanError, plan};
 pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot, listen_for_signals};
 
 use crate::config::ImageConfig;
+use crate::copy::referrers::{Referred, Subjects, copy_referrers};
 use crate::copy::{CopyError, Engine, MinRate, Outcome, Shape};
 use crate::defaults::PLANS_PER_JOB;
-use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
-use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagFailure, TagRecord};
+use crate::report::{ImageReport, RunReport};
 use crate::settings::{RunOptions, Settings};
 use crate::store::{Deletion, Deletions, Store, Stores};
+use collect::{Cost, collect, planned_into, pruned_into, record, referred_into, shown};
 
 /// One image of the run: its config and the stores on each side.
 struct ImageRun<'a> {
@@ -59,252 +66,348 @@ impl Live {
     }
 }
 
-/// One tag to copy, and what became of it.
+/// The shape an image's copies take (`platforms`, `layout-media-types`),
+/// for the copies and for the plan's comparisons alike.
+fn shape(config: &ImageConfig) -> Shape {
+    Shape {
+        platforms: config.options.platforms.clone(),
+        oci: config.options.oci_media_types,
+    }
+}
+
+/// One tag to copy.
 struct TagCopy {
     image: usize,
     tag: String,
     replacing: bool,
 }
 
+type Plans = Vec<Slot<Result<Plan, PlanError>>>;
+type Copied = Vec<Slot<Result<Outcome, CopyError>>>;
+
+/// The copies a pass makes, and what is known of each image while they run.
+struct Copies {
+    jobs: Vec<TagCopy>,
+    live: Vec<Mutex<Live>>,
+    tallies: Vec<Arc<Tally>>,
+    costs: Mutex<HashMap<(usize, String), Cost>>,
+}
+
+/// What every phase of one pass shares.
+struct Pass<'a> {
+    options: RunOptions,
+    images: Vec<ImageRun<'a>>,
+    engine: Engine,
+    interrupt: &'a Interrupt,
+    /// Something failed (`--exit-on-error` starts nothing more).
+    failed: AtomicBool,
+}
+
 /// Runs one pass. One image's failure does not stop the others unless
 /// `exit_on_error`, which stops starting new work at the first failure.
 pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt) -> RunReport {
-    let options = settings.run;
-    let stores = Stores::new(client);
-    let images: Vec<ImageRun> = settings
-        .config
-        .images
-        .iter()
-        .map(|config| ImageRun {
-            config,
-            src: stores.open(&config.source, false),
-            dst: stores.open(&config.destination, true),
-            shape: Shape {
-                platforms: config.options.platforms.clone(),
-                oci: config.options.oci_media_types,
-            },
-        })
-        .collect();
-    let engine = Engine::new(options.max_connections, options.retries).with_min_rate(MinRate {
-        bytes_per_second: options.min_transfer_rate,
-        window: options.timeout,
-    });
-    let failed = AtomicBool::new(false);
-    let may_start = || !(interrupt.requested() || (options.exit_on_error && failed.load(Ordering::SeqCst)));
-
-    // 1. plan: reads only, so a stop signal abandons it at once
-    let plans = schedule::run_all(
-        &images,
-        options.jobs.saturating_mul(PLANS_PER_JOB),
-        may_start,
-        |image| async {
-            let mut plan = plan(image.config, &*image.src, &*image.dst).await;
-            if let Ok(p) = &plan
-                && !options.dry_run
-                && (!p.copy.is_empty() || !p.replace.is_empty())
-                && let Err(e) = image.dst.prepare_to_write().await
-            {
-                plan = Err(e.into());
-            }
-            if plan.is_err() {
-                failed.store(true, Ordering::SeqCst);
-            }
-            plan
-        },
-        interrupt.deadline(std::time::Duration::ZERO),
-    )
-    .await;
-
-    let mut copies = Vec::new();
-    let live: Vec<std::sync::Mutex<Live>> = images.iter().map(|_| Default::default()).collect();
-    let tallies: Vec<Arc<Tally>> = images.iter().map(|i| Tally::new(&i.config.name)).collect();
-    let costs: std::sync::Mutex<std::collections::HashMap<(usize, String), Cost>> = Default::default();
-    for (i, (image, plan)) in images.iter().zip(&plans).enumerate() {
-        if let Slot::Done(Ok(plan)) = plan {
-            tracing::debug!(
-                image = %image.config.name,
-                copy = plan.copy.len(),
-                replace = plan.replace.len(),
-                present = plan.present.len(),
-                "planned: copy [{}], replace [{}]",
-                plan.copy.join(", "),
-                plan.replace.join(", ")
-            );
-            if let Some(why) = &plan.nothing_qualifies {
-                tracing::warn!(image = %image.config.name, "selects no tags: {why}");
-            }
-            if options.dry_run && !plan.prune.is_empty() && image.dst.kind() == "repository" {
-                tracing::info!(
-                    image = %image.config.name,
-                    "dry run: no DELETE was sent, so whether the registry lets these tags be deleted \
-                     (delete rights; Distribution's storage.delete.enabled) shows only in a real run"
-                );
-            }
-            if plan.new_destination {
-                engine.destination_is_new(&*image.dst);
-            }
-            if !options.dry_run {
-                let copy = plan.copy.iter().map(|t| (t, false));
-                let replace = plan.replace.iter().map(|t| (t, true));
-                copies.extend(copy.chain(replace).map(|(tag, replacing)| TagCopy {
-                    image: i,
-                    tag: tag.clone(),
-                    replacing,
-                }));
-            }
-        }
-        // an image with nothing to copy is finished now: say so now
-        let mut planned = ImageReport::new(image.config);
-        planned_into(&mut planned, plan, options);
-        let remaining = copies.iter().filter(|c| c.image == i).count();
-        if remaining == 0 {
-            if !planned.stopped {
-                planned.log(options.dry_run);
-            }
-        } else {
-            let mut l = lock(&live[i]);
-            l.remaining = remaining;
-            l.report = Some(planned);
-        }
-    }
-
-    // 2. copy every planned tag; copies in flight get a grace period
-    let tags = progress::TagCount {
-        done: Default::default(),
-        of: copies.len(),
-    };
-    let copying = schedule::run_all(
-        &copies,
-        options.jobs,
-        may_start,
-        |job| async {
-            let image = &images[job.image];
-            let tally = tallies[job.image].clone();
-            let tag_tally = Tally::for_tag(&tally);
-            let started = std::time::Instant::now();
-            let result = TALLY
-                .scope(
-                    tag_tally.clone(),
-                    engine.copy_tag_shaped(&*image.src, &*image.dst, &job.tag, &image.shape),
-                )
-                .await;
-            let cost = Cost {
-                bytes: tag_tally.done.load(Ordering::Relaxed),
-                seconds: started.elapsed().as_secs_f64(),
-            };
-            lock(&costs).insert((job.image, job.tag.clone()), cost);
-            if let Err(e) = &result {
-                tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
-                failed.store(true, Ordering::SeqCst);
-            }
-            if lock(&live[job.image]).finished(job, &result, cost, options.dry_run) {
-                tally.finished.store(true, Ordering::Relaxed);
-            }
-            tags.done.fetch_add(1, Ordering::Relaxed);
-            result
-        },
-        interrupt.deadline(SHUTDOWN_GRACE),
-    );
-    let results = match options.progress {
-        progress::Display::Off => copying.await,
-        progress::Display::Lines { interval } => {
-            tokio::pin!(copying);
-            tokio::select! {
-                results = &mut copying => results,
-                () = progress::report_lines(&tallies, interval) => copying.await,
-            }
-        }
-        progress::Display::Bars => {
-            tokio::pin!(copying);
-            tokio::select! {
-                results = &mut copying => results,
-                () = progress::show_bars(&tallies, &tags) => copying.await,
-            }
-        }
-    };
-    if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
-        tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
-    }
+    let pass = Pass::new(settings, client, interrupt);
+    let plans = pass.plan().await;
+    let copies = pass.copies(&plans);
+    let copied = pass.copy(&copies).await;
     // referrers: after the copies, since each goes only where what it is
     // about has arrived
-    let referred = schedule::run_all(
-        &images.iter().zip(&plans).collect::<Vec<_>>(),
-        options.jobs,
-        may_start,
-        |(image, plan)| async {
-            let Slot::Done(Ok(plan)) = plan else { return None };
-            if !image.config.options.referrers {
-                return None;
-            }
-            let done = referrers::copy_referrers(&engine, image.config, &*image.src, &*image.dst, plan, options.dry_run).await;
-            if !done.copied.is_empty() {
-                let what = if options.dry_run { "would copy" } else { "copied" };
-                tracing::info!(image = %image.config.name, referrers = done.copied.len(), "referrers: {what} {}", done.copied.join(", "));
-            }
-            Some(done)
-        },
-        interrupt.deadline(SHUTDOWN_GRACE),
-    )
-    .await;
-    let results = flush_destinations(&images, &copies, results).await;
+    let referred = pass.referrers(&plans).await;
+    let copied = flush_destinations(&pass.images, &copies.jobs, copied).await;
+    let (to_prune, pruned) = pass.prune(&plans).await;
+    pass.report(plans, &copies, copied, referred, to_prune, pruned)
+}
 
-    // prune: after every copy (a tag is deleted only once nothing of this
-    // run can still need it), unless the run is stopping
-    let to_prune: Vec<Vec<String>> = plans
-        .iter()
-        .map(|p| match p {
-            Slot::Done(Ok(p)) if !options.dry_run => p.prune.clone(),
-            _ => Vec::new(),
-        })
-        .collect();
-    let prunes = schedule::run_all(
-        &images.iter().zip(&to_prune).collect::<Vec<_>>(),
-        options.jobs,
-        may_start,
-        |(image, tags)| async move {
-            if tags.is_empty() {
-                return Vec::new();
-            }
-            let done = image.dst.delete_tags(tags).await;
-            let deleted: Vec<&str> = done
-                .iter()
-                .filter(|(_, d)| matches!(d, Ok(Deletion::Deleted)))
-                .map(|(t, _)| t.as_str())
-                .collect();
-            tracing::info!(image = %image.config.name, deleted = deleted.len(), "pruned: deleted {}", deleted.join(", "));
-            done
-        },
-        interrupt.deadline(SHUTDOWN_GRACE),
-    )
-    .await;
-    // images that never finished (stopped, interrupted) are logged with the
-    // summary, in file order
-    let unfinished: Vec<bool> = images
-        .iter()
-        .zip(&plans)
-        .zip(&live)
-        .map(|((_, plan), l)| !matches!(plan, Slot::Done(_)) || lock(l).remaining > 0)
-        .collect();
-
-    // 3. collect, in file order
-    let mut report = collect(&images, plans, &copies, results, &lock(&costs), options);
-    for ((r, pruned), tags) in report.images.iter_mut().zip(prunes).zip(to_prune) {
-        pruned_into(r, pruned, tags);
-    }
-    for (r, referred) in report.images.iter_mut().zip(referred) {
-        if let Slot::Done(Some(done)) = referred {
-            referred_into(r, done);
+impl<'a> Pass<'a> {
+    fn new(settings: &'a Settings, client: Arc<Client>, interrupt: &'a Interrupt) -> Pass<'a> {
+        let options = settings.run;
+        let stores = Stores::new(client);
+        let images = settings
+            .config
+            .images
+            .iter()
+            .map(|config| ImageRun {
+                config,
+                src: stores.open(&config.source, false),
+                dst: stores.open(&config.destination, true),
+                shape: shape(config),
+            })
+            .collect();
+        let engine = Engine::new(options.max_connections, options.retries).with_min_rate(MinRate {
+            bytes_per_second: options.min_transfer_rate,
+            window: options.timeout,
+        });
+        Pass {
+            options,
+            images,
+            engine,
+            interrupt,
+            failed: AtomicBool::new(false),
         }
     }
-    report.stopped_early = options.exit_on_error && failed.load(Ordering::SeqCst);
-    report.interrupted = interrupt.requested();
-    report.totals = engine.stats.totals();
-    for (r, unfinished) in report.images.iter().zip(unfinished) {
-        if unfinished {
-            r.log(options.dry_run);
+
+    /// Whether new work may start: no stop signal, and no failure when
+    /// `--exit-on-error` asks to stop at the first.
+    fn may_start(&self) -> bool {
+        !(self.interrupt.requested() || (self.options.exit_on_error && self.failed.load(Ordering::SeqCst)))
+    }
+
+    /// 1. Plans every image: reads only, so a stop signal abandons it at
+    ///    once. A destination about to be written is made ready for it.
+    async fn plan(&self) -> Plans {
+        let options = self.options;
+        schedule::run_all(
+            &self.images,
+            options.jobs.saturating_mul(PLANS_PER_JOB),
+            || self.may_start(),
+            |image| async {
+                let mut plan = plan(image.config, &*image.src, &*image.dst).await;
+                if let Ok(p) = &plan
+                    && !options.dry_run
+                    && (!p.copy.is_empty() || !p.replace.is_empty())
+                    && let Err(e) = image.dst.prepare_to_write().await
+                {
+                    plan = Err(e.into());
+                }
+                if plan.is_err() {
+                    self.failed.store(true, Ordering::SeqCst);
+                }
+                plan
+            },
+            self.interrupt.deadline(std::time::Duration::ZERO),
+        )
+        .await
+    }
+
+    /// 2. The tag copies the plans ask for (none in a dry run); what each
+    ///    plan says is logged, and an image with nothing to copy is
+    ///    finished now, so it is said now.
+    fn copies(&self, plans: &Plans) -> Copies {
+        let options = self.options;
+        let mut jobs = Vec::new();
+        let live: Vec<Mutex<Live>> = self.images.iter().map(|_| Default::default()).collect();
+        for (i, (image, plan)) in self.images.iter().zip(plans).enumerate() {
+            if let Slot::Done(Ok(plan)) = plan {
+                self.log_plan(image, plan);
+                if !options.dry_run {
+                    let copy = plan.copy.iter().map(|t| (t, false));
+                    let replace = plan.replace.iter().map(|t| (t, true));
+                    jobs.extend(copy.chain(replace).map(|(tag, replacing)| TagCopy {
+                        image: i,
+                        tag: tag.clone(),
+                        replacing,
+                    }));
+                }
+            }
+            let mut planned = ImageReport::new(image.config);
+            planned_into(&mut planned, plan, options);
+            let remaining = jobs.iter().filter(|c| c.image == i).count();
+            if remaining == 0 {
+                if !planned.stopped {
+                    planned.log(options.dry_run);
+                }
+            } else {
+                let mut l = lock(&live[i]);
+                l.remaining = remaining;
+                l.report = Some(planned);
+            }
+        }
+        Copies {
+            jobs,
+            live,
+            tallies: self.images.iter().map(|i| Tally::new(&i.config.name)).collect(),
+            costs: Mutex::default(),
         }
     }
-    report
+
+    /// What a plan says, in the log; a new destination told to the engine.
+    fn log_plan(&self, image: &ImageRun, plan: &Plan) {
+        tracing::debug!(
+            image = %image.config.name,
+            copy = plan.copy.len(),
+            replace = plan.replace.len(),
+            present = plan.present.len(),
+            "planned: copy [{}], replace [{}]",
+            plan.copy.join(", "),
+            plan.replace.join(", ")
+        );
+        if let Some(why) = &plan.nothing_qualifies {
+            tracing::warn!(image = %image.config.name, "selects no tags: {why}");
+        }
+        if self.options.dry_run && !plan.prune.is_empty() && image.dst.kind() == "repository" {
+            tracing::info!(
+                image = %image.config.name,
+                "dry run: no DELETE was sent, so whether the registry lets these tags be deleted \
+                 (delete rights; Distribution's storage.delete.enabled) shows only in a real run"
+            );
+        }
+        if plan.new_destination {
+            self.engine.destination_is_new(&*image.dst);
+        }
+    }
+
+    /// 3. Copies every planned tag, progress shown as asked; copies in
+    ///    flight get a grace period after a stop signal.
+    async fn copy(&self, copies: &Copies) -> Copied {
+        let dry_run = self.options.dry_run;
+        let tags = progress::TagCount {
+            done: Default::default(),
+            of: copies.jobs.len(),
+        };
+        let copying = schedule::run_all(
+            &copies.jobs,
+            self.options.jobs,
+            || self.may_start(),
+            |job| async {
+                let image = &self.images[job.image];
+                let tally = copies.tallies[job.image].clone();
+                let tag_tally = Tally::for_tag(&tally);
+                let started = std::time::Instant::now();
+                let copy = self
+                    .engine
+                    .copy_tag_shaped(&*image.src, &*image.dst, &job.tag, &image.shape);
+                let result = TALLY.scope(tag_tally.clone(), copy).await;
+                let cost = Cost {
+                    bytes: tag_tally.done.load(Ordering::Relaxed),
+                    seconds: started.elapsed().as_secs_f64(),
+                };
+                lock(&copies.costs).insert((job.image, job.tag.clone()), cost);
+                if let Err(e) = &result {
+                    tracing::debug!(image = %image.config.name, tag = %job.tag, "{e}");
+                    self.failed.store(true, Ordering::SeqCst);
+                }
+                if lock(&copies.live[job.image]).finished(job, &result, cost, dry_run) {
+                    tally.finished.store(true, Ordering::Relaxed);
+                }
+                tags.done.fetch_add(1, Ordering::Relaxed);
+                result
+            },
+            self.interrupt.deadline(SHUTDOWN_GRACE),
+        );
+        let results = match self.options.progress {
+            progress::Display::Off => copying.await,
+            progress::Display::Lines { interval } => {
+                tokio::pin!(copying);
+                tokio::select! {
+                    results = &mut copying => results,
+                    () = progress::report_lines(&copies.tallies, interval) => copying.await,
+                }
+            }
+            progress::Display::Bars => {
+                tokio::pin!(copying);
+                tokio::select! {
+                    results = &mut copying => results,
+                    () = progress::show_bars(&copies.tallies, &tags) => copying.await,
+                }
+            }
+        };
+        if results.iter().any(|r| matches!(r, Slot::Abandoned)) {
+            tracing::warn!("abandoned the copies still in flight: nothing of them is committed");
+        }
+        results
+    }
+
+    /// 4. The referrers of every image that asks for them.
+    async fn referrers(&self, plans: &Plans) -> Vec<Slot<Option<Referred>>> {
+        let dry_run = self.options.dry_run;
+        schedule::run_all(
+            &self.images.iter().zip(plans).collect::<Vec<_>>(),
+            self.options.jobs,
+            || self.may_start(),
+            |(image, plan)| async move {
+                let Slot::Done(Ok(plan)) = plan else { return None };
+                if !image.config.options.referrers {
+                    return None;
+                }
+                let subjects = Subjects {
+                    arriving: plan.copy.iter().chain(&plan.replace).collect(),
+                    present: &plan.present,
+                    referrer_tags: &plan.referrer_tags,
+                    artifact_types: &image.config.options.artifact_types,
+                };
+                let done = copy_referrers(&self.engine, &*image.src, &*image.dst, &subjects, dry_run).await;
+                if !done.copied.is_empty() {
+                    let what = if dry_run { "would copy" } else { "copied" };
+                    tracing::info!(image = %image.config.name, referrers = done.copied.len(), "referrers: {what} {}", done.copied.join(", "));
+                }
+                Some(done)
+            },
+            self.interrupt.deadline(SHUTDOWN_GRACE),
+        )
+        .await
+    }
+
+    /// 5. Deletes what each plan prunes, after every copy (a tag is deleted
+    ///    only once nothing of this run can still need it), unless the run
+    ///    is stopping; a dry run deletes nothing. Returns the tags each
+    ///    image was to prune and what became of them.
+    async fn prune(&self, plans: &Plans) -> (Vec<Vec<String>>, Vec<Slot<Deletions>>) {
+        let to_prune: Vec<Vec<String>> = plans
+            .iter()
+            .map(|p| match p {
+                Slot::Done(Ok(p)) if !self.options.dry_run => p.prune.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let pruned = schedule::run_all(
+            &self.images.iter().zip(&to_prune).collect::<Vec<_>>(),
+            self.options.jobs,
+            || self.may_start(),
+            |(image, tags)| async move {
+                if tags.is_empty() {
+                    return Vec::new();
+                }
+                let done = image.dst.delete_tags(tags).await;
+                let deleted: Vec<&str> = done
+                    .iter()
+                    .filter(|(_, d)| matches!(d, Ok(Deletion::Deleted)))
+                    .map(|(t, _)| t.as_str())
+                    .collect();
+                tracing::info!(image = %image.config.name, deleted = deleted.len(), "pruned: deleted {}", deleted.join(", "));
+                done
+            },
+            self.interrupt.deadline(SHUTDOWN_GRACE),
+        )
+        .await;
+        (to_prune, pruned)
+    }
+
+    /// 6. The report of the pass, in file order; images that never
+    ///    finished (stopped, interrupted) are logged now.
+    fn report(
+        &self,
+        plans: Plans,
+        copies: &Copies,
+        copied: Copied,
+        referred: Vec<Slot<Option<Referred>>>,
+        to_prune: Vec<Vec<String>>,
+        pruned: Vec<Slot<Deletions>>,
+    ) -> RunReport {
+        let options = self.options;
+        let unfinished: Vec<bool> = plans
+            .iter()
+            .zip(&copies.live)
+            .map(|(plan, l)| !matches!(plan, Slot::Done(_)) || lock(l).remaining > 0)
+            .collect();
+        let mut report = collect(&self.images, plans, &copies.jobs, copied, &lock(&copies.costs), options);
+        for ((r, pruned), tags) in report.images.iter_mut().zip(pruned).zip(to_prune) {
+            pruned_into(r, pruned, tags);
+        }
+        for (r, referred) in report.images.iter_mut().zip(referred) {
+            if let Slot::Done(Some(done)) = referred {
+                referred_into(r, done);
+            }
+        }
+        report.stopped_early = options.exit_on_error && self.failed.load(Ordering::SeqCst);
+        report.interrupted = self.interrupt.requested();
+        report.totals = self.engine.stats.totals();
+        for (r, unfinished) in report.images.iter().zip(unfinished) {
+            if unfinished {
+                r.log(options.dry_run);
+            }
+        }
+        report
+    }
 }
 
 /// Makes every tag written visible (layouts write tags in batches); a tag
@@ -332,238 +435,4 @@ async fn flush_destinations(
         }
     }
     results
-}
-
-/// The failures that concern a whole registry, grouped: which registry,
-/// what went wrong, and which images it cost.
-#[derive(Default)]
-struct RegistryTroubles(BTreeMap<(String, Category), RegistryTrouble>);
-
-impl RegistryTroubles {
-    fn note(&mut self, image: &str, error: Option<&StoreError>) {
-        let Some(e) = error else { return };
-        let (registry, category, cause) = match &e.kind {
-            ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, shown(&**cause)),
-            ErrorKind::RateLimited { registry, until, .. } => {
-                let cause = format!("pull budget exhausted; retry after {}", utc_at(*until));
-                (registry, Category::RateLimited, cause)
-            }
-            _ => return,
-        };
-        let entry = self
-            .0
-            .entry((registry.clone(), category))
-            .or_insert_with(|| RegistryTrouble {
-                registry: registry.clone(),
-                category,
-                cause,
-                images: Vec::new(),
-            });
-        if !entry.images.iter().any(|i| i == image) {
-            entry.images.push(image.to_string());
-        }
-    }
-}
-
-/// An error as the report shows it: whatever a peer put into it (codes,
-/// messages, names from a layout) cannot forge a log line or move the
-/// terminal's cursor, and no message runs on for pages.
-fn shown(e: &dyn std::fmt::Display) -> String {
-    printable(&e.to_string(), 2000)
-}
-
-/// The image's report as its plan leaves it.
-fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanError>>, options: RunOptions) {
-    match plan {
-        Slot::NotStarted | Slot::Abandoned => r.stopped = true,
-        Slot::Done(Err(e)) => {
-            r.error = Some(shown(e));
-            r.error_category = Some(e.category());
-        }
-        Slot::Done(Ok(plan)) => {
-            r.present = plan.present.clone();
-            r.tags
-                .extend(plan.present.iter().map(|t| TagRecord::new(t, Action::Present)));
-            if let Some(why) = &plan.nothing_qualifies {
-                let why = format!("selects no tags: {why}");
-                if options.fail_on_empty {
-                    r.error = Some(why);
-                    r.error_category = Some(Category::Selection);
-                } else {
-                    r.attention = Some(why);
-                }
-            }
-            if let Some(why) = &plan.prune_refused {
-                r.prune_held.push(why.clone());
-            }
-            for (tag, why) in &plan.prune_left {
-                left_in_place(r, tag, why);
-            }
-            if options.dry_run {
-                r.deleted = plan.prune.clone();
-                r.tags
-                    .extend(plan.prune.iter().map(|t| TagRecord::new(t, Action::WouldDelete)));
-                r.copied = plan.copy.clone();
-                r.replaced = plan.replace.clone();
-                r.tags
-                    .extend(plan.copy.iter().map(|t| TagRecord::new(t, Action::WouldCopy)));
-                r.tags
-                    .extend(plan.replace.iter().map(|t| TagRecord::new(t, Action::WouldReplace)));
-            }
-        }
-    }
-}
-
-/// What the referrers step did, into the image's report.
-fn referred_into(r: &mut ImageReport, done: referrers::Referred) {
-    r.referrers = done.copied;
-    for (what, e) in done.failed {
-        let rec = TagRecord::new(&what, Action::Failed);
-        failed_into(r, rec, e.category(), format!("referrers: {}", shown(&e)));
-    }
-}
-
-/// A tag gone upstream that prune leaves, and why.
-fn left_in_place(r: &mut ImageReport, tag: &str, why: &str) {
-    let why = format!("prune left {tag}: {why}");
-    let mut rec = TagRecord::new(tag, Action::NotDeleted);
-    rec.error = Some(why.clone());
-    r.tags.push(rec);
-    r.prune_held.push(why);
-}
-
-/// What a prune of `tags` did, into the image's report. A prune that did
-/// not start (the run stopped first) leaves its tags not started.
-fn pruned_into(r: &mut ImageReport, pruned: Slot<Deletions>, tags: Vec<String>) {
-    let deletions = match pruned {
-        Slot::Done(d) => d,
-        Slot::NotStarted | Slot::Abandoned => {
-            r.tags
-                .extend(tags.iter().map(|t| TagRecord::new(t, Action::NotStarted)));
-            r.not_started.extend(tags);
-            return;
-        }
-    };
-    for (tag, outcome) in deletions {
-        match outcome {
-            Ok(Deletion::Deleted) => {
-                r.tags.push(TagRecord::new(&tag, Action::Deleted));
-                r.deleted.push(tag);
-            }
-            Ok(Deletion::Left(why)) => left_in_place(r, &tag, &why),
-            Err(e) => {
-                let rec = TagRecord::new(&tag, Action::Failed);
-                failed_into(r, rec, e.category(), format!("prune: {}", shown(&e)));
-            }
-        }
-    }
-}
-
-/// What one tag copy cost: blob bytes it moved, and seconds.
-#[derive(Debug, Clone, Copy, Default)]
-struct Cost {
-    bytes: u64,
-    seconds: f64,
-}
-
-/// One finished copy, into its image's report.
-fn record(r: &mut ImageReport, job: &TagCopy, result: &Result<Outcome, CopyError>, cost: Cost) {
-    let tag = job.tag.clone();
-    let mut rec = TagRecord::new(&tag, Action::Failed);
-    rec.bytes = cost.bytes;
-    rec.duration_seconds = cost.seconds;
-    match result {
-        Ok(Outcome::Copied(source) | Outcome::Rewritten { source, .. }) => {
-            let written = match result {
-                Ok(Outcome::Rewritten { written, .. }) => written,
-                _ => source,
-            };
-            rec.action = if job.replacing {
-                Action::Replaced
-            } else {
-                Action::Copied
-            };
-            rec.source_digest = Some(source.to_string());
-            rec.destination_digest = Some(written.to_string());
-            if job.replacing {
-                r.replaced.push(tag);
-            } else {
-                r.copied.push(tag);
-            }
-        }
-        Ok(Outcome::SkippedPlatform(why)) => {
-            rec.action = Action::Skipped;
-            // it names the platforms the image has: a peer's words
-            rec.error = Some(shown(why));
-            r.skipped.push(tag);
-        }
-        Ok(Outcome::SkippedSchema1) => {
-            rec.action = Action::Unsupported;
-            r.unsupported.push(tag);
-        }
-        Err(e) => {
-            failed_into(r, rec, e.category(), shown(e));
-            return;
-        }
-    }
-    r.tags.push(rec);
-}
-
-/// A failure, into the image's report: its record and its failed list.
-fn failed_into(r: &mut ImageReport, mut rec: TagRecord, category: Category, error: String) {
-    rec.action = Action::Failed;
-    rec.error_category = Some(category);
-    rec.error = Some(error.clone());
-    r.failed.push(TagFailure {
-        tag: rec.tag.clone(),
-        category,
-        error,
-    });
-    r.tags.push(rec);
-}
-
-fn collect(
-    images: &[ImageRun],
-    plans: Vec<Slot<Result<Plan, PlanError>>>,
-    copies: &[TagCopy],
-    results: Vec<Slot<Result<Outcome, CopyError>>>,
-    costs: &std::collections::HashMap<(usize, String), Cost>,
-    options: RunOptions,
-) -> RunReport {
-    let mut report = RunReport {
-        dry_run: options.dry_run,
-        ..RunReport::default()
-    };
-    let mut troubles = RegistryTroubles::default();
-    for (image, plan) in images.iter().zip(plans) {
-        let mut r = ImageReport::new(image.config);
-        planned_into(&mut r, &plan, options);
-        if let Slot::Done(Err(e)) = &plan {
-            troubles.note(&r.name, e.store_error());
-        }
-        report.images.push(r);
-    }
-    for (job, result) in copies.iter().zip(results) {
-        let r = &mut report.images[job.image];
-        match result {
-            Slot::Abandoned => {
-                let error = "abandoned when the run was interrupted: the tag is either absent or complete";
-                let rec = TagRecord::new(&job.tag, Action::Failed);
-                failed_into(r, rec, Category::Interrupted, error.into());
-            }
-            Slot::NotStarted => {
-                r.tags.push(TagRecord::new(&job.tag, Action::NotStarted));
-                r.not_started.push(job.tag.clone());
-            }
-            Slot::Done(result) => {
-                if let Err(e) = &result {
-                    troubles.note(&r.name, e.store_error());
-                }
-                let cost = costs.get(&(job.image, job.tag.clone())).copied().unwrap_or_default();
-                record(r, job, &result, cost);
-            }
-        }
-    }
-    report.registries = troubles.0.into_values().collect();
-    report
 }

@@ -6,9 +6,7 @@ use std::collections::HashSet;
 
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
-use crate::model::platform::joined;
 use crate::model::referrers::referrer_tag;
-use crate::model::rewrite::provenance;
 use crate::select::prune::gone_upstream;
 use crate::select::{select, why_nothing_qualifies};
 use crate::store::{Store, deletable, digest_of};
@@ -207,13 +205,11 @@ async fn arriving<'a>(
 async fn differs(image: &ImageConfig, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
     let (a, b) = futures_util::join!(existing_digest(src, tag), existing_digest(dst, tag));
     let (a, b) = (a?, b?);
-    let options = &image.options;
-    if a == b || (options.platforms.is_empty() && !options.oci_media_types) {
+    let shape = super::shape(image);
+    if a == b || shape.is_exact() {
         return Ok(a != b);
     }
-    let (made_from, platforms) = provenance(&dst.get_manifest(b.as_str()).await?.bytes);
-    let expected = (!options.platforms.is_empty()).then(|| joined(&options.platforms));
-    Ok(made_from.as_deref() != Some(a.as_str()) || (platforms.is_some() && platforms != expected))
+    Ok(!shape.made_from(&a, &dst.get_manifest(b.as_str()).await?.bytes))
 }
 
 async fn existing_digest(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {

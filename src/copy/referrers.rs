@@ -16,9 +16,7 @@ use std::collections::HashSet;
 
 use futures_util::{StreamExt, stream};
 
-use super::Plan;
-use crate::config::ImageConfig;
-use crate::copy::{CopyError, Engine, manifest_error};
+use super::{CopyError, Engine, manifest_error};
 use crate::model::manifest::OCI_INDEX;
 use crate::model::referrers::{
     Referrer, admitted, describe, descriptors, may_be_admitted, merged_index, referrer_tag, schema_tag, target,
@@ -39,29 +37,41 @@ pub struct Referred {
     pub failed: Vec<(String, CopyError)>,
 }
 
+/// The tags of one image whose referrers are copied.
+pub struct Subjects<'a> {
+    /// Selected tags this pass copies (or, in a dry run, would copy).
+    pub arriving: Vec<&'a String>,
+    /// Selected tags the destination has already.
+    pub present: &'a [String],
+    /// The source's tags about another manifest (the tag schema, cosign's).
+    pub referrer_tags: &'a [String],
+    /// `artifact-types`: only referrers of these types (empty: all).
+    pub artifact_types: &'a [String],
+}
+
 /// Copies the referrers of an image's selected tags (see the module docs).
 /// `dry_run`: looks, says what it would copy, writes nothing.
 pub async fn copy_referrers(
     engine: &Engine,
-    image: &ImageConfig,
     src: &dyn Store,
     dst: &dyn Store,
-    plan: &Plan,
+    subjects: &Subjects<'_>,
     dry_run: bool,
 ) -> Referred {
-    let types = &image.options.artifact_types;
+    let types = subjects.artifact_types;
     let mut out = Referred::default();
     // in a dry run, what this pass would copy is not there yet
     let mut arriving = HashSet::new();
     if dry_run {
-        for (_, digest) in digests_of(src, plan.copy.iter().chain(&plan.replace)).await {
+        for (_, digest) in digests_of(src, subjects.arriving.iter().copied()).await {
             arriving.extend(digest.ok().flatten());
         }
     }
     // what the destination has of what the tags are about, asked once per
     // manifest (a signature and an SBOM of one image: one question)
-    let mut subjects: Vec<Digest> = plan
-        .referrer_tags
+    let referrer_tags = subjects.referrer_tags;
+    let selected: Vec<&String> = subjects.arriving.iter().copied().chain(subjects.present).collect();
+    let mut subjects: Vec<Digest> = referrer_tags
         .iter()
         .filter_map(|t| referrer_tag(t).map(|r| r.subject))
         .collect();
@@ -87,7 +97,7 @@ pub async fn copy_referrers(
         }
     }
     let present = &present;
-    let by_tags: Vec<(String, Result<bool, CopyError>)> = stream::iter(&plan.referrer_tags)
+    let by_tags: Vec<(String, Result<bool, CopyError>)> = stream::iter(referrer_tags)
         .map(|tag| async move {
             let r = by_tag(engine, src, dst, tag, types, present, dry_run).await;
             (tag.clone(), r)
@@ -102,7 +112,6 @@ pub async fn copy_referrers(
             Err(e) => out.failed.push((tag, e)),
         }
     }
-    let selected: Vec<&String> = plan.copy.iter().chain(&plan.replace).chain(&plan.present).collect();
     by_api(engine, src, dst, &selected, types, arriving, dry_run, &mut out).await;
     out
 }
