@@ -1,12 +1,12 @@
 //! A minimal HTTP/1.1 server on a thread, enough for a token issuer and
 //! fault-free test endpoints. One request per connection.
 
+use crate::accept::Acceptor;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::Ordering;
 
 pub struct Request {
     pub method: String,
@@ -77,48 +77,6 @@ impl Response {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.into_bytes(),
-        }
-    }
-}
-
-/// The accept loop every server here shares: a thread taking connections on
-/// 127.0.0.1:<free port> and handing them to `on_conn`, until dropped.
-struct Acceptor {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Acceptor {
-    fn start(mut on_conn: impl FnMut(TcpStream) + Send + 'static) -> Acceptor {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                if let Ok(conn) = conn {
-                    on_conn(conn);
-                }
-            }
-        });
-        Acceptor {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Acceptor {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

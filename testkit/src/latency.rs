@@ -5,60 +5,37 @@
 //! are held until a round trip after it connected). Bytes pass untouched, so
 //! TLS and HTTP/2 go through as they are.
 
+use crate::accept::Acceptor;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub struct LatencyProxy {
     pub port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl LatencyProxy {
     /// A proxy on a free 127.0.0.1 port to `upstream` (`host:port`), adding
     /// `one_way` to every byte in each direction.
     pub fn start(upstream: &str, one_way: Duration) -> LatencyProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (upstream, stop2) = (upstream.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(client) = conn else { continue };
-                let upstream = upstream.clone();
-                std::thread::spawn(move || {
-                    let _ = connect(client, &upstream, one_way);
-                });
-            }
+        let upstream = upstream.to_string();
+        let acceptor = Acceptor::start(move |client| {
+            let upstream = upstream.clone();
+            std::thread::spawn(move || {
+                let _ = connect(client, &upstream, one_way);
+            });
         });
         LatencyProxy {
-            port,
-            stop,
-            thread: Some(thread),
+            port: acceptor.port,
+            _acceptor: acceptor,
         }
     }
 
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for LatencyProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // wake the accept loop
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
@@ -113,29 +90,24 @@ mod tests {
     use super::*;
 
     /// An upstream that answers each line it reads with the same line.
-    fn echo() -> String {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap().to_string();
-        std::thread::spawn(move || {
-            for conn in l.incoming() {
-                let Ok(mut c) = conn else { continue };
-                std::thread::spawn(move || {
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = c.read(&mut buf) {
-                        if n == 0 || c.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
+    fn echo() -> Acceptor {
+        Acceptor::start(|mut c| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = c.read(&mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
                     }
-                });
-            }
-        });
-        addr
+                }
+            });
+        })
     }
 
     #[test]
     fn a_round_trip_costs_two_delays_and_a_new_connection_one_more() {
         let delay = Duration::from_millis(40);
-        let proxy = LatencyProxy::start(&echo(), delay);
+        let upstream = echo();
+        let proxy = LatencyProxy::start(&format!("127.0.0.1:{}", upstream.port), delay);
         let mut c = TcpStream::connect(proxy.host()).unwrap();
         let mut buf = [0u8; 5];
         let first = Instant::now();

@@ -6,6 +6,7 @@
 //! Independent on purpose: the checks must not share code with what they
 //! check.
 
+pub mod accept;
 pub mod client;
 pub mod cloud;
 pub mod container;

@@ -3,11 +3,11 @@
 //! resets the connection mid-body, truncates a body, flips a byte, stalls,
 //! or redirects blob downloads to a recording server.
 
+use crate::accept::Acceptor;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -67,20 +67,17 @@ struct Shared {
     pub refused: AtomicUsize,
     pub injected: AtomicUsize,
     pub forwarded: AtomicUsize,
-    stop: AtomicBool,
 }
 
 pub struct FaultProxy {
     pub port: u16,
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    _acceptor: Acceptor,
 }
 
 impl FaultProxy {
     /// A proxy to `upstream` (`127.0.0.1:<port>`), faultless until told.
     pub fn start(upstream: &str, seed: u64) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             fault: Mutex::new(None),
@@ -93,25 +90,20 @@ impl FaultProxy {
             refused: AtomicUsize::new(0),
             injected: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
         });
         let s2 = shared.clone();
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s2.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let s3 = s2.clone();
-                std::thread::spawn(move || {
-                    let _ = handle(conn, &s3, port);
-                });
-            }
+        let acceptor = Acceptor::start(move |conn| {
+            let shared = s2.clone();
+            std::thread::spawn(move || {
+                // the proxy's own port, as the client reached it
+                let port = conn.local_addr().map(|a| a.port()).unwrap_or(0);
+                let _ = handle(conn, &shared, port);
+            });
         });
         FaultProxy {
-            port,
+            port: acceptor.port,
             shared,
-            thread: Some(thread),
+            _acceptor: acceptor,
         }
     }
 
@@ -160,16 +152,6 @@ impl FaultProxy {
 
     pub fn injected(&self) -> usize {
         self.shared.injected.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for FaultProxy {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
