@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(l.limit(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_full_limiter_makes_the_next_wait_until_a_slot_is_given_back() {
         let l = Limiter::new("r", 1);
         let first = l.acquire().await;

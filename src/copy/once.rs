@@ -176,7 +176,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn concurrent_askers_share_one_outcome_and_later_askers_retry_failures() {
         let map: OnceMap<u32, &str> = OnceMap::default();
         let runs = AtomicUsize::new(0);
@@ -230,7 +230,7 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_dropped_computation_lets_waiters_compute() {
         let map: OnceMap<u32, ()> = OnceMap::default();
         let slow = map.get_or_try_init("k".into(), || async {

@@ -17,7 +17,9 @@ mod google;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+// tokio's clock (the std clock outside a runtime): tests run it paused
+use tokio::time::Instant;
 
 use futures_util::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -413,7 +415,7 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2, "one lookup per registry");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_expiring_token_is_renewed_before_it_expires_and_a_static_one_never() {
         let (chain, calls) = counting_chain(Some(Duration::from_secs(2)), &[]);
         let r = Registry::new("a.example.com");

@@ -130,7 +130,7 @@ pub fn listen_for_signals(interrupt: std::sync::Arc<Interrupt>, signal: std::syn
 mod tests {
     use super::*;
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn results_keep_item_order_and_work_past_the_deadline_is_abandoned() {
         let items = [30u64, 10, 1000, 5];
         let deadline = tokio::time::sleep(Duration::from_millis(200));
