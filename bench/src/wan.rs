@@ -561,6 +561,8 @@ fn sweep(w: &Wan, g: &mut ImageGen, links: &[Link], wan: bool) -> String {
     let mut md = String::new();
     if wan {
         let _ = writeln!(md, "## Over a wide-area link\n");
+        let date = super::command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+        let _ = writeln!(md, "Made by `bench/run --only wan` on {date}.\n");
     } else {
         let _ = writeln!(
             md,

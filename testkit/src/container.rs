@@ -20,7 +20,8 @@ pub fn repo_root() -> PathBuf {
 
 /// The static (musl) replicant binary the image ships: `REPLICANT_STATIC_BINARY`
 /// when `scripts/test` built it already, else built here by
-/// `scripts/release/build-binary` (the release's own script) into
+/// `scripts/release/build-binary` (the release's own script, profile
+/// `image-test`) into
 /// `target/static`, a target folder of its own so that it never waits on the
 /// `cargo test` that runs this.
 pub fn static_binary() -> &'static Path {
@@ -34,7 +35,7 @@ pub fn static_binary() -> &'static Path {
         let root = repo_root();
         let out = root.join("target/static/replicant");
         let status = Command::new(root.join("scripts/release/build-binary"))
-            .arg("--out")
+            .args(["--profile", "image-test", "--out"])
             .arg(&out)
             .env("CARGO_TARGET_DIR", root.join("target/static"))
             .status()
