@@ -1,6 +1,7 @@
 //! Every default of a run, in one place: the flags (`main.rs`), the run's
-//! options (`settings::RunOptions`) and the transport's settings
-//! (`registry::TransportSettings`) all read them from here. Imports nothing.
+//! options (`settings::RunOptions`), the transport's settings
+//! (`registry::TransportSettings`) and the configuration (`prune-max`) all
+//! read them from here. Imports nothing.
 
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub const RESPONSE_DEADLINE_SECONDS: u64 = 120;
 /// Bytes per second below which a blob transfer is restarted
 /// (`--min-transfer-rate`).
 pub const MIN_TRANSFER_RATE: u64 = 10 * 1024;
+/// The `prune-max` an image gets unless it sets one: a few tags gone at
+/// once is routine upstream, more is more likely an accident.
+pub const PRUNE_MAX: usize = 5;
 /// Seconds between progress lines (`--progress-interval`).
 pub const PROGRESS_INTERVAL_SECONDS: u64 = 10;
 

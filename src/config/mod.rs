@@ -37,9 +37,7 @@ pub struct ImageConfig {
     pub options: CopyOptions,
 }
 
-/// The `prune-max` an image gets unless it sets one: a few tags gone at
-/// once is routine upstream, more is more likely an accident.
-pub const DEFAULT_PRUNE_MAX: usize = 5;
+pub use crate::defaults::PRUNE_MAX as DEFAULT_PRUNE_MAX;
 
 /// What an image's copy does beyond choosing tags; every key can also be
 /// set at the top level, as the default of images that do not set it.

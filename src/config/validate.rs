@@ -116,9 +116,8 @@ impl Validator<'_> {
         let entries = match &val.value {
             Node::Map(e) => e,
             Node::Null => return BTreeMap::new(),
-            other => {
-                let message = format!("expected {}, found {}", spec.expected, other.kind());
-                self.report(val, None, Some("registries"), message);
+            _ => {
+                self.wrong_value(spec, val, None, "registries");
                 return BTreeMap::new();
             }
         };
@@ -188,10 +187,7 @@ impl Validator<'_> {
     fn registry_key(&mut self, host: &str, which: Reg, spec: &Key, sv: &Spanned<Node>, o: &mut RegistryOptions) {
         let base = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         let label = format!("registries.{host}.{}", spec.name);
-        let expected = |found: Option<&Node>| match found {
-            Some(other) => format!("expected {}, found {}", spec.expected, other.kind()),
-            None => format!("expected {}", spec.expected),
-        };
+        let expected = format!("expected {}", spec.expected);
         match which {
             Reg::Insecure | Reg::Tls | Reg::CreateRepositories => {
                 let Some(b) = self.boolean(spec, sv, None, &label) else {
@@ -229,18 +225,18 @@ impl Validator<'_> {
             },
             Reg::Region => match &sv.value {
                 Node::Str(r) if is_aws_region(r) => o.region = Some(r.clone()),
-                _ => self.report(sv, None, Some(&label), expected(None)),
+                _ => self.report(sv, None, Some(&label), expected.clone()),
             },
             Reg::RegistryId => match &sv.value {
                 Node::Str(r) if r.len() == 12 && r.bytes().all(|b| b.is_ascii_digit()) => {
                     o.registry_id = Some(r.clone())
                 }
                 Node::Int(n) if (100_000_000_000..1_000_000_000_000).contains(n) => o.registry_id = Some(n.to_string()),
-                _ => self.report(sv, None, Some(&label), expected(None)),
+                _ => self.report(sv, None, Some(&label), expected.clone()),
             },
             Reg::AwsProfile => match &sv.value {
                 Node::Str(p) if is_profile_name(p) => o.aws_profile = Some(p.clone()),
-                _ => self.report(sv, None, Some(&label), expected(None)),
+                _ => self.report(sv, None, Some(&label), expected.clone()),
             },
             Reg::CaFile | Reg::CertFile | Reg::KeyFile | Reg::GoogleCredentials => match &sv.value {
                 Node::Str(p) => {
@@ -260,7 +256,7 @@ impl Validator<'_> {
                         _ => o.key_file = Some(path),
                     }
                 }
-                other => self.report(sv, None, Some(&label), expected(Some(other))),
+                _ => self.wrong_value(spec, sv, None, &label),
             },
         }
     }
@@ -493,12 +489,7 @@ impl Validator<'_> {
                     draft.filter_keys.push((key, spec.name));
                 }
                 Node::Null => {}
-                other => self.report(
-                    v,
-                    name,
-                    Some(spec.name),
-                    format!("expected {}, found {}", spec.expected, other.kind()),
-                ),
+                _ => self.wrong_value(spec, v, name, spec.name),
             },
             Id::ReplaceTag => {
                 if let Some(b) = self.boolean(spec, v, name, spec.name) {
@@ -526,12 +517,7 @@ impl Validator<'_> {
                     }
                     Err(why) => self.report(v, name, Some(spec.name), why.to_string()),
                 },
-                other => self.report(
-                    v,
-                    name,
-                    Some(spec.name),
-                    format!("expected {}, found {}", spec.expected, other.kind()),
-                ),
+                _ => self.wrong_value(spec, v, name, spec.name),
             },
             Id::Keep => {
                 if let Some(n) = self.count(spec, v, name, spec.name) {
@@ -643,14 +629,16 @@ impl Validator<'_> {
             Opt::ArtifactTypes => options.artifact_types = self.media_types(v, image, spec),
             Opt::LayoutMediaTypes => match &v.value {
                 Node::Str(t) if t == "oci" || t == "verbatim" => options.oci_media_types = t == "oci",
-                other => self.report(
-                    v,
-                    image,
-                    Some(key),
-                    format!("expected {}, found {}", spec.expected, other.kind()),
-                ),
+                _ => self.wrong_value(spec, v, image, key),
             },
         }
+    }
+
+    /// Reports that `v` is not what `spec` takes ("expected ..., found
+    /// ..."), under `label`.
+    fn wrong_value(&mut self, spec: &Key, v: &Spanned<Node>, image: Option<&str>, label: &str) {
+        let message = format!("expected {}, found {}", spec.expected, v.value.kind());
+        self.report(v, image, Some(label), message);
     }
 
     /// A [`Value::Bool`](keys::Value::Bool) key's value; a wrong one is
@@ -658,9 +646,8 @@ impl Validator<'_> {
     fn boolean(&mut self, spec: &Key, v: &Spanned<Node>, image: Option<&str>, label: &str) -> Option<bool> {
         match &v.value {
             Node::Bool(b) => Some(*b),
-            other => {
-                let message = format!("expected {}, found {}", spec.expected, other.kind());
-                self.report(v, image, Some(label), message);
+            _ => {
+                self.wrong_value(spec, v, image, label);
                 None
             }
         }
@@ -675,9 +662,8 @@ impl Validator<'_> {
         };
         match &v.value {
             Node::Int(i) if (min..=max).contains(i) => Some(*i),
-            other => {
-                let message = format!("expected {}, found {}", spec.expected, other.kind());
-                self.report(v, image, Some(label), message);
+            _ => {
+                self.wrong_value(spec, v, image, label);
                 None
             }
         }
@@ -703,13 +689,8 @@ impl Validator<'_> {
                 );
                 None
             }
-            other => {
-                self.report(
-                    v,
-                    image,
-                    Some(key),
-                    format!("expected {}, found {}", spec.expected, other.kind()),
-                );
+            _ => {
+                self.wrong_value(spec, v, image, key);
                 None
             }
         }

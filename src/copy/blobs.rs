@@ -200,22 +200,15 @@ impl Engine {
         Ok(())
     }
 
-    /// The limits of both sides (a registry's adaptive one, or a plain one
-    /// per layout), in a fixed order so that transfers waiting for slots
-    /// can never wait for each other.
+    /// The limits of both sides (a registry's adaptive one, or a layout's
+    /// fixed one), in a fixed order so that transfers waiting for slots can
+    /// never wait for each other.
     fn limiters(&self, src: &dyn Store, dst: &dyn Store) -> Vec<Arc<Limiter>> {
         let mut sides: Vec<(String, Arc<Limiter>)> = [src, dst]
             .iter()
             .map(|s| {
                 let name = s.mount_domain().map(str::to_string).unwrap_or_else(|| s.name());
-                let limiter = s.limiter().unwrap_or_else(|| {
-                    let mut local = crate::lock(&self.slots);
-                    local
-                        .entry(name.clone())
-                        .or_insert_with(|| Limiter::fixed(&name, self.transfers_per_domain))
-                        .clone()
-                });
-                (name, limiter)
+                (name, s.limiter())
             })
             .collect();
         sides.sort_by(|a, b| a.0.cmp(&b.0));

@@ -157,15 +157,10 @@ impl Stats {
 /// The copy engine shared by every copy of a run.
 pub struct Engine {
     pub stats: Stats,
-    /// Blob transfers at once per layout (a registry's own limit adapts,
-    /// with this as its ceiling).
-    transfers_per_domain: usize,
     /// Restarts of a blob transfer whose body broke mid-way.
     restarts: u32,
     /// Blobs arriving slower than this are cut off (and restarted).
     min_rate: Option<MinRate>,
-    /// The transfer limits of layouts, by path.
-    slots: Mutex<HashMap<String, Arc<crate::limit::Limiter>>>,
     /// Source manifests by (store, digest): fetched once per run.
     manifests: OnceMap<FetchedManifest, CopyError>,
     /// Blobs (`blob:` keys) and child manifests with their whole subtree
@@ -188,16 +183,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// `transfers_per_domain`: blob transfers at once per registry;
     /// `restarts`: how often a blob transfer whose body broke mid-way (or
-    /// failed verification) starts again (`--retries`).
-    pub fn new(transfers_per_domain: usize, restarts: u32) -> Engine {
+    /// failed verification) starts again (`--retries`). How many
+    /// transfers go at once is each store's limiter's business.
+    pub fn new(restarts: u32) -> Engine {
         Engine {
             stats: Stats::default(),
-            transfers_per_domain: transfers_per_domain.max(1),
             restarts,
             min_rate: None,
-            slots: Mutex::new(HashMap::new()),
             manifests: OnceMap::with_budget(MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
             present: OnceMap::default(),
             holders: OnceMap::default(),

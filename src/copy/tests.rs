@@ -43,6 +43,8 @@ struct MemStore {
     /// Blob downloads of these digests break mid-body this many times.
     breaks: Mutex<HashMap<Digest, usize>>,
     put_blobs_started: AtomicUsize,
+    /// Eight blob transfers at once, like a small layout.
+    limiter: Arc<crate::limit::Limiter>,
 }
 
 impl MemStore {
@@ -55,6 +57,7 @@ impl MemStore {
             put_fails: Mutex::new(false),
             breaks: Mutex::default(),
             put_blobs_started: AtomicUsize::new(0),
+            limiter: crate::limit::Limiter::fixed(name, 8),
         }
     }
 
@@ -140,6 +143,10 @@ fn not_found(store: &str, what: &str) -> StoreError {
 }
 
 impl Store for MemStore {
+    fn limiter(&self) -> Arc<crate::limit::Limiter> {
+        self.limiter.clone()
+    }
+
     fn delete_tags<'a>(&'a self, _tags: &'a [String]) -> BoxFuture<'a, crate::store::Deletions> {
         Box::pin(async { Vec::new() })
     }
@@ -290,7 +297,7 @@ impl MemStore {
 }
 
 fn engine() -> Engine {
-    Engine::new(8, 2)
+    Engine::new(2)
 }
 
 #[tokio::test]
@@ -466,7 +473,7 @@ async fn a_body_that_breaks_mid_way_is_restarted_within_the_budget() {
     let m = src.image(b"config", &[layer]);
     src.tag("t", &m);
     src.breaks.lock().unwrap().insert(d.clone(), 1);
-    let err = Engine::new(8, 0).copy_tag(&src, &dst, "t").await.unwrap_err();
+    let err = Engine::new(0).copy_tag(&src, &dst, "t").await.unwrap_err();
     assert!(err.to_string().contains("reset mid-body"), "{err}");
     assert_eq!(src.calls(&format!("get_blob {d}")), 1);
     assert!(dst.state().tags.is_empty());
@@ -482,7 +489,7 @@ async fn a_blob_with_a_manifests_bytes_does_not_stand_for_that_manifest() {
     // tag b: an index that lists M
     let b = src.index(&[&m]);
     src.tag("b", &b);
-    let e = Engine::new(8, 0);
+    let e = Engine::new(0);
     e.copy_tag(&src, &dst, "a").await.unwrap();
     e.copy_tag(&src, &dst, "b").await.unwrap();
     for blob in [b"M's config".as_slice(), b"M's layer"] {
@@ -627,9 +634,9 @@ proptest::proptest! {
                 tags.reverse();
             }
             let dir = tempfile::tempdir().unwrap();
-            let layout = crate::store::Layout::new(dir.path().join("out"));
+            let layout = crate::store::Layout::new(dir.path().join("out"), 4);
             let mem = MemStore::new("dst", None);
-            let e = Engine::new(4, 0);
+            let e = Engine::new(0);
             for dst in [&layout as &dyn Store, &mem] {
                 let copies = join_all(tags.iter().map(|t| e.copy_tag(&src, dst, t))).await;
                 for r in copies {

@@ -121,7 +121,7 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
 impl<'a> Pass<'a> {
     fn new(settings: &'a Settings, client: Arc<Client>, interrupt: &'a Interrupt) -> Pass<'a> {
         let options = settings.run;
-        let stores = Stores::new(client);
+        let stores = Stores::new(client, options.max_connections);
         let images = settings
             .config
             .images
@@ -133,7 +133,7 @@ impl<'a> Pass<'a> {
                 shape: shape(config),
             })
             .collect();
-        let engine = Engine::new(options.max_connections, options.retries).with_min_rate(MinRate {
+        let engine = Engine::new(options.retries).with_min_rate(MinRate {
             bytes_per_second: options.min_transfer_rate,
             window: options.timeout,
         });

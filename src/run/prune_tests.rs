@@ -51,6 +51,9 @@ impl Store for Repo {
     fn name(&self) -> String {
         self.name.into()
     }
+    fn limiter(&self) -> std::sync::Arc<crate::limit::Limiter> {
+        crate::limit::Limiter::fixed(self.name, 1)
+    }
     fn kind(&self) -> &'static str {
         "repository"
     }

@@ -56,11 +56,9 @@ pub trait Store: Send + Sync {
     fn mount_name(&self) -> &str {
         ""
     }
-    /// The adaptive limit of the registry behind this store; `None` for a
-    /// layout (the copy engine keeps a plain one per layout).
-    fn limiter(&self) -> Option<Arc<crate::limit::Limiter>> {
-        None
-    }
+    /// How many blob transfers this store takes at once: the adaptive
+    /// limit of the registry behind it, or a layout's fixed one.
+    fn limiter(&self) -> Arc<crate::limit::Limiter>;
     /// Makes the destination ready for its first write where the registry
     /// needs that (an ECR repository with `create-repositories: true`).
     fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {
@@ -214,13 +212,16 @@ pub async fn deletable(
 pub struct Stores {
     client: Arc<Client>,
     layouts: Mutex<HashMap<PathBuf, Arc<Layout>>>,
+    /// Blob transfers at once per layout (`--max-connections`).
+    layout_transfers: usize,
 }
 
 impl Stores {
-    pub fn new(client: Arc<Client>) -> Stores {
+    pub fn new(client: Arc<Client>, layout_transfers: usize) -> Stores {
         Stores {
             client,
             layouts: Mutex::new(HashMap::new()),
+            layout_transfers,
         }
     }
 
@@ -232,7 +233,7 @@ impl Stores {
                 let mut layouts = self.layouts.lock().unwrap_or_else(|p| p.into_inner());
                 layouts
                     .entry(path.clone())
-                    .or_insert_with(|| Arc::new(Layout::new(path.clone())))
+                    .or_insert_with(|| Arc::new(Layout::new(path.clone(), self.layout_transfers)))
                     .clone()
             }
         }

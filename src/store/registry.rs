@@ -108,8 +108,8 @@ impl Store for RegistryStore {
         &self.repo.path
     }
 
-    fn limiter(&self) -> Option<std::sync::Arc<crate::limit::Limiter>> {
-        Some(self.client.limiter(&self.repo.registry))
+    fn limiter(&self) -> std::sync::Arc<crate::limit::Limiter> {
+        self.client.limiter(&self.repo.registry)
     }
 
     fn prepare_to_write(&self) -> BoxFuture<'_, Result<()>> {

@@ -25,6 +25,8 @@ use files::{Files, TMP_DIR, TagEntry, place};
 
 pub struct Layout {
     files: Files,
+    /// Blob transfers at once (`--max-connections`).
+    limiter: Arc<crate::limit::Limiter>,
     /// The lock file, held from the first write until the process ends.
     lock: Arc<Mutex<Option<File>>>,
     /// Serialises read-modify-write of `index.json` within this process.
@@ -54,8 +56,10 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Layout {
-    pub fn new(root: std::path::PathBuf) -> Layout {
+    /// The layout at `root`, taking `transfers` blob transfers at once.
+    pub fn new(root: std::path::PathBuf, transfers: usize) -> Layout {
         Layout {
+            limiter: crate::limit::Limiter::fixed(&format!("oci:{}", root.display()), transfers.max(1)),
             files: Files::new(root),
             lock: Arc::new(Mutex::new(None)),
             index: tokio::sync::Mutex::new(()),
@@ -193,6 +197,10 @@ impl Drop for Layout {
 impl Store for Layout {
     fn name(&self) -> String {
         format!("oci:{}", self.files.root.display())
+    }
+
+    fn limiter(&self) -> Arc<crate::limit::Limiter> {
+        self.limiter.clone()
     }
 
     fn kind(&self) -> &'static str {
