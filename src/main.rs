@@ -16,7 +16,7 @@ use replicant::push::Pushgateway;
 use replicant::registry::Client;
 use replicant::report::{RunReport, ShardReport};
 use replicant::run::{self, Interrupt};
-use replicant::settings::{RunOptions, Settings};
+use replicant::settings::{RunOptions, Settings, parse_bool};
 use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
@@ -168,20 +168,6 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
-}
-
-/// A flag or variable value that is not a boolean.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("\"{0}\" is not a boolean (use true/false, 1/0, yes/no, on/off)")]
-struct NotABoolean(String);
-
-/// Boolean environment values: true/false/1/0/yes/no/on/off, any case.
-fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" | "" => Ok(false),
-        _ => Err(NotABoolean(s.to_string())),
-    }
 }
 
 fn init_logging(debug: bool, quiet: bool, format: LogFormat) {
@@ -477,23 +463,5 @@ fn main() -> ExitCode {
     match written {
         false if code == 0 => ExitCode::from(1),
         _ => ExitCode::from(code),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn boolean_values() {
-        for t in ["true", "1", "yes", "on", "TRUE", "On"] {
-            assert_eq!(parse_bool(t), Ok(true), "{t}");
-        }
-        for f in ["false", "0", "no", "off", "NO"] {
-            assert_eq!(parse_bool(f), Ok(false), "{f}");
-        }
-        for bad in ["maybe", "2", "y", "truee"] {
-            assert!(parse_bool(bad).is_err(), "{bad}");
-        }
     }
 }

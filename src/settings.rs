@@ -180,3 +180,35 @@ fn host_settings(config: &Path, host: &str, o: &RegistryOptions) -> Result<HostS
         insecure: o.insecure,
     })
 }
+
+/// A flag or variable value that is not a boolean.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("\"{0}\" is not a boolean (use true/false, 1/0, yes/no, on/off)")]
+pub struct NotABoolean(String);
+
+/// Boolean environment values: true/false/1/0/yes/no/on/off, any case.
+pub fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err(NotABoolean(s.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boolean_values() {
+        for t in ["true", "1", "yes", "on", "TRUE", "On"] {
+            assert_eq!(parse_bool(t), Ok(true), "{t}");
+        }
+        for f in ["false", "0", "no", "off", "NO"] {
+            assert_eq!(parse_bool(f), Ok(false), "{f}");
+        }
+        for bad in ["maybe", "2", "y", "truee"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -383,6 +383,7 @@ impl Bench {
 
     /// The raw limit: the blob streamed from one registry into the other by curl.
     fn curl_pipe(&self, dst: &Registry, digest: &str) -> Command {
+        testkit::crypto();
         let resp = reqwest::blocking::Client::new()
             .post(format!("{}/v2/{}/blobs/uploads/", dst.url(), mirror_of("bench/big")))
             .send()

@@ -39,6 +39,7 @@ struct AnyManifest {
 impl TestClient {
     /// A client for a TLS registry at `host` whose certificate `ca_pem` signed.
     pub fn https(host: &str, ca_pem: &str) -> TestClient {
+        crate::crypto();
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA");
         TestClient {
             base: format!("https://{host}"),
@@ -50,6 +51,7 @@ impl TestClient {
 
     /// A client for a registry that also requires a client certificate.
     pub fn mtls(host: &str, ca: &crate::tls::TestCa) -> TestClient {
+        crate::crypto();
         let root = reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).expect("CA");
         let pem = format!("{}{}", ca.client_cert_pem, ca.client_key_pem);
         let id = reqwest::Identity::from_pem(pem.as_bytes()).expect("identity");
@@ -67,6 +69,7 @@ impl TestClient {
 
     /// `host` is `127.0.0.1:<port>`.
     pub fn new(host: &str, creds: Option<(&str, &str)>) -> TestClient {
+        crate::crypto();
         TestClient {
             base: format!("http://{host}"),
             http: Client::builder()

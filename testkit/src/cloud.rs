@@ -91,30 +91,24 @@ pub struct RsaKey {
 }
 
 impl RsaKey {
+    /// The test service account's key: a fixed 2048-bit key made once
+    /// with `openssl genpkey` (ring signs with RSA but makes no RSA keys);
+    /// it guards nothing but these tests.
     pub fn generate() -> RsaKey {
-        use aws_lc_rs::encoding::AsDer as _;
-        use aws_lc_rs::signature::KeyPair as _;
-        let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key");
-        let der = key.as_der().expect("PKCS#8");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        let pkcs8_pem = format!(
-            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
-            lines.join("\n")
-        );
+        use ring::signature::KeyPair as _;
+        let pkcs8_pem = include_str!("../fixtures/service-account-key.pem").to_string();
+        let b64: String = pkcs8_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD.decode(b64).expect("PEM");
+        let key = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("RSA key");
         RsaKey {
-            pkcs8_pem,
             public_pkcs1: key.public_key().as_ref().to_vec(),
+            pkcs8_pem,
         }
     }
 
     /// The claims of an RS256 JWT signed by this key, if the signature holds.
     fn verify(&self, jwt: &str) -> Option<serde_json::Value> {
-        use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let mut parts = jwt.split('.');
         let (h, c, sig) = (parts.next()?, parts.next()?, parts.next()?);
@@ -572,6 +566,7 @@ impl Moto {
 
     /// The repositories ECR holds (moto checks no signature).
     pub fn repositories(&self) -> Vec<String> {
+        crate::crypto();
         let resp = reqwest::blocking::Client::new()
             .post(self.url())
             .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories")

@@ -27,3 +27,9 @@ pub use client::TestClient;
 pub use image::{Format, Image, ImageGen};
 pub use registry::{Auth, Implementation, Registry};
 pub use token::TokenIssuer;
+
+/// Makes ring the process's TLS crypto provider (as replicant does), once;
+/// every HTTP client of the tests needs one before it is built.
+pub fn crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

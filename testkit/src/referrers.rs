@@ -106,6 +106,7 @@ fn descriptor_of(bytes: &[u8]) -> Value {
 /// them (`host`: `127.0.0.1:<port>`, plain HTTP).
 pub fn referrers_by_api(host: &str, repo: &str, digest: &str) -> Value {
     let url = format!("http://{host}/v2/{repo}/referrers/{digest}");
+    crate::crypto();
     let resp = reqwest::blocking::get(&url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
     resp.json().unwrap_or_else(|e| panic!("GET {url}: {e}"))

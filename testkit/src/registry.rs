@@ -277,6 +277,7 @@ impl Drop for Registry {
 }
 
 fn wait_ready(child: &mut Child, port: u16, tls: bool) -> bool {
+    crate::crypto();
     let probe = reqwest::blocking::Client::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     while Instant::now() < deadline {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde::Serialize;
 
 use crate::http::{Request, Response, Server, url_decode_pairs};
@@ -85,7 +85,9 @@ impl TokenIssuer {
         let cert = params.self_signed(&key).expect("self-signed cert");
         let cert_pem = cert.pem();
         let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
-        let encoding = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).expect("EC key");
+        let rng = ring::rand::SystemRandom::new();
+        let encoding =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng).expect("EC key");
         let counters = Arc::new(Counters::default());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let issued = Arc::new(Mutex::new(Vec::new()));
@@ -134,7 +136,7 @@ fn now() -> u64 {
         .unwrap_or(0)
 }
 
-fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result<String, Response> {
+fn issue(policy: &Policy, key: &EcdsaKeyPair, x5c: &str, req: &Request) -> Result<String, Response> {
     let mut params = req.query();
     if req.method == "POST" {
         params.extend(url_decode_pairs(&String::from_utf8_lossy(&req.body)));
@@ -201,7 +203,20 @@ fn issue(policy: &Policy, key: &EncodingKey, x5c: &str, req: &Request) -> Result
         jti: format!("{:x}", rand::random::<u64>()),
         access,
     };
-    let mut header = Header::new(Algorithm::ES256);
-    header.x5c = Some(vec![x5c.to_string()]);
-    Ok(jsonwebtoken::encode(&header, &claims, key).expect("sign token"))
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    Ok(es256_jwt(&header, &claims, key))
+}
+
+/// A JWT signed with ES256 (the signature is r || s, as JWS asks).
+fn es256_jwt(header: &serde_json::Value, claims: &impl Serialize, key: &EcdsaKeyPair) -> String {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let signed = format!(
+        "{}.{}",
+        b64.encode(serde_json::to_vec(header).expect("header")),
+        b64.encode(serde_json::to_vec(claims).expect("claims"))
+    );
+    let signature = key
+        .sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
+        .expect("sign token");
+    format!("{signed}.{}", b64.encode(signature.as_ref()))
 }

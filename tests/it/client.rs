@@ -33,6 +33,7 @@ fn paging_proxy(upstream: String, page: usize, served: Arc<AtomicUsize>) -> test
             return testkit::http::Response::json(200, "{}".into());
         }
         served.fetch_add(1, Ordering::SeqCst);
+        testkit::crypto();
         let full: serde_json::Value = reqwest::blocking::get(format!("{upstream}{path}"))
             .unwrap()
             .json()

@@ -160,6 +160,7 @@ fn redirected_blob_downloads_carry_no_credentials() {
             .lock()
             .unwrap()
             .push((req.target.clone(), req.headers.get("authorization").cloned()));
+        testkit::crypto();
         let bytes = reqwest::blocking::Client::new()
             .get(format!("{upstream}/v2{}", req.target))
             .basic_auth("alice", Some(PW))

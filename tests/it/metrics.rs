@@ -159,6 +159,7 @@ impl Pushgateway {
     }
 
     fn metrics(&self) -> String {
+        testkit::crypto();
         reqwest::blocking::get(format!("{}/metrics", self.url()))
             .unwrap()
             .text()
