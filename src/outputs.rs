@@ -23,10 +23,8 @@ pub struct Outputs {
 }
 
 impl Outputs {
-    /// The report, the metrics file and the push that were asked for;
-    /// false if any of them failed (said in the log).
-    /// Writes the report and the metrics that were asked for; false if any
-    /// of that failed (said).
+    /// Writes the report and the metrics file and pushes the metrics, as
+    /// asked; false if any of that failed (said in the log).
     pub async fn write(
         &self,
         exit_code: u8,
