@@ -4,7 +4,14 @@
 //! that cannot be built is an error for whoever needs it, never a default
 //! client without these limits. Imports nothing of ours.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+/// An HTTP client that could not be built (its TLS setup failed); shared,
+/// so that every lookup needing the client can say why.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot set up an HTTP client: {0}")]
+pub struct ClientError(#[source] Arc<reqwest::Error>);
 
 /// Makes ring rustls's crypto provider for the whole process (every HTTP
 /// client, the AWS SDK's too), once; later calls change nothing.
@@ -20,7 +27,7 @@ pub fn peer_client(
     connect: Option<Duration>,
     read: Option<Duration>,
     total: Option<Duration>,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, ClientError> {
     install_crypto();
     let mut b = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
     if let Some(t) = connect {
@@ -32,5 +39,5 @@ pub fn peer_client(
     if let Some(t) = total {
         b = b.timeout(t);
     }
-    b.build().map_err(|e| format!("cannot set up an HTTP client: {e}"))
+    b.build().map_err(|e| ClientError(Arc::new(e)))
 }

@@ -33,10 +33,13 @@ pub enum PushError {
     Http {
         message: String,
         #[source]
-        source: Option<reqwest::Error>,
+        source: reqwest::Error,
     },
     #[error("HTTP {0}")]
     Status(u16),
+    /// No HTTP client could be built.
+    #[error(transparent)]
+    Client(#[from] crate::http::ClientError),
 }
 
 /// Where and how to push.
@@ -171,15 +174,10 @@ impl Pushgateway {
             let e = e.without_url();
             PushError::Http {
                 message: crate::error::printable(&e.to_string(), 500),
-                source: Some(e),
+                source: e,
             }
         };
-        let http = crate::http::peer_client(None, None, Some(std::time::Duration::from_secs(30))).map_err(|e| {
-            PushError::Http {
-                message: crate::error::printable(&e, 500),
-                source: None,
-            }
-        })?;
+        let http = crate::http::peer_client(None, None, Some(std::time::Duration::from_secs(30)))?;
         let held = self
             .authorized(http.get(self.metrics_url()))
             .send()

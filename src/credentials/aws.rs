@@ -325,7 +325,7 @@ mod http {
 
     #[derive(Debug, Clone)]
     /// A client, or why it could not be built.
-    struct Reqwest(Result<reqwest::Client, String>);
+    struct Reqwest(Result<reqwest::Client, crate::http::ClientError>);
 
     /// The client for the SDK, one reqwest client per timeout setting (the
     /// instance metadata service is asked with shorter ones).
@@ -348,7 +348,7 @@ mod http {
             let client = self.0.clone();
             HttpConnectorFuture::new(async move {
                 let user = |e: &str| ConnectorError::user(e.to_string().into());
-                let client = client.map_err(|why| user(&why))?;
+                let client = client.map_err(|why| user(&why.to_string()))?;
                 let method =
                     reqwest::Method::from_bytes(request.method().as_bytes()).map_err(|_| user("bad method"))?;
                 let mut builder = client.request(method, request.uri());

@@ -19,7 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(super) struct Web {
     /// Or why it could not be built: then every lookup fails saying so.
-    client: Result<reqwest::Client, String>,
+    client: Result<reqwest::Client, crate::http::ClientError>,
 }
 
 impl Web {
@@ -31,7 +31,7 @@ impl Web {
     pub(super) fn client(&self) -> Result<&reqwest::Client, LookupError> {
         self.client.as_ref().map_err(|why| LookupError::Unreadable {
             place: "the token service's HTTP client".into(),
-            reason: why.clone(),
+            reason: why.to_string(),
         })
     }
 
