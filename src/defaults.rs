@@ -37,3 +37,21 @@ pub const PROGRESS_INTERVAL_SECONDS: u64 = 10;
 pub const TIMEOUT: Duration = Duration::from_secs(TIMEOUT_SECONDS);
 /// [`RESPONSE_DEADLINE_SECONDS`] as a duration.
 pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(RESPONSE_DEADLINE_SECONDS);
+
+/// Blobs of at least this many bytes are uploaded to a registry in chunks
+/// that survive a broken connection (only the rest is sent again); smaller
+/// ones in one stream, which is fastest for them (BENCHMARKS.md).
+pub const CHUNKED_FROM: u64 = 32 * 1024 * 1024;
+/// The first chunk of an upload; each accepted chunk doubles the next, up
+/// to [`CHUNK_MAX`], and each break halves it (`--chunk-size` fixes it).
+pub const CHUNK_FIRST: u64 = 8 * 1024 * 1024;
+/// The largest chunk, and the most `--chunk-size` may set.
+pub const CHUNK_MAX: u64 = 64 * 1024 * 1024;
+/// The smallest chunk anywhere (`--chunk-size`'s minimum), and ECR's, which
+/// refuses parts under 5 MiB but the last.
+pub const CHUNK_MIN: u64 = 1024 * 1024;
+pub const ECR_CHUNK_MIN: u64 = 5 * 1024 * 1024;
+/// What the chunks held in memory for resending may add up to, over every
+/// upload of a run: an upload waits for room before it reads its next
+/// chunk.
+pub const CHUNK_MEMORY: u64 = 128 * 1024 * 1024;

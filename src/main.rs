@@ -16,7 +16,7 @@ use replicant::push::Pushgateway;
 use replicant::registry::Client;
 use replicant::report::{RunReport, ShardReport};
 use replicant::run::{self, Interrupt};
-use replicant::settings::{RunOptions, Settings, parse_bool};
+use replicant::settings::{RunOptions, Settings, parse_bool, parse_chunk_size};
 use replicant::shard::Shard;
 
 /// Exit code for an unusable configuration or command line.
@@ -96,9 +96,16 @@ struct Cli {
     response_deadline: u64,
 
     /// Bytes per second, averaged over --timeout seconds, below which a blob
-    /// transfer is cut off and restarted (0: no minimum).
+    /// download is cut off and resumed from where it stood (0: no minimum).
     #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = defaults::MIN_TRANSFER_RATE)]
     min_transfer_rate: u64,
+
+    /// Blobs of 32 MiB and more go to a registry in chunks, so that a broken
+    /// upload sends only the rest again: `auto` (chunks from 8 MiB, doubling
+    /// up to 64 MiB, halving after a break) or a fixed size from 1MiB to
+    /// 64MiB (ECR: at least 5MiB).
+    #[arg(long, env = "REPLICANT_CHUNK_SIZE", value_name = "SIZE", default_value = "auto", value_parser = parse_chunk_size)]
+    chunk_size: replicant::settings::ChunkSize,
 
     /// Run only shard I of N (I from 0): the images whose stable hash of
     /// their name falls in it. Without it, a Kubernetes Indexed Job's
@@ -417,6 +424,7 @@ fn main() -> ExitCode {
         timeout: std::time::Duration::from_secs(cli.timeout),
         response_deadline: std::time::Duration::from_secs(cli.response_deadline),
         min_transfer_rate: cli.min_transfer_rate,
+        chunk_size: cli.chunk_size.0,
     };
     // The files of the `registries:` section: still configuration problems,
     // found before any network traffic.

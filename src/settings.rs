@@ -36,8 +36,11 @@ pub struct RunOptions {
     /// may take in all.
     pub response_deadline: Duration,
     /// Blobs slower than this many bytes per second, averaged over
-    /// `timeout`, are cut off and restarted (0: no minimum).
+    /// `timeout`, are cut off and resumed (0: no minimum).
     pub min_transfer_rate: u64,
+    /// `--chunk-size`: every chunk of a chunked upload this size; `None`:
+    /// they adapt.
+    pub chunk_size: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -53,6 +56,7 @@ impl Default for RunOptions {
             timeout: defaults::TIMEOUT,
             response_deadline: defaults::RESPONSE_DEADLINE,
             min_transfer_rate: defaults::MIN_TRANSFER_RATE,
+            chunk_size: None,
         }
     }
 }
@@ -98,6 +102,7 @@ impl Settings {
             response_deadline: run.response_deadline,
             hosts,
             max_connections: run.max_connections,
+            chunk_size: run.chunk_size,
         };
         let credentials = config
             .registries
@@ -195,9 +200,59 @@ pub fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
     }
 }
 
+/// A `--chunk-size` that is not `auto` or a size within bounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a chunk size: `auto`, or bytes from 1MiB to 64MiB (a number with an optional KiB, MiB, K or M)"
+)]
+pub struct NotAChunkSize(String);
+
+/// `--chunk-size`: a size, or `None` for chunks that adapt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSize(pub Option<u64>);
+
+/// `--chunk-size`: `auto` (chunks adapt), or a size in bytes with an
+/// optional binary unit (`16MiB`, `16M`, `8192KiB`, `16777216`), within
+/// [`defaults::CHUNK_MIN`] and [`defaults::CHUNK_MAX`].
+pub fn parse_chunk_size(s: &str) -> Result<ChunkSize, NotAChunkSize> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok(ChunkSize(None));
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let unit = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1024,
+        "m" | "mib" => 1024 * 1024,
+        _ => return Err(NotAChunkSize(s.to_string())),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| (defaults::CHUNK_MIN..=defaults::CHUNK_MAX).contains(n))
+        .map(|n| ChunkSize(Some(n)))
+        .ok_or_else(|| NotAChunkSize(s.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunk_sizes() {
+        let size = |s| parse_chunk_size(s).map(|c| c.0);
+        assert_eq!(size("auto"), Ok(None));
+        assert_eq!(size("AUTO"), Ok(None));
+        assert_eq!(size("16MiB"), Ok(Some(16 << 20)));
+        assert_eq!(size("16m"), Ok(Some(16 << 20)));
+        assert_eq!(size("8192KiB"), Ok(Some(8 << 20)));
+        assert_eq!(size("1048576"), Ok(Some(1 << 20)));
+        for bad in ["", "512KiB", "65MiB", "1GiB", "-5M", "5 MB", "5.5M", "99999999999999999999M"] {
+            assert!(parse_chunk_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn boolean_values() {

@@ -2,16 +2,23 @@
 //! repository of the same registry, or streamed from the source, verified
 //! on the way. Each happens at most once per destination per run.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::verify::rate_guarded;
+use futures_util::StreamExt;
+
+use super::resume::{Reading, resuming};
 use super::{CopyError, Engine, verified};
+use crate::lock;
 use crate::error::{ErrorKind, StoreError};
 use crate::limit::Limiter;
 use crate::model::Digest;
 use crate::model::manifest::Descriptor;
-use crate::store::{BlobBody, Store};
+use crate::store::Store;
+
+/// Pieces of a blob between its read and its upload: a short queue, so
+/// that each side keeps its own pace and a transfer holds little memory.
+const PIPE_DEPTH: usize = 4;
 
 impl Engine {
     /// Makes a blob present in `dst`, checking and moving it at most once
@@ -99,11 +106,13 @@ impl Engine {
     }
 
     /// Streams the blob from `src` into `dst`, verified on the way. Failed
-    /// exchanges were already retried by the transport; what it cannot
-    /// retry — a body that broke or failed verification mid-way, an upload
-    /// that cannot be replayed — starts again here from scratch (a new
-    /// download, a new upload session), at most `restarts` times. Nothing
-    /// of a broken attempt is ever committed.
+    /// exchanges were already retried by the transport; a read that breaks
+    /// goes on from where it stood (`copy/resume.rs`), a chunked upload
+    /// from where the registry stands (`registry/upload.rs`); what neither
+    /// can repair — a blob that failed verification, a one-stream upload
+    /// that broke, a lost upload session — starts again here from scratch
+    /// (a new read, a new upload session), at most `restarts` times.
+    /// Nothing of a broken attempt is ever committed.
     async fn transfer(
         &self,
         src: &dyn Store,
@@ -141,6 +150,9 @@ impl Engine {
         }
     }
 
+    /// One attempt: the source read (resuming after breaks, verified)
+    /// feeds the destination's upload through a short channel, so a break
+    /// on the source side never reaches the upload.
     async fn transfer_once(
         &self,
         src: &dyn Store,
@@ -149,7 +161,8 @@ impl Engine {
         desc: &Descriptor,
         tally: Option<Arc<crate::progress::Tally>>,
     ) -> Result<(), CopyError> {
-        let blob = src.get_blob(digest).await?;
+        let declared = (desc.size > 0).then_some(desc.size);
+        let blob = src.get_blob(digest, 0, declared).await?;
         let ctx = format!("{}: blob {digest}", src.name());
         let size = match (desc.size, blob.len) {
             (0, served) => served,
@@ -160,32 +173,44 @@ impl Engine {
             (declared, _) => Some(declared),
         };
         let failure = Arc::new(Mutex::new(None));
-        let body = match self.min_rate {
-            Some(min) => rate_guarded(blob.body, min, failure.clone()),
-            None => blob.body,
+        let reading = Reading {
+            src,
+            digest,
+            size,
+            min_rate: self.min_rate,
+            breaks_allowed: self.restarts,
+            failure: failure.clone(),
         };
-        let body = verified(body, digest.clone(), size, failure.clone());
-        // progress: counted as the body streams (in the HTTP client's task)
-        let attempt = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = {
-            let (tally, attempt) = (tally.clone(), attempt.clone());
-            futures_util::StreamExt::inspect(body, move |chunk| {
-                if let (Ok(bytes), Some(t)) = (chunk, &tally) {
+        let body = verified(resuming(reading, blob), digest.clone(), size, failure.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(PIPE_DEPTH);
+        // progress: counted as the body is read
+        let attempt = AtomicU64::new(0);
+        let pump = async {
+            // dropped when the read ends: the upload's body ends with it
+            let tx = tx;
+            let mut body = std::pin::pin!(body);
+            while let Some(item) = body.next().await {
+                let failed = item.is_err();
+                if let (Ok(bytes), Some(t)) = (&item, &tally) {
                     let n = bytes.len() as u64;
                     attempt.fetch_add(n, Ordering::Relaxed);
                     t.moved(n);
                 }
-            })
+                // the upload stopped: so does the read
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
         };
-        let body: BlobBody = Box::pin(counted);
-        let stored = dst.put_blob(digest, size, body).await;
+        let received = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let ((), stored) = tokio::join!(pump, dst.put_blob(digest, size, Box::pin(received)));
         let give_back = |tally: &Option<Arc<crate::progress::Tally>>| {
             if let Some(t) = tally {
                 t.give_back(attempt.load(Ordering::Relaxed));
             }
         };
-        // A verification failure inside the stream is the real cause.
-        if let Some(kind) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        // A failure of the read (or its verification) is the real cause.
+        if let Some(kind) = lock(&failure).take() {
             give_back(&tally);
             return Err(StoreError::new(ctx, kind).into());
         }

@@ -12,6 +12,7 @@ mod blobs;
 mod once;
 pub mod referrers;
 mod reshape;
+mod resume;
 #[cfg(test)]
 mod tests;
 mod verify;

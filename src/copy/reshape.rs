@@ -181,7 +181,7 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let mut blob = src.get_blob(&config).await?;
+        let mut blob = src.get_blob(&config, 0, None).await?;
         let mut bytes = Vec::new();
         while let Some(chunk) = blob.body.next().await {
             let chunk = chunk.map_err(|e| {

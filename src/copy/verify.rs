@@ -15,12 +15,12 @@ use crate::store::BlobBody;
 /// released once the whole content matched its digest (and declared size),
 /// so a corrupt blob never completes an upload: the body fails instead, and
 /// `failure` records why.
-pub fn verified(
-    inner: BlobBody,
+pub fn verified<'a>(
+    inner: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a,
     digest: Digest,
     size: Option<u64>,
     failure: Arc<Mutex<Option<ErrorKind>>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a {
     struct State<S> {
         inner: S,
         verifier: Option<crate::model::digest::Verifier>,
@@ -54,7 +54,7 @@ pub fn verified(
         })
     }
     let st = State {
-        inner,
+        inner: Box::pin(inner),
         verifier: Some(digest.verifier()),
         digest,
         size,
@@ -92,10 +92,8 @@ pub fn verified(
                 }
             }
             Some(Err(e)) => {
-                let e = fail(
-                    &mut st,
-                    ErrorKind::Network(crate::error::Cause::new(format!("reading the blob failed: {e}"), e)),
-                );
+                // the reader below recorded why it gave up
+                st.verifier = None;
                 Some((Err(e), (st, true)))
             }
             None => match check(&mut st) {
@@ -114,39 +112,42 @@ pub struct MinRate {
     pub window: Duration,
 }
 
-/// Passes a blob's bytes through, failing the stream when fewer than the
-/// minimum rate's worth arrived in a window: a peer that drips bytes (and so
-/// never trips the silence timeout) cannot hold a transfer for days. Total
-/// silence is the HTTP client's read timeout's to catch.
-pub fn rate_guarded(inner: BlobBody, min: MinRate, failure: Arc<Mutex<Option<ErrorKind>>>) -> BlobBody {
+/// Why a body was cut for being too slow (inside the `io::Error` the
+/// stream fails with), for the reader to tell when it gives up.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TooSlow(pub String);
+
+/// Passes a blob's bytes through, failing the stream with [`TooSlow`] when
+/// fewer than the minimum rate's worth arrived in a window: a peer that
+/// drips bytes (and so never trips the silence timeout) cannot hold a
+/// transfer for days. Total silence is the HTTP client's read timeout's to
+/// catch.
+pub fn rate_guarded(inner: BlobBody, min: MinRate) -> BlobBody {
     let state = (inner, Instant::now(), 0u64, false);
-    Box::pin(stream::unfold(state, move |(mut inner, mut start, mut bytes, done)| {
-        let failure = failure.clone();
-        async move {
-            if done {
-                return None;
-            }
-            let item = inner.next().await?;
-            if let Ok(chunk) = &item {
-                bytes += chunk.len() as u64;
-                let elapsed = start.elapsed();
-                if elapsed >= min.window {
-                    let needed = min.bytes_per_second.saturating_mul(elapsed.as_secs().max(1));
-                    if bytes < needed {
-                        let rate = bytes / elapsed.as_secs().max(1);
-                        let why = format!(
-                            "the blob arrived at {rate} B/s over {} s, below the minimum of {} B/s (--min-transfer-rate)",
-                            elapsed.as_secs(),
-                            min.bytes_per_second
-                        );
-                        *lock(&failure) = Some(ErrorKind::Network(why.clone().into()));
-                        return Some((Err(std::io::Error::other(why)), (inner, start, bytes, true)));
-                    }
-                    (start, bytes) = (Instant::now(), 0);
-                }
-            }
-            Some((item, (inner, start, bytes, false)))
+    Box::pin(stream::unfold(state, move |(mut inner, mut start, mut bytes, done)| async move {
+        if done {
+            return None;
         }
+        let item = inner.next().await?;
+        if let Ok(chunk) = &item {
+            bytes += chunk.len() as u64;
+            let elapsed = start.elapsed();
+            if elapsed >= min.window {
+                let needed = min.bytes_per_second.saturating_mul(elapsed.as_secs().max(1));
+                if bytes < needed {
+                    let rate = bytes / elapsed.as_secs().max(1);
+                    let why = format!(
+                        "the blob arrived at {rate} B/s over {} s, below the minimum of {} B/s (--min-transfer-rate)",
+                        elapsed.as_secs(),
+                        min.bytes_per_second
+                    );
+                    return Some((Err(std::io::Error::other(TooSlow(why))), (inner, start, bytes, true)));
+                }
+                (start, bytes) = (Instant::now(), 0);
+            }
+        }
+        Some((item, (inner, start, bytes, false)))
     }))
 }
 
@@ -174,18 +175,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             (n < 100).then(|| (Ok(Bytes::from_static(b"x")), n + 1))
         });
-        let failure = Arc::new(Mutex::new(None));
         let min = MinRate {
             bytes_per_second: 1000,
             window: Duration::from_millis(200),
         };
-        let out: Result<Vec<Bytes>, _> = rate_guarded(Box::pin(drip), min, failure.clone()).try_collect().await;
-        assert!(out.is_err());
-        let why = lock(&failure).as_ref().map(|k| k.to_string()).unwrap_or_default();
-        assert!(why.contains("below the minimum of 1000 B/s"), "{why}");
+        let out: Result<Vec<Bytes>, _> = rate_guarded(Box::pin(drip), min).try_collect().await;
+        let why = out.unwrap_err();
+        let slow = why.get_ref().and_then(|e| e.downcast_ref::<TooSlow>());
+        assert!(slow.is_some_and(|s| s.0.contains("below the minimum of 1000 B/s")), "{why}");
 
         let fast: BlobBody = Box::pin(stream::iter(vec![Ok(Bytes::from_static(b"plenty"))]));
-        let out: Result<Vec<Bytes>, _> = rate_guarded(fast, min, Arc::new(Mutex::new(None))).try_collect().await;
+        let out: Result<Vec<Bytes>, _> = rate_guarded(fast, min).try_collect().await;
         assert_eq!(out.unwrap().concat(), b"plenty");
     }
 

@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
-use reqwest::{Method, Response, StatusCode};
+use reqwest::header::{ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, HeaderMap, LOCATION, RANGE};
+use reqwest::{Response, StatusCode};
 use url::Url;
 
 use super::connect::TransportSettings;
+use super::ranges::{content_range, is_rest};
 use super::transport::{Spend, Transport};
 use super::wire::{PageLimits, Pages, header, next_link, protocol, read_limited, same_origin};
 use crate::credentials::Chain;
 use crate::error::{ErrorKind, StoreError, printable};
+use crate::lock;
 use crate::model::manifest::{ACCEPT as MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, OCI_INDEX};
 use crate::model::referrers::Referrer;
 use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_tag};
@@ -62,16 +62,25 @@ pub enum Delete {
 
 /// Every registry operation of a run, over one shared transport.
 pub struct Client {
-    transport: Transport,
+    pub(super) transport: Transport,
     /// Referrer descriptors and bytes read in this run (bounded).
     referrers_read: std::sync::Mutex<(usize, usize)>,
+    /// Registries that answered a range with another one: asked for whole
+    /// blobs only for the rest of the run.
+    no_ranges: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Registries that refused a chunked upload: one stream for the rest
+    /// of the run.
+    pub(super) no_chunks: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(super) chunking: super::upload::Chunking,
+    /// The chunks held for resending, in MiB, over every upload of the run.
+    pub(super) chunk_memory: tokio::sync::Semaphore,
 }
 
 fn pull(repo: &Repository) -> Vec<String> {
     vec![format!("repository:{}:pull", repo.path)]
 }
 
-fn push(repo: &Repository) -> Vec<String> {
+pub(super) fn push(repo: &Repository) -> Vec<String> {
     vec![format!("repository:{}:pull,push", repo.path)]
 }
 
@@ -84,6 +93,12 @@ impl Client {
         Ok(Client {
             transport: Transport::new(credentials, settings)?,
             referrers_read: Default::default(),
+            no_ranges: Default::default(),
+            no_chunks: Default::default(),
+            chunking: super::upload::Chunking {
+                fixed: settings.chunk_size,
+            },
+            chunk_memory: tokio::sync::Semaphore::new((crate::defaults::CHUNK_MEMORY / (1024 * 1024)) as usize),
         })
     }
 
@@ -101,17 +116,17 @@ impl Client {
         format!("{}/v2/{}/{}", self.transport.base_url(&repo.registry), repo.path, rest)
     }
 
-    fn http(&self, repo: &Repository) -> &reqwest::Client {
+    pub(super) fn http(&self, repo: &Repository) -> &reqwest::Client {
         self.transport.http(&repo.registry)
     }
 
-    async fn failure(&self, resp: Response, ctx: &str, repo: &Repository) -> StoreError {
+    pub(super) async fn failure(&self, resp: Response, ctx: &str, repo: &Repository) -> StoreError {
         self.transport.failure(resp, ctx, &repo.registry).await
     }
 
     /// A refused write, told as what it is where the registry's answer
     /// says so: a missing ECR repository, an immutable tag.
-    async fn write_failure(&self, resp: Response, ctx: &str, repo: &Repository) -> StoreError {
+    pub(super) async fn write_failure(&self, resp: Response, ctx: &str, repo: &Repository) -> StoreError {
         let e = self.failure(resp, ctx, repo).await;
         let ErrorKind::Status { status, errors } = &e.kind else {
             return e;
@@ -341,7 +356,7 @@ impl Client {
                 .read(size, list.len(), link.is_some())
                 .map_err(|e| protocol(&ctx, e))?;
             {
-                let mut read = crate::lock(&self.referrers_read);
+                let mut read = lock(&self.referrers_read);
                 read.0 = read.0.saturating_add(list.len());
                 read.1 = read.1.saturating_add(size);
                 if read.0 > MAX_REFERRERS_PER_RUN || read.1 > MAX_REFERRER_BYTES_PER_RUN {
@@ -413,26 +428,69 @@ impl Client {
             .await
     }
 
-    /// GET a blob; the caller streams and verifies the body. Only the
-    /// response head is retried here: a body that breaks later is the copy
-    /// engine's to restart.
-    pub async fn get_blob(&self, repo: &Repository, digest: &Digest) -> Result<Response> {
-        let ctx = format!("{repo}: GET blob {digest}");
+    /// GET a blob from `offset` on (`Range: bytes=OFFSET-` when that is
+    /// not 0); the caller streams and verifies the body. Only the response
+    /// head is retried here: a body that breaks later is the copy engine's
+    /// to resume. Returns the answer and where its body starts in the
+    /// blob: `offset` for a 206 with exactly the rest of a blob of `size`
+    /// bytes, 0 for a 200 (the whole blob, from a registry or object store
+    /// that ignores ranges). A 206 with any other range or length is
+    /// refused: the blob is asked for again whole, and this registry is
+    /// asked for no more ranges in this run.
+    pub async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        offset: u64,
+        size: Option<u64>,
+    ) -> Result<(Response, u64)> {
+        let ranged = offset > 0 && !lock(&self.no_ranges).contains(&repo.registry.host);
+        let resp = self.get_blob_once(repo, digest, ranged.then_some(offset)).await?;
+        if resp.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok((resp, 0));
+        }
+        let range = header(resp.headers(), CONTENT_RANGE.as_str());
+        let parsed = range.as_deref().and_then(content_range);
+        let length_fits = match (resp.content_length(), parsed) {
+            (Some(len), Some(r)) => len == r.last - r.first + 1,
+            _ => true,
+        };
+        if parsed.is_some_and(|r| is_rest(&r, offset, size)) && length_fits {
+            return Ok((resp, offset));
+        }
+        drop(resp);
+        let shown = printable(range.as_deref().unwrap_or("none"), 100);
+        tracing::warn!(
+            "{repo}: GET blob {digest}: asked for bytes {offset}- and the answer's Content-Range is {shown}: refused; \
+             the blob is read again whole, and no more ranges are asked of {} in this run",
+            repo.registry
+        );
+        lock(&self.no_ranges).insert(repo.registry.host.clone());
+        Ok((self.get_blob_once(repo, digest, None).await?, 0))
+    }
+
+    async fn get_blob_once(&self, repo: &Repository, digest: &Digest, from: Option<u64>) -> Result<Response> {
+        let ctx = match from {
+            Some(offset) => format!("{repo}: GET blob {digest} from byte {offset}"),
+            None => format!("{repo}: GET blob {digest}"),
+        };
         let url = self.url(repo, &format!("blobs/{digest}"));
+        let build = || {
+            let get = self.http(repo).get(&url);
+            match from {
+                Some(offset) => get.header(RANGE, format!("bytes={offset}-")),
+                None => get,
+            }
+        };
         self.transport
-            .exchange(
-                repo,
-                &pull(repo),
-                &ctx,
-                Spend::Pull,
-                || self.http(repo).get(&url),
-                |resp| async {
-                    if !resp.status().is_success() {
-                        return Err(self.failure(resp, &ctx, repo).await);
-                    }
-                    Ok(resp)
-                },
-            )
+            .exchange(repo, &pull(repo), &ctx, Spend::Pull, build, |resp| async {
+                let status = resp.status();
+                // a 206 only to a range asked for
+                if !status.is_success() || (status == StatusCode::PARTIAL_CONTENT && from.is_none()) {
+                    return Err(self.failure(resp, &ctx, repo).await);
+                }
+                Ok(resp)
+            })
             .await
     }
 
@@ -472,58 +530,8 @@ impl Client {
             .await
     }
 
-    /// Uploads a whole blob in one streamed PUT with `Content-Length`, or,
-    /// when the length is unknown, one streamed PATCH and a closing PUT.
-    /// A streamed body cannot be replayed, so nothing here is retried: a
-    /// failed upload is restarted by the copy engine with a new session.
-    pub async fn upload_blob(
-        &self,
-        repo: &Repository,
-        location: Url,
-        digest: &Digest,
-        size: Option<u64>,
-        body: impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static,
-    ) -> Result<()> {
-        let ctx = format!("{repo}: upload blob {digest}");
-        let scopes = push(repo);
-        // the registry answers once the whole body is in: that answer must
-        // come within the response deadline of the body's end
-        let (sent, body_sent) = tokio::sync::oneshot::channel();
-        let body = reqwest::Body::wrap_stream(announce_end(body, sent));
-        let uploading = self.transport.uploading(&repo.registry);
-        let closing_put = |mut location: Url| {
-            location.query_pairs_mut().append_pair("digest", digest.as_str());
-            uploading.put(location).header(CONTENT_TYPE, "application/octet-stream")
-        };
-        let resp = match size {
-            Some(len) => {
-                let put = closing_put(location).header(CONTENT_LENGTH, len).body(body);
-                self.transport.send_upload(repo, &scopes, &ctx, put, body_sent).await?
-            }
-            None => {
-                let patch = uploading
-                    .request(Method::PATCH, location)
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .body(body);
-                let resp = self
-                    .transport
-                    .send_upload(repo, &scopes, &ctx, patch, body_sent)
-                    .await?;
-                if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.failure(resp, &ctx, repo).await);
-                }
-                let put = closing_put(self.location(repo, resp.headers(), &ctx)?).header(CONTENT_LENGTH, 0);
-                self.transport.send_upload(repo, &scopes, &ctx, put, ended()).await?
-            }
-        };
-        if resp.status() != StatusCode::CREATED {
-            return Err(self.write_failure(resp, &ctx, repo).await);
-        }
-        Ok(())
-    }
-
     /// An upload `Location`, resolved against the registry's URL.
-    fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
+    pub(super) fn location(&self, repo: &Repository, headers: &HeaderMap, ctx: &str) -> Result<Url> {
         let loc = header(headers, LOCATION.as_str()).ok_or_else(|| protocol(ctx, "upload response has no Location"))?;
         let base =
             Url::parse(&format!("{}/", self.transport.base_url(&repo.registry))).map_err(|e| protocol(ctx, e))?;
@@ -546,30 +554,4 @@ impl Client {
         }
         Ok(url)
     }
-}
-
-/// Passes a body through and says when it has all been read.
-fn announce_end(
-    body: impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static,
-    sent: tokio::sync::oneshot::Sender<()>,
-) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> + Send + 'static {
-    let body = Box::pin(body);
-    futures_util::stream::unfold((body, Some(sent)), |(mut body, mut sent)| async move {
-        match body.next().await {
-            Some(item) => Some((item, (body, sent))),
-            None => {
-                if let Some(s) = sent.take() {
-                    let _ = s.send(());
-                }
-                None
-            }
-        }
-    })
-}
-
-/// A body that has already ended (an empty closing PUT).
-fn ended() -> tokio::sync::oneshot::Receiver<()> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let _ = tx.send(());
-    rx
 }

@@ -47,6 +47,9 @@ pub struct TransportSettings {
     /// The most requests (and blob transfers) in flight per registry: the
     /// ceiling of each registry's adaptive limit (`--max-connections`).
     pub max_connections: usize,
+    /// `--chunk-size`: the size of every chunk of a chunked upload; `None`
+    /// lets them adapt.
+    pub chunk_size: Option<u64>,
 }
 
 impl Default for TransportSettings {
@@ -57,6 +60,7 @@ impl Default for TransportSettings {
             response_deadline: defaults::RESPONSE_DEADLINE,
             hosts: HashMap::new(),
             max_connections: defaults::MAX_CONNECTIONS,
+            chunk_size: None,
         }
     }
 }

@@ -13,6 +13,8 @@ mod client;
 pub mod connect;
 mod traffic;
 mod transport;
+mod ranges;
+mod upload;
 mod wire;
 
 pub use client::{Client, Delete, Mount};

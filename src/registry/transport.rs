@@ -507,6 +507,11 @@ impl Transport {
 
     // ---- cloud registries -------------------------------------------------
 
+    /// `--retries`: further attempts after a failure that may pass.
+    pub(super) fn retries(&self) -> u32 {
+        self.retries
+    }
+
     pub(super) fn is_ecr(&self, registry: &Registry) -> bool {
         self.credentials.is_ecr(registry)
     }

@@ -90,7 +90,7 @@ impl Store for Repo {
     fn has_blob<'a>(&'a self, _: &'a Digest) -> BoxFuture<'a, Result<bool>> {
         unreachable!("planning reads no blob")
     }
-    fn get_blob<'a>(&'a self, _: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
+    fn get_blob<'a>(&'a self, _: &'a Digest, _: u64, _: Option<u64>) -> BoxFuture<'a, Result<Blob>> {
         unreachable!("planning reads no blob")
     }
     fn put_blob<'a>(&'a self, _: &'a Digest, _: Option<u64>, _: BlobBody) -> BoxFuture<'a, Result<()>> {

@@ -25,10 +25,14 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// A blob's bytes as they stream.
 pub type BlobBody = BoxStream<'static, std::result::Result<Bytes, std::io::Error>>;
 
-/// A blob being read, with its length when the store knows it.
+/// A blob being read: its bytes from `start` on, and how many those are
+/// when the store knows.
 pub struct Blob {
     pub body: BlobBody,
     pub len: Option<u64>,
+    /// Where in the blob the body starts: the offset asked for, or 0 when
+    /// the store sent the whole blob instead (a server that ignores ranges).
+    pub start: u64,
 }
 
 /// What became of a tag a prune asked to delete, when nothing failed.
@@ -72,7 +76,9 @@ pub trait Store: Send + Sync {
     /// Stores the manifest's bytes verbatim under a tag or its digest.
     fn put_manifest<'a>(&'a self, reference: &'a str, m: &'a FetchedManifest) -> BoxFuture<'a, Result<()>>;
     fn has_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool>>;
-    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>>;
+    /// Reads a blob from `offset` on (0: all of it); `size`, when known,
+    /// is the blob's whole size, to check a partial answer against.
+    fn get_blob<'a>(&'a self, digest: &'a Digest, offset: u64, size: Option<u64>) -> BoxFuture<'a, Result<Blob>>;
     /// Makes a blob of `from` (same domain) appear here without moving it;
     /// `false` when that was not possible and the blob must be copied.
     fn mount_blob<'a>(&'a self, _digest: &'a Digest, _from: &'a str) -> BoxFuture<'a, Result<bool>> {

@@ -136,12 +136,12 @@ impl Store for RegistryStore {
         Box::pin(self.client.blob_exists(&self.repo, digest, self.write))
     }
 
-    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
+    fn get_blob<'a>(&'a self, digest: &'a Digest, offset: u64, size: Option<u64>) -> BoxFuture<'a, Result<Blob>> {
         Box::pin(async move {
-            let resp = self.client.get_blob(&self.repo, digest).await?;
+            let (resp, start) = self.client.get_blob(&self.repo, digest, offset, size).await?;
             let len = resp.content_length();
             let body = Box::pin(resp.bytes_stream().map_err(std::io::Error::other));
-            Ok(Blob { body, len })
+            Ok(Blob { body, len, start })
         })
     }
 

@@ -32,6 +32,21 @@ pub enum Fault {
     WrongDigest,
     /// Answer this status with this JSON body without forwarding.
     Answer(u16, &'static str),
+    /// Close the connection halfway through a response body of more than
+    /// 1 MiB (a large blob, never a config or a manifest).
+    CutLarge,
+}
+
+/// What the proxy does with a download's `Range` (a server, or an object
+/// store, that gets ranges wrong).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ranges {
+    #[default]
+    Pass,
+    /// Drops the `Range` header: the registry sends the whole blob (200).
+    Ignore,
+    /// Passes it, and says the 206's range starts a byte later than it does.
+    Misreport,
 }
 
 /// Which requests a fault may hit.
@@ -46,6 +61,8 @@ pub enum Target {
     UploadStarts,
     /// Only manifest PUTs.
     ManifestPuts,
+    /// Only the `PATCH`es of chunked uploads (with `Content-Range`).
+    ChunkPatches,
 }
 
 /// A handler for requests the proxy answers itself (an endpoint that lives
@@ -55,6 +72,11 @@ pub type Route = Arc<dyn Fn(crate::http::Request) -> crate::http::Response + Sen
 struct Shared {
     upstream: String,
     fault: Mutex<Option<(Fault, f64, Target)>>,
+    /// Faults injected at most this many more times (`None`: no end).
+    times: Mutex<Option<usize>>,
+    ranges: Mutex<Ranges>,
+    /// `Range` headers of the blob GETs forwarded, in order.
+    pub asked: Mutex<Vec<String>>,
     /// Answer blob GETs with a 307 to this `host:port` (object storage).
     redirect: Mutex<Option<String>>,
     /// Wait this long before forwarding each request (a slow registry).
@@ -81,6 +103,9 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             upstream: upstream.to_string(),
             fault: Mutex::new(None),
+            times: Mutex::new(None),
+            ranges: Mutex::new(Ranges::Pass),
+            asked: Mutex::new(Vec::new()),
             redirect: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
             rate: Mutex::new(None),
@@ -114,6 +139,23 @@ impl FaultProxy {
     /// Injects `fault` into a share `rate` (0..=1) of the targeted requests.
     pub fn set(&self, fault: Option<(Fault, f64, Target)>) {
         *self.shared.fault.lock().unwrap() = fault;
+        *self.shared.times.lock().unwrap() = None;
+    }
+
+    /// Injects `fault` into the next `times` targeted requests, then none.
+    pub fn set_times(&self, fault: Fault, target: Target, times: usize) {
+        *self.shared.fault.lock().unwrap() = Some((fault, 1.0, target));
+        *self.shared.times.lock().unwrap() = Some(times);
+    }
+
+    /// How downloads' `Range` headers are handled from now on.
+    pub fn set_ranges(&self, ranges: Ranges) {
+        *self.shared.ranges.lock().unwrap() = ranges;
+    }
+
+    /// The `Range` header of each blob GET forwarded (`-` for none).
+    pub fn ranges_asked(&self) -> Vec<String> {
+        self.shared.asked.lock().unwrap().clone()
     }
 
     /// Delays every request by `delay` (a slow registry).
@@ -208,6 +250,19 @@ fn read_body(reader: &mut impl BufRead, headers: &[(String, String)]) -> std::io
     Ok(body)
 }
 
+/// Whether a fault may still be injected (and, if so, counts one).
+fn take_one(shared: &Shared) -> bool {
+    let mut times = shared.times.lock().unwrap();
+    match times.as_mut() {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            *n -= 1;
+            true
+        }
+    }
+}
+
 fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -288,12 +343,15 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
                 Target::Blobs => is_blob,
                 Target::UploadStarts => head.method == "POST" && head.target.contains("/blobs/uploads/"),
                 Target::ManifestPuts => head.method == "PUT" && head.target.contains("/manifests/"),
+                Target::ChunkPatches => head.method == "PATCH" && header(&head.headers, "content-range").is_some(),
             };
             hit && shared.rng.lock().unwrap().random_bool(rate.clamp(0.0, 1.0))
         })
         .map(|(f, _, _)| f)
+        // a large body's cut is counted when there is one
+        .filter(|f| *f == Fault::CutLarge || take_one(shared))
     };
-    if let Some(f) = fault {
+    if let Some(f) = fault.filter(|f| *f != Fault::CutLarge) {
         shared.injected.fetch_add(1, Ordering::SeqCst);
         match f {
             Fault::Status(code) => {
@@ -330,10 +388,16 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     // forward, byte for byte, to the registry
     let mut up = TcpStream::connect(&shared.upstream)?;
     write!(up, "{} {} HTTP/1.1\r\n", head.method, head.target)?;
+    let ranges = *shared.ranges.lock().unwrap();
+    if is_blob {
+        let asked = header(&head.headers, "range").unwrap_or("-").to_string();
+        shared.asked.lock().unwrap().push(asked);
+    }
     for (k, v) in &head.headers {
         if k.eq_ignore_ascii_case("connection")
             || k.eq_ignore_ascii_case("transfer-encoding")
             || k.eq_ignore_ascii_case("content-length")
+            || (k.eq_ignore_ascii_case("range") && ranges == Ranges::Ignore)
         {
             continue;
         }
@@ -371,6 +435,8 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
         let v = if fault == Some(Fault::WrongDigest) && k.eq_ignore_ascii_case("docker-content-digest") {
             // a well-formed digest of other content
             format!("sha256:{}", "0".repeat(64))
+        } else if ranges == Ranges::Misreport && k.eq_ignore_ascii_case("content-range") {
+            misreported(v)
         } else {
             v.replace(&shared.upstream, &me)
         };
@@ -385,6 +451,12 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
     };
     write!(out, "Content-Length: {declared}\r\nConnection: close\r\n\r\n")?;
     let half = resp_body.len() / 2;
+    if fault == Some(Fault::CutLarge) && resp_body.len() > 1024 * 1024 && take_one(shared) {
+        shared.injected.fetch_add(1, Ordering::SeqCst);
+        out.write_all(&resp_body[..half])?;
+        out.flush()?;
+        return Ok(());
+    }
     match fault {
         Some(Fault::Reset) | Some(Fault::Truncate) if !resp_body.is_empty() => {
             out.write_all(&resp_body[..half])?;
@@ -420,5 +492,18 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
             out.write_all(&resp_body)?;
             out.flush()
         }
+    }
+}
+
+/// `bytes FIRST-LAST/TOTAL` with FIRST one more (the range a confused
+/// server claims).
+fn misreported(value: &str) -> String {
+    let parsed = value
+        .strip_prefix("bytes ")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, rest)| Some((first.parse::<u64>().ok()?, rest)));
+    match parsed {
+        Some((first, rest)) => format!("bytes {}-{rest}", first + 1),
+        None => value.to_string(),
     }
 }

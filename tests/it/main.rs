@@ -26,6 +26,7 @@ mod progress;
 mod quickstart;
 mod release;
 mod report;
+mod resume;
 mod shard;
 mod tls;
 mod transport;

@@ -243,21 +243,35 @@ impl Store for Layout {
         Box::pin(blocking(&self.files, move |files| files.has_blob(&digest)))
     }
 
-    fn get_blob<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Blob>> {
+    fn get_blob<'a>(&'a self, digest: &'a Digest, offset: u64, _: Option<u64>) -> BoxFuture<'a, Result<Blob>> {
         let path = self.files.blob_path(digest);
         let digest = digest.clone();
         Box::pin(async move {
             let opened = blocking(&self.files, move |files| {
                 files.check_blob_dirs(&digest)?;
-                files
+                let (mut file, len) = files
                     .open_regular(&path)?
-                    .ok_or_else(|| files.invalid(format!("blob {digest} is missing ({})", path.display())))
+                    .ok_or_else(|| files.invalid(format!("blob {digest} is missing ({})", path.display())))?;
+                // an offset past the end: the whole file, which the reader skips
+                let start = if offset > 0 && offset <= len {
+                    use std::io::Seek;
+                    file.seek(std::io::SeekFrom::Start(offset))
+                        .map_err(|e| files.invalid(format!("blob {digest}: {e}")))?;
+                    offset
+                } else {
+                    0
+                };
+                Ok((file, len, start))
             })
             .await?;
-            let (file, len) = opened;
+            let (file, len, start) = opened;
             let file = tokio::fs::File::from_std(file);
             let body = Box::pin(tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024));
-            Ok(Blob { body, len: Some(len) })
+            Ok(Blob {
+                body,
+                len: Some(len - start),
+                start,
+            })
         })
     }
 
