@@ -100,10 +100,12 @@ struct Cli {
     #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = defaults::MIN_TRANSFER_RATE)]
     min_transfer_rate: u64,
 
-    /// Blobs of 32 MiB and more go to a registry in chunks, so that a broken
-    /// upload sends only the rest again: `auto` (chunks from 8 MiB, doubling
-    /// up to 64 MiB, halving after a break) or a fixed size from 1MiB to
-    /// 64MiB (ECR: at least 5MiB).
+    /// Blobs of 32 MiB and more go to a registry as PATCH requests with a
+    /// Content-Range, so that a broken upload sends only the rest again:
+    /// `auto` (the whole blob in one request, the last 16 MiB held to go on
+    /// from; 16 MiB chunks for a registry that drops a broken one) or chunks
+    /// of a fixed size from 1MiB to 32MiB, each held whole (ECR: at least
+    /// 5MiB).
     #[arg(long, env = "REPLICANT_CHUNK_SIZE", value_name = "SIZE", default_value = "auto", value_parser = parse_chunk_size)]
     chunk_size: replicant::settings::ChunkSize,
 

@@ -202,9 +202,7 @@ pub fn parse_bool(s: &str) -> Result<bool, NotABoolean> {
 
 /// A `--chunk-size` that is not `auto` or a size within bounds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{0:?} is not a chunk size: `auto`, or bytes from 1MiB to 64MiB (a number with an optional KiB, MiB, K or M)"
-)]
+#[error("{0:?} is not a chunk size: `auto`, or bytes from 1MiB to 64MiB (a number with an optional KiB, MiB, K or M)")]
 pub struct NotAChunkSize(String);
 
 /// `--chunk-size`: a size, or `None` for chunks that adapt.
@@ -249,7 +247,16 @@ mod tests {
         assert_eq!(size("16m"), Ok(Some(16 << 20)));
         assert_eq!(size("8192KiB"), Ok(Some(8 << 20)));
         assert_eq!(size("1048576"), Ok(Some(1 << 20)));
-        for bad in ["", "512KiB", "65MiB", "1GiB", "-5M", "5 MB", "5.5M", "99999999999999999999M"] {
+        for bad in [
+            "",
+            "512KiB",
+            "65MiB",
+            "1GiB",
+            "-5M",
+            "5 MB",
+            "5.5M",
+            "99999999999999999999M",
+        ] {
             assert!(parse_chunk_size(bad).is_err(), "{bad}");
         }
     }

@@ -9,9 +9,9 @@ use futures_util::StreamExt;
 
 use super::resume::{Reading, resuming};
 use super::{CopyError, Engine, verified};
-use crate::lock;
 use crate::error::{ErrorKind, StoreError};
 use crate::limit::Limiter;
+use crate::lock;
 use crate::model::Digest;
 use crate::model::manifest::Descriptor;
 use crate::store::Store;

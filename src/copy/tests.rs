@@ -152,7 +152,11 @@ struct Read {
 
 impl Read {
     fn serve(self, data: &Bytes, offset: u64) -> Blob {
-        let start = if self.whole { 0 } else { (offset as usize).min(data.len()) };
+        let start = if self.whole {
+            0
+        } else {
+            (offset as usize).min(data.len())
+        };
         let mut part = data[start..].to_vec();
         if let Some(at) = self.flip.filter(|at| *at < part.len()) {
             part[at] ^= 0x40;
@@ -165,7 +169,10 @@ impl Read {
             items.push(Ok(Bytes::copy_from_slice(piece)));
         }
         if self.cut.is_some_and(|c| c < part.len()) {
-            items.push(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset mid-body")));
+            items.push(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "reset mid-body",
+            )));
         }
         Blob {
             body: Box::pin(stream::iter(items)),
@@ -510,7 +517,11 @@ async fn a_body_that_breaks_mid_way_is_resumed_within_the_budget() {
     src.breaks.lock().unwrap().insert(d.clone(), 2);
     engine().copy_tag(&src, &dst, "t").await.unwrap();
     assert_eq!(src.calls(&format!("get_blob {d}")), 3, "two breaks, two resumes");
-    assert_eq!(dst.calls(&format!("put_blob {d}")), 1, "one upload: the breaks never reached it");
+    assert_eq!(
+        dst.calls(&format!("put_blob {d}")),
+        1,
+        "one upload: the breaks never reached it"
+    );
     assert_eq!(&dst.state().blobs[&d][..], layer);
 
     // with no restarts left, the break is the error

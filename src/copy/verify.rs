@@ -125,30 +125,33 @@ pub struct TooSlow(pub String);
 /// catch.
 pub fn rate_guarded(inner: BlobBody, min: MinRate) -> BlobBody {
     let state = (inner, Instant::now(), 0u64, false);
-    Box::pin(stream::unfold(state, move |(mut inner, mut start, mut bytes, done)| async move {
-        if done {
-            return None;
-        }
-        let item = inner.next().await?;
-        if let Ok(chunk) = &item {
-            bytes += chunk.len() as u64;
-            let elapsed = start.elapsed();
-            if elapsed >= min.window {
-                let needed = min.bytes_per_second.saturating_mul(elapsed.as_secs().max(1));
-                if bytes < needed {
-                    let rate = bytes / elapsed.as_secs().max(1);
-                    let why = format!(
-                        "the blob arrived at {rate} B/s over {} s, below the minimum of {} B/s (--min-transfer-rate)",
-                        elapsed.as_secs(),
-                        min.bytes_per_second
-                    );
-                    return Some((Err(std::io::Error::other(TooSlow(why))), (inner, start, bytes, true)));
-                }
-                (start, bytes) = (Instant::now(), 0);
+    Box::pin(stream::unfold(
+        state,
+        move |(mut inner, mut start, mut bytes, done)| async move {
+            if done {
+                return None;
             }
-        }
-        Some((item, (inner, start, bytes, false)))
-    }))
+            let item = inner.next().await?;
+            if let Ok(chunk) = &item {
+                bytes += chunk.len() as u64;
+                let elapsed = start.elapsed();
+                if elapsed >= min.window {
+                    let needed = min.bytes_per_second.saturating_mul(elapsed.as_secs().max(1));
+                    if bytes < needed {
+                        let rate = bytes / elapsed.as_secs().max(1);
+                        let why = format!(
+                            "the blob arrived at {rate} B/s over {} s, below the minimum of {} B/s (--min-transfer-rate)",
+                            elapsed.as_secs(),
+                            min.bytes_per_second
+                        );
+                        return Some((Err(std::io::Error::other(TooSlow(why))), (inner, start, bytes, true)));
+                    }
+                    (start, bytes) = (Instant::now(), 0);
+                }
+            }
+            Some((item, (inner, start, bytes, false)))
+        },
+    ))
 }
 
 #[cfg(test)]
@@ -182,7 +185,10 @@ mod tests {
         let out: Result<Vec<Bytes>, _> = rate_guarded(Box::pin(drip), min).try_collect().await;
         let why = out.unwrap_err();
         let slow = why.get_ref().and_then(|e| e.downcast_ref::<TooSlow>());
-        assert!(slow.is_some_and(|s| s.0.contains("below the minimum of 1000 B/s")), "{why}");
+        assert!(
+            slow.is_some_and(|s| s.0.contains("below the minimum of 1000 B/s")),
+            "{why}"
+        );
 
         let fast: BlobBody = Box::pin(stream::iter(vec![Ok(Bytes::from_static(b"plenty"))]));
         let out: Result<Vec<Bytes>, _> = rate_guarded(fast, min).try_collect().await;

@@ -71,6 +71,9 @@ pub struct Client {
     /// Registries that refused a chunked upload: one stream for the rest
     /// of the run.
     pub(super) no_chunks: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Registries seen dropping what arrived of a broken chunk: chunks
+    /// held whole for the rest of the run.
+    pub(super) drops_partial: std::sync::Mutex<std::collections::HashSet<String>>,
     pub(super) chunking: super::upload::Chunking,
     /// The chunks held for resending, in MiB, over every upload of the run.
     pub(super) chunk_memory: tokio::sync::Semaphore,
@@ -95,6 +98,7 @@ impl Client {
             referrers_read: Default::default(),
             no_ranges: Default::default(),
             no_chunks: Default::default(),
+            drops_partial: Default::default(),
             chunking: super::upload::Chunking {
                 fixed: settings.chunk_size,
             },

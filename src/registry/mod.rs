@@ -11,9 +11,9 @@
 pub mod auth;
 mod client;
 pub mod connect;
+mod ranges;
 mod traffic;
 mod transport;
-mod ranges;
 mod upload;
 mod wire;
 

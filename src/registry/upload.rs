@@ -2,12 +2,18 @@
 //! that survive a broken connection.
 //!
 //! A chunked upload sends `PATCH` requests with `Content-Range`, in order,
-//! then the closing `PUT` with the digest. The chunk being sent is held in
+//! then the closing `PUT` with the digest. The last bytes sent are held in
 //! memory (within [`defaults::CHUNK_MEMORY`] over the whole run), so after a
-//! failure the session's status (`GET` on its location: the `Range` it
-//! holds) says where to go on, and only the rest is sent. A session the
-//! registry lost is an error the copy engine restarts in a new session; a
-//! registry that refuses chunks gets one stream, for the rest of the run.
+//! break the session's status (`GET` on its location: the `Range` it holds)
+//! says where to go on, and only the rest is sent. By default the first
+//! chunk is the whole blob, with the last [`defaults::CHUNK_HELD`] bytes
+//! held: a registry that keeps what arrived of a broken request (Distribution
+//! v3) loses only what was in flight, and a clean upload costs one request
+//! more than a single `PUT`. A registry seen dropping a broken chunk gets
+//! chunks it can be given again whole ([`defaults::CHUNK_HELD`]), for the
+//! rest of the run. A session the registry lost is an error the copy engine
+//! restarts in a new session; a registry that refuses chunks gets one
+//! stream, for the rest of the run.
 
 use std::io;
 use std::pin::Pin;
@@ -38,7 +44,8 @@ const MIB: u64 = 1024 * 1024;
 /// How large a run's chunks are.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Chunking {
-    /// `--chunk-size`: every chunk this size; else they adapt.
+    /// `--chunk-size`: every chunk this size (and held whole); else the
+    /// first is the whole blob.
     pub fixed: Option<u64>,
 }
 
@@ -63,7 +70,10 @@ impl Client {
         let Some(size) = chunked else {
             return self.upload_whole(repo, location, digest, size, body).await;
         };
-        match self.upload_in_chunks(repo, location, digest, size, Box::pin(body)).await? {
+        match self
+            .upload_in_chunks(repo, location, digest, size, Box::pin(body))
+            .await?
+        {
             Chunked::Done => Ok(()),
             Chunked::Refused { held, rest, why } => {
                 lock(&self.no_chunks).insert(repo.registry.host.clone());
@@ -72,6 +82,15 @@ impl Client {
                      blobs go to {} in one stream for the rest of the run",
                     repo.registry
                 );
+                let Some(held) = held else {
+                    // more was sent than is held: the copy engine starts the
+                    // blob again (in one stream now)
+                    let why = "the registry refused a chunked upload: the blob starts again in one stream";
+                    return Err(StoreError::new(
+                        format!("{repo}: upload blob {digest}"),
+                        ErrorKind::Network(why.into()),
+                    ));
+                };
                 let location = self.start_upload(repo).await?;
                 let body = futures_util::stream::iter(held.into_iter().map(Ok)).chain(rest);
                 self.upload_whole(repo, location, digest, Some(size), body).await
@@ -96,7 +115,9 @@ impl Client {
         let uploading = self.transport.uploading(&repo.registry);
         let resp = match size {
             Some(len) => {
-                let put = closing_put(uploading, location, digest).header(CONTENT_LENGTH, len).body(body);
+                let put = closing_put(uploading, location, digest)
+                    .header(CONTENT_LENGTH, len)
+                    .body(body);
                 self.transport.send_upload(repo, &scopes, &ctx, put, body_sent).await?
             }
             None => {
@@ -136,31 +157,30 @@ impl Client {
     ) -> Result<Chunked> {
         let ctx = format!("{repo}: upload blob {digest} in chunks");
         let mut source = Source { body, carry: None };
-        let mut chunk_size = ChunkSize::new(self.chunking, self.transport.is_ecr(&repo.registry));
+        let sizes = self.chunk_sizes(repo);
         let retries = self.transport.retries();
         // bytes the registry holds; where the last break happened; breaks
         // in a row without progress
         let (mut at, mut broke_at, mut breaks) = (0u64, 0u64, 0u32);
         while at < size {
-            let end = at.saturating_add(chunk_size.now).min(size);
-            let _room = self.chunk_room(end - at).await;
-            let mut chunk = Chunk {
-                start: at,
-                end,
-                held: Vec::new(),
-                pulled: at,
-            };
+            let end = at.saturating_add(sizes.chunk.unwrap_or(u64::MAX)).min(size);
+            let _room = self.chunk_room(sizes.held).await;
+            let mut chunk = Chunk::new(at, end, sizes.held);
             let mut from = at;
             loop {
-                let failure = match self.send_chunk(repo, &ctx, &location, from, &mut chunk, &mut source).await {
+                let failure = match self
+                    .send_chunk(repo, &ctx, &location, from, &mut chunk, &mut source)
+                    .await
+                {
                     Sent::Accepted(next) => {
                         location = next;
                         break;
                     }
-                    Sent::Source(e) => return Err(e),
+                    Sent::Source(e) | Sent::Lost(e) => return Err(e),
                     Sent::Refused(why) if at == 0 && from == 0 => {
+                        let whole = chunk.held_start == 0;
                         return Ok(Chunked::Refused {
-                            held: chunk.held,
+                            held: whole.then(|| chunk.held.into()),
                             rest: source.rest(),
                             why,
                         });
@@ -174,7 +194,9 @@ impl Client {
                 if failure.status() != Some(401) && !failure.is_retryable() {
                     return Err(failure);
                 }
-                // where does the session stand?
+                // where does the session stand? (asked after the wait, so
+                // that the registry is done with the broken request)
+                tokio::time::sleep(crate::backoff::backoff(breaks)).await;
                 let held = self.upload_status(repo, &ctx, &mut location).await?;
                 if held >= broke_at.saturating_add(PROGRESS) {
                     breaks = 0;
@@ -184,26 +206,39 @@ impl Client {
                 if breaks > retries {
                     return Err(failure);
                 }
-                if held < chunk.start || held > chunk.pulled {
+                if held < chunk.held_start || held > chunk.pulled {
+                    if held >= chunk.start && held < chunk.held_start {
+                        // it dropped what arrived of the broken chunk
+                        lock(&self.drops_partial).insert(repo.registry.host.clone());
+                    }
                     let why = format!(
                         "after a break the registry holds {held} bytes of the upload, where bytes {}-{} were at hand to go on from: \
                          the blob starts again in a new session",
-                        chunk.start, chunk.pulled
+                        chunk.held_start, chunk.pulled
                     );
                     return Err(StoreError::new(&ctx, ErrorKind::Network(why.into())));
                 }
                 tracing::debug!("{failure}; the upload goes on from byte {held} (break {breaks} of {retries})");
-                chunk_size.shrink();
                 from = held;
-                tokio::time::sleep(crate::backoff::backoff(breaks - 1)).await;
             }
             at = end;
-            chunk_size.grow();
         }
         let put = closing_put(self.transport.uploading(&repo.registry), location, digest).header(CONTENT_LENGTH, 0);
-        let resp = self.transport.send_upload(repo, &push(repo), &ctx, put, ended()).await?;
+        let resp = self
+            .transport
+            .send_upload(repo, &push(repo), &ctx, put, ended())
+            .await?;
         self.created(resp, &ctx, repo).await?;
         Ok(Chunked::Done)
+    }
+
+    fn chunk_sizes(&self, repo: &Repository) -> Sizes {
+        let ecr = self.transport.is_ecr(&repo.registry);
+        chunk_sizes(
+            self.chunking,
+            ecr,
+            lock(&self.drops_partial).contains(&repo.registry.host),
+        )
     }
 
     /// Waits until the run's chunks in memory leave room for `len` bytes.
@@ -237,6 +272,7 @@ impl Client {
         let scopes = push(repo);
         let send = self.transport.send_upload(repo, &scopes, ctx, patch, body_sent);
         let held = chunk.held_from(from);
+        let end = chunk.end;
         let feed = async {
             for bytes in held {
                 if tx.send(Ok(bytes)).await.is_err() {
@@ -257,8 +293,7 @@ impl Client {
                         return Err(e);
                     }
                 };
-                chunk.pulled += bytes.len() as u64;
-                chunk.held.push(bytes.clone());
+                chunk.push(bytes.clone());
                 if tx.send(Ok(bytes)).await.is_err() {
                     return Ok(());
                 }
@@ -285,11 +320,8 @@ impl Client {
         match resp.status() {
             StatusCode::ACCEPTED => {
                 let held = header(resp.headers(), "range").as_deref().and_then(upload_held);
-                if let Some(held) = held.filter(|h| *h != chunk.end) {
-                    let why = format!(
-                        "after bytes {from}-{} the registry says it holds {held} bytes",
-                        chunk.end - 1
-                    );
+                if let Some(held) = held.filter(|h| *h != end) {
+                    let why = format!("after bytes {from}-{} the registry says it holds {held} bytes", end - 1);
                     return Sent::Failed(StoreError::new(ctx, ErrorKind::Network(why.into())));
                 }
                 match self.location(repo, resp.headers(), ctx) {
@@ -297,7 +329,7 @@ impl Client {
                     Err(e) => Sent::Failed(e),
                 }
             }
-            StatusCode::NOT_FOUND => Sent::Failed(lost(ctx, "HTTP 404")),
+            StatusCode::NOT_FOUND => Sent::Lost(lost(ctx, "HTTP 404")),
             s if matches!(s.as_u16(), 400 | 405 | 411 | 416 | 501) => {
                 let e = self.failure(resp, ctx, repo).await;
                 Sent::Refused(e.kind.to_string())
@@ -317,24 +349,31 @@ impl Client {
         // copy engine starts the blob again in a new one
         let answer = self
             .transport
-            .exchange(repo, &push(repo), &status_ctx, super::transport::Spend::Free, build, |resp| async {
-                match resp.status() {
-                    StatusCode::NO_CONTENT | StatusCode::OK => {
-                        let Some(held) = header(resp.headers(), "range").as_deref().and_then(upload_held) else {
-                            return Ok(Err("no Range of the form 0-N in its status".to_string()));
-                        };
-                        let next = match resp.headers().contains_key(LOCATION) {
-                            true => Some(self.location(repo, resp.headers(), ctx)?),
-                            false => None,
-                        };
-                        Ok(Ok((held, next)))
+            .exchange(
+                repo,
+                &push(repo),
+                &status_ctx,
+                super::transport::Spend::Free,
+                build,
+                |resp| async {
+                    match resp.status() {
+                        StatusCode::NO_CONTENT | StatusCode::OK => {
+                            let Some(held) = header(resp.headers(), "range").as_deref().and_then(upload_held) else {
+                                return Ok(Err("no Range of the form 0-N in its status".to_string()));
+                            };
+                            let next = match resp.headers().contains_key(LOCATION) {
+                                true => Some(self.location(repo, resp.headers(), ctx)?),
+                                false => None,
+                            };
+                            Ok(Ok((held, next)))
+                        }
+                        // Distribution 2.8 cancels a session whose last request
+                        // broke off (400 BLOB_UPLOAD_INVALID), others forget it
+                        s if matches!(s.as_u16(), 400 | 404 | 416) => Ok(Err(format!("HTTP {s} to its status"))),
+                        _ => Err(self.failure(resp, &status_ctx, repo).await),
                     }
-                    // Distribution 2.8 cancels a session whose last request
-                    // broke off (400 BLOB_UPLOAD_INVALID), others forget it
-                    s if matches!(s.as_u16(), 400 | 404 | 416) => Ok(Err(format!("HTTP {s} to its status"))),
-                    _ => Err(self.failure(resp, &status_ctx, repo).await),
-                }
-            })
+                },
+            )
             .await?;
         let (held, next) = answer.map_err(|why| lost(ctx, &why))?;
         if let Some(next) = next {
@@ -358,8 +397,13 @@ fn closing_put(client: &reqwest::Client, mut location: Url, digest: &Digest) -> 
 enum Chunked {
     Done,
     /// The registry refused the first chunk: what was read of the blob so
-    /// far, the rest of it, and the registry's words.
-    Refused { held: Vec<Bytes>, rest: Body, why: String },
+    /// far (if all of it is still held), the rest of it, and the registry's
+    /// words.
+    Refused {
+        held: Option<Vec<Bytes>>,
+        rest: Body,
+        why: String,
+    },
 }
 
 enum Sent {
@@ -367,24 +411,85 @@ enum Sent {
     Accepted(Url),
     /// The blob's own stream failed (the engine knows why): no going on.
     Source(StoreError),
+    /// The registry no longer knows the session.
+    Lost(StoreError),
     /// The registry does not take chunks (the first one tells).
     Refused(String),
     Failed(StoreError),
 }
 
+/// The chunks of an upload: `--chunk-size`; chunks held whole where the
+/// registry was seen dropping a broken chunk (`drops`; at least ECR's
+/// minimum part there); else the whole blob at once.
+fn chunk_sizes(chunking: Chunking, ecr: bool, drops: bool) -> Sizes {
+    let min = if ecr {
+        defaults::ECR_CHUNK_MIN
+    } else {
+        defaults::CHUNK_MIN
+    };
+    let held_whole = |n: u64| Sizes {
+        chunk: Some(n.max(min)),
+        held: n.max(min),
+    };
+    match chunking.fixed {
+        Some(fixed) => held_whole(fixed),
+        None if drops => held_whole(defaults::CHUNK_HELD),
+        None => Sizes {
+            chunk: None,
+            held: defaults::CHUNK_HELD,
+        },
+    }
+}
+
+/// The chunks of one upload: how large (`None`: the rest of the blob), and
+/// how many of the last bytes sent are held for sending again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Sizes {
+    chunk: Option<u64>,
+    held: u64,
+}
+
 /// One chunk: bytes `start..end` of the blob, of which `start..pulled`
-/// have been read from the source and are held.
+/// have been read from the source, and the last of those (`held_start..
+/// pulled`, at most `keep` bytes and whole pieces) are held.
 struct Chunk {
     start: u64,
     end: u64,
-    held: Vec<Bytes>,
+    held: std::collections::VecDeque<Bytes>,
+    held_start: u64,
     pulled: u64,
+    keep: u64,
 }
 
 impl Chunk {
-    /// The held bytes from blob offset `from` on.
+    fn new(start: u64, end: u64, keep: u64) -> Chunk {
+        Chunk {
+            start,
+            end,
+            held: Default::default(),
+            held_start: start,
+            pulled: start,
+            keep,
+        }
+    }
+
+    /// Holds the next bytes read, letting go of the oldest beyond `keep`.
+    fn push(&mut self, bytes: Bytes) {
+        self.pulled += bytes.len() as u64;
+        self.held.push_back(bytes);
+        while let Some(oldest) = self.held.front() {
+            let len = oldest.len() as u64;
+            if self.pulled - self.held_start - len < self.keep {
+                break;
+            }
+            self.held_start += len;
+            self.held.pop_front();
+        }
+    }
+
+    /// The held bytes from blob offset `from` on (`from` within them).
     fn held_from(&self, from: u64) -> Vec<Bytes> {
-        let mut skip = from.saturating_sub(self.start);
+        let mut skip = from.saturating_sub(self.held_start);
         let mut out = Vec::new();
         for bytes in &self.held {
             let len = bytes.len() as u64;
@@ -426,41 +531,10 @@ impl Source {
     }
 }
 
-/// The size of the next chunk: fixed, or adapting (doubling after each
-/// accepted chunk, halving after a break, within the minimum the registry
-/// takes and [`defaults::CHUNK_MAX`]).
-struct ChunkSize {
-    now: u64,
-    fixed: bool,
-    min: u64,
-}
-
-impl ChunkSize {
-    fn new(chunking: Chunking, ecr: bool) -> ChunkSize {
-        let min = if ecr { defaults::ECR_CHUNK_MIN } else { defaults::CHUNK_MIN };
-        let now = chunking.fixed.unwrap_or(defaults::CHUNK_FIRST).max(min);
-        ChunkSize {
-            now,
-            fixed: chunking.fixed.is_some(),
-            min,
-        }
-    }
-
-    fn grow(&mut self) {
-        if !self.fixed {
-            self.now = (self.now * 2).min(defaults::CHUNK_MAX);
-        }
-    }
-
-    fn shrink(&mut self) {
-        if !self.fixed {
-            self.now = (self.now / 2).max(self.min);
-        }
-    }
-}
-
 /// A channel's receiving end as a stream.
-fn received(rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
+fn received(
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
@@ -495,19 +569,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn held_bytes_are_resent_from_any_offset_inside_the_chunk() {
-        let chunk = Chunk {
-            start: 100,
-            end: 110,
-            held: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")],
-            pulled: 107,
-        };
-        let from = |at| chunk.held_from(at).concat();
-        assert_eq!(from(100), b"abcdefg");
-        assert_eq!(from(102), b"cdefg");
-        assert_eq!(from(103), b"defg");
-        assert_eq!(from(106), b"g");
-        assert_eq!(from(107), b"");
+    fn the_last_bytes_sent_are_held_to_go_on_from() {
+        let mut chunk = Chunk::new(100, 120, 6);
+        chunk.push(Bytes::from_static(b"abc"));
+        chunk.push(Bytes::from_static(b"defg"));
+        let from = |c: &Chunk, at| c.held_from(at).concat();
+        assert_eq!(from(&chunk, 100), b"abcdefg", "under the limit: all held");
+        assert_eq!(from(&chunk, 102), b"cdefg");
+        assert_eq!(from(&chunk, 106), b"g");
+        assert_eq!(from(&chunk, 107), b"");
+        // past the limit, whole pieces go, oldest first
+        chunk.push(Bytes::from_static(b"hi"));
+        assert_eq!((chunk.held_start, chunk.pulled), (103, 109));
+        assert_eq!(from(&chunk, 103), b"defghi");
+        assert_eq!(from(&chunk, 105), b"fghi");
+        // one piece larger than the limit is still held
+        chunk.push(Bytes::from_static(b"0123456789"));
+        assert_eq!((chunk.held_start, chunk.pulled), (109, 119));
     }
 
     #[tokio::test]
@@ -524,21 +602,23 @@ mod tests {
     }
 
     #[test]
-    fn chunks_adapt_within_their_bounds_unless_fixed() {
-        let mut size = ChunkSize::new(Chunking { fixed: None }, false);
-        assert_eq!(size.now, defaults::CHUNK_FIRST);
-        for _ in 0..10 {
-            size.grow();
-        }
-        assert_eq!(size.now, defaults::CHUNK_MAX);
-        for _ in 0..20 {
-            size.shrink();
-        }
-        assert_eq!(size.now, defaults::CHUNK_MIN);
-        let mut ecr = ChunkSize::new(Chunking { fixed: Some(MIB) }, true);
-        assert_eq!(ecr.now, defaults::ECR_CHUNK_MIN, "ECR takes no part under 5 MiB");
-        ecr.shrink();
-        ecr.grow();
-        assert_eq!(ecr.now, defaults::ECR_CHUNK_MIN);
+    fn chunks_are_the_whole_blob_unless_set_or_the_registry_drops_broken_ones() {
+        let whole = Sizes {
+            chunk: None,
+            held: defaults::CHUNK_HELD,
+        };
+        let held_whole = |n| Sizes {
+            chunk: Some(n),
+            held: n,
+        };
+        let sizes = |fixed, ecr, drops| chunk_sizes(Chunking { fixed }, ecr, drops);
+        assert_eq!(sizes(None, false, false), whole);
+        assert_eq!(sizes(None, false, true), held_whole(defaults::CHUNK_HELD));
+        assert_eq!(sizes(Some(2 * MIB), false, false), held_whole(2 * MIB));
+        assert_eq!(
+            sizes(Some(2 * MIB), true, true),
+            held_whole(defaults::ECR_CHUNK_MIN),
+            "ECR takes no part under 5 MiB"
+        );
     }
 }

@@ -35,10 +35,10 @@ fn assert_mirrored(sc: &TestClient, dc: &TestClient) {
 }
 
 /// At most 1.2 times the blob's size crossed a link for it.
-fn assert_about_once(bytes: u64, size: u64, what: &str) {
+fn assert_about_once(bytes: u64, size: u64, what: &str, run: &Run) {
     assert!(
         bytes < size + size / 5,
-        "{what}: {bytes} bytes crossed for a {size}-byte blob (more than 1.2 x)"
+        "{what}: {bytes} bytes crossed for a {size}-byte blob (more than 1.2 x)\n{run:?}"
     );
 }
 
@@ -54,7 +54,7 @@ fn a_download_cut_twice_resumes_and_reads_each_byte_about_once() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(far.link.cuts_made(), 2, "{run:?}");
     assert_mirrored(&sc, &dc);
-    assert_about_once(far.link.bytes(Way::Down), 24 * MIB, "source side");
+    assert_about_once(far.link.bytes(Way::Down), 24 * MIB, "source side", &run);
     assert!(run.stderr.contains("resuming from byte"), "{run:?}");
 }
 
@@ -70,7 +70,7 @@ fn an_upload_cut_twice_goes_on_where_the_registry_stands() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(near.link.cuts_made(), 2, "{run:?}");
     assert_mirrored(&sc, &dc);
-    assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side");
+    assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side", &run);
     assert!(run.stderr.contains("the upload goes on from byte"), "{run:?}");
 }
 
@@ -88,8 +88,8 @@ fn both_sides_cut_several_times_move_each_byte_about_once() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!((far.link.cuts_made(), near.link.cuts_made()), (3, 3), "{run:?}");
     assert_mirrored(&sc, &dc);
-    assert_about_once(far.link.bytes(Way::Down), LARGE, "source side");
-    assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side");
+    assert_about_once(far.link.bytes(Way::Down), LARGE, "source side", &run);
+    assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side", &run);
 }
 
 /// Distribution 2.8 cancels an upload session whose request broke off
@@ -124,8 +124,12 @@ fn a_source_that_ignores_ranges_has_what_was_read_skipped() {
     assert_eq!(faulty.injected(), 1);
     assert_mirrored(&sc, &dc);
     // the rest was asked for; the whole blob came; the upload never saw it
-    assert!(faulty.ranges_asked().iter().any(|r| r == "bytes=4194304-"), "{:?}", faulty.ranges_asked());
-    assert_about_once(near.link.bytes(Way::Up), 8 * MIB, "destination side");
+    assert!(
+        faulty.ranges_asked().iter().any(|r| r == "bytes=4194304-"),
+        "{:?}",
+        faulty.ranges_asked()
+    );
+    assert_about_once(near.link.bytes(Way::Up), 8 * MIB, "destination side", &run);
 }
 
 #[test]
@@ -141,8 +145,9 @@ fn a_wrong_content_range_is_refused_and_the_blob_read_whole() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirrored(&sc, &dc);
     assert!(
-        run.stderr
-            .contains("asked for bytes 4194304- and the answer's Content-Range is bytes 4194305-8388607/8388608: refused"),
+        run.stderr.contains(
+            "asked for bytes 4194304- and the answer's Content-Range is bytes 4194305-8388607/8388608: refused"
+        ),
         "{run:?}"
     );
     // after the refused range, the whole blob without one
@@ -164,7 +169,10 @@ fn a_lost_upload_session_gets_a_new_one() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(faulty.injected(), 1);
     assert_mirrored(&sc, &dc);
-    assert!(run.stderr.contains("the registry lost the upload session (HTTP 404"), "{run:?}");
+    assert!(
+        run.stderr.contains("the registry lost the upload session (HTTP 404"),
+        "{run:?}"
+    );
 }
 
 #[test]
@@ -192,7 +200,8 @@ fn a_registry_that_refuses_chunks_gets_one_stream_for_the_rest_of_the_run() {
     dc.assert_complete("mirror/other", "1.0.0");
     assert_eq!(faulty.injected(), 1, "asked once, remembered for the run");
     assert!(
-        run.stderr.contains("the registry refused a chunked upload") && run.stderr.contains("in one stream for the rest of the run"),
+        run.stderr.contains("the registry refused a chunked upload")
+            && run.stderr.contains("in one stream for the rest of the run"),
         "{run:?}"
     );
 }
