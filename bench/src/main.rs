@@ -4,11 +4,14 @@
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
 //!
-//!     bench [--runs N] [--quick] [--only loopback|sweep|wan] --replicant PATH --out BENCHMARKS.md
+//!     bench [--runs N] [--quick] [--only loopback|sweep|wan|resume] [--before PATH] --replicant PATH --out BENCHMARKS.md
 //!
 //! `--only` runs one part (the loopback tables against skopeo, the sweep of
-//! settings on loopback, the WAN tables) and keeps the others' from the file.
+//! settings on loopback, the WAN tables, the resumable transfers) and keeps
+//! the others' from the file. `--before` is a replicant built before
+//! resumable transfers, measured beside this one there.
 
+mod resume;
 mod wan;
 
 use std::collections::BTreeMap;
@@ -60,6 +63,8 @@ struct Args {
     runs: usize,
     quick: bool,
     only: Option<String>,
+    /// replicant before resumable transfers, for the resume section.
+    before: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -69,6 +74,7 @@ fn parse_args() -> Args {
         runs: 3,
         quick: false,
         only: None,
+        before: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -77,7 +83,8 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
-            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan")),
+            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume")),
+            "--before" => args.before = Some(it.next().expect("--before PATH").into()),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -509,7 +516,18 @@ fn main() {
     } else {
         kept(&previous, "sweep")
     };
-    let mut md = format!("{loopback}\n{sweep}\n{wan}");
+    let resume = if only.as_deref().is_none_or(|o| o == "resume") {
+        let r = resume::Resume {
+            replicant: &bench.args.replicant,
+            before: bench.args.before.as_deref(),
+            work: bench.work.path(),
+            quick,
+        };
+        marked("resume", &resume::section(&r))
+    } else {
+        kept(&previous, "resume")
+    };
+    let mut md = format!("{loopback}\n{sweep}\n{wan}\n{resume}");
     // sections other scripts write (bench/build-time) stay
     let build = kept(&previous, "build-time");
     if !build.is_empty() {

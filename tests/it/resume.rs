@@ -14,12 +14,24 @@ const MIB: u64 = 1 << 20;
 /// Over the chunked-upload threshold (32 MiB).
 const LARGE: u64 = 40 * MIB;
 
-/// A source with `team/big:1.0.0`, one random layer of `size` bytes.
-fn source_with_a_big_layer(size: u64, ws: &Workspace) -> (Registry, TestClient) {
+/// A workspace; a Distribution 2.8 source with `team/big:1.0.0`, one
+/// random layer of `size` bytes; an empty destination served by `dst`.
+struct Setup {
+    ws: Workspace,
+    src: Registry,
+    sc: TestClient,
+    dst: Registry,
+    dc: TestClient,
+}
+
+fn setup(size: u64, dst: Implementation) -> Setup {
+    let ws = Workspace::new();
     let src = Registry::start(Auth::None);
     let sc = TestClient::new(&src.host(), None);
     sc.push_big_layer_image("team/big", "1.0.0", size, ws.dir.path());
-    (src, sc)
+    let dst = Registry::start_implementation(dst);
+    let dc = TestClient::new(&dst.host(), None);
+    Setup { ws, src, sc, dst, dc }
 }
 
 fn config(ws: &Workspace, src: &str, dst: &str) -> std::path::PathBuf {
@@ -44,10 +56,7 @@ fn assert_about_once(bytes: u64, size: u64, what: &str, run: &Run) {
 
 #[test]
 fn a_download_cut_twice_resumes_and_reads_each_byte_about_once() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(24 * MIB, &ws);
-    let dst = Registry::start(Auth::None);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(24 * MIB, Implementation::Distribution2);
     let far = LatencyProxy::start(&src.host(), Duration::ZERO);
     far.link.cut(Way::Down, &[6 * MIB, 15 * MIB]);
     let run = ws.run(&config(&ws, &far.host(), &dst.host()), &["--debug"]);
@@ -60,13 +69,10 @@ fn a_download_cut_twice_resumes_and_reads_each_byte_about_once() {
 
 #[test]
 fn an_upload_cut_twice_goes_on_where_the_registry_stands() {
-    let ws = Workspace::new();
-    let (_src, sc) = source_with_a_big_layer(LARGE, &ws);
-    let dst = Registry::start_implementation(Implementation::Distribution3);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
     let near = LatencyProxy::start(&dst.host(), Duration::ZERO);
     near.link.cut(Way::Up, &[12 * MIB, 30 * MIB]);
-    let run = ws.run(&config(&ws, &_src.host(), &near.host()), &["--debug"]);
+    let run = ws.run(&config(&ws, &src.host(), &near.host()), &["--debug"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(near.link.cuts_made(), 2, "{run:?}");
     assert_mirrored(&sc, &dc);
@@ -76,10 +82,7 @@ fn an_upload_cut_twice_goes_on_where_the_registry_stands() {
 
 #[test]
 fn both_sides_cut_several_times_move_each_byte_about_once() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(LARGE, &ws);
-    let dst = Registry::start_implementation(Implementation::Distribution3);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
     let far = LatencyProxy::start(&src.host(), Duration::ZERO);
     let near = LatencyProxy::start(&dst.host(), Duration::ZERO);
     far.link.cut(Way::Down, &[5 * MIB, 17 * MIB, 29 * MIB]);
@@ -97,10 +100,7 @@ fn both_sides_cut_several_times_move_each_byte_about_once() {
 /// starts again in a new session, and still arrives.
 #[test]
 fn distribution_2_8_loses_a_cut_upload_session_and_the_blob_starts_again() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(LARGE, &ws);
-    let dst = Registry::start(Auth::None);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution2);
     let near = LatencyProxy::start(&dst.host(), Duration::ZERO);
     near.link.cut(Way::Up, &[20 * MIB]);
     let run = ws.run(&config(&ws, &src.host(), &near.host()), &["--debug"]);
@@ -111,10 +111,7 @@ fn distribution_2_8_loses_a_cut_upload_session_and_the_blob_starts_again() {
 
 #[test]
 fn a_source_that_ignores_ranges_has_what_was_read_skipped() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(8 * MIB, &ws);
-    let dst = Registry::start(Auth::None);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(8 * MIB, Implementation::Distribution2);
     let faulty = FaultProxy::start(&src.host(), 1);
     faulty.set_times(Fault::CutLarge, Target::Blobs, 1);
     faulty.set_ranges(Ranges::Ignore);
@@ -134,10 +131,7 @@ fn a_source_that_ignores_ranges_has_what_was_read_skipped() {
 
 #[test]
 fn a_wrong_content_range_is_refused_and_the_blob_read_whole() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(8 * MIB, &ws);
-    let dst = Registry::start(Auth::None);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(8 * MIB, Implementation::Distribution2);
     let faulty = FaultProxy::start(&src.host(), 1);
     faulty.set_times(Fault::CutLarge, Target::Blobs, 1);
     faulty.set_ranges(Ranges::Misreport);
@@ -158,10 +152,7 @@ fn a_wrong_content_range_is_refused_and_the_blob_read_whole() {
 
 #[test]
 fn a_lost_upload_session_gets_a_new_one() {
-    let ws = Workspace::new();
-    let (src, sc) = source_with_a_big_layer(LARGE, &ws);
-    let dst = Registry::start_implementation(Implementation::Distribution3);
-    let dc = TestClient::new(&dst.host(), None);
+    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
     let faulty = FaultProxy::start(&dst.host(), 1);
     let unknown = r#"{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}"#;
     faulty.set_times(Fault::Answer(404, unknown), Target::ChunkPatches, 1);

@@ -1,0 +1,208 @@
+//! Resumable transfers: one large layer over the 20 ms link (a latency
+//! proxy in front of each registry), once clean and once with the
+//! connection cut twice on each side (at 30 % and 70 % of the blob read
+//! from the source, at 40 % and 80 % of it sent to the destination). For
+//! each tool: wall time, the bytes that crossed each side's link, peak RSS,
+//! and whether the blob arrived whole. The destination is Distribution v3,
+//! which keeps what arrived of a broken upload request.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use testkit::latency::{LatencyProxy, Way};
+use testkit::{Auth, Implementation, Registry, TestClient};
+
+use super::{Sample, measure};
+
+pub struct Resume<'a> {
+    pub replicant: &'a Path,
+    /// replicant as it was before resumable transfers, when given.
+    pub before: Option<&'a Path>,
+    pub work: &'a Path,
+    pub quick: bool,
+}
+
+const ONE_WAY: Duration = Duration::from_millis(20);
+
+#[derive(Clone, Copy)]
+enum Tool {
+    Replicant,
+    Before,
+    Skopeo,
+    CurlPipe,
+}
+
+impl Tool {
+    fn label(self) -> &'static str {
+        match self {
+            Tool::Replicant => "replicant",
+            Tool::Before => "replicant before (restarts from byte 0)",
+            Tool::Skopeo => "skopeo copy",
+            Tool::CurlPipe => "curl GET \\| curl PUT",
+        }
+    }
+}
+
+struct Row {
+    cut: bool,
+    tool: Tool,
+    sample: Sample,
+    down: u64,
+    up: u64,
+    arrived: bool,
+}
+
+pub fn section(r: &Resume) -> String {
+    let size: u64 = if r.quick { 256 << 20 } else { 2 << 30 };
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let layer = sc.push_big_layer_image("bench/huge", "1.0.0", size, r.work);
+    let manifest = sc.digest("bench/huge", "1.0.0").expect("the source's manifest");
+    let mut tools = vec![Tool::Replicant];
+    if r.before.is_some() {
+        tools.push(Tool::Before);
+    }
+    tools.extend([Tool::Skopeo, Tool::CurlPipe]);
+    let mut rows = Vec::new();
+    for cut in [false, true] {
+        for &tool in &tools {
+            let dst = Registry::start_implementation(Implementation::Distribution3);
+            let far = LatencyProxy::start(&src.host(), ONE_WAY);
+            let near = LatencyProxy::start(&dst.host(), ONE_WAY);
+            if cut {
+                far.link.cut(Way::Down, &[size * 3 / 10, size * 7 / 10]);
+                near.link.cut(Way::Up, &[size * 4 / 10, size * 8 / 10]);
+            }
+            let mut cmd = command(r, tool, &far.host(), &near.host(), &layer);
+            let (sample, ok) = measure(&mut cmd);
+            let dc = TestClient::new(&dst.host(), None);
+            let arrived = ok
+                && match tool {
+                    Tool::CurlPipe => dc.blob_exists("mirror/huge", &layer),
+                    _ => dc.digest("mirror/huge", "1.0.0").as_deref() == Some(manifest.as_str()),
+                };
+            eprintln!(
+                "resume: {} {}: {:.1} s, {} MiB down, {} MiB up, {}",
+                if cut { "cut" } else { "clean" },
+                tool.label(),
+                sample.wall.as_secs_f64(),
+                far.link.bytes(Way::Down) >> 20,
+                near.link.bytes(Way::Up) >> 20,
+                if arrived { "arrived" } else { "failed" }
+            );
+            rows.push(Row {
+                cut,
+                tool,
+                sample,
+                down: far.link.bytes(Way::Down),
+                up: near.link.bytes(Way::Up),
+                arrived,
+            });
+        }
+    }
+    table(&rows, size)
+}
+
+fn command(r: &Resume, tool: Tool, src: &str, dst: &str, layer: &str) -> Command {
+    match tool {
+        Tool::Replicant | Tool::Before => {
+            let yaml = format!("images:\n  huge:\n    source: {src}/bench/huge\n    destination: {dst}/mirror/huge\n");
+            let cfg = r.work.join("resume.yaml");
+            std::fs::write(&cfg, yaml).expect("write config");
+            let binary = match tool {
+                Tool::Before => r.before.expect("the earlier replicant"),
+                _ => r.replicant,
+            };
+            let mut cmd = Command::new(binary);
+            cmd.arg("-c")
+                .arg(cfg)
+                .env("DOCKER_CONFIG", r.work)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            cmd
+        }
+        Tool::Skopeo => {
+            let mut cmd = Command::new("skopeo");
+            cmd.args([
+                "copy",
+                "--all",
+                "--preserve-digests",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+            ])
+            .arg(format!("docker://{src}/bench/huge:1.0.0"))
+            .arg(format!("docker://{dst}/mirror/huge:1.0.0"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+            cmd
+        }
+        Tool::CurlPipe => {
+            testkit::crypto();
+            let resp = reqwest::blocking::Client::new()
+                .post(format!("http://{dst}/v2/mirror/huge/blobs/uploads/"))
+                .send()
+                .expect("start an upload");
+            let loc = resp.headers()["location"].to_str().expect("a location").to_string();
+            let mut put = reqwest::Url::parse(&format!("http://{dst}/"))
+                .and_then(|u| u.join(&loc))
+                .expect("the upload's URL");
+            put.query_pairs_mut().append_pair("digest", layer);
+            let script = format!(
+                "curl -sSf http://{src}/v2/bench/huge/blobs/{layer} | \
+                 curl -sSf -X PUT -H 'Content-Type: application/octet-stream' -T - '{put}'"
+            );
+            let mut cmd = Command::new("sh");
+            cmd.arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd
+        }
+    }
+}
+
+fn table(rows: &[Row], size: u64) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## Resumable transfers\n");
+    let _ = writeln!(
+        md,
+        "Made by `bench/run --only resume`: one layer of {} MiB from a Distribution 2.8 source to a Distribution v3 \
+         destination, each behind its own 20 ms one-way link (testkit's latency proxy, which also counts the bytes \
+         that cross it and breaks the connection at a given byte). \"cut\": the connection breaks at 30 % and 70 % of \
+         the blob read from the source and at 40 % and 80 % of it sent to the destination. Bytes are what crossed each \
+         link, requests included, as a multiple of the layer's size. One run each.\n",
+        size >> 20
+    );
+    let _ = writeln!(
+        md,
+        "| link | tool | wall (s) | read from the source | sent to the destination | peak RSS (MiB) | blob |"
+    );
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---|");
+    let clean = |label: &str| {
+        rows.iter()
+            .find(|r| !r.cut && r.tool.label() == label)
+            .map(|r| r.sample.wall.as_secs_f64())
+    };
+    for r in rows {
+        let wall = r.sample.wall.as_secs_f64();
+        let vs = match clean(Tool::Replicant.label()) {
+            Some(base) if !matches!(r.tool, Tool::Replicant) || r.cut => format!(" ({:.2}×)", wall / base),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {wall:.1}{vs} | {:.2}× | {:.2}× | {} | {} |",
+            if r.cut { "cut 2 + 2" } else { "clean" },
+            r.tool.label(),
+            r.down as f64 / size as f64,
+            r.up as f64 / size as f64,
+            r.sample.peak_rss_kib / 1024,
+            if r.arrived { "arrived" } else { "**failed**" }
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe ratio after a wall time is that time over replicant's clean run in the same benchmark. The pipe's peak \
+         RSS is the shell's, not curl's."
+    );
+    md
+}
