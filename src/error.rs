@@ -22,6 +22,10 @@ pub struct StoreError {
     /// The transport already spent its retries on this: trying again from a
     /// layer above would multiply attempts.
     pub retries_spent: bool,
+    /// A blob upload that broke where the destination still holds its
+    /// first this many bytes: the rest can be sent into the same session
+    /// (`Store::put_blob_rest`) rather than the whole blob into a new one.
+    pub resume_at: Option<u64>,
 }
 
 impl fmt::Display for StoreError {
@@ -386,6 +390,7 @@ impl StoreError {
             kind,
             retry_after: None,
             retries_spent: false,
+            resume_at: None,
         }
     }
 

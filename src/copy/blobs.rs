@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use futures_util::StreamExt;
 
 use super::resume::{Reading, resuming};
-use super::{CopyError, Engine, verified};
+use super::verify::{Checkpoints, verified_from};
+use super::{CopyError, Engine};
 use crate::error::{ErrorKind, StoreError};
 use crate::limit::Limiter;
 use crate::lock;
@@ -136,12 +137,27 @@ impl Engine {
         if let Some(t) = &tally {
             t.expect(desc.size);
         }
-        let mut restarts = 0;
+        // where each attempt starts sending: 0, or where the destination
+        // stands after an upload that broke (its session goes on)
+        let (mut restarts, mut from) = (0, 0);
+        let checkpoints = Checkpoints::default();
         loop {
-            match self.transfer_once(src, dst, digest, desc, tally.clone()).await {
+            match self
+                .transfer_once(src, dst, digest, desc, tally.clone(), from, &checkpoints)
+                .await
+            {
                 Err(CopyError::Store(e)) if restarts < self.restarts && e.is_retryable() => {
-                    let wait = e.retry_after.unwrap_or_else(|| crate::backoff::backoff(restarts));
                     restarts += 1;
+                    from = e.resume_at.unwrap_or(0);
+                    if from > 0 {
+                        // the upload waited already
+                        tracing::debug!(
+                            "{e}; blob transfer goes on from byte {from} ({restarts} of {})",
+                            self.restarts
+                        );
+                        continue;
+                    }
+                    let wait = e.retry_after.unwrap_or_else(|| crate::backoff::backoff(restarts - 1));
                     tracing::debug!("{e}; blob transfer restart {restarts} of {} in {wait:?}", self.restarts);
                     tokio::time::sleep(wait).await;
                 }
@@ -152,7 +168,11 @@ impl Engine {
 
     /// One attempt: the source read (resuming after breaks, verified)
     /// feeds the destination's upload through a short channel, so a break
-    /// on the source side never reaches the upload.
+    /// on the source side never reaches the upload. From byte `from` > 0,
+    /// the read starts at the last checkpoint of the running digest before
+    /// it, and the bytes up to `from` are hashed but not sent: the
+    /// destination has them.
+    #[allow(clippy::too_many_arguments)]
     async fn transfer_once(
         &self,
         src: &dyn Store,
@@ -160,11 +180,22 @@ impl Engine {
         digest: &Digest,
         desc: &Descriptor,
         tally: Option<Arc<crate::progress::Tally>>,
+        from: u64,
+        checkpoints: &Checkpoints,
     ) -> Result<(), CopyError> {
         let declared = (desc.size > 0).then_some(desc.size);
-        let blob = src.get_blob(digest, 0, declared).await?;
+        let (begin, verifier) = {
+            let mut marks = lock(checkpoints);
+            marks.retain(|(at, _)| *at <= from);
+            match marks.last() {
+                Some((at, v)) if from > 0 => (*at, v.clone()),
+                _ => (0, digest.verifier()),
+            }
+        };
+        let blob = src.get_blob(digest, begin, declared).await?;
         let ctx = format!("{}: blob {digest}", src.name());
-        let size = match (desc.size, blob.len) {
+        let served = blob.len.map(|len| blob.start + len);
+        let size = match (desc.size, served) {
             (0, served) => served,
             (declared, Some(served)) if served != declared => {
                 let why = format!("served {served} bytes where the manifest declares {declared}");
@@ -172,16 +203,30 @@ impl Engine {
             }
             (declared, _) => Some(declared),
         };
+        if blob.start > begin {
+            let why = format!("asked for the blob from byte {begin}, got it from byte {}", blob.start);
+            return Err(StoreError::new(ctx, ErrorKind::Protocol(why.into())).into());
+        }
         let failure = Arc::new(Mutex::new(None));
         let reading = Reading {
             src,
             digest,
+            start: begin,
             size,
             min_rate: self.min_rate,
             breaks_allowed: self.restarts,
             failure: failure.clone(),
         };
-        let body = verified(resuming(reading, blob), digest.clone(), size, failure.clone());
+        let read = resuming(reading, blob);
+        let body = verified_from(
+            read,
+            verifier,
+            digest.clone(),
+            size,
+            failure.clone(),
+            Some(checkpoints.clone()),
+        );
+        let body = unsent(body, from - begin);
         let (tx, rx) = tokio::sync::mpsc::channel(PIPE_DEPTH);
         // progress: counted as the body is read
         let attempt = AtomicU64::new(0);
@@ -203,10 +248,26 @@ impl Engine {
             }
         };
         let received = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-        let ((), stored) = tokio::join!(pump, dst.put_blob(digest, size, Box::pin(received)));
+        let upload = async {
+            match (from, size) {
+                (0, _) => dst.put_blob(digest, size, Box::pin(received)).await,
+                (from, Some(size)) => dst.put_blob_rest(digest, size, from, Box::pin(received)).await,
+                (_, None) => Err(StoreError::new(
+                    &ctx,
+                    ErrorKind::Protocol("no size to go on with".into()),
+                )),
+            }
+        };
+        let ((), stored) = tokio::join!(pump, upload);
+        // what the destination kept of a broken upload stays counted
+        let kept = stored
+            .as_ref()
+            .err()
+            .and_then(|e| e.resume_at)
+            .map_or(0, |at| at.saturating_sub(from));
         let give_back = |tally: &Option<Arc<crate::progress::Tally>>| {
             if let Some(t) = tally {
-                t.give_back(attempt.load(Ordering::Relaxed));
+                t.give_back(attempt.load(Ordering::Relaxed).saturating_sub(kept));
             }
         };
         // A failure of the read (or its verification) is the real cause.
@@ -240,4 +301,23 @@ impl Engine {
         sides.dedup_by(|a, b| a.0 == b.0);
         sides.into_iter().map(|(_, l)| l).collect()
     }
+}
+
+/// Drops the first `n` bytes of a stream (hashed above it, not sent).
+fn unsent<'a>(
+    body: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'a,
+    n: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'a {
+    futures_util::stream::unfold((Box::pin(body), n), |(mut body, mut n)| async move {
+        loop {
+            match body.next().await? {
+                Ok(chunk) if n >= chunk.len() as u64 => n -= chunk.len() as u64,
+                Ok(chunk) => {
+                    let rest = chunk.slice(n as usize..);
+                    return Some((Ok(rest), (body, 0)));
+                }
+                Err(e) => return Some((Err(e), (body, n))),
+            }
+        }
+    })
 }

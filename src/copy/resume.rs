@@ -25,6 +25,8 @@ const PROGRESS: u64 = 1024 * 1024;
 pub(super) struct Reading<'a> {
     pub src: &'a dyn Store,
     pub digest: &'a Digest,
+    /// The blob's byte the read starts at.
+    pub start: u64,
     /// The blob's size, when known: a body that ends before it broke.
     pub size: Option<u64>,
     pub min_rate: Option<MinRate>,
@@ -47,16 +49,17 @@ struct State<'a> {
     done: bool,
 }
 
-/// The blob's bytes in order from the start of `first` (which starts at
-/// byte 0), resuming after each break; fails (with the cause recorded)
-/// once the breaks in a row exceed what is allowed, or a resume is refused.
+/// The blob's bytes in order from `reading.start` (`first` starts there
+/// or before it), resuming after each break; fails (with the cause
+/// recorded) once the breaks in a row exceed what is allowed, or a resume
+/// is refused.
 pub(super) fn resuming<'a>(reading: Reading<'a>, first: Blob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'a {
     let body = guarded(first.body, reading.min_rate);
     let state = State {
+        at: reading.start,
+        skip: reading.start.saturating_sub(first.start),
         reading,
         body,
-        at: 0,
-        skip: 0,
         breaks: 0,
         since_break: 0,
         done: false,

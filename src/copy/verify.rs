@@ -9,6 +9,7 @@ use futures_util::{StreamExt, stream};
 
 use crate::error::ErrorKind;
 use crate::model::Digest;
+use crate::model::digest::Verifier;
 use crate::store::BlobBody;
 
 /// Passes a blob's bytes through while hashing them. The last chunk is only
@@ -21,7 +22,28 @@ pub fn verified<'a>(
     size: Option<u64>,
     failure: Arc<Mutex<Option<ErrorKind>>>,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a {
+    let verifier = digest.verifier();
+    verified_from(inner, verifier, digest, size, failure, None)
+}
+
+/// Where a blob's running digest stood at each multiple of [`CHECKPOINT`]
+/// bytes: a read that must start again part-way (the rest of an upload)
+/// goes on from the last one before it, hashing each byte once.
+pub type Checkpoints = Arc<Mutex<Vec<(u64, Verifier)>>>;
+pub const CHECKPOINT: u64 = 8 * 1024 * 1024;
+
+/// [`verified`] going on from `verifier` (the digest of the blob's bytes
+/// before `inner`'s), recording [`Checkpoints`] when given them.
+pub fn verified_from<'a>(
+    inner: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a,
+    verifier: Verifier,
+    digest: Digest,
+    size: Option<u64>,
+    failure: Arc<Mutex<Option<ErrorKind>>>,
+    checkpoints: Option<Checkpoints>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a {
     struct State<S> {
+        checkpoints: Option<Checkpoints>,
         inner: S,
         verifier: Option<crate::model::digest::Verifier>,
         digest: Digest,
@@ -54,8 +76,9 @@ pub fn verified<'a>(
         })
     }
     let st = State {
+        checkpoints,
         inner: Box::pin(inner),
-        verifier: Some(digest.verifier()),
+        verifier: Some(verifier),
         digest,
         size,
         failure,
@@ -74,7 +97,10 @@ pub fn verified<'a>(
                     let e = fail(&mut st, ErrorKind::Protocol("blob is longer than declared".into()));
                     return Some((Err(e), (st, true)));
                 };
-                v.update(&chunk);
+                match &st.checkpoints {
+                    Some(marks) => update_marking(v, &chunk, marks),
+                    None => v.update(&chunk),
+                }
                 let len = v.len();
                 match st.size {
                     Some(expected) if len > expected => {
@@ -102,6 +128,19 @@ pub fn verified<'a>(
             },
         }
     })
+}
+
+/// Hashes `chunk`, recording the state at each multiple of [`CHECKPOINT`].
+fn update_marking(v: &mut Verifier, mut chunk: &[u8], marks: &Checkpoints) {
+    while !chunk.is_empty() {
+        let to_mark = CHECKPOINT - v.len() % CHECKPOINT;
+        let n = (to_mark as usize).min(chunk.len());
+        v.update(&chunk[..n]);
+        chunk = &chunk[n..];
+        if v.len().is_multiple_of(CHECKPOINT) {
+            lock(marks).push((v.len(), v.clone()));
+        }
+    }
 }
 
 /// The slowest a blob may arrive: `bytes_per_second`, averaged over each

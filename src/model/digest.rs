@@ -68,12 +68,15 @@ impl fmt::Display for Digest {
     }
 }
 
+#[derive(Clone)]
 enum Hasher {
     Sha256(Sha256),
     Sha512(Sha512),
 }
 
-/// Hashes content as it streams past, then says whether it matched.
+/// Hashes content as it streams past, then says whether it matched. A
+/// clone is the state so far, to go on from later.
+#[derive(Clone)]
 pub struct Verifier {
     expected: Digest,
     hasher: Hasher,

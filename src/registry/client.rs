@@ -74,6 +74,9 @@ pub struct Client {
     /// Registries seen dropping what arrived of a broken chunk: chunks
     /// held whole for the rest of the run.
     pub(super) drops_partial: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Upload sessions a break left to go on with (`repository@digest`:
+    /// location, bytes held), until the copy engine sends the rest.
+    pub(super) resumable: std::sync::Mutex<std::collections::HashMap<String, (Url, u64)>>,
     pub(super) chunking: super::upload::Chunking,
     /// The chunks held for resending, in MiB, over every upload of the run.
     pub(super) chunk_memory: tokio::sync::Semaphore,
@@ -99,6 +102,7 @@ impl Client {
             no_ranges: Default::default(),
             no_chunks: Default::default(),
             drops_partial: Default::default(),
+            resumable: Default::default(),
             chunking: super::upload::Chunking {
                 fixed: settings.chunk_size,
             },

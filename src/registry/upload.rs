@@ -71,7 +71,7 @@ impl Client {
             return self.upload_whole(repo, location, digest, size, body).await;
         };
         match self
-            .upload_in_chunks(repo, location, digest, size, Box::pin(body))
+            .upload_in_chunks(repo, location, digest, size, 0, Box::pin(body))
             .await?
         {
             Chunked::Done => Ok(()),
@@ -147,12 +147,40 @@ impl Client {
         Ok(())
     }
 
+    /// Sends the rest of a blob, from byte `from`, into the session a
+    /// broken chunked upload left (its error's `resume_at`).
+    pub async fn upload_rest(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        size: u64,
+        from: u64,
+        body: impl Stream<Item = io::Result<Bytes>> + Send + 'static,
+    ) -> Result<()> {
+        let ctx = format!("{repo}: upload blob {digest} in chunks");
+        let key = format!("{repo}@{digest}");
+        let session = lock(&self.resumable).remove(&key);
+        let Some((location, held)) = session.filter(|(_, held)| *held == from) else {
+            let why = format!("no upload session holding {from} bytes to go on with");
+            return Err(StoreError::new(ctx, ErrorKind::Protocol(why.into())));
+        };
+        tracing::debug!("{ctx}: the rest, from byte {held}, read again from the source");
+        match self
+            .upload_in_chunks(repo, location, digest, size, held, Box::pin(body))
+            .await?
+        {
+            Chunked::Done => Ok(()),
+            Chunked::Refused { why, .. } => Err(StoreError::new(ctx, ErrorKind::Network(why.into()))),
+        }
+    }
+
     async fn upload_in_chunks(
         &self,
         repo: &Repository,
         mut location: Url,
         digest: &Digest,
         size: u64,
+        start: u64,
         body: Body,
     ) -> Result<Chunked> {
         let ctx = format!("{repo}: upload blob {digest} in chunks");
@@ -161,7 +189,7 @@ impl Client {
         let retries = self.transport.retries();
         // bytes the registry holds; where the last break happened; breaks
         // in a row without progress
-        let (mut at, mut broke_at, mut breaks) = (0u64, 0u64, 0u32);
+        let (mut at, mut broke_at, mut breaks) = (start, start, 0u32);
         while at < size {
             let end = at.saturating_add(sizes.chunk.unwrap_or(u64::MAX)).min(size);
             let _room = self.chunk_room(sizes.held).await;
@@ -206,17 +234,30 @@ impl Client {
                 if breaks > retries {
                     return Err(failure);
                 }
-                if held < chunk.held_start || held > chunk.pulled {
-                    if held >= chunk.start && held < chunk.held_start {
+                if held > chunk.pulled {
+                    let why = format!(
+                        "after a break the registry says it holds {held} bytes of the upload, more than the {} sent: \
+                         the blob starts again in a new session",
+                        chunk.pulled
+                    );
+                    return Err(StoreError::new(&ctx, ErrorKind::Network(why.into())));
+                }
+                if held < chunk.held_start {
+                    if held >= chunk.start {
                         // it dropped what arrived of the broken chunk
                         lock(&self.drops_partial).insert(repo.registry.host.clone());
                     }
+                    // what it lacks is no longer held here: the copy engine
+                    // reads it again from the source, into this session
+                    lock(&self.resumable).insert(format!("{repo}@{digest}"), (location, held));
                     let why = format!(
-                        "after a break the registry holds {held} bytes of the upload, where bytes {}-{} were at hand to go on from: \
-                         the blob starts again in a new session",
-                        chunk.held_start, chunk.pulled
+                        "after a break the registry holds {held} bytes of the upload, fewer than are held here \
+                         (from byte {}): the rest is read again from the source",
+                        chunk.held_start
                     );
-                    return Err(StoreError::new(&ctx, ErrorKind::Network(why.into())));
+                    let mut e = StoreError::new(&ctx, ErrorKind::Network(why.into()));
+                    e.resume_at = Some(held);
+                    return Err(e);
                 }
                 tracing::debug!("{failure}; the upload goes on from byte {held} (break {breaks} of {retries})");
                 from = held;

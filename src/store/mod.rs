@@ -87,6 +87,28 @@ pub trait Store: Send + Sync {
     /// Stores a blob from a stream; nothing becomes visible unless the whole
     /// content arrived and matched `digest`.
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>>;
+    /// Sends the rest of a blob whose upload broke with
+    /// `StoreError::resume_at` set: `body` holds its bytes from `from` on,
+    /// into the session that holds the ones before. Only a store that sets
+    /// `resume_at` is asked.
+    fn put_blob_rest<'a>(
+        &'a self,
+        digest: &'a Digest,
+        _len: u64,
+        from: u64,
+        _body: BlobBody,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let why = format!(
+                "{}: no upload of blob {digest} to go on with from byte {from}",
+                self.name()
+            );
+            Err(StoreError::new(
+                why,
+                crate::error::ErrorKind::Protocol("not resumable here".into()),
+            ))
+        })
+    }
     /// The referrers of a manifest, through the OCI 1.1 referrers API;
     /// `None` where there is no such API (a layout; Distribution 2.8).
     fn referrers<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<Option<Vec<Referrer>>>> {

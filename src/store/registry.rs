@@ -172,6 +172,16 @@ impl Store for RegistryStore {
         Box::pin(self.delete(tags))
     }
 
+    fn put_blob_rest<'a>(
+        &'a self,
+        digest: &'a Digest,
+        len: u64,
+        from: u64,
+        body: BlobBody,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.client.upload_rest(&self.repo, digest, len, from, body))
+    }
+
     fn put_blob<'a>(&'a self, digest: &'a Digest, len: Option<u64>, body: BlobBody) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let session = self.pending().remove(digest);

@@ -35,6 +35,10 @@ pub enum Fault {
     /// Close the connection halfway through a response body of more than
     /// 1 MiB (a large blob, never a config or a manifest).
     CutLarge,
+    /// Read a request's whole body, forward its first half as the whole
+    /// request, and close without an answer (a proxy that dies mid-upload:
+    /// the client sent everything, the registry holds half).
+    HalfForwarded,
 }
 
 /// What the proxy does with a download's `Range` (a server, or an object
@@ -381,7 +385,10 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
             _ => {}
         }
     }
-    let body = read_body(&mut reader, &head.headers)?;
+    let mut body = read_body(&mut reader, &head.headers)?;
+    if fault == Some(Fault::HalfForwarded) {
+        body.truncate(body.len() / 2);
+    }
     shared.forwarded.fetch_add(1, Ordering::SeqCst);
     let delay = *shared.delay.lock().unwrap();
     std::thread::sleep(delay);
@@ -398,6 +405,7 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
             || k.eq_ignore_ascii_case("transfer-encoding")
             || k.eq_ignore_ascii_case("content-length")
             || (k.eq_ignore_ascii_case("range") && ranges == Ranges::Ignore)
+            || (k.eq_ignore_ascii_case("content-range") && fault == Some(Fault::HalfForwarded))
         {
             continue;
         }
@@ -421,6 +429,9 @@ fn handle(conn: TcpStream, shared: &Shared, port: u16) -> std::io::Result<()> {
                 up_reader.read_to_end(&mut resp_body)?;
             }
         }
+    }
+    if fault == Some(Fault::HalfForwarded) {
+        return Ok(());
     }
     // the registry builds absolute upload locations from the Host header
     let me = format!("127.0.0.1:{port}");

@@ -150,6 +150,33 @@ fn a_wrong_content_range_is_refused_and_the_blob_read_whole() {
     assert_eq!(asked.get(at + 1).map(String::as_str), Some("-"), "{asked:?}");
 }
 
+/// More was lost in flight than is held for resending: the rest is read
+/// again from the source (from the last checkpoint of the running digest
+/// before it) and sent into the same session.
+#[test]
+fn an_upload_that_lost_more_than_is_held_reads_the_rest_again_into_the_same_session() {
+    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
+    let far = LatencyProxy::start(&src.host(), Duration::ZERO);
+    let faulty = FaultProxy::start(&dst.host(), 1);
+    faulty.set_times(Fault::HalfForwarded, Target::ChunkPatches, 1);
+    let run = ws.run(&config(&ws, &far.host(), &faulty.host()), &["--debug"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(faulty.injected(), 1);
+    assert_mirrored(&sc, &dc);
+    assert!(run.stderr.contains("the rest is read again from the source"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("the rest, from byte 20971520, read again from the source"),
+        "{run:?}"
+    );
+    // one upload session: the first POST only
+    let posts = dst.log().matches("\"POST /v2/mirror/big/blobs/uploads/").count();
+    assert_eq!(posts, 2, "the config's session and the layer's: {}", dst.log());
+    // read once, then again from the checkpoint at 16 MiB only
+    let read = far.link.bytes(Way::Down);
+    assert!(read < LARGE + (LARGE - 16 * MIB) + MIB, "{read} bytes read\n{run:?}");
+}
+
 #[test]
 fn a_lost_upload_session_gets_a_new_one() {
     let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
