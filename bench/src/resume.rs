@@ -121,6 +121,12 @@ fn command(r: &Resume, tool: Tool, src: &str, dst: &str, layer: &str) -> Command
                 .env("DOCKER_CONFIG", r.work)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
+            // BENCH_LOGS=DIR keeps each run's debug log there
+            if let Some(dir) = std::env::var_os("BENCH_LOGS") {
+                let name = format!("resume-{}-{}.log", tool.label().split(' ').collect::<Vec<_>>().join("-"), dst);
+                let log = std::fs::File::create(Path::new(&dir).join(name)).expect("log file");
+                cmd.arg("--debug").stderr(log);
+            }
             cmd
         }
         Tool::Skopeo => {
