@@ -83,7 +83,7 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
-            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume")),
+            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume|memory")),
             "--before" => args.before = Some(it.next().expect("--before PATH").into()),
             other => panic!("unknown argument {other}"),
         }
@@ -307,13 +307,17 @@ impl Bench {
 
     /// replicant, comparing every tag's digest when `replace_tag`.
     fn replicant_with(&self, data: &Dataset, dst: &Registry, replace_tag: bool) -> Command {
+        self.replicant_binary(&self.args.replicant, data, dst, replace_tag)
+    }
+
+    fn replicant_binary(&self, binary: &Path, data: &Dataset, dst: &Registry, replace_tag: bool) -> Command {
         let yaml = format!(
             "mode: all\n{}",
             images_yaml(data, &self.src.host(), &dst.host(), replace_tag)
         );
         let cfg = self.work.path().join("replicant.yaml");
         std::fs::write(&cfg, yaml).unwrap();
-        let mut cmd = Command::new(&self.args.replicant);
+        let mut cmd = Command::new(binary);
         cmd.arg("-c")
             .arg(cfg)
             .env("DOCKER_CONFIG", self.work.path())
@@ -522,12 +526,21 @@ fn main() {
             before: bench.args.before.as_deref(),
             work: bench.work.path(),
             quick,
+            runs: bench.args.runs,
         };
         marked("resume", &resume::section(&r))
     } else {
         kept(&previous, "resume")
     };
+    let memory = if only.as_deref() == Some("memory") {
+        marked("memory", &bench.memory(&mut g))
+    } else {
+        kept(&previous, "memory")
+    };
     let mut md = format!("{loopback}\n{sweep}\n{wan}\n{resume}");
+    if !memory.is_empty() {
+        let _ = writeln!(md, "\n{memory}");
+    }
     // sections other scripts write (bench/build-time) stay
     let build = kept(&previous, "build-time");
     if !build.is_empty() {
@@ -553,6 +566,53 @@ fn kept(previous: &str, name: &str) -> String {
 }
 
 impl Bench {
+    /// Peak RSS and wall time of replicant at its defaults on the realistic
+    /// set (and of the earlier replicant, `--before`), alternating, each run
+    /// into a fresh registry; run alone (`--only memory`).
+    fn memory(&self, g: &mut ImageGen) -> String {
+        let data = realistic(g, &self.sc, self.args.quick);
+        let mut binaries = vec![("replicant", self.args.replicant.clone())];
+        if let Some(before) = &self.args.before {
+            binaries.push(("replicant before", before.clone()));
+        }
+        let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+        for run in 0..self.args.runs {
+            for (name, binary) in &binaries {
+                let dst = Registry::start(Auth::None);
+                let (sample, ok) = measure(&mut self.replicant_binary(binary, &data, &dst, false));
+                let verified = verify(&self.sc, &TestClient::new(&dst.host(), None), &data);
+                assert!(ok && verified.is_ok(), "{name} on {}: {verified:?}", data.name);
+                eprintln!(
+                    "  run {run}: {name:<18} {:>7.2} s {:>6} MiB",
+                    sample.wall.as_secs_f64(),
+                    sample.peak_rss_kib / 1024
+                );
+                samples.entry(name).or_default().push(sample);
+            }
+        }
+        let mut md = String::new();
+        let _ = writeln!(md, "## Memory at the defaults
+");
+        let _ = writeln!(
+            md,
+            "Made by `bench/run --only memory{}`: the realistic set ({} MiB unique), replicant with its defaults, \
+             {} runs alternating, each into a fresh registry, every copy verified. Peak RSS is the largest of the \
+             runs, wall time the median.\n",
+            if self.args.before.is_some() { " --before REV" } else { "" },
+            data.unique_bytes >> 20,
+            self.args.runs
+        );
+        let _ = writeln!(md, "| replicant | wall (s) | CPU (s) | peak RSS (MiB) | each run's peak (MiB) |");
+        let _ = writeln!(md, "|---|---:|---:|---:|---|");
+        for (name, _) in &binaries {
+            let runs = &samples[name];
+            let (wall, cpu, rss) = summary(runs);
+            let each: Vec<String> = runs.iter().map(|s| (s.peak_rss_kib / 1024).to_string()).collect();
+            let _ = writeln!(md, "| {name} | {wall:.2} | {cpu:.2} | {} | {} |", rss / 1024, each.join(", "));
+        }
+        md
+    }
+
     /// The loopback tables: every dataset, then the no-op passes.
     fn loopback(&self, g: &mut ImageGen) -> String {
         let bench = self;

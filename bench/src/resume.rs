@@ -22,6 +22,8 @@ pub struct Resume<'a> {
     pub before: Option<&'a Path>,
     pub work: &'a Path,
     pub quick: bool,
+    /// Rounds: each tool once per round, alternating.
+    pub runs: usize,
 }
 
 const ONE_WAY: Duration = Duration::from_millis(20);
@@ -48,10 +50,12 @@ impl Tool {
 struct Row {
     cut: bool,
     tool: Tool,
-    sample: Sample,
+    samples: Vec<Sample>,
+    /// Bytes across each link, the largest of the runs.
     down: u64,
     up: u64,
-    arrived: bool,
+    /// Runs in which the blob arrived whole.
+    arrived: usize,
 }
 
 pub fn section(r: &Resume) -> String {
@@ -65,41 +69,52 @@ pub fn section(r: &Resume) -> String {
         tools.push(Tool::Before);
     }
     tools.extend([Tool::Skopeo, Tool::CurlPipe]);
-    let mut rows = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for cut in [false, true] {
-        for &tool in &tools {
-            let dst = Registry::start_implementation(Implementation::Distribution3);
-            let far = LatencyProxy::start(&src.host(), ONE_WAY);
-            let near = LatencyProxy::start(&dst.host(), ONE_WAY);
-            if cut {
-                far.link.cut(Way::Down, &[size * 3 / 10, size * 7 / 10]);
-                near.link.cut(Way::Up, &[size * 4 / 10, size * 8 / 10]);
+        let first = rows.len();
+        for _round in 0..r.runs {
+            for (i, &tool) in tools.iter().enumerate() {
+                let dst = Registry::start_implementation(Implementation::Distribution3);
+                let far = LatencyProxy::start(&src.host(), ONE_WAY);
+                let near = LatencyProxy::start(&dst.host(), ONE_WAY);
+                if cut {
+                    far.link.cut(Way::Down, &[size * 3 / 10, size * 7 / 10]);
+                    near.link.cut(Way::Up, &[size * 4 / 10, size * 8 / 10]);
+                }
+                let mut cmd = command(r, tool, &far.host(), &near.host(), &layer);
+                let (sample, ok) = measure(&mut cmd);
+                let dc = TestClient::new(&dst.host(), None);
+                let arrived = ok
+                    && match tool {
+                        Tool::CurlPipe => dc.blob_exists("mirror/huge", &layer),
+                        _ => dc.digest("mirror/huge", "1.0.0").as_deref() == Some(manifest.as_str()),
+                    };
+                let (down, up) = (far.link.bytes(Way::Down), near.link.bytes(Way::Up));
+                eprintln!(
+                    "resume: {} {}: {:.1} s, {} MiB down, {} MiB up, {}",
+                    if cut { "cut" } else { "clean" },
+                    tool.label(),
+                    sample.wall.as_secs_f64(),
+                    down >> 20,
+                    up >> 20,
+                    if arrived { "arrived" } else { "failed" }
+                );
+                if rows.len() <= first + i {
+                    rows.push(Row {
+                        cut,
+                        tool,
+                        samples: Vec::new(),
+                        down: 0,
+                        up: 0,
+                        arrived: 0,
+                    });
+                }
+                let row = &mut rows[first + i];
+                row.samples.push(sample);
+                row.down = row.down.max(down);
+                row.up = row.up.max(up);
+                row.arrived += usize::from(arrived);
             }
-            let mut cmd = command(r, tool, &far.host(), &near.host(), &layer);
-            let (sample, ok) = measure(&mut cmd);
-            let dc = TestClient::new(&dst.host(), None);
-            let arrived = ok
-                && match tool {
-                    Tool::CurlPipe => dc.blob_exists("mirror/huge", &layer),
-                    _ => dc.digest("mirror/huge", "1.0.0").as_deref() == Some(manifest.as_str()),
-                };
-            eprintln!(
-                "resume: {} {}: {:.1} s, {} MiB down, {} MiB up, {}",
-                if cut { "cut" } else { "clean" },
-                tool.label(),
-                sample.wall.as_secs_f64(),
-                far.link.bytes(Way::Down) >> 20,
-                near.link.bytes(Way::Up) >> 20,
-                if arrived { "arrived" } else { "failed" }
-            );
-            rows.push(Row {
-                cut,
-                tool,
-                sample,
-                down: far.link.bytes(Way::Down),
-                up: near.link.bytes(Way::Up),
-                arrived,
-            });
         }
     }
     table(&rows, size)
@@ -167,48 +182,47 @@ fn command(r: &Resume, tool: Tool, src: &str, dst: &str, layer: &str) -> Command
 }
 
 fn table(rows: &[Row], size: u64) -> String {
+    let runs = rows.first().map_or(0, |r| r.samples.len());
     let mut md = String::new();
     let _ = writeln!(md, "## Resumable transfers\n");
     let _ = writeln!(
         md,
-        "Made by `bench/run --only resume`: one layer of {} MiB from a Distribution 2.8 source to a Distribution v3 \
-         destination, each behind its own 20 ms one-way link (testkit's latency proxy, which also counts the bytes \
-         that cross it and breaks the connection at a given byte). \"cut\": the connection breaks at 30 % and 70 % of \
-         the blob read from the source and at 40 % and 80 % of it sent to the destination. Bytes are what crossed each \
-         link, requests included, as a multiple of the layer's size. One run each.\n",
+        "Made by `bench/run --only resume --before REV`: one layer of {} MiB from a Distribution 2.8 source to a \
+         Distribution v3 destination, each behind its own 20 ms one-way link (testkit's latency proxy, which also \
+         counts the bytes that cross it and breaks the connection at a given byte). \"cut 2 + 2\": the connection \
+         breaks at 30 % and 70 % of the blob read from the source and at 40 % and 80 % of it sent to the \
+         destination. \"replicant before\" is the revision before resumable transfers (REV), which restarts a broken \
+         blob from byte 0. {runs} rounds, each tool once per round, alternating, each into a fresh destination; wall \
+         time is the median, bytes the most that crossed each link in a run (requests included) as a multiple of \
+         the layer's size, peak RSS the largest.\n",
         size >> 20
     );
     let _ = writeln!(
         md,
-        "| link | tool | wall (s) | read from the source | sent to the destination | peak RSS (MiB) | blob |"
+        "| link | tool | wall (s) | vs replicant's clean run | read from the source | sent to the destination | peak RSS (MiB) | blob arrived |"
     );
-    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---|");
-    let clean = |label: &str| {
-        rows.iter()
-            .find(|r| !r.cut && r.tool.label() == label)
-            .map(|r| r.sample.wall.as_secs_f64())
-    };
+    let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---|");
+    let median = |r: &Row| super::median(r.samples.iter().map(|s| s.wall.as_secs_f64()).collect());
+    let base = rows
+        .iter()
+        .find(|r| !r.cut && matches!(r.tool, Tool::Replicant))
+        .map(median);
     for r in rows {
-        let wall = r.sample.wall.as_secs_f64();
-        let vs = match clean(Tool::Replicant.label()) {
-            Some(base) if !matches!(r.tool, Tool::Replicant) || r.cut => format!(" ({:.2}×)", wall / base),
-            _ => String::new(),
-        };
+        let wall = median(r);
+        let vs = base.map_or(String::new(), |b| format!("{:.2}", wall / b));
+        let peak = r.samples.iter().map(|s| s.peak_rss_kib).max().unwrap_or(0);
         let _ = writeln!(
             md,
-            "| {} | {} | {wall:.1}{vs} | {:.2}× | {:.2}× | {} | {} |",
+            "| {} | {} | {wall:.1} | {vs} | {:.2}× | {:.2}× | {} | {} of {} |",
             if r.cut { "cut 2 + 2" } else { "clean" },
             r.tool.label(),
             r.down as f64 / size as f64,
             r.up as f64 / size as f64,
-            r.sample.peak_rss_kib / 1024,
-            if r.arrived { "arrived" } else { "**failed**" }
+            peak / 1024,
+            r.arrived,
+            r.samples.len()
         );
     }
-    let _ = writeln!(
-        md,
-        "\nThe ratio after a wall time is that time over replicant's clean run in the same benchmark. The pipe's peak \
-         RSS is the shell's, not curl's."
-    );
+    let _ = writeln!(md, "\nThe pipe's peak RSS is the shell's, not curl's.");
     md
 }
