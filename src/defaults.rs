@@ -42,14 +42,13 @@ pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(RESPONSE_DEADLINE_SE
 /// that survive a broken connection (only the rest is sent again); smaller
 /// ones in one stream, which is fastest for them (BENCHMARKS.md).
 pub const CHUNKED_FROM: u64 = 32 * 1024 * 1024;
-/// The last bytes of a chunked upload held in memory to go on from after a
-/// break; and the size of the chunks (held whole) for a registry that drops
-/// what arrived of a broken one.
+/// The size of the chunks, held in memory to send again after a break, for
+/// a registry seen dropping what arrived of a broken request.
 pub const CHUNK_HELD: u64 = 16 * 1024 * 1024;
 /// `--chunk-size`'s bounds; ECR refuses parts under 5 MiB but the last.
 pub const CHUNK_MIN: u64 = 1024 * 1024;
 pub const CHUNK_MAX: u64 = 32 * 1024 * 1024;
 pub const ECR_CHUNK_MIN: u64 = 5 * 1024 * 1024;
-/// What the bytes held for resending may add up to, over every upload of a
-/// run: an upload waits for room before it starts.
+/// What the chunks held for resending may add up to, over every upload of
+/// a run: an upload waits for room before each chunk.
 pub const CHUNK_MEMORY: u64 = 64 * 1024 * 1024;

@@ -102,10 +102,10 @@ struct Cli {
 
     /// Blobs of 32 MiB and more go to a registry as PATCH requests with a
     /// Content-Range, so that a broken upload sends only the rest again:
-    /// `auto` (the whole blob in one request, the last 16 MiB held to go on
-    /// from; 16 MiB chunks for a registry that drops a broken one) or chunks
-    /// of a fixed size from 1MiB to 32MiB, each held whole (ECR: at least
-    /// 5MiB).
+    /// `auto` (the whole blob in one request, the rest read again from the
+    /// source after a break; 16 MiB chunks held in memory for a registry
+    /// that drops a broken one) or chunks of a fixed size from 1MiB to
+    /// 32MiB, each held (ECR: at least 5MiB).
     #[arg(long, env = "REPLICANT_CHUNK_SIZE", value_name = "SIZE", default_value = "auto", value_parser = parse_chunk_size)]
     chunk_size: replicant::settings::ChunkSize,
 

@@ -591,24 +591,39 @@ impl Bench {
             }
         }
         let mut md = String::new();
-        let _ = writeln!(md, "## Memory at the defaults
-");
+        let _ = writeln!(
+            md,
+            "## Memory at the defaults
+"
+        );
         let _ = writeln!(
             md,
             "Made by `bench/run --only memory{}`: the realistic set ({} MiB unique), replicant with its defaults, \
              {} runs alternating, each into a fresh registry, every copy verified. Peak RSS is the largest of the \
              runs, wall time the median.\n",
-            if self.args.before.is_some() { " --before REV" } else { "" },
+            if self.args.before.is_some() {
+                " --before REV"
+            } else {
+                ""
+            },
             data.unique_bytes >> 20,
             self.args.runs
         );
-        let _ = writeln!(md, "| replicant | wall (s) | CPU (s) | peak RSS (MiB) | each run's peak (MiB) |");
+        let _ = writeln!(
+            md,
+            "| replicant | wall (s) | CPU (s) | peak RSS (MiB) | each run's peak (MiB) |"
+        );
         let _ = writeln!(md, "|---|---:|---:|---:|---|");
         for (name, _) in &binaries {
             let runs = &samples[name];
             let (wall, cpu, rss) = summary(runs);
             let each: Vec<String> = runs.iter().map(|s| (s.peak_rss_kib / 1024).to_string()).collect();
-            let _ = writeln!(md, "| {name} | {wall:.2} | {cpu:.2} | {} | {} |", rss / 1024, each.join(", "));
+            let _ = writeln!(
+                md,
+                "| {name} | {wall:.2} | {cpu:.2} | {} | {} |",
+                rss / 1024,
+                each.join(", ")
+            );
         }
         md
     }

@@ -70,7 +70,12 @@ pub fn section(r: &Resume) -> String {
     }
     tools.extend([Tool::Skopeo, Tool::CurlPipe]);
     let mut rows: Vec<Row> = Vec::new();
-    for cut in [false, true] {
+    // BENCH_RESUME_CLEAN=1: the clean rows only (to compare builds quickly)
+    let links: &[bool] = match std::env::var_os("BENCH_RESUME_CLEAN") {
+        Some(_) => &[false],
+        None => &[false, true],
+    };
+    for &cut in links {
         let first = rows.len();
         for _round in 0..r.runs {
             for (i, &tool) in tools.iter().enumerate() {
@@ -138,7 +143,11 @@ fn command(r: &Resume, tool: Tool, src: &str, dst: &str, layer: &str) -> Command
                 .stderr(Stdio::null());
             // BENCH_LOGS=DIR keeps each run's debug log there
             if let Some(dir) = std::env::var_os("BENCH_LOGS") {
-                let name = format!("resume-{}-{}.log", tool.label().split(' ').collect::<Vec<_>>().join("-"), dst);
+                let name = format!(
+                    "resume-{}-{}.log",
+                    tool.label().split(' ').collect::<Vec<_>>().join("-"),
+                    dst
+                );
                 let log = std::fs::File::create(Path::new(&dir).join(name)).expect("log file");
                 cmd.arg("--debug").stderr(log);
             }

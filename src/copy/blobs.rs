@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::StreamExt;
 
-use super::resume::{Reading, resuming};
+use super::resume::{Reading, resuming, serve_reopens};
 use super::verify::{Checkpoints, verified_from};
 use super::{CopyError, Engine};
 use crate::error::{ErrorKind, StoreError};
@@ -16,10 +16,6 @@ use crate::lock;
 use crate::model::Digest;
 use crate::model::manifest::Descriptor;
 use crate::store::Store;
-
-/// Pieces of a blob between its read and its upload: a short queue, so
-/// that each side keeps its own pace and a transfer holds little memory.
-const PIPE_DEPTH: usize = 4;
 
 impl Engine {
     /// Makes a blob present in `dst`, checking and moving it at most once
@@ -167,8 +163,9 @@ impl Engine {
     }
 
     /// One attempt: the source read (resuming after breaks, verified)
-    /// feeds the destination's upload through a short channel, so a break
-    /// on the source side never reaches the upload. From byte `from` > 0,
+    /// streams straight into the destination's upload; a break on the
+    /// source side never reaches the upload (the read asks this task for
+    /// the rest and goes on). From byte `from` > 0,
     /// the read starts at the last checkpoint of the running digest before
     /// it, and the bytes up to `from` are hashed but not sent: the
     /// destination has them.
@@ -208,9 +205,11 @@ impl Engine {
             return Err(StoreError::new(ctx, ErrorKind::Protocol(why.into())).into());
         }
         let failure = Arc::new(Mutex::new(None));
+        let (reopen, reopens) = tokio::sync::mpsc::channel(1);
         let reading = Reading {
-            src,
-            digest,
+            src: src.name(),
+            digest: digest.clone(),
+            reopen,
             start: begin,
             size,
             min_rate: self.min_rate,
@@ -227,38 +226,40 @@ impl Engine {
             Some(checkpoints.clone()),
         );
         let body = unsent(body, from - begin);
-        let (tx, rx) = tokio::sync::mpsc::channel(PIPE_DEPTH);
-        // progress: counted as the body is read
-        let attempt = AtomicU64::new(0);
-        let pump = async {
-            // dropped when the read ends: the upload's body ends with it
-            let tx = tx;
-            let mut body = std::pin::pin!(body);
-            while let Some(item) = body.next().await {
-                let failed = item.is_err();
-                if let (Ok(bytes), Some(t)) = (&item, &tally) {
+        // progress: counted as the body streams (in the HTTP client's task,
+        // where no task-local reaches)
+        let attempt = Arc::new(AtomicU64::new(0));
+        let counted = {
+            let (tally, attempt) = (tally.clone(), attempt.clone());
+            futures_util::StreamExt::inspect(body, move |chunk| {
+                if let (Ok(bytes), Some(t)) = (chunk, &tally) {
                     let n = bytes.len() as u64;
                     attempt.fetch_add(n, Ordering::Relaxed);
                     t.moved(n);
                 }
-                // the upload stopped: so does the read
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
+            })
         };
-        let received = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+        let body: crate::store::BlobBody = Box::pin(counted);
         let upload = async {
             match (from, size) {
-                (0, _) => dst.put_blob(digest, size, Box::pin(received)).await,
-                (from, Some(size)) => dst.put_blob_rest(digest, size, from, Box::pin(received)).await,
+                (0, _) => dst.put_blob(digest, size, body).await,
+                (from, Some(size)) => dst.put_blob_rest(digest, size, from, body).await,
                 (_, None) => Err(StoreError::new(
                     &ctx,
                     ErrorKind::Protocol("no size to go on with".into()),
                 )),
             }
         };
-        let ((), stored) = tokio::join!(pump, upload);
+        // the read asks this task for the rest after a break: answered
+        // until the upload is done with it
+        let stored = {
+            let serving = serve_reopens(src, digest, size, reopens);
+            tokio::pin!(upload, serving);
+            tokio::select! {
+                stored = &mut upload => stored,
+                () = &mut serving => upload.await,
+            }
+        };
         // what the destination kept of a broken upload stays counted
         let kept = stored
             .as_ref()

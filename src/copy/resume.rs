@@ -3,6 +3,11 @@
 //! and its bytes continue the same stream, so the running digest above it
 //! sees every byte once. A store that sends the whole blob again instead
 //! has what was already read skipped.
+//!
+//! The stream owns what it needs, so that it goes straight into the
+//! destination's upload (no queue, no second task per chunk); only at a
+//! break does it ask the copy engine's task, which holds the source store,
+//! for a new body ([`Reopen`]).
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -16,15 +21,35 @@ use crate::lock;
 use crate::model::Digest;
 use crate::store::{Blob, BlobBody, Store};
 
+/// A request for the blob from an offset, and where to send the answer.
+pub(super) type ReopenRequest = (u64, tokio::sync::oneshot::Sender<crate::store::Result<Blob>>);
+/// How a read asks for the rest of its blob after a break.
+pub(super) type Reopen = tokio::sync::mpsc::Sender<ReopenRequest>;
+
+/// Answers a read's requests for the rest of its blob (in the task that
+/// holds the source store), until the read is gone.
+pub(super) async fn serve_reopens(
+    src: &dyn Store,
+    digest: &Digest,
+    size: Option<u64>,
+    mut requests: tokio::sync::mpsc::Receiver<ReopenRequest>,
+) {
+    while let Some((at, reply)) = requests.recv().await {
+        let _ = reply.send(src.get_blob(digest, at, size).await);
+    }
+}
+
 /// A break after this much progress since the previous one starts the
 /// count of breaks in a row again: a multi-gigabyte blob over a link that
 /// breaks now and then arrives, one that makes no headway stops.
 const PROGRESS: u64 = 1024 * 1024;
 
 /// Where a read stands, and how it goes on after a break.
-pub(super) struct Reading<'a> {
-    pub src: &'a dyn Store,
-    pub digest: &'a Digest,
+pub(super) struct Reading {
+    /// For messages: the source store's name.
+    pub src: String,
+    pub digest: Digest,
+    pub reopen: Reopen,
     /// The blob's byte the read starts at.
     pub start: u64,
     /// The blob's size, when known: a body that ends before it broke.
@@ -36,8 +61,8 @@ pub(super) struct Reading<'a> {
     pub failure: Arc<Mutex<Option<ErrorKind>>>,
 }
 
-struct State<'a> {
-    reading: Reading<'a>,
+struct State {
+    reading: Reading,
     body: BlobBody,
     /// Bytes passed on so far: where a resumed read starts.
     at: u64,
@@ -53,7 +78,7 @@ struct State<'a> {
 /// or before it), resuming after each break; fails (with the cause
 /// recorded) once the breaks in a row exceed what is allowed, or a resume
 /// is refused.
-pub(super) fn resuming<'a>(reading: Reading<'a>, first: Blob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'a {
+pub(super) fn resuming(reading: Reading, first: Blob) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let body = guarded(first.body, reading.min_rate);
     let state = State {
         at: reading.start,
@@ -98,7 +123,7 @@ pub(super) fn resuming<'a>(reading: Reading<'a>, first: Blob) -> impl Stream<Ite
     })
 }
 
-impl State<'_> {
+impl State {
     /// After a break: waits, then asks for the rest. An error when the
     /// read gives up, with its cause recorded.
     async fn resume(&mut self, why: io::Error) -> io::Result<()> {
@@ -117,16 +142,19 @@ impl State<'_> {
         }
         tracing::debug!(
             "{}: blob {}: {why}; resuming from byte {} (break {} of {})",
-            r.src.name(),
+            r.src,
             r.digest,
             self.at,
             self.breaks,
             r.breaks_allowed
         );
         tokio::time::sleep(crate::backoff::backoff(self.breaks - 1)).await;
-        let blob = match r.src.get_blob(r.digest, self.at, r.size).await {
-            Ok(blob) => blob,
-            Err(e) => return Err(self.give_up(e.kind)),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let asked = r.reopen.send((self.at, reply)).await.is_ok();
+        let blob = match answer.await {
+            Ok(Ok(blob)) if asked => blob,
+            Ok(Err(e)) => return Err(self.give_up(e.kind)),
+            _ => return Err(self.give_up(ErrorKind::Network("the transfer ended".into()))),
         };
         let consistent = blob.start <= self.at
             && match (blob.len, r.size) {

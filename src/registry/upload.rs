@@ -1,19 +1,19 @@
-//! Uploading a blob: most in one streamed request, large ones in chunks
-//! that survive a broken connection.
+//! Uploading a blob: most in one streamed request, large ones as `PATCH`
+//! requests that survive a broken connection.
 //!
-//! A chunked upload sends `PATCH` requests with `Content-Range`, in order,
-//! then the closing `PUT` with the digest. The last bytes sent are held in
-//! memory (within [`defaults::CHUNK_MEMORY`] over the whole run), so after a
-//! break the session's status (`GET` on its location: the `Range` it holds)
-//! says where to go on, and only the rest is sent. By default the first
-//! chunk is the whole blob, with the last [`defaults::CHUNK_HELD`] bytes
-//! held: a registry that keeps what arrived of a broken request (Distribution
-//! v3) loses only what was in flight, and a clean upload costs one request
-//! more than a single `PUT`. A registry seen dropping a broken chunk gets
-//! chunks it can be given again whole ([`defaults::CHUNK_HELD`]), for the
-//! rest of the run. A session the registry lost is an error the copy engine
-//! restarts in a new session; a registry that refuses chunks gets one
-//! stream, for the rest of the run.
+//! A large blob goes as `PATCH` requests with `Content-Range`, in order,
+//! then the closing `PUT` with the digest. By default one `PATCH` carries
+//! the whole blob (a clean upload costs one request more than a single
+//! `PUT`) and nothing is held: after a break the session's status (`GET`
+//! on its location: the `Range` it holds) says where the registry stands,
+//! and the error's `resume_at` has the copy engine read the rest again from
+//! the source into the same session (`upload_rest`). A registry seen
+//! dropping what arrived of a broken request gets chunks of
+//! [`defaults::CHUNK_HELD`] held in memory (within
+//! [`defaults::CHUNK_MEMORY`] over the run) and sent again from there, for
+//! the rest of the run; so do chunks of a set `--chunk-size`. A session the
+//! registry lost is an error the copy engine restarts in a new session; a
+//! registry that refuses chunks gets one stream, for the rest of the run.
 
 use std::io;
 use std::pin::Pin;
@@ -251,9 +251,8 @@ impl Client {
                     // reads it again from the source, into this session
                     lock(&self.resumable).insert(format!("{repo}@{digest}"), (location, held));
                     let why = format!(
-                        "after a break the registry holds {held} bytes of the upload, fewer than are held here \
-                         (from byte {}): the rest is read again from the source",
-                        chunk.held_start
+                        "after a break the registry holds {held} bytes of the upload: it goes on from byte {held}, \
+                         the rest read again from the source"
                     );
                     let mut e = StoreError::new(&ctx, ErrorKind::Network(why.into()));
                     e.resume_at = Some(held);
@@ -475,10 +474,9 @@ fn chunk_sizes(chunking: Chunking, ecr: bool, drops: bool) -> Sizes {
     match chunking.fixed {
         Some(fixed) => held_whole(fixed),
         None if drops => held_whole(defaults::CHUNK_HELD),
-        None => Sizes {
-            chunk: None,
-            held: defaults::CHUNK_HELD,
-        },
+        // nothing held: after a break the copy engine reads again what the
+        // registry lacks (`resume_at`), from a checkpoint at most 1 MiB back
+        None => Sizes { chunk: None, held: 0 },
     }
 }
 
@@ -644,10 +642,7 @@ mod tests {
 
     #[test]
     fn chunks_are_the_whole_blob_unless_set_or_the_registry_drops_broken_ones() {
-        let whole = Sizes {
-            chunk: None,
-            held: defaults::CHUNK_HELD,
-        };
+        let whole = Sizes { chunk: None, held: 0 };
         let held_whole = |n| Sizes {
             chunk: Some(n),
             held: n,

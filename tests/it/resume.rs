@@ -77,22 +77,25 @@ fn an_upload_cut_twice_goes_on_where_the_registry_stands() {
     assert_eq!(near.link.cuts_made(), 2, "{run:?}");
     assert_mirrored(&sc, &dc);
     assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side", &run);
-    assert!(run.stderr.contains("the upload goes on from byte"), "{run:?}");
+    assert!(run.stderr.contains("goes on from byte"), "{run:?}");
 }
 
 #[test]
 fn both_sides_cut_several_times_move_each_byte_about_once() {
-    let Setup { ws, src, sc, dst, dc } = setup(LARGE, Implementation::Distribution3);
+    // each upload break reads again what was in flight (the sockets'
+    // buffers: several MiB on a loaded machine) and up to 1 MiB back to a
+    // checkpoint of the digest: small beside the layers this is for
+    let Setup { ws, src, sc, dst, dc } = setup(128 * MIB, Implementation::Distribution3);
     let far = LatencyProxy::start(&src.host(), Duration::ZERO);
     let near = LatencyProxy::start(&dst.host(), Duration::ZERO);
-    far.link.cut(Way::Down, &[5 * MIB, 17 * MIB, 29 * MIB]);
-    near.link.cut(Way::Up, &[9 * MIB, 21 * MIB, 36 * MIB]);
+    far.link.cut(Way::Down, &[16 * MIB, 54 * MIB, 92 * MIB]);
+    near.link.cut(Way::Up, &[28 * MIB, 68 * MIB, 110 * MIB]);
     let run = ws.run(&config(&ws, &far.host(), &near.host()), &[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!((far.link.cuts_made(), near.link.cuts_made()), (3, 3), "{run:?}");
     assert_mirrored(&sc, &dc);
-    assert_about_once(far.link.bytes(Way::Down), LARGE, "source side", &run);
-    assert_about_once(near.link.bytes(Way::Up), LARGE, "destination side", &run);
+    assert_about_once(far.link.bytes(Way::Down), 128 * MIB, "source side", &run);
+    assert_about_once(near.link.bytes(Way::Up), 128 * MIB, "destination side", &run);
 }
 
 /// Distribution 2.8 cancels an upload session whose request broke off
@@ -163,7 +166,11 @@ fn an_upload_that_lost_more_than_is_held_reads_the_rest_again_into_the_same_sess
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(faulty.injected(), 1);
     assert_mirrored(&sc, &dc);
-    assert!(run.stderr.contains("the rest is read again from the source"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("it goes on from byte 20971520, the rest read again from the source"),
+        "{run:?}"
+    );
     assert!(
         run.stderr
             .contains("the rest, from byte 20971520, read again from the source"),
