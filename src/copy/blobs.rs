@@ -17,6 +17,14 @@ use crate::model::Digest;
 use crate::model::manifest::Descriptor;
 use crate::store::Store;
 
+/// An upload that broke this much further than the last attempt started
+/// made progress: going on from there does not count as a restart.
+const PROGRESS: u64 = 1024 * 1024;
+
+fn progressed(e: &StoreError, from: u64) -> bool {
+    e.resume_at.is_some_and(|at| at >= from + PROGRESS)
+}
+
 impl Engine {
     /// Makes a blob present in `dst`, checking and moving it at most once
     /// per destination per run.
@@ -142,8 +150,13 @@ impl Engine {
                 .transfer_once(src, dst, digest, desc, tally.clone(), from, &checkpoints)
                 .await
             {
-                Err(CopyError::Store(e)) if restarts < self.restarts && e.is_retryable() => {
-                    restarts += 1;
+                // an upload that got further than the last one goes on
+                // without counting: a long link that breaks now and then
+                // still delivers a multi-gigabyte blob
+                Err(CopyError::Store(e)) if e.is_retryable() && (restarts < self.restarts || progressed(&e, from)) => {
+                    if !progressed(&e, from) {
+                        restarts += 1;
+                    }
                     from = e.resume_at.unwrap_or(0);
                     if from > 0 {
                         // the upload waited already

@@ -184,8 +184,13 @@ impl Client {
         body: Body,
     ) -> Result<Chunked> {
         let ctx = format!("{repo}: upload blob {digest} in chunks");
-        let mut source = Source { body, carry: None };
         let sizes = self.chunk_sizes(repo);
+        if sizes.chunk.is_none() {
+            return self
+                .upload_streamed(repo, &ctx, location, digest, size, start, body)
+                .await;
+        }
+        let mut source = Source { body, carry: None };
         let retries = self.transport.retries();
         // bytes the registry holds; where the last break happened; breaks
         // in a row without progress
@@ -263,13 +268,83 @@ impl Client {
             }
             at = end;
         }
-        let put = closing_put(self.transport.uploading(&repo.registry), location, digest).header(CONTENT_LENGTH, 0);
-        let resp = self
-            .transport
-            .send_upload(repo, &push(repo), &ctx, put, ended())
-            .await?;
-        self.created(resp, &ctx, repo).await?;
+        self.close_upload(repo, &ctx, location, digest).await?;
         Ok(Chunked::Done)
+    }
+
+    /// The rest of a blob, from `start`, in one `PATCH` whose body is the
+    /// read itself (nothing held, nothing queued): after a break, where the
+    /// registry stands is the error's `resume_at`, for the copy engine to
+    /// send the rest into this session.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_streamed(
+        &self,
+        repo: &Repository,
+        ctx: &str,
+        mut location: Url,
+        digest: &Digest,
+        size: u64,
+        start: u64,
+        body: Body,
+    ) -> Result<Chunked> {
+        let (sent, body_sent) = tokio::sync::oneshot::channel();
+        let patch = self
+            .transport
+            .uploading(&repo.registry)
+            .request(Method::PATCH, location.clone())
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_RANGE, format!("{start}-{}", size - 1))
+            .header(CONTENT_LENGTH, size - start)
+            .body(reqwest::Body::wrap_stream(announce_end(body, sent)));
+        let scopes = push(repo);
+        let failure = match self.transport.send_upload(repo, &scopes, ctx, patch, body_sent).await {
+            Ok(resp) => match resp.status() {
+                StatusCode::ACCEPTED => {
+                    let next = self.location(repo, resp.headers(), ctx)?;
+                    self.close_upload(repo, ctx, next, digest).await?;
+                    return Ok(Chunked::Done);
+                }
+                StatusCode::NOT_FOUND => return Err(lost(ctx, "HTTP 404")),
+                s if start == 0 && matches!(s.as_u16(), 400 | 405 | 411 | 416 | 501) => {
+                    let why = self.failure(resp, ctx, repo).await.kind.to_string();
+                    let rest: Body = Box::pin(futures_util::stream::empty());
+                    return Ok(Chunked::Refused { held: None, rest, why });
+                }
+                _ => self.write_failure(resp, ctx, repo).await,
+            },
+            Err(e) => e,
+        };
+        if failure.status() != Some(401) && !failure.is_retryable() {
+            return Err(failure);
+        }
+        // where does the session stand? (asked after a wait, so that the
+        // registry is done with the broken request)
+        tokio::time::sleep(crate::backoff::backoff(0)).await;
+        let held = self.upload_status(repo, ctx, &mut location).await?;
+        if held > size {
+            let why = format!("after a break the registry says it holds {held} bytes of a {size}-byte blob");
+            return Err(lost(ctx, &why));
+        }
+        if held == size {
+            // all of it arrived; only the answer was lost
+            self.close_upload(repo, ctx, location, digest).await?;
+            return Ok(Chunked::Done);
+        }
+        lock(&self.resumable).insert(format!("{repo}@{digest}"), (location, held));
+        let why = format!(
+            "{failure}; after the break the registry holds {held} bytes of the upload: it goes on from byte {held}, \
+             the rest read again from the source"
+        );
+        let mut e = StoreError::new(ctx, ErrorKind::Network(why.into()));
+        e.resume_at = Some(held);
+        Err(e)
+    }
+
+    /// The closing `PUT` with the digest.
+    async fn close_upload(&self, repo: &Repository, ctx: &str, location: Url, digest: &Digest) -> Result<()> {
+        let put = closing_put(self.transport.uploading(&repo.registry), location, digest).header(CONTENT_LENGTH, 0);
+        let resp = self.transport.send_upload(repo, &push(repo), ctx, put, ended()).await?;
+        self.created(resp, ctx, repo).await
     }
 
     fn chunk_sizes(&self, repo: &Repository) -> Sizes {

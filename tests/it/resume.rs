@@ -85,17 +85,17 @@ fn both_sides_cut_several_times_move_each_byte_about_once() {
     // each upload break reads again what was in flight (the sockets'
     // buffers: several MiB on a loaded machine) and up to 1 MiB back to a
     // checkpoint of the digest: small beside the layers this is for
-    let Setup { ws, src, sc, dst, dc } = setup(128 * MIB, Implementation::Distribution3);
+    let Setup { ws, src, sc, dst, dc } = setup(256 * MIB, Implementation::Distribution3);
     let far = LatencyProxy::start(&src.host(), Duration::ZERO);
     let near = LatencyProxy::start(&dst.host(), Duration::ZERO);
-    far.link.cut(Way::Down, &[16 * MIB, 54 * MIB, 92 * MIB]);
-    near.link.cut(Way::Up, &[28 * MIB, 68 * MIB, 110 * MIB]);
+    far.link.cut(Way::Down, &[32 * MIB, 108 * MIB, 184 * MIB]);
+    near.link.cut(Way::Up, &[56 * MIB, 136 * MIB, 220 * MIB]);
     let run = ws.run(&config(&ws, &far.host(), &near.host()), &[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!((far.link.cuts_made(), near.link.cuts_made()), (3, 3), "{run:?}");
     assert_mirrored(&sc, &dc);
-    assert_about_once(far.link.bytes(Way::Down), 128 * MIB, "source side", &run);
-    assert_about_once(near.link.bytes(Way::Up), 128 * MIB, "destination side", &run);
+    assert_about_once(far.link.bytes(Way::Down), 256 * MIB, "source side", &run);
+    assert_about_once(near.link.bytes(Way::Up), 256 * MIB, "destination side", &run);
 }
 
 /// Distribution 2.8 cancels an upload session whose request broke off
