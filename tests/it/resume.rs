@@ -230,3 +230,55 @@ fn a_registry_that_refuses_chunks_gets_one_stream_for_the_rest_of_the_run() {
         "{run:?}"
     );
 }
+
+/// A registry that redirects blob downloads to object storage: the rest
+/// is asked of the object store, with the same `Range`.
+#[test]
+fn a_download_redirected_to_object_storage_resumes_there_with_a_range() {
+    use std::sync::{Arc, Mutex};
+    let Setup { ws, src, sc, dst, dc } = setup(24 * MIB, Implementation::Distribution2);
+    // the object store stand-in: serves the registry's blob, honouring a
+    // Range, and records the Range of each request
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (seen, upstream) = (asked.clone(), src.url());
+    let storage = testkit::http::Server::start(move |req| {
+        let range = req.headers.get("range").cloned();
+        seen.lock().unwrap().push(range.clone().unwrap_or_else(|| "-".into()));
+        testkit::crypto();
+        let mut get = reqwest::blocking::Client::new().get(format!("{upstream}/v2{}", req.target));
+        if let Some(r) = &range {
+            get = get.header("range", r);
+        }
+        let resp = get.send().expect("the registry behind the object store");
+        let headers = resp
+            .headers()
+            .get("content-range")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| vec![("Content-Range".to_string(), v.to_string())])
+            .unwrap_or_default();
+        testkit::http::Response {
+            status: resp.status().as_u16(),
+            headers,
+            body: resp.bytes().expect("the blob").to_vec(),
+        }
+    });
+    let storage_link = LatencyProxy::start(&format!("127.0.0.1:{}", storage.port), Duration::ZERO);
+    storage_link.link.cut(Way::Down, &[10 * MIB]);
+    let front = FaultProxy::start(&src.host(), 1);
+    front.redirect_blobs_to(Some(storage_link.host()));
+    let run = ws.run(&config(&ws, &front.host(), &dst.host()), &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(storage_link.link.cuts_made(), 1, "{run:?}");
+    assert_mirrored(&sc, &dc);
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.iter().any(|r| r.starts_with("bytes=") && r != "bytes=0-"),
+        "the rest was asked of the object store: {asked:?}"
+    );
+    assert_about_once(
+        storage_link.link.bytes(Way::Down),
+        24 * MIB,
+        "object storage side",
+        &run,
+    );
+}
