@@ -38,6 +38,12 @@ pub const TIMEOUT: Duration = Duration::from_secs(TIMEOUT_SECONDS);
 /// [`RESPONSE_DEADLINE_SECONDS`] as a duration.
 pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(RESPONSE_DEADLINE_SECONDS);
 
+/// A blob transfer that broke this much further on than at its last break
+/// made progress: the count of breaks in a row starts again (a long link
+/// that breaks now and then still delivers a multi-gigabyte blob; one that
+/// makes no headway stops after `--retries`).
+pub const RESUME_PROGRESS: u64 = 1024 * 1024;
+
 /// Blobs of at least this many bytes are uploaded to a registry in chunks
 /// that survive a broken connection (only the rest is sent again); smaller
 /// ones in one stream, which is fastest for them (BENCHMARKS.md).

@@ -17,12 +17,11 @@ use crate::model::Digest;
 use crate::model::manifest::Descriptor;
 use crate::store::Store;
 
-/// An upload that broke this much further than the last attempt started
-/// made progress: going on from there does not count as a restart.
-const PROGRESS: u64 = 1024 * 1024;
-
+/// Whether an upload that broke got far enough beyond where this attempt
+/// started for going on not to count as a restart.
 fn progressed(e: &StoreError, from: u64) -> bool {
-    e.resume_at.is_some_and(|at| at >= from + PROGRESS)
+    e.resume_at
+        .is_some_and(|at| at >= from + crate::defaults::RESUME_PROGRESS)
 }
 
 impl Engine {

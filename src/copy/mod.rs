@@ -31,7 +31,7 @@ use crate::model::{Digest, FetchedManifest};
 use crate::store::Store;
 use once::OnceMap;
 pub use reshape::Shape;
-pub use verify::{MinRate, verified};
+pub use verify::MinRate;
 
 /// Blobs of one manifest, and children of one index, copied at once.
 const FAN_OUT: usize = 4;

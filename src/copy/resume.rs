@@ -39,11 +39,6 @@ pub(super) async fn serve_reopens(
     }
 }
 
-/// A break after this much progress since the previous one starts the
-/// count of breaks in a row again: a multi-gigabyte blob over a link that
-/// breaks now and then arrives, one that makes no headway stops.
-const PROGRESS: u64 = 1024 * 1024;
-
 /// Where a read stands, and how it goes on after a break.
 pub(super) struct Reading {
     /// For messages: the source store's name.
@@ -127,7 +122,7 @@ impl State {
     /// After a break: waits, then asks for the rest. An error when the
     /// read gives up, with its cause recorded.
     async fn resume(&mut self, why: io::Error) -> io::Result<()> {
-        if self.since_break >= PROGRESS {
+        if self.since_break >= crate::defaults::RESUME_PROGRESS {
             self.breaks = 0;
         }
         self.breaks += 1;

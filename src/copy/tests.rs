@@ -40,8 +40,6 @@ struct MemStore {
     put_delay: Duration,
     /// Blob uploads fail (after the delay) while this is set.
     put_fails: Mutex<bool>,
-    /// Blob downloads of these digests break mid-body this many times.
-    breaks: Mutex<HashMap<Digest, usize>>,
     /// How the next reads of a blob are served, one entry a read (then:
     /// well).
     reads: Mutex<HashMap<Digest, std::collections::VecDeque<Read>>>,
@@ -58,7 +56,6 @@ impl MemStore {
             state: Mutex::default(),
             put_delay: Duration::ZERO,
             put_fails: Mutex::new(false),
-            breaks: Mutex::default(),
             reads: Mutex::default(),
             put_blobs_started: AtomicUsize::new(0),
             limiter: crate::limit::Limiter::fixed(name, 8),
@@ -75,6 +72,18 @@ impl MemStore {
         if let Some(d) = digest {
             *st.calls.entry(format!("{call} {d}")).or_default() += 1;
         }
+    }
+
+    /// The next `times` reads of `digest` break after `after` bytes.
+    fn break_reads(&self, digest: &Digest, after: usize, times: usize) {
+        let read = Read {
+            cut: Some(after),
+            ..Read::default()
+        };
+        self.reads
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), vec![read; times].into());
     }
 
     fn calls(&self, call: &str) -> usize {
@@ -268,26 +277,13 @@ impl Store for MemStore {
                 .get(digest)
                 .cloned()
                 .ok_or_else(|| not_found(&self.name, "blob"))?;
-            let broken = {
-                let mut breaks = self.breaks.lock().unwrap();
-                match breaks.get_mut(digest) {
-                    Some(n) if *n > 0 => {
-                        *n -= 1;
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            let mut read = self
+            let read = self
                 .reads
                 .lock()
                 .unwrap()
                 .get_mut(digest)
                 .and_then(|q| q.pop_front())
                 .unwrap_or_default();
-            if broken {
-                read.cut = Some(read.cut.unwrap_or(usize::MAX).min((data.len() - offset as usize) / 2));
-            }
             Ok(read.serve(&data, offset))
         })
     }
@@ -514,7 +510,7 @@ async fn a_body_that_breaks_mid_way_is_resumed_within_the_budget() {
     let m = src.image(b"config", &[layer]);
     src.tag("t", &m);
     let d = Digest::sha256_of(layer);
-    src.breaks.lock().unwrap().insert(d.clone(), 2);
+    src.break_reads(&d, layer.len() / 2, 2);
     engine().copy_tag(&src, &dst, "t").await.unwrap();
     assert_eq!(src.calls(&format!("get_blob {d}")), 3, "two breaks, two resumes");
     assert_eq!(
@@ -528,7 +524,7 @@ async fn a_body_that_breaks_mid_way_is_resumed_within_the_budget() {
     let (src, dst) = (MemStore::new("src", None), MemStore::new("dst", None));
     let m = src.image(b"config", &[layer]);
     src.tag("t", &m);
-    src.breaks.lock().unwrap().insert(d.clone(), 1);
+    src.break_reads(&d, layer.len() / 2, 1);
     let err = Engine::new(0).copy_tag(&src, &dst, "t").await.unwrap_err();
     assert!(err.to_string().contains("reset mid-body"), "{err}");
     assert_eq!(src.calls(&format!("get_blob {d}")), 1);

@@ -12,20 +12,6 @@ use crate::model::Digest;
 use crate::model::digest::Verifier;
 use crate::store::BlobBody;
 
-/// Passes a blob's bytes through while hashing them. The last chunk is only
-/// released once the whole content matched its digest (and declared size),
-/// so a corrupt blob never completes an upload: the body fails instead, and
-/// `failure` records why.
-pub fn verified<'a>(
-    inner: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a,
-    digest: Digest,
-    size: Option<u64>,
-    failure: Arc<Mutex<Option<ErrorKind>>>,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a {
-    let verifier = digest.verifier();
-    verified_from(inner, verifier, digest, size, failure, None)
-}
-
 /// Where a blob's running digest stood at each multiple of [`CHECKPOINT`]
 /// bytes: a read that must start again part-way (the rest of an upload)
 /// goes on from the last one before it, hashing each byte once. 1 MiB
@@ -34,8 +20,12 @@ pub fn verified<'a>(
 pub type Checkpoints = Arc<Mutex<Vec<(u64, Verifier)>>>;
 pub const CHECKPOINT: u64 = 1024 * 1024;
 
-/// [`verified`] going on from `verifier` (the digest of the blob's bytes
-/// before `inner`'s), recording [`Checkpoints`] when given them.
+/// Passes a blob's bytes through while hashing them, going on from
+/// `verifier` (the digest of the blob's bytes before `inner`'s: a fresh one
+/// for a read from byte 0), recording [`Checkpoints`] when given them. The
+/// last chunk is only released once the whole content matched its digest
+/// (and declared size), so a corrupt blob never completes an upload: the
+/// body fails instead, and `failure` records why.
 pub fn verified_from<'a>(
     inner: impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'a,
     verifier: Verifier,
@@ -47,7 +37,7 @@ pub fn verified_from<'a>(
     struct State<S> {
         checkpoints: Option<Checkpoints>,
         inner: S,
-        verifier: Option<crate::model::digest::Verifier>,
+        verifier: Option<Verifier>,
         digest: Digest,
         size: Option<u64>,
         failure: Arc<Mutex<Option<ErrorKind>>>,
@@ -207,7 +197,10 @@ mod tests {
     ) -> (Result<Vec<u8>, std::io::Error>, Option<String>) {
         let failure = Arc::new(Mutex::new(None));
         let inner: BlobBody = Box::pin(stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))));
-        let out: Result<Vec<Bytes>, _> = verified(inner, digest, size, failure.clone()).try_collect().await;
+        let verifier = digest.verifier();
+        let out: Result<Vec<Bytes>, _> = verified_from(inner, verifier, digest, size, failure.clone(), None)
+            .try_collect()
+            .await;
         let out = out.map(|v| v.concat());
         let recorded = lock(&failure).as_ref().map(|k| k.to_string());
         (out, recorded)

@@ -35,10 +35,6 @@ use crate::model::{Digest, Repository};
 type Result<T> = std::result::Result<T, StoreError>;
 type Body = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
 
-/// A break after this much progress since the previous one starts the
-/// count of breaks in a row again: a long upload over a link that breaks
-/// now and then goes on, one that makes no headway stops after `--retries`.
-const PROGRESS: u64 = 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
 /// How large a run's chunks are.
@@ -231,7 +227,7 @@ impl Client {
                 // that the registry is done with the broken request)
                 tokio::time::sleep(crate::backoff::backoff(breaks)).await;
                 let held = self.upload_status(repo, &ctx, &mut location).await?;
-                if held >= broke_at.saturating_add(PROGRESS) {
+                if held >= broke_at.saturating_add(defaults::RESUME_PROGRESS) {
                     breaks = 0;
                 }
                 breaks += 1;
@@ -305,7 +301,7 @@ impl Client {
                     return Ok(Chunked::Done);
                 }
                 StatusCode::NOT_FOUND => return Err(lost(ctx, "HTTP 404")),
-                s if start == 0 && matches!(s.as_u16(), 400 | 405 | 411 | 416 | 501) => {
+                s if start == 0 && refuses_chunks(s) => {
                     let why = self.failure(resp, ctx, repo).await.kind.to_string();
                     let rest: Body = Box::pin(futures_util::stream::empty());
                     return Ok(Chunked::Refused { held: None, rest, why });
@@ -445,7 +441,7 @@ impl Client {
                 }
             }
             StatusCode::NOT_FOUND => Sent::Lost(lost(ctx, "HTTP 404")),
-            s if matches!(s.as_u16(), 400 | 405 | 411 | 416 | 501) => {
+            s if refuses_chunks(s) => {
                 let e = self.failure(resp, ctx, repo).await;
                 Sent::Refused(e.kind.to_string())
             }
@@ -496,6 +492,12 @@ impl Client {
         }
         Ok(held)
     }
+}
+
+/// The answers to a `PATCH` with `Content-Range` that say the registry
+/// does not take chunks.
+fn refuses_chunks(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 400 | 405 | 411 | 416 | 501)
 }
 
 /// A session the registry lost: the copy engine starts the blob again.
