@@ -133,6 +133,9 @@ fn connect(client: TcpStream, upstream: &str, one_way: Duration, link: Arc<Link>
     let server = TcpStream::connect(upstream)?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
+    for end in [&client, &server] {
+        bound_buffers(end)?;
+    }
     // the handshake's round trip: nothing the client sends leaves before it
     let ends = [client.try_clone()?, server.try_clone()?];
     let up = delayed(
@@ -146,6 +149,31 @@ fn connect(client: TcpStream, upstream: &str, one_way: Duration, link: Arc<Link>
     let down = delayed(server, client, one_way, accepted, Way::Down, (link, ends));
     let _ = up.join();
     let _ = down.join();
+    Ok(())
+}
+
+/// A link's sockets hold a bounded amount (the kernel would otherwise
+/// grow their buffers to many MiB on loopback): what is in flight when it
+/// breaks is what a real link has in flight, not what a loaded machine's
+/// buffers took in.
+fn bound_buffers(end: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 128 * 1024;
+    for option in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: a valid socket, an option of `c_int`, its size
+        let done = unsafe {
+            libc::setsockopt(
+                end.as_raw_fd(),
+                libc::SOL_SOCKET,
+                option,
+                (&size as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if done != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
     Ok(())
 }
 
