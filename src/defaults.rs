@@ -38,6 +38,17 @@ pub const TIMEOUT: Duration = Duration::from_secs(TIMEOUT_SECONDS);
 /// [`RESPONSE_DEADLINE_SECONDS`] as a duration.
 pub const RESPONSE_DEADLINE: Duration = Duration::from_secs(RESPONSE_DEADLINE_SECONDS);
 
+/// What one blob's stream holds at most in the HTTP client's buffers: the
+/// download's read buffer (hyper grows it to about 400 KiB on a fast link)
+/// and what the upload has queued (as much again, still in the read
+/// buffers it came from).
+pub const STREAM_BUFFERS: u64 = 1024 * 1024;
+/// What the streams of every blob transfer at once may hold in all: a
+/// transfer waits for room (its blob's size, up to [`STREAM_BUFFERS`])
+/// before it starts, so 32 large blobs stream at once and more small ones
+/// (BENCHMARKS.md: memory at the defaults).
+pub const STREAM_MEMORY: u64 = 32 * 1024 * 1024;
+
 /// A blob transfer that broke this much further on than at its last break
 /// made progress: the count of breaks in a row starts again (a long link
 /// that breaks now and then still delivers a multi-gigabyte blob; one that
@@ -46,8 +57,12 @@ pub const RESUME_PROGRESS: u64 = 1024 * 1024;
 
 /// Blobs of at least this many bytes are uploaded to a registry in chunks
 /// that survive a broken connection (only the rest is sent again); smaller
-/// ones in one stream, which is fastest for them (BENCHMARKS.md).
-pub const CHUNKED_FROM: u64 = 32 * 1024 * 1024;
+/// ones in one stream, which is fastest for them. The resumable way costs
+/// one round trip more whatever the size (BENCHMARKS.md, where chunked
+/// uploads start: 43 ms at 20 ms one way, 1.25 x a 32 MiB blob's upload on
+/// an uncapped link, 1.19 x a 64 MiB one), so it starts as late as a
+/// break may cost: 64 MiB is the most ever sent again in full.
+pub const CHUNKED_FROM: u64 = 64 * 1024 * 1024;
 /// The size of the chunks, held in memory to send again after a break, for
 /// a registry seen dropping what arrived of a broken request.
 pub const CHUNK_HELD: u64 = 16 * 1024 * 1024;

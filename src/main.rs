@@ -100,7 +100,7 @@ struct Cli {
     #[arg(long, env = "REPLICANT_MIN_TRANSFER_RATE", default_value_t = defaults::MIN_TRANSFER_RATE)]
     min_transfer_rate: u64,
 
-    /// Blobs of 32 MiB and more go to a registry as PATCH requests with a
+    /// Blobs of 64 MiB and more go to a registry as PATCH requests with a
     /// Content-Range, so that a broken upload sends only the rest again:
     /// `auto` (the whole blob in one request, the rest read again from the
     /// source after a break; 16 MiB chunks held in memory for a registry
@@ -288,7 +288,27 @@ fn usage_error(e: &clap::Error) -> String {
     )
 }
 
+/// glibc raises its mmap threshold whenever a large block is freed (up to
+/// 32 MiB); from then on the HTTP client's read buffers (up to about
+/// 400 KiB, one per connection) come from the per-thread arenas, whose
+/// freed space is seldom given back, and peak RSS on the realistic set
+/// grows by a third (BENCHMARKS.md: memory at the defaults). A fixed
+/// threshold keeps large blocks in mappings of their own, returned when
+/// freed, as the static (musl) build's allocator does anyway.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn fixed_mmap_threshold() {
+    // SAFETY: sets one of the allocator's parameters (no pointer is
+    // passed), before any other thread exists
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn fixed_mmap_threshold() {}
+
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     replicant::http::install_crypto();
     let matches = match Cli::command().try_get_matches() {
         Ok(m) => m,

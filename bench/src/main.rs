@@ -4,14 +4,16 @@
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
 //!
-//!     bench [--runs N] [--quick] [--only loopback|sweep|wan|resume] [--before PATH] --replicant PATH --out BENCHMARKS.md
+//!     bench [--runs N] [--quick] [--only loopback|sweep|wan|resume|memory|threshold] [--before PATH] --replicant PATH --out BENCHMARKS.md
 //!
 //! `--only` runs one part (the loopback tables against skopeo, the sweep of
-//! settings on loopback, the WAN tables, the resumable transfers) and keeps
-//! the others' from the file. `--before` is a replicant built before
-//! resumable transfers, measured beside this one there.
+//! settings on loopback, the WAN tables, the resumable transfers; alone:
+//! memory at the defaults, where chunked uploads start) and keeps the
+//! others' from the file. `--before` is an earlier replicant, measured
+//! beside this one in the resumable-transfers and memory parts.
 
 mod resume;
+mod threshold;
 mod wan;
 
 use std::collections::BTreeMap;
@@ -21,6 +23,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use testkit::image::{Blob, Image};
+use testkit::latency::LatencyProxy;
 use testkit::{Auth, Format, ImageGen, Registry, TestClient};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -83,7 +86,7 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
-            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume|memory")),
+            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume|memory|threshold")),
             "--before" => args.before = Some(it.next().expect("--before PATH").into()),
             other => panic!("unknown argument {other}"),
         }
@@ -311,13 +314,26 @@ impl Bench {
     }
 
     fn replicant_binary(&self, binary: &Path, data: &Dataset, dst: &Registry, replace_tag: bool) -> Command {
-        let yaml = format!(
-            "mode: all\n{}",
-            images_yaml(data, &self.src.host(), &dst.host(), replace_tag)
-        );
+        self.replicant_between(binary, data, &self.src.host(), &dst.host(), replace_tag)
+    }
+
+    /// `binary` from the registry at `src` to the one at `dst` (`host:port`).
+    fn replicant_between(&self, binary: &Path, data: &Dataset, src: &str, dst: &str, replace_tag: bool) -> Command {
+        let yaml = format!("mode: all\n{}", images_yaml(data, src, dst, replace_tag));
         let cfg = self.work.path().join("replicant.yaml");
         std::fs::write(&cfg, yaml).unwrap();
-        let mut cmd = Command::new(binary);
+        // BENCH_WRAP="heaptrack -o DIR/run" runs replicant under a profiler
+        // (its peak RSS is then the profiler's too)
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut words = wrap.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(words).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.arg("-c")
             .arg(cfg)
             .env("DOCKER_CONFIG", self.work.path())
@@ -537,9 +553,20 @@ fn main() {
     } else {
         kept(&previous, "memory")
     };
+    let threshold = if only.as_deref() == Some("threshold") {
+        let t = threshold::Threshold {
+            quick,
+            runs: bench.args.runs,
+        };
+        marked("threshold", &threshold::section(&t))
+    } else {
+        kept(&previous, "threshold")
+    };
     let mut md = format!("{loopback}\n{sweep}\n{wan}\n{resume}");
-    if !memory.is_empty() {
-        let _ = writeln!(md, "\n{memory}");
+    for part in [memory, threshold] {
+        if !part.is_empty() {
+            let _ = writeln!(md, "\n{part}");
+        }
     }
     // sections other scripts write (bench/build-time) stay
     let build = kept(&previous, "build-time");
@@ -568,39 +595,53 @@ fn kept(previous: &str, name: &str) -> String {
 impl Bench {
     /// Peak RSS and wall time of replicant at its defaults on the realistic
     /// set (and of the earlier replicant, `--before`), alternating, each run
-    /// into a fresh registry; run alone (`--only memory`).
+    /// into a fresh registry, on loopback and over a 20 ms link (both
+    /// registries behind a `LatencyProxy`); run alone (`--only memory`).
     fn memory(&self, g: &mut ImageGen) -> String {
         let data = realistic(g, &self.sc, self.args.quick);
         let mut binaries = vec![("replicant", self.args.replicant.clone())];
         if let Some(before) = &self.args.before {
             binaries.push(("replicant before", before.clone()));
         }
-        let mut samples: BTreeMap<&str, Vec<Sample>> = BTreeMap::new();
+        let links = [
+            ("loopback", Duration::ZERO),
+            ("20 ms one way", Duration::from_millis(20)),
+        ];
+        let mut samples: BTreeMap<(&str, &str), Vec<Sample>> = BTreeMap::new();
         for run in 0..self.args.runs {
-            for (name, binary) in &binaries {
-                let dst = Registry::start(Auth::None);
-                let (sample, ok) = measure(&mut self.replicant_binary(binary, &data, &dst, false));
-                let verified = verify(&self.sc, &TestClient::new(&dst.host(), None), &data);
-                assert!(ok && verified.is_ok(), "{name} on {}: {verified:?}", data.name);
-                eprintln!(
-                    "  run {run}: {name:<18} {:>7.2} s {:>6} MiB",
-                    sample.wall.as_secs_f64(),
-                    sample.peak_rss_kib / 1024
-                );
-                samples.entry(name).or_default().push(sample);
+            for (link, delay) in links {
+                for (name, binary) in &binaries {
+                    let dst = Registry::start(Auth::None);
+                    let (src_hop, dst_hop) = if delay.is_zero() {
+                        (None, None)
+                    } else {
+                        (
+                            Some(LatencyProxy::start(&self.src.host(), delay)),
+                            Some(LatencyProxy::start(&dst.host(), delay)),
+                        )
+                    };
+                    let host = |hop: &Option<LatencyProxy>, direct: String| hop.as_ref().map_or(direct, |p| p.host());
+                    let (src, to) = (host(&src_hop, self.src.host()), host(&dst_hop, dst.host()));
+                    let (sample, ok) = measure(&mut self.replicant_between(binary, &data, &src, &to, false));
+                    let verified = verify(&self.sc, &TestClient::new(&dst.host(), None), &data);
+                    assert!(ok && verified.is_ok(), "{name} on {} ({link}): {verified:?}", data.name);
+                    eprintln!(
+                        "  run {run}: {link:<14} {name:<18} {:>7.2} s {:>6} MiB",
+                        sample.wall.as_secs_f64(),
+                        sample.peak_rss_kib / 1024
+                    );
+                    samples.entry((link, name)).or_default().push(sample);
+                }
             }
         }
         let mut md = String::new();
-        let _ = writeln!(
-            md,
-            "## Memory at the defaults
-"
-        );
+        let _ = writeln!(md, "## Memory at the defaults\n");
         let _ = writeln!(
             md,
             "Made by `bench/run --only memory{}`: the realistic set ({} MiB unique), replicant with its defaults, \
-             {} runs alternating, each into a fresh registry, every copy verified. Peak RSS is the largest of the \
-             runs, wall time the median.\n",
+             {} runs alternating, each into a fresh registry, every copy verified; on loopback, and with both \
+             registries behind testkit's `LatencyProxy` (20 ms each way, no bandwidth cap). Peak RSS is the \
+             largest of the runs, wall time the median.\n",
             if self.args.before.is_some() {
                 " --before REV"
             } else {
@@ -611,19 +652,21 @@ impl Bench {
         );
         let _ = writeln!(
             md,
-            "| replicant | wall (s) | CPU (s) | peak RSS (MiB) | each run's peak (MiB) |"
+            "| link | replicant | wall (s) | CPU (s) | peak RSS (MiB) | each run's peak (MiB) |"
         );
-        let _ = writeln!(md, "|---|---:|---:|---:|---|");
-        for (name, _) in &binaries {
-            let runs = &samples[name];
-            let (wall, cpu, rss) = summary(runs);
-            let each: Vec<String> = runs.iter().map(|s| (s.peak_rss_kib / 1024).to_string()).collect();
-            let _ = writeln!(
-                md,
-                "| {name} | {wall:.2} | {cpu:.2} | {} | {} |",
-                rss / 1024,
-                each.join(", ")
-            );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---|");
+        for (link, _) in links {
+            for (name, _) in &binaries {
+                let runs = &samples[&(link, *name)];
+                let (wall, cpu, rss) = summary(runs);
+                let each: Vec<String> = runs.iter().map(|s| (s.peak_rss_kib / 1024).to_string()).collect();
+                let _ = writeln!(
+                    md,
+                    "| {link} | {name} | {wall:.2} | {cpu:.2} | {} | {} |",
+                    rss / 1024,
+                    each.join(", ")
+                );
+            }
         }
         md
     }

@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use super::resume::{Reading, resuming, serve_reopens};
 use super::verify::{Checkpoints, verified_from};
 use super::{CopyError, Engine};
+use crate::defaults::STREAM_BUFFERS;
 use crate::error::{ErrorKind, StoreError};
 use crate::limit::Limiter;
 use crate::lock;
@@ -124,6 +125,15 @@ impl Engine {
         digest: &Digest,
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
+        // room for its buffers first (a blob of unknown size may need all
+        // of it): waiting for it holds no connection slot (the semaphore is
+        // never closed)
+        let kib = match desc.size {
+            0 => STREAM_BUFFERS,
+            size => size.min(STREAM_BUFFERS),
+        }
+        .div_ceil(1024) as u32;
+        let _room = self.stream_memory.acquire_many(kib).await.ok();
         // a slot on each side for the whole transfer; its own requests
         // take no further slot there
         Limiter::covering(self.limiters(src, dst), self.transfer_in_slots(src, dst, digest, desc)).await

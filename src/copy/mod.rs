@@ -181,12 +181,16 @@ pub struct Engine {
     /// Destinations that did not exist when the run planned them: they hold
     /// no blob and no manifest, so asking for each one is a wasted request.
     new_destinations: Mutex<HashSet<String>>,
+    /// Room, in KiB, for the buffers of the blob streams in flight
+    /// ([`crate::defaults::STREAM_MEMORY`]).
+    stream_memory: tokio::sync::Semaphore,
 }
 
 impl Engine {
     /// `restarts`: how often a blob transfer whose body broke mid-way (or
     /// failed verification) starts again (`--retries`). How many
-    /// transfers go at once is each store's limiter's business.
+    /// transfers go at once is each store's limiter's business, within
+    /// the room their buffers have ([`crate::defaults::STREAM_MEMORY`]).
     pub fn new(restarts: u32) -> Engine {
         Engine {
             stats: Stats::default(),
@@ -197,6 +201,7 @@ impl Engine {
             holders: OnceMap::default(),
             manifest_locks: Mutex::new(HashMap::new()),
             new_destinations: Mutex::new(HashSet::new()),
+            stream_memory: tokio::sync::Semaphore::new((crate::defaults::STREAM_MEMORY / 1024) as usize),
         }
     }
 
