@@ -19,6 +19,7 @@ mod node;
 #[cfg(test)]
 mod tests;
 mod validate;
+mod vars;
 
 use node::Node;
 use validate::Validator;
@@ -181,8 +182,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(path, &text)
 }
 
-/// Validates configuration text; `path` is used in messages only.
+/// Validates configuration text; `path` is used in messages only. Its
+/// variables are read from the process's environment.
 pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse_with(path, text, &|name| {
+        std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+    })
+}
+
+/// [`parse`], with the variables read from `env`.
+pub(crate) fn parse_with(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let is_blank = text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");
@@ -196,15 +205,27 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
             "the file is empty; it needs an \"images:\" section".into(),
         )]));
     }
-    let root: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| {
+    let mut root: Spanned<Node> = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
         let message = format!("YAML syntax error: {}", syntax_message(&e.to_string()));
         ConfigError::Invalid(vec![problem_at(path, line, column, None, None, message)])
     })?;
+    // variables first: a value that cannot be expanded would only make
+    // more problems further on
+    let (mut from_env, mut failed) = (vars::FromEnv::new(), Vec::new());
+    vars::expand_tree(&mut root, env, &mut from_env, &mut failed);
+    if !failed.is_empty() {
+        let problems = failed
+            .into_iter()
+            .map(|((line, column), e)| problem_at(path, line, column, None, None, e.to_string()))
+            .collect();
+        return Err(ConfigError::Invalid(problems));
+    }
     let mut v = Validator {
         path,
         problems: Vec::new(),
         warnings: Vec::new(),
+        from_env,
     };
     let (images, registries) = v.root(&root);
     if v.problems.is_empty() {

@@ -540,3 +540,69 @@ fn every_key_of_the_table_is_read_where_it_may_appear() {
     let listed = p[0].split("known keys are ").nth(1).unwrap_or_default();
     assert_eq!(listed, super::keys::names(Section::Image).join(", "), "{p:?}");
 }
+
+/// The environment of the variable tests.
+fn vars_env(name: &str) -> Option<String> {
+    match name {
+        "SRC" => Some("src.example".into()),
+        "STAGE" => Some("staging".into()),
+        "PRUNE" => Some("true".into()),
+        "MAX" => Some("7".into()),
+        "PROFILE" => Some("s3cr3t profile".into()),
+        _ => None,
+    }
+}
+
+fn with_vars(text: &str) -> Result<Config, Vec<String>> {
+    parse_with(Path::new("c.yaml"), text, &vars_env).map_err(|e| e.problems().iter().map(|p| p.to_string()).collect())
+}
+
+#[test]
+fn variables_are_read_in_values_with_defaults() {
+    let c = with_vars(
+        "prune: ${PRUNE}\nprune-max: ${MAX:-3}\nimages:\n  app:\n    source: ${SRC}/team/app\n    \
+         destination: ${DST:-dst.example}/${STAGE}/app\n    include: ['^v$$']\n    referrers: ${REFS:-false}\n",
+    )
+    .unwrap();
+    let app = &c.images[0];
+    assert_eq!(app.source.to_string(), "src.example/team/app");
+    assert_eq!(app.destination.to_string(), "dst.example/staging/app");
+    // a variable's text is read as the value it stands for
+    assert!(app.options.prune);
+    assert_eq!(app.options.prune_max, 7);
+    assert!(!app.options.referrers);
+    // `$$` is a literal `$`
+    assert_eq!(app.filters.include[0].to_string(), "^v$");
+}
+
+#[test]
+fn an_unset_variable_is_named_with_its_place() {
+    let p = with_vars("images:\n  app:\n    source: ${SRC}/app\n    destination: ${MIRROR}/app\n").unwrap_err();
+    assert_eq!(
+        p,
+        [
+            "c.yaml:4:18: the environment variable MIRROR is not set (give a default with ${MIRROR:-default}, \
+          or write $$ for a literal $)"
+        ]
+    );
+    let p = with_vars("images:\n  app:\n    source: ${SRC/app\n    destination: x.io/app\n").unwrap_err();
+    assert!(
+        p[0].starts_with("c.yaml:3:13: \"${\" without its closing \"}\""),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn a_value_from_the_environment_is_never_shown_in_a_message() {
+    let p = with_vars(
+        "registries:\n  x.io:\n    aws-profile: ${PROFILE}\n    insecure: ${STAGE}\nimages:\n  app:\n    \
+         source: ${SRC}/app\n    destination: x.io/app\n",
+    )
+    .unwrap_err();
+    assert_eq!(p.len(), 2, "{p:?}");
+    for m in &p {
+        assert!(!m.contains("s3cr3t") && !m.contains("staging"), "{m}");
+        assert!(m.ends_with("(a value from the environment, not shown)"), "{m}");
+    }
+    assert!(p[1].contains("found the string \"${STAGE}\""), "{p:?}");
+}

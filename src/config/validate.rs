@@ -8,6 +8,7 @@ use serde_saphyr::Spanned;
 
 use super::keys::{self, Id, Key, Opt, Reg, Section};
 use super::node::Node;
+use super::vars::FromEnv;
 use super::{AuthChoice, CopyOptions, ImageConfig, Problem, RegistryOptions, problem_at};
 use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
@@ -45,10 +46,14 @@ pub(super) struct Validator<'a> {
     pub path: &'a Path,
     pub problems: Vec<Problem>,
     pub warnings: Vec<Problem>,
+    /// The values that came from variables, with the text they were
+    /// written as.
+    pub from_env: FromEnv,
 }
 
 impl Validator<'_> {
     fn report(&mut self, at: &Spanned<Node>, image: Option<&str>, key: Option<&str>, message: String) {
+        let message = self.unprinted(at, message);
         let p = problem_at(
             self.path,
             at.referenced.line(),
@@ -62,15 +67,38 @@ impl Validator<'_> {
 
     /// A warning about `key` of `image`, where `at` is.
     fn warn(&mut self, at: &Spanned<Node>, image: Option<&str>, key: &str, message: &str) {
+        let message = self.unprinted(at, message.into());
         let p = problem_at(
             self.path,
             at.referenced.line(),
             at.referenced.column(),
             image,
             Some(key),
-            message.into(),
+            message,
         );
         self.warnings.push(p);
+    }
+
+    /// The text a value from a variable was written as, if it was.
+    fn written_as(&self, at: &Spanned<Node>) -> Option<&String> {
+        self.from_env.get(&(at.referenced.line(), at.referenced.column()))
+    }
+
+    /// `message` about the value at `at`, which never shows a value that
+    /// came from the environment (it may be a secret): the text it was
+    /// written as stands in its place.
+    fn unprinted(&self, at: &Spanned<Node>, message: String) -> String {
+        match (self.written_as(at), &at.value) {
+            (Some(written), Node::Str(value)) => {
+                let message = if value.is_empty() {
+                    message
+                } else {
+                    message.replace(value.as_str(), written)
+                };
+                format!("{message} (a value from the environment, not shown)")
+            }
+            _ => message,
+        }
     }
 
     pub(super) fn root(&mut self, root: &Spanned<Node>) -> (Vec<ImageConfig>, BTreeMap<String, RegistryOptions>) {
@@ -646,6 +674,8 @@ impl Validator<'_> {
     fn boolean(&mut self, spec: &Key, v: &Spanned<Node>, image: Option<&str>, label: &str) -> Option<bool> {
         match &v.value {
             Node::Bool(b) => Some(*b),
+            // a variable's value is text: read as the YAML it stands for
+            Node::Str(s) if self.written_as(v).is_some() && (s == "true" || s == "false") => Some(s == "true"),
             _ => {
                 self.wrong_value(spec, v, image, label);
                 None
@@ -660,8 +690,13 @@ impl Validator<'_> {
             keys::Value::Count { min, max } => (min, max),
             _ => (1, i128::MAX),
         };
+        let from_env = || match &v.value {
+            Node::Str(s) if self.written_as(v).is_some() => s.parse::<i128>().ok(),
+            _ => None,
+        };
         match &v.value {
             Node::Int(i) if (min..=max).contains(i) => Some(*i),
+            Node::Str(_) if from_env().is_some_and(|i| (min..=max).contains(&i)) => from_env(),
             _ => {
                 self.wrong_value(spec, v, image, label);
                 None
