@@ -336,3 +336,38 @@ fn with_json_logs_config_problems_and_usage_errors_are_json_with_fields() {
     let line: serde_json::Value = serde_json::from_str(run.stderr.trim()).expect("one JSON line");
     assert_eq!(line["message"], "unexpected argument '--frobnicate' found; see --help");
 }
+
+/// One config for staging and production: its values read variables from
+/// the environment, with defaults; one unset without a default stops the
+/// run before any traffic, naming it, its line and column.
+#[test]
+fn config_variables_with_and_without_defaults() {
+    let src = Registry::start(Auth::None);
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    sc.push_image("team/app", &generator.multi_arch(Format::Oci, 1024, &[]), "1.0.0");
+    let dst = Registry::start(Auth::None);
+    let dc = TestClient::new(&dst.host(), None);
+    let ws = Workspace::new();
+    let cfg = ws.write_config(
+        "mode: ${MODE:-semver}\nimages:\n  app:\n    source: ${SOURCE}/team/app\n    \
+         destination: ${MIRROR}/${PREFIX:-mirror}/app\n    include: ['^1\\.[0-9]+\\.[0-9]+$']\n",
+    );
+    let mut cmd = ws.command();
+    cmd.env("SOURCE", src.host()).env("MIRROR", dst.host()).arg("-c").arg(&cfg);
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
+
+    let watch = Tripwire::new();
+    let mut cmd = ws.command();
+    cmd.env("SOURCE", watch.host()).arg("-c").arg(&cfg);
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 2, "{run:?}");
+    let want = format!(
+        "{}:5:18: the environment variable MIRROR is not set",
+        cfg.display()
+    );
+    assert!(run.stderr.contains(&want), "{run:?}");
+    assert!(!watch.touched(), "nothing is contacted");
+}
