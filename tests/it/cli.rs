@@ -354,7 +354,10 @@ fn config_variables_with_and_without_defaults() {
          destination: ${MIRROR}/${PREFIX:-mirror}/app\n    include: ['^1\\.[0-9]+\\.[0-9]+$']\n",
     );
     let mut cmd = ws.command();
-    cmd.env("SOURCE", src.host()).env("MIRROR", dst.host()).arg("-c").arg(&cfg);
+    cmd.env("SOURCE", src.host())
+        .env("MIRROR", dst.host())
+        .arg("-c")
+        .arg(&cfg);
     let run = output(cmd.output().unwrap());
     assert_eq!(run.code, 0, "{run:?}");
     assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0"]);
@@ -364,10 +367,7 @@ fn config_variables_with_and_without_defaults() {
     cmd.env("SOURCE", watch.host()).arg("-c").arg(&cfg);
     let run = output(cmd.output().unwrap());
     assert_eq!(run.code, 2, "{run:?}");
-    let want = format!(
-        "{}:5:18: the environment variable MIRROR is not set",
-        cfg.display()
-    );
+    let want = format!("{}:5:18: the environment variable MIRROR is not set", cfg.display());
     assert!(run.stderr.contains(&want), "{run:?}");
     assert!(!watch.touched(), "nothing is contacted");
 }
