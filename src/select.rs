@@ -23,6 +23,9 @@ pub enum Mode {
     Higher,
     Semver,
     All,
+    /// No mode: only an entry's `tags` and `digests` (an entry that lists
+    /// them and sets no `mode` of its own); not a name the file may give.
+    Listed,
 }
 
 impl Mode {
@@ -47,6 +50,7 @@ impl fmt::Display for Mode {
             Mode::Higher => "higher",
             Mode::Semver => "semver",
             Mode::All => "all",
+            Mode::Listed => "listed",
         })
     }
 }
@@ -118,6 +122,7 @@ impl Filters {
 /// destination tag the filters let through); `keep` last.
 pub fn select(mode: Mode, filters: &Filters, source: &[String], destination: &[String]) -> Vec<String> {
     match mode {
+        Mode::Listed => Vec::new(),
         Mode::All => {
             let set: BTreeSet<&String> = source.iter().filter(|t| filters.admits(t)).collect();
             set.into_iter().cloned().collect()
@@ -182,7 +187,7 @@ pub fn why_nothing_qualifies(mode: Mode, filters: &Filters, source: &[String]) -
             some(source.iter().map(String::as_str))
         ));
     }
-    if mode == Mode::All || !filters.qualifying(source).is_empty() {
+    if mode == Mode::All || mode == Mode::Listed || !filters.qualifying(source).is_empty() {
         return None;
     }
     let n = admitted.len();

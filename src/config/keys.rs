@@ -31,6 +31,8 @@ pub enum Id {
     Exclude,
     Versions,
     Keep,
+    Tags,
+    Digests,
     Images,
     Registries,
     /// A key of `CopyOptions`: in an image, and at the top level as the
@@ -150,6 +152,20 @@ pub const KEYS: &[Key] = &[
         IMAGE,
         Value::Count { min: 1, max: i128::MAX },
         "how many versions to keep, 1 or more",
+    ),
+    key(
+        "tags",
+        Id::Tags,
+        IMAGE,
+        Value::Own,
+        "a list of tags such as [\"1.27.3\", stable]",
+    ),
+    key(
+        "digests",
+        Id::Digests,
+        IMAGE,
+        Value::Own,
+        "a list of digests such as [sha256:<64 hex digits>]",
     ),
     key(
         "images",

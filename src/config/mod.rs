@@ -34,6 +34,11 @@ pub struct ImageConfig {
     pub mode: Mode,
     pub filters: Filters,
     pub replace_tag: bool,
+    /// `tags`: copied besides what the mode selects (failed when the
+    /// source lacks one); never pruned.
+    pub tags: Vec<String>,
+    /// `digests`: manifests copied by digest, with no tag; never pruned.
+    pub digests: Vec<crate::model::Digest>,
     /// What else the image's copy does: platforms, referrers, prune.
     pub options: CopyOptions,
 }
@@ -191,7 +196,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
 }
 
 /// [`parse`], with the variables read from `env`.
-pub(crate) fn parse_with(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+pub fn parse_with(path: &Path, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
     let is_blank = text
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#') || l.trim() == "---");

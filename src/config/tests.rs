@@ -606,3 +606,46 @@ fn a_value_from_the_environment_is_never_shown_in_a_message() {
     }
     assert!(p[1].contains("found the string \"${STAGE}\""), "{p:?}");
 }
+
+#[test]
+fn listed_tags_and_digests() {
+    let d = format!("sha256:{}", "a".repeat(64));
+    let c = ok(&format!(
+        "mode: semver\nimages:\n  only:\n    source: a/b\n    destination: c.io/b\n    tags: [stable, \"1.27\", stable]\n    \
+         digests: [{d}]\n  more:\n    source: a/c\n    destination: c.io/c\n    mode: higher\n    tags: stable\n"
+    ));
+    let (only, more) = (&c.images[0], &c.images[1]);
+    // no mode of its own (the top level's does not count): only the list
+    assert_eq!(only.mode, Mode::Listed);
+    assert_eq!(only.tags, ["stable", "1.27"]);
+    assert_eq!(only.digests, [crate::model::Digest::parse(&d).unwrap()]);
+    assert_eq!(
+        (more.mode, more.tags.as_slice()),
+        (Mode::Higher, &["stable".to_string()][..])
+    );
+
+    let p = problems(
+        "images:\n  a:\n    source: a/b\n    destination: c.io/b\n    tags: [1.20, \"-x\"]\n    digests: [sha256:abc, 7]\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "c.yaml:5:12: image \"a\": key \"tags\": expected a tag in quotes (YAML reads 1.20 as the number 1.2), found the number 1.2",
+            "c.yaml:5:18: image \"a\": key \"tags\": \"-x\" is not a tag (letters, digits, _ . and -, at most 128, not starting with . or -)",
+            "c.yaml:6:15: image \"a\": key \"digests\": invalid digest \"sha256:abc\" (expected sha256:<64 hex> or sha512:<128 hex>)",
+            "c.yaml:6:27: image \"a\": key \"digests\": expected a list of digests such as [sha256:<64 hex digits>], found the number 7",
+        ]
+    );
+}
+
+#[test]
+fn filters_of_an_entry_with_only_listed_tags_warn() {
+    let c = ok("images:\n  a:\n    source: a/b\n    destination: c.io/b\n    tags: [stable]\n    versions: \">=1\"\n");
+    let w: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+    assert_eq!(
+        w,
+        [
+            "c.yaml:6:5: image \"a\": key \"versions\": ignored: this image sets no mode, so it copies only its \"tags\" and \"digests\" (a mode of its own selects more tags)"
+        ]
+    );
+}

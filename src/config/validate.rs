@@ -32,6 +32,10 @@ struct Draft<'n> {
     filters: Filters,
     replace_tag: bool,
     options: CopyOptions,
+    tags: Vec<String>,
+    digests: Vec<crate::model::Digest>,
+    /// The entry sets its own `mode`.
+    own_mode: bool,
     seen_source: bool,
     seen_destination: bool,
     destination_node: Option<&'n Spanned<Node>>,
@@ -471,6 +475,11 @@ impl Validator<'_> {
                 None => self.unknown_key(key, name, Section::Image),
             }
         }
+        // listed tags or digests and no mode of its own: only those
+        let listed = !draft.tags.is_empty() || !draft.digests.is_empty();
+        if listed && !draft.own_mode {
+            draft.mode = Mode::Listed;
+        }
         self.image_checks(k, name, &mut draft);
         if self.problems.len() > before {
             return None;
@@ -483,6 +492,8 @@ impl Validator<'_> {
             mode: draft.mode,
             filters: draft.filters,
             replace_tag: draft.replace_tag,
+            tags: draft.tags,
+            digests: draft.digests,
             options: draft.options,
         })
     }
@@ -507,10 +518,13 @@ impl Validator<'_> {
                 draft.destination_node = Some(v);
             }
             Id::Mode => {
+                draft.own_mode = true;
                 if let Some(m) = self.mode(v, name) {
                     draft.mode = m;
                 }
             }
+            Id::Tags => draft.tags = self.tags(v, name, spec),
+            Id::Digests => draft.digests = self.digests(v, name, spec),
             Id::Compatibility => match &v.value {
                 Node::Str(s) if !s.trim().is_empty() => {
                     draft.filters.compatibility = Some(s.clone());
@@ -612,6 +626,10 @@ impl Validator<'_> {
         for (key, which) in &draft.filter_keys {
             let why = match (draft.mode, *which) {
                 (Mode::All, _) => "ignored with mode \"all\", which copies every tag (include and exclude apply to it)",
+                (Mode::Listed, _) => {
+                    "ignored: this image sets no mode, so it copies only its \"tags\" and \"digests\" \
+                     (a mode of its own selects more tags)"
+                }
                 (Mode::Highest, "keep") => "ignored with mode \"highest\", which copies one tag",
                 _ => continue,
             };
@@ -778,6 +796,55 @@ impl Validator<'_> {
                         other.kind()
                     ),
                 ),
+            }
+        }
+        out
+    }
+
+    /// `tags`: tags as the Distribution grammar has them, in quotes where
+    /// YAML would read a number; each once.
+    fn tags(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Vec<String> {
+        let key = spec.name;
+        let mut out: Vec<String> = Vec::new();
+        for item in self.items(v, image, key, spec.expected) {
+            match &item.value {
+                Node::Str(t) if crate::model::is_valid_tag(t) => {
+                    if !out.contains(t) {
+                        out.push(t.clone());
+                    }
+                }
+                Node::Str(t) => self.report(
+                    item,
+                    image,
+                    Some(key),
+                    format!("\"{t}\" is not a tag (letters, digits, _ . and -, at most 128, not starting with . or -)"),
+                ),
+                other => self.report(
+                    item,
+                    image,
+                    Some(key),
+                    format!(
+                        "expected a tag in quotes (YAML reads 1.20 as the number 1.2), found {}",
+                        other.kind()
+                    ),
+                ),
+            }
+        }
+        out
+    }
+
+    /// `digests`: manifest digests (`sha256:` and 64 hex digits), each once.
+    fn digests(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Vec<crate::model::Digest> {
+        let key = spec.name;
+        let mut out: Vec<crate::model::Digest> = Vec::new();
+        for item in self.items(v, image, key, spec.expected) {
+            match &item.value {
+                Node::Str(d) => match crate::model::Digest::parse(d) {
+                    Ok(d) if !out.contains(&d) => out.push(d),
+                    Ok(_) => {}
+                    Err(why) => self.report(item, image, Some(key), why.to_string()),
+                },
+                _ => self.wrong_value(spec, item, image, key),
             }
         }
         out

@@ -53,7 +53,8 @@ impl Engine {
         tag: &str,
         shape: &Shape,
     ) -> Result<Outcome, CopyError> {
-        if shape.is_exact() {
+        // a pinned digest names its bytes: copied exactly, whatever the shape
+        if shape.is_exact() || Digest::parse(tag).is_ok() {
             return self.copy_tag(src, dst, tag).await;
         }
         let (top, manifest) = self.fetch(src, tag, "").await?;

@@ -204,7 +204,7 @@ impl Store for MemStore {
         self.limiter.clone()
     }
 
-    fn delete_tags<'a>(&'a self, _tags: &'a [String]) -> BoxFuture<'a, crate::store::Deletions> {
+    fn delete_tags<'a>(&'a self, _tags: &'a [String], _keep: &'a [Digest]) -> BoxFuture<'a, crate::store::Deletions> {
         Box::pin(async { Vec::new() })
     }
 

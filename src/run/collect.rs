@@ -63,6 +63,10 @@ pub(super) fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanErr
             for t in &plan.present {
                 r.record(TagRecord::new(t, Action::Present));
             }
+            for t in &plan.missing {
+                let why = format!("listed in \"tags\", but the source has no tag {t}");
+                failed_into(r, TagRecord::new(t, Action::Failed), Category::NotFound, why);
+            }
             if let Some(why) = &plan.nothing_qualifies {
                 let why = format!("selects no tags: {why}");
                 if options.fail_on_empty {

@@ -357,7 +357,7 @@ impl<'a> Pass<'a> {
                 if tags.is_empty() {
                     return Vec::new();
                 }
-                let done = image.dst.delete_tags(tags).await;
+                let done = image.dst.delete_tags(tags, &image.config.digests).await;
                 let deleted: Vec<&str> = done
                     .iter()
                     .filter(|(_, d)| matches!(d, Ok(Deletion::Deleted)))

@@ -6,9 +6,10 @@ use std::collections::HashSet;
 
 use crate::config::ImageConfig;
 use crate::error::{Category, StoreError};
+use crate::model::Digest;
 use crate::model::referrers::referrer_tag;
 use crate::select::prune::gone_upstream;
-use crate::select::{select, why_nothing_qualifies};
+use crate::select::{Mode, select, why_nothing_qualifies};
 use crate::store::{Store, deletable, digest_of};
 
 /// What to do with one image: decided before anything is written.
@@ -33,6 +34,9 @@ pub struct Plan {
     pub prune_left: Vec<(String, String)>,
     /// With `prune`: why this pass deletes nothing (a guard-rail held).
     pub prune_refused: Option<String>,
+    /// Tags of the entry's `tags` that the source does not have: each
+    /// fails.
+    pub missing: Vec<String>,
 }
 
 /// Why an image could not be planned.
@@ -80,6 +84,15 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     let new_destination = dest_tags.is_none();
     let dest_tags = dest_tags.unwrap_or_default();
     let mut selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
+    // listed tags besides, in the order written; one the source lacks fails
+    let mut missing = Vec::new();
+    for tag in &image.tags {
+        if !source_tags.contains(tag) {
+            missing.push(tag.clone());
+        } else if !selected.contains(tag) {
+            selected.push(tag.clone());
+        }
+    }
     let mut referrer_tags = Vec::new();
     if image.options.referrers {
         selected.retain(|t| referrer_tag(t).is_none());
@@ -95,9 +108,10 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     let mut plan = Plan {
         new_destination,
         referrer_tags,
+        missing,
         ..Plan::default()
     };
-    if selected.is_empty() {
+    if selected.is_empty() && image.mode != Mode::Listed {
         plan.nothing_qualifies = why_nothing_qualifies(image.mode, &image.filters, &source_tags);
     }
     let (absent, both): (Vec<String>, Vec<String>) = selected.into_iter().partition(|t| !in_dest.contains(t));
@@ -119,11 +133,30 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     } else {
         plan.present = both;
     }
+    // pinned digests: copied where the destination does not have them
+    // (a digest names its content: one there is the same)
+    let pinned: Vec<(String, bool)> = stream::iter(&image.digests)
+        .map(|d| async move {
+            let there = !new_destination && dst.head_manifest(d.as_str()).await?.is_some();
+            Ok::<_, StoreError>((d.to_string(), there))
+        })
+        .buffered(COMPARE_AT_ONCE)
+        .try_collect()
+        .await?;
+    for (digest, there) in pinned {
+        if there {
+            plan.present.push(digest);
+        } else {
+            plan.copy.push(digest);
+        }
+    }
     if image.options.prune && !new_destination {
         let max = image.options.prune_max;
-        match gone_upstream(image.mode, &image.filters, &source_tags, &dest_tags, max) {
+        // a listed tag is never pruned, not even counted
+        let candidates: Vec<String> = dest_tags.iter().filter(|t| !image.tags.contains(t)).cloned().collect();
+        match gone_upstream(image.mode, &image.filters, &source_tags, &candidates, max) {
             Ok(gone) if gone.is_empty() => {}
-            Ok(gone) => match plan_prune(src, dst, gone, &dest_tags, &plan).await {
+            Ok(gone) => match plan_prune(src, dst, gone, &dest_tags, &plan, &image.digests).await {
                 Ok((delete, leave)) => {
                     plan.prune = delete;
                     plan.prune_left = leave;
@@ -150,11 +183,24 @@ async fn plan_prune(
     gone: Vec<String>,
     dest_tags: &[String],
     plan: &Plan,
+    pinned: &[Digest],
 ) -> Result<(Vec<String>, Vec<(String, String)>), StoreError> {
     if dst.deletes_tags_alone() {
         return Ok((gone, Vec::new()));
     }
-    let staying = dest_tags.iter().filter(|t| !gone.contains(t)).cloned().collect();
+    // pinned digests stay as staying tags do (those the destination has;
+    // the others arrive with this run's copies)
+    let staying = dest_tags
+        .iter()
+        .filter(|t| !gone.contains(t))
+        .cloned()
+        .chain(
+            plan.present
+                .iter()
+                .filter(|p| pinned.iter().any(|d| d.as_str() == p.as_str()))
+                .cloned(),
+        )
+        .collect();
     let arriving = arriving(src, plan.copy.iter().chain(&plan.replace)).await?;
     let (delete, leave) = deletable(dst, gone, staying, arriving).await?;
     Ok((delete.into_iter().map(|(tag, _)| tag).collect(), leave))

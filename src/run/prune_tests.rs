@@ -96,7 +96,7 @@ impl Store for Repo {
     fn put_blob<'a>(&'a self, _: &'a Digest, _: Option<u64>, _: BlobBody) -> BoxFuture<'a, Result<()>> {
         unreachable!("planning writes nothing")
     }
-    fn delete_tags<'a>(&'a self, _: &'a [String]) -> BoxFuture<'a, Deletions> {
+    fn delete_tags<'a>(&'a self, _: &'a [String], _: &'a [Digest]) -> BoxFuture<'a, Deletions> {
         unreachable!("planning deletes nothing")
     }
 }

@@ -51,6 +51,8 @@ pub fn gone_upstream(
     }
     let ours = |tag: &str| match mode {
         Mode::All => filters.admits(tag),
+        // listed tags are never pruned: nothing else is this image's
+        Mode::Listed => false,
         _ => filters.admits(tag) && Version::parse(tag).is_some_and(|v| filters.accepts(&v)),
     };
     let upstream: HashSet<&String> = source.iter().collect();
@@ -150,5 +152,14 @@ mod tests {
                 Err(Refusal::TooMany { gone, .. }) => prop_assert!(gone.len() > max),
             }
         }
+    }
+
+    #[test]
+    fn an_entry_of_listed_tags_selects_and_prunes_nothing_else() {
+        let f = Filters::default();
+        let (src, dst) = (tags(&["1.0.0", "stable"]), tags(&["0.9.0", "1.0.0", "old"]));
+        assert_eq!(gone_upstream(Mode::Listed, &f, &src, &dst, 5), Ok(Vec::new()));
+        assert!(crate::select::select(Mode::Listed, &f, &src, &dst).is_empty());
+        assert_eq!(crate::select::why_nothing_qualifies(Mode::Listed, &f, &src), None);
     }
 }

@@ -123,8 +123,9 @@ pub trait Store: Send + Sync {
         false
     }
     /// Deletes tags (prune). Only the tags go: what they pointed at stays
-    /// wherever another tag still needs it.
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions>;
+    /// wherever another tag, or a manifest of `keep` (pinned by digest,
+    /// with its index's children), still needs it.
+    fn delete_tags<'a>(&'a self, tags: &'a [String], keep: &'a [Digest]) -> BoxFuture<'a, Deletions>;
     /// Makes every tag written so far visible, for stores that write tags
     /// in batches (layouts); returns the tags that could not be, with why.
     /// Called once at the end of a run.

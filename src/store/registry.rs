@@ -40,8 +40,10 @@ impl RegistryStore {
     /// read, nothing is deleted): a tag whose manifest a staying tag needs
     /// is left; the others go by name where the registry can, else by the
     /// digest the check found, which takes the manifest with every tag on
-    /// it. A 404 to a DELETE is not a deletion.
-    async fn delete(&self, tags: &[String]) -> Deletions {
+    /// it. A 404 to a DELETE is not a deletion. The manifests of `keep`
+    /// stay as a staying tag's do (one that cannot be read: nothing is
+    /// deleted).
+    async fn delete(&self, tags: &[String], keep: &[Digest]) -> Deletions {
         let sorted = async {
             let listed = self.client.list_tags(&self.repo).await?.ok_or_else(|| {
                 let ctx = format!("{}: list tags", self.repo);
@@ -50,7 +52,11 @@ impl RegistryStore {
                     ErrorKind::Protocol("the repository is not found any more: nothing deleted".into()),
                 )
             })?;
-            let staying = listed.into_iter().filter(|t| !tags.contains(t)).collect();
+            let staying = listed
+                .into_iter()
+                .filter(|t| !tags.contains(t))
+                .chain(keep.iter().map(|d| d.to_string()))
+                .collect();
             super::deletable(self, tags.to_vec(), staying, Vec::new()).await
         };
         let (delete, leave) = match sorted.await {
@@ -168,8 +174,8 @@ impl Store for RegistryStore {
         Box::pin(self.client.referrers(&self.repo, digest))
     }
 
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {
-        Box::pin(self.delete(tags))
+    fn delete_tags<'a>(&'a self, tags: &'a [String], keep: &'a [Digest]) -> BoxFuture<'a, Deletions> {
+        Box::pin(self.delete(tags, keep))
     }
 
     fn put_blob_rest<'a>(

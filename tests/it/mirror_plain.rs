@@ -1150,3 +1150,58 @@ fn api_registry(test: &str) -> Option<(Registry, TestClient)> {
     let client = TestClient::new(&registry.host(), None);
     Some((registry, client))
 }
+
+/// `tags` copies exactly the tags listed (only those when the entry sets
+/// no mode), a listed tag the source lacks fails; `digests` copies a
+/// manifest by digest with no tag; prune deletes neither.
+#[test]
+fn listed_tags_and_pinned_digests_are_copied_and_never_pruned() {
+    let mut p = Pair::new();
+    p.push("src/app", &["1.0.0", "1.1.0", "2.0.0", "stable", "old"]);
+    let old = p.sc.digest("src/app", "old").unwrap();
+    let pinned = p.sc.digest("src/app", "2.0.0").unwrap();
+
+    // no mode: only what is listed; one listed tag is missing upstream
+    let listed = format!("tags: [stable, \"1.0.0\", \"9.9.9\"]\ndigests: [{pinned}]");
+    let images = [("app", "src/app", "dst/app", listed.as_str())];
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 1, "a missing listed tag fails: {run:?}");
+    assert!(
+        run.stdout
+            .contains("listed in \"tags\", but the source has no tag 9.9.9"),
+        "{run:?}"
+    );
+    assert_eq!(p.dc.tags("dst/app"), ["1.0.0", "stable"]);
+    for tag in ["1.0.0", "stable"] {
+        assert_eq!(p.dc.digest("dst/app", tag), p.sc.digest("src/app", tag));
+    }
+    // the pinned manifest resolves by digest at the destination, whole
+    assert_eq!(p.dc.digest("dst/app", &pinned).as_ref(), Some(&pinned));
+    p.dc.assert_complete("dst/app", &pinned);
+
+    // a mode, prune, and upstream deletions: the listed tag and the pinned
+    // digests stay (Distribution deletes a tag only with its manifest)
+    let semver = format!("mode: semver\ndigests: [{old}]");
+    let run = p.run(&[("app", "src/app", "dst/app", semver.as_str())], &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    // someone tags the pinned manifest in the destination
+    let (bytes, media_type) = p.sc.manifest("src/app", "old").unwrap();
+    p.dc.push_manifest("dst/app", "0.9.0", &bytes, &media_type);
+    for tag in ["1.0.0", "1.1.0", "old"] {
+        p.sc.delete_tag("src/app", tag);
+    }
+    let rules = format!("mode: semver\nprune: true\ntags: [\"1.0.0\"]\ndigests: [{old}, {pinned}]");
+    let images = [("app", "src/app", "dst/app", rules.as_str())];
+    let dry = p.run(&images, &["--dry-run"]);
+    assert!(dry.stdout.contains("would delete (1): 1.1.0\n"), "{dry:?}");
+    let run = p.run(&images, &[]);
+    assert_eq!(run.code, 1, "1.0.0 is listed and gone upstream: {run:?}");
+    assert!(run.stdout.contains("deleted (1): 1.1.0\n"), "{run:?}");
+    assert!(
+        run.stdout.contains("prune left 0.9.0: ") && run.stdout.contains(&old),
+        "the pinned digest's tag stays, saying why: {run:?}"
+    );
+    assert_eq!(p.dc.tags("dst/app"), ["0.9.0", "1.0.0", "2.0.0", "stable"]);
+    assert_eq!(p.dc.digest("dst/app", &old).as_ref(), Some(&old));
+    assert_eq!(p.dc.digest("dst/app", &pinned).as_ref(), Some(&pinned));
+}

@@ -284,7 +284,9 @@ impl Store for Layout {
         true
     }
 
-    fn delete_tags<'a>(&'a self, tags: &'a [String]) -> BoxFuture<'a, Deletions> {
+    // a layout's tags go alone: no manifest goes with them (`keep` is
+    // safe as it is)
+    fn delete_tags<'a>(&'a self, tags: &'a [String], _keep: &'a [Digest]) -> BoxFuture<'a, Deletions> {
         Box::pin(async move {
             let pruned = async {
                 self.writable().await?;
