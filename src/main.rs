@@ -412,19 +412,6 @@ fn main() -> ExitCode {
             return unusable(&[whole_file(e.to_string())]);
         }
     };
-    let mut config = config;
-    let shard_report = shard.map(|shard| {
-        let total = config.images.len();
-        config.images.retain(|i| shard.owns(&i.name));
-        let report = ShardReport {
-            index: shard.index,
-            count: shard.count,
-            images: config.images.len(),
-            of: total,
-        };
-        tracing::info!("shard {shard}: {} of {total} images", report.images);
-        report
-    });
 
     let options = RunOptions {
         dry_run: cli.dry_run,
@@ -450,7 +437,7 @@ fn main() -> ExitCode {
     };
     // The files of the `registries:` section: still configuration problems,
     // found before any network traffic.
-    let settings = match Settings::new(config, options) {
+    let mut settings = match Settings::new(config, options) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}; nothing was copied");
@@ -467,6 +454,26 @@ fn main() -> ExitCode {
             return unusable(&[whole_file(e.to_string())]);
         }
     };
+    // repository patterns become the images they match (the source's
+    // catalog), before sharding: each matched repository is an image of
+    // its own there too
+    if settings.config.images.iter().any(|i| i.pattern.is_some()) {
+        let images = std::mem::take(&mut settings.config.images);
+        settings.config.images = runtime.block_on(run::expand_patterns(images, &client));
+    }
+    let shard_report = shard.map(|shard| {
+        let images = &mut settings.config.images;
+        let total = images.len();
+        images.retain(|i| shard.owns(&i.name));
+        let report = ShardReport {
+            index: shard.index,
+            count: shard.count,
+            images: images.len(),
+            of: total,
+        };
+        tracing::info!("shard {shard}: {} of {total} images", report.images);
+        report
+    });
     let interrupt = Arc::new(Interrupt::default());
     let signal = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let report = runtime.block_on(async {

@@ -33,6 +33,7 @@ pub enum Id {
     Keep,
     Tags,
     Digests,
+    ExcludeRepositories,
     Images,
     Registries,
     /// A key of `CopyOptions`: in an image, and at the top level as the
@@ -166,6 +167,13 @@ pub const KEYS: &[Key] = &[
         IMAGE,
         Value::Own,
         "a list of digests such as [sha256:<64 hex digits>]",
+    ),
+    key(
+        "exclude-repositories",
+        Id::ExcludeRepositories,
+        IMAGE,
+        Value::Own,
+        "a list of regular expressions on the repository path below the pattern",
     ),
     key(
         "images",

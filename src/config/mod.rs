@@ -41,6 +41,38 @@ pub struct ImageConfig {
     pub digests: Vec<crate::model::Digest>,
     /// What else the image's copy does: platforms, referrers, prune.
     pub options: CopyOptions,
+    /// A repository pattern (`source` ending in `/*` or `/**`): the entry
+    /// stands for every repository it matches, found in the source's
+    /// catalog when the run starts (`source` and `destination` are then
+    /// the patterns' prefixes).
+    pub pattern: Option<PatternSpec>,
+    /// Why a pattern's repositories could not be found (set when the run
+    /// expands it): the entry fails with this.
+    pub pattern_failure: Option<String>,
+}
+
+/// The two sides of a repository pattern, and what it leaves out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternSpec {
+    pub source: crate::model::pattern::RepoPattern,
+    pub destination: crate::model::pattern::RepoPattern,
+    /// `exclude-repositories`: whole-path regexes on the matched part.
+    pub exclude: Vec<crate::select::Pattern>,
+}
+
+impl PatternSpec {
+    /// The source and destination repository of a catalog name, when the
+    /// pattern takes it (matched, not excluded, and valid at the
+    /// destination), with the matched part.
+    pub fn map(&self, name: &str) -> Option<(String, crate::model::Repository, crate::model::Repository)> {
+        let rest = self.source.matched(name)?;
+        if self.exclude.iter().any(|p| p.matches(rest)) {
+            return None;
+        }
+        let from = self.source.join(rest).ok()?;
+        let to = self.destination.join(rest).ok()?;
+        Some((rest.to_string(), from, to))
+    }
 }
 
 pub use crate::defaults::PRUNE_MAX as DEFAULT_PRUNE_MAX;

@@ -649,3 +649,43 @@ fn filters_of_an_entry_with_only_listed_tags_warn() {
         ]
     );
 }
+
+#[test]
+fn repository_patterns() {
+    let c = ok(
+        "images:\n  team:\n    source: src.example/team/**\n    destination: dst.example/mirror/team/**\n    \
+                exclude-repositories: ['old/.*']\n  all:\n    source: 127.0.0.1:5000/*\n    destination: dst.example/m/*\n",
+    );
+    let spec = c.images[0].pattern.as_ref().unwrap();
+    let (rest, from, to) = spec.map("team/a/b").unwrap();
+    assert_eq!(
+        (rest.as_str(), from.to_string(), to.to_string()),
+        (
+            "a/b",
+            "src.example/team/a/b".into(),
+            "dst.example/mirror/team/a/b".into()
+        )
+    );
+    assert_eq!(spec.map("team/old/x"), None, "excluded");
+    assert_eq!(spec.map("other/a"), None, "outside the pattern");
+    let root = c.images[1].pattern.as_ref().unwrap();
+    assert_eq!(root.map("x").unwrap().2.to_string(), "dst.example/m/x");
+    assert_eq!(root.map("x/y"), None, "/* is one level");
+
+    let p = problems(
+        "images:\n  a:\n    source: src.example/team/*\n    destination: dst.example/m/app\n  \
+         b:\n    source: src.example/app\n    destination: dst.example/m/**\n  c:\n    source: src.example/app\n    \
+         destination: dst.example/m/app\n    exclude-repositories: [x]\n",
+    );
+    assert_eq!(
+        p,
+        [
+            "c.yaml:4:18: image \"a\": key \"destination\": must end in /* or /** as the source does (\"src.example/team/*\"): the matched part is appended to it",
+            "c.yaml:7:18: image \"b\": key \"destination\": \"dst.example/m/**\" is a pattern, but the source is one repository",
+        ]
+    );
+    let c = ok(
+        "images:\n  c:\n    source: src.example/app\n    destination: dst.example/m/app\n    exclude-repositories: [x]\n",
+    );
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}

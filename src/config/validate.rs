@@ -9,7 +9,8 @@ use serde_saphyr::Spanned;
 use super::keys::{self, Id, Key, Opt, Reg, Section};
 use super::node::Node;
 use super::vars::FromEnv;
-use super::{AuthChoice, CopyOptions, ImageConfig, Problem, RegistryOptions, problem_at};
+use super::{AuthChoice, CopyOptions, ImageConfig, PatternSpec, Problem, RegistryOptions, problem_at};
+use crate::model::pattern::RepoPattern;
 use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
 
@@ -34,6 +35,12 @@ struct Draft<'n> {
     options: CopyOptions,
     tags: Vec<String>,
     digests: Vec<crate::model::Digest>,
+    /// `source` / `destination` written as repository patterns.
+    source_pattern: Option<RepoPattern>,
+    destination_pattern: Option<RepoPattern>,
+    exclude_repositories: Vec<Pattern>,
+    exclude_repositories_key: Option<&'n Spanned<Node>>,
+    source_node: Option<&'n Spanned<Node>>,
     /// The entry sets its own `mode`.
     own_mode: bool,
     seen_source: bool,
@@ -495,6 +502,15 @@ impl Validator<'_> {
             tags: draft.tags,
             digests: draft.digests,
             options: draft.options,
+            pattern: match (draft.source_pattern, draft.destination_pattern) {
+                (Some(source), Some(destination)) => Some(PatternSpec {
+                    source,
+                    destination,
+                    exclude: draft.exclude_repositories,
+                }),
+                _ => None,
+            },
+            pattern_failure: None,
         })
     }
 
@@ -510,12 +526,29 @@ impl Validator<'_> {
         match spec.id {
             Id::Source => {
                 draft.seen_source = true;
-                draft.source = self.endpoint(v, name, spec);
+                draft.source_node = Some(v);
+                match self.repo_pattern(v, name, spec) {
+                    Some(p) => {
+                        draft.source = p.as_ref().map(prefix_endpoint);
+                        draft.source_pattern = p;
+                    }
+                    None => draft.source = self.endpoint(v, name, spec),
+                }
             }
             Id::Destination => {
                 draft.seen_destination = true;
-                draft.destination = self.endpoint(v, name, spec);
                 draft.destination_node = Some(v);
+                match self.repo_pattern(v, name, spec) {
+                    Some(p) => {
+                        draft.destination = p.as_ref().map(prefix_endpoint);
+                        draft.destination_pattern = p;
+                    }
+                    None => draft.destination = self.endpoint(v, name, spec),
+                }
+            }
+            Id::ExcludeRepositories => {
+                draft.exclude_repositories = self.patterns(v, name, spec);
+                draft.exclude_repositories_key = Some(key);
             }
             Id::Mode => {
                 draft.own_mode = true;
@@ -591,6 +624,7 @@ impl Validator<'_> {
                 );
             }
         }
+        self.pattern_checks(name, draft);
         if let (Some(s), Some(d), Some(node)) = (&draft.source, &draft.destination, draft.destination_node)
             && s == d
         {
@@ -620,6 +654,45 @@ impl Validator<'_> {
         }
     }
 
+    /// A pattern on one side needs one ending the same way on the other,
+    /// and a source registry with a catalog (Docker Hub has none).
+    fn pattern_checks(&mut self, name: Option<&str>, draft: &Draft) {
+        let (Some(src_node), Some(dst_node)) = (draft.source_node, draft.destination_node) else {
+            return;
+        };
+        match (&draft.source_pattern, &draft.destination_pattern) {
+            (Some(s), Some(d)) if s.depth != d.depth => self.report(
+                dst_node,
+                name,
+                Some("destination"),
+                format!("must end as the source does (\"{s}\"): the matched part is appended to it"),
+            ),
+            (Some(s), None) if draft.destination.is_some() => self.report(
+                dst_node,
+                name,
+                Some("destination"),
+                format!("must end in /* or /** as the source does (\"{s}\"): the matched part is appended to it"),
+            ),
+            (None, Some(d)) if draft.source.is_some() => self.report(
+                dst_node,
+                name,
+                Some("destination"),
+                format!("\"{d}\" is a pattern, but the source is one repository"),
+            ),
+            _ => {}
+        }
+        if let Some(s) = &draft.source_pattern
+            && s.registry.is_docker_hub()
+        {
+            self.report(
+                src_node,
+                name,
+                Some("source"),
+                "Docker Hub offers no catalog: a repository pattern cannot be listed there (list the repositories as images)".into(),
+            );
+        }
+    }
+
     /// Keys a valid image sets that do nothing for it, and what it cannot
     /// do as asked.
     fn image_warnings(&mut self, k: &Spanned<Node>, name: Option<&str>, draft: &Draft) {
@@ -634,6 +707,13 @@ impl Validator<'_> {
                 _ => continue,
             };
             self.warn(key, name, which, why);
+        }
+        if let Some(key) = draft
+            .exclude_repositories_key
+            .filter(|_| draft.source_pattern.is_none())
+        {
+            let why = "ignored: the source is one repository, not a pattern ending in /* or /**";
+            self.warn(key, name, "exclude-repositories", why);
         }
         let options = &draft.options;
         if let Some(key) = draft.prune_max_key.filter(|_| !options.prune) {
@@ -718,6 +798,19 @@ impl Validator<'_> {
             _ => {
                 self.wrong_value(spec, v, image, label);
                 None
+            }
+        }
+    }
+
+    /// `source`/`destination` written as a repository pattern: `None` when
+    /// it is not one, `Some(None)` when it is a wrong one (reported).
+    fn repo_pattern(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> Option<Option<RepoPattern>> {
+        let Node::Str(s) = &v.value else { return None };
+        match RepoPattern::parse(s)? {
+            Ok(p) => Some(Some(p)),
+            Err(e) => {
+                self.report(v, image, Some(spec.name), format!("\"{s}\" {e}"));
+                Some(None)
             }
         }
     }
@@ -1021,4 +1114,13 @@ fn is_profile_name(p: &str) -> bool {
         && p.len() <= 128
         && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@' | b'+' | b'/'))
+}
+
+/// The endpoint a pattern's entry stands at until the run expands it: its
+/// prefix (empty for a whole registry).
+fn prefix_endpoint(p: &RepoPattern) -> Endpoint {
+    Endpoint::Registry(Repository {
+        registry: p.registry.clone(),
+        path: p.prefix.clone(),
+    })
 }

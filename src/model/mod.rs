@@ -6,6 +6,7 @@
 pub mod cloud;
 pub mod digest;
 pub mod manifest;
+pub mod pattern;
 pub mod platform;
 pub mod reference;
 pub mod referrers;

@@ -551,7 +551,7 @@ impl Client {
     /// it stays on the registry's own scheme, host and port: following it
     /// elsewhere would either carry our credentials there or (without
     /// them) fail with a misleading "unauthorized".
-    fn same_registry(&self, repo: &Repository, url: &str, what: &str, ctx: &str) -> Result<Url> {
+    pub(super) fn same_registry(&self, repo: &Repository, url: &str, what: &str, ctx: &str) -> Result<Url> {
         let base = Url::parse(&self.transport.base_url(&repo.registry)).map_err(|e| protocol(ctx, e))?;
         let url = Url::parse(url).map_err(|e| protocol(ctx, format!("{what}: {e}")))?;
         if !same_origin(&url, &base) {

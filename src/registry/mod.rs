@@ -9,6 +9,7 @@
 //! - `client`: the operations (tags, manifests, blobs, uploads).
 
 pub mod auth;
+mod catalog;
 mod client;
 pub mod connect;
 mod ranges;
@@ -17,6 +18,7 @@ mod transport;
 mod upload;
 mod wire;
 
+pub use catalog::Catalog;
 pub use client::{Client, Delete, Mount};
 pub use connect::{HostSettings, TransportSettings};
 pub use traffic::Traffic;

@@ -14,6 +14,7 @@
 //! 6. [`collect`] what happened into a [`RunReport`], in file order.
 
 mod collect;
+mod expand;
 mod plan;
 mod schedule;
 
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub use expand::expand_patterns;
 pub use plan::{Plan, PlanError, plan};
 pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot, listen_for_signals};
 

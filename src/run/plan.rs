@@ -48,13 +48,16 @@ pub enum PlanError {
     SourceMissing { store: String, kind: &'static str },
     #[error("{store}: tag {tag} vanished while planning")]
     Vanished { store: String, tag: String },
+    /// A repository pattern found no repositories (see `run::expand`).
+    #[error("{0}")]
+    Pattern(String),
 }
 
 impl PlanError {
     pub fn category(&self) -> Category {
         match self {
             PlanError::Store(e) => e.category(),
-            PlanError::SourceMissing { .. } | PlanError::Vanished { .. } => Category::NotFound,
+            PlanError::SourceMissing { .. } | PlanError::Vanished { .. } | PlanError::Pattern(_) => Category::NotFound,
         }
     }
 
@@ -74,6 +77,9 @@ const COMPARE_AT_ONCE: usize = 16;
 /// Lists tags on both sides (at once: one round trip, not two) and decides
 /// what to copy and replace.
 pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Result<Plan, PlanError> {
+    if let Some(why) = &image.pattern_failure {
+        return Err(PlanError::Pattern(why.clone()));
+    }
     let (source_tags, dest_tags) = futures_util::join!(src.list_tags(), dst.list_tags());
     let source_tags = source_tags?.ok_or_else(|| PlanError::SourceMissing {
         store: src.name(),

@@ -67,6 +67,10 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// Repositories per catalog page: small, so that a catalog of a few
+/// repositories already pages (`Link`).
+pub const CATALOG_PAGE: usize = 3;
+
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
         Registry::start_with(auth, None, false)
@@ -150,7 +154,8 @@ impl Registry {
         )
     }
 
-    /// A Distribution process (2.8 or v3: they read the same config).
+    /// A Distribution process (2.8 or v3: they read the same config); its
+    /// catalog answers at most [`CATALOG_PAGE`] repositories a page.
     fn start_program(
         binary: PathBuf,
         implementation: Implementation,
@@ -209,7 +214,7 @@ impl Registry {
         for _attempt in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}validation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}catalog:\n  maxentries: {CATALOG_PAGE}\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
                 data.display()
             );
             let config_path = dir.path().join("config.yml");
