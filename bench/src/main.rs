@@ -4,14 +4,16 @@
 //! result checked by comparing digests. Run it through `bench/run`, which
 //! installs what it needs and builds release binaries first.
 //!
-//!     bench [--runs N] [--quick] [--only loopback|sweep|wan|resume|memory|threshold] [--before PATH] --replicant PATH --out BENCHMARKS.md
+//!     bench [--runs N] [--quick] [--only loopback|sweep|wan|resume|memory|threshold|patterns] [--before PATH] --replicant PATH --out BENCHMARKS.md
 //!
 //! `--only` runs one part (the loopback tables against skopeo, the sweep of
 //! settings on loopback, the WAN tables, the resumable transfers; alone:
-//! memory at the defaults, where chunked uploads start) and keeps the
+//! memory at the defaults, where chunked uploads start, fleet scale of a
+//! repository pattern) and keeps the
 //! others' from the file. `--before` is an earlier replicant, measured
 //! beside this one in the resumable-transfers and memory parts.
 
+mod patterns;
 mod resume;
 mod threshold;
 mod wan;
@@ -86,7 +88,12 @@ fn parse_args() -> Args {
             "--out" => args.out = it.next().expect("--out PATH").into(),
             "--runs" => args.runs = it.next().and_then(|n| n.parse().ok()).expect("--runs N"),
             "--quick" => args.quick = true,
-            "--only" => args.only = Some(it.next().expect("--only loopback|sweep|wan|resume|memory|threshold")),
+            "--only" => {
+                args.only = Some(
+                    it.next()
+                        .expect("--only loopback|sweep|wan|resume|memory|threshold|patterns"),
+                )
+            }
             "--before" => args.before = Some(it.next().expect("--before PATH").into()),
             other => panic!("unknown argument {other}"),
         }
@@ -473,6 +480,8 @@ fn requests_by_kind(reg: &Registry, from: usize) -> Counts {
         }
         let kind = if path == "/v2/" {
             "ping"
+        } else if path.starts_with("/v2/_catalog") {
+            "catalog page"
         } else if path.contains("/tags/list") {
             "tag list"
         } else if path.contains("/manifests/") {
@@ -562,8 +571,18 @@ fn main() {
     } else {
         kept(&previous, "threshold")
     };
+    let fleet = if only.as_deref() == Some("patterns") {
+        let p = patterns::Patterns {
+            replicant: &bench.args.replicant,
+            work: bench.work.path(),
+            quick,
+        };
+        marked("patterns", &patterns::section(&p, &mut g))
+    } else {
+        kept(&previous, "patterns")
+    };
     let mut md = format!("{loopback}\n{sweep}\n{wan}\n{resume}");
-    for part in [memory, threshold] {
+    for part in [memory, threshold, fleet] {
         if !part.is_empty() {
             let _ = writeln!(md, "\n{part}");
         }

@@ -67,9 +67,16 @@ fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// Repositories per catalog page: small, so that a catalog of a few
-/// repositories already pages (`Link`).
-pub const CATALOG_PAGE: usize = 3;
+/// Repositories per catalog page of the registries started from now on:
+/// 3 unless [`set_catalog_page`] says otherwise, so that a catalog of a
+/// few repositories already pages (`Link`).
+static CATALOG_PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(3);
+
+/// Sets the catalog page size of the registries started from now on (the
+/// benchmark's large catalogs use Distribution's default, 1,000).
+pub fn set_catalog_page(n: usize) {
+    CATALOG_PAGE.store(n, std::sync::atomic::Ordering::SeqCst);
+}
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
@@ -155,7 +162,7 @@ impl Registry {
     }
 
     /// A Distribution process (2.8 or v3: they read the same config); its
-    /// catalog answers at most [`CATALOG_PAGE`] repositories a page.
+    /// catalog answers at most [`set_catalog_page`]'s repositories a page.
     fn start_program(
         binary: PathBuf,
         implementation: Implementation,
@@ -213,8 +220,9 @@ impl Registry {
         };
         for _attempt in 0..5 {
             let port = free_port();
+            let catalog_page = CATALOG_PAGE.load(std::sync::atomic::Ordering::SeqCst);
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}catalog:\n  maxentries: {CATALOG_PAGE}\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: testkit-secret\n{tls_yaml}catalog:\n  maxentries: {catalog_page}\nvalidation:\n  manifests:\n    urls:\n      allow:\n        - ^https://example\\.invalid/\n{auth_yaml}",
                 data.display()
             );
             let config_path = dir.path().join("config.yml");
