@@ -21,8 +21,8 @@ use crate::model::{Digest, FetchedManifest, ManifestHead, Repository, is_valid_t
 
 /// One page of a tag list, and all pages of one repository together: a
 /// registry that pages on forever is stopped here.
-const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
-const TAG_LIST: PageLimits = PageLimits {
+pub(super) const MAX_TAGS_PAGE: usize = 8 * 1024 * 1024;
+pub(super) const TAG_LIST: PageLimits = PageLimits {
     pages: 10_000,
     bytes: 64 * 1024 * 1024,
     items: 1_000_000,
@@ -41,6 +41,19 @@ pub const MAX_REFERRER_BYTES_PER_RUN: usize = 64 * 1024 * 1024;
 const DOCKER_CONTENT_DIGEST: &str = "docker-content-digest";
 
 type Result<T> = std::result::Result<T, StoreError>;
+
+/// A paged list to read ([`Client::paged`]): where, with what rights,
+/// within what bounds.
+pub(super) struct Paged<'a> {
+    pub at: &'a Repository,
+    pub scopes: &'a [String],
+    pub ctx: &'a str,
+    pub limits: PageLimits,
+    /// How the list is named in messages ("the tag list").
+    pub what: &'static str,
+    /// The most one page may be, in bytes.
+    pub max_page: usize,
+}
 
 /// The outcome of a cross-repository mount request.
 #[derive(Debug)]
@@ -178,55 +191,95 @@ impl Client {
             tags: Option<Vec<String>>,
         }
         let ctx = format!("{repo}: list tags");
-        let scopes = pull(repo);
-        let mut next = Some(self.url(repo, "tags/list?n=1000"));
+        let list = Paged {
+            at: repo,
+            scopes: &pull(repo),
+            ctx: &ctx,
+            limits: TAG_LIST,
+            what: "the tag list",
+            max_page: MAX_TAGS_PAGE,
+        };
+        let read = |body: &[u8]| {
+            let page: Page = serde_json::from_slice(body).map_err(|e| protocol(&ctx, format!("bad tag list: {e}")))?;
+            Ok(page.tags.unwrap_or_default())
+        };
+        let early = |status: StatusCode, _: &str| (status == StatusCode::NOT_FOUND).then_some(());
+        let Ok(all) = self
+            .paged(&list, self.url(repo, "tags/list?n=1000"), read, early)
+            .await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(
+            all.into_iter()
+                .filter(|t| {
+                    let ok = is_valid_tag(t);
+                    if !ok {
+                        tracing::warn!(repository = %repo, "ignoring invalid tag name {:?}", t.chars().take(140).collect::<String>());
+                    }
+                    ok
+                })
+                .collect(),
+        ))
+    }
+
+    /// Every item of a `Link`-paginated list (tag lists, the catalog),
+    /// from `first` on: each page read by `read` from its JSON body, the
+    /// pages bounded by `list.limits`, every `Link` kept on the registry.
+    /// `early` may answer a first page's status (and URL) itself, before
+    /// anything is read: that answer is returned instead of a list.
+    pub(super) async fn paged<E>(
+        &self,
+        list: &Paged<'_>,
+        first: String,
+        read: impl Fn(&[u8]) -> Result<Vec<String>>,
+        early: impl Fn(StatusCode, &str) -> Option<E>,
+    ) -> Result<std::result::Result<Vec<String>, E>> {
+        let (repo, ctx) = (list.at, list.ctx);
+        let mut next = Some(first);
         let mut all = Vec::new();
-        let mut pages = Pages::new(TAG_LIST, "the tag list");
+        let mut pages = Pages::new(list.limits, list.what);
         while let Some(url) = next.take() {
-            pages.ask(&url).map_err(|e| protocol(&ctx, e))?;
+            pages.ask(&url).map_err(|e| protocol(ctx, e))?;
             let first = pages.count() == 1;
             let page = self
                 .transport
                 .exchange(
                     repo,
-                    &scopes,
-                    &ctx,
+                    list.scopes,
+                    ctx,
                     Spend::Free,
                     || self.http(repo).get(&url),
                     |resp| async {
-                        if resp.status() == StatusCode::NOT_FOUND && first {
-                            return Ok(None);
+                        if let Some(answer) = first.then(|| early(resp.status(), &url)).flatten() {
+                            return Ok(Err(answer));
                         }
                         if !resp.status().is_success() {
-                            return Err(self.failure(resp, &ctx, repo).await);
+                            return Err(self.failure(resp, ctx, repo).await);
                         }
                         let next = next_link(resp.headers(), &url);
-                        let body = read_limited(resp, MAX_TAGS_PAGE, &ctx).await?;
-                        let page: Page =
-                            serde_json::from_slice(&body).map_err(|e| protocol(&ctx, format!("bad tag list: {e}")))?;
-                        Ok(Some((page.tags.unwrap_or_default(), next, body.len())))
+                        let body = read_limited(resp, list.max_page, ctx).await?;
+                        Ok(Ok((read(&body)?, next, body.len())))
                     },
                 )
                 .await?;
-            let Some((tags, link, size)) = page else {
-                return Ok(None);
+            let (items, link, size) = match page {
+                Ok(page) => page,
+                Err(answer) => return Ok(Err(answer)),
             };
             pages
-                .read(size, tags.len(), link.is_some())
-                .map_err(|e| protocol(&ctx, e))?;
+                .read(size, items.len(), link.is_some())
+                .map_err(|e| protocol(ctx, e))?;
             next = match link {
-                Some(l) => Some(self.same_registry(repo, &l, "tag list Link", &ctx)?.to_string()),
+                Some(l) => Some(
+                    self.same_registry(repo, &l, &format!("{} Link", list.what), ctx)?
+                        .to_string(),
+                ),
                 None => None,
             };
-            all.extend(tags.into_iter().filter(|t| {
-                let ok = is_valid_tag(t);
-                if !ok {
-                    tracing::warn!(repository = %repo, "ignoring invalid tag name {:?}", t.chars().take(140).collect::<String>());
-                }
-                ok
-            }));
+            all.extend(items);
         }
-        Ok(Some(all))
+        Ok(Ok(all))
     }
 
     // ---- manifests -------------------------------------------------------
