@@ -91,6 +91,47 @@ impl Aws {
         }
     }
 
+    /// Every repository of an ECR registry (`DescribeRepositories`, every
+    /// page): what a repository pattern on it matches. Bounded as a tag
+    /// list is: 1,000,000 names, 10,000 pages.
+    pub(super) async fn repositories(&self, ecr: &Ecr) -> Result<Vec<String>, LookupError> {
+        let (registry_id, region) = (ecr.registry_id.as_deref(), ecr.region.as_deref());
+        let config = self.config(region, ecr.profile.as_deref()).await;
+        let client = aws_sdk_ecr::Client::new(&config);
+        let place = format!(
+            "ECR in {}",
+            config.region().map(|r| r.as_ref()).unwrap_or("(no region)")
+        );
+        let fail = |reason: String| LookupError::Unreadable {
+            place: place.clone(),
+            reason,
+        };
+        let (mut names, mut token) = (Vec::new(), None);
+        for _ in 0..10_000 {
+            let page = client
+                .describe_repositories()
+                .set_registry_id(registry_id.map(str::to_string))
+                .set_next_token(token.take())
+                .max_results(1000)
+                .send()
+                .await
+                .map_err(|e| fail(format!("DescribeRepositories: {}", sdk_error(&e))))?;
+            names.extend(
+                page.repositories()
+                    .iter()
+                    .filter_map(|r| r.repository_name().map(str::to_string)),
+            );
+            if names.len() > 1_000_000 {
+                return Err(fail("DescribeRepositories: more than 1,000,000 repositories".into()));
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => return Ok(names),
+            }
+        }
+        Err(fail("DescribeRepositories: more than 10,000 pages".into()))
+    }
+
     /// Creates ECR repository `name` unless it exists; `true` if created.
     pub(super) async fn ensure_repository(&self, ecr: &Ecr, name: &str) -> Result<bool, LookupError> {
         let (registry_id, region) = (ecr.registry_id.as_deref(), ecr.region.as_deref());
@@ -207,6 +248,10 @@ impl Ecr {
 
     pub(super) async fn ensure_repository(&self, name: &str) -> Result<bool, LookupError> {
         self.aws.ensure_repository(self, name).await
+    }
+
+    pub(super) async fn repositories(&self) -> Result<Vec<String>, LookupError> {
+        self.aws.repositories(self).await
     }
 }
 

@@ -76,6 +76,23 @@ impl Providers {
         )
     }
 
+    /// Every repository of an ECR registry.
+    pub(super) async fn repositories(
+        &self,
+        cloud: Cloud,
+        options: Option<&RegistryCredentials>,
+    ) -> Result<Vec<String>, LookupError> {
+        let _ = (&cloud, options);
+        #[cfg(feature = "aws")]
+        if let Cloud::Ecr { registry_id, region } = cloud {
+            return self.ecr(registry_id, region, options).repositories().await;
+        }
+        Err(LookupError::NotBuilt {
+            what: "listing ECR repositories (DescribeRepositories)",
+            feature: "aws",
+        })
+    }
+
     /// Creates ECR repository `name` unless it exists.
     pub(super) async fn ensure_repository(
         &self,

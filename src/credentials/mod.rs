@@ -309,6 +309,13 @@ impl Chain {
         self.ecr(registry).is_some()
     }
 
+    /// Every repository of `registry` when it is an ECR registry (whose
+    /// `/v2/_catalog` lists nothing): `None` for any other.
+    pub async fn repositories(&self, registry: &Registry) -> Option<Result<Vec<String>, LookupError>> {
+        let cloud = self.ecr(registry)?;
+        Some(self.clouds.repositories(cloud, self.choices.get(&registry.host)).await)
+    }
+
     /// Creates repository `name` in `registry` before the first push, when
     /// it is an ECR registry with `create-repositories: true`; `Ok(true)`
     /// if it was created.

@@ -32,6 +32,10 @@ impl Client {
             #[serde(default)]
             repositories: Option<Vec<String>>,
         }
+        // ECR lists its repositories through its API only
+        if let Some(listed) = self.transport.ecr_repositories(registry).await {
+            return Ok(Catalog::Listed(valid_names(registry, listed?)));
+        }
         let ctx = format!("{registry}: the catalog");
         // the transport speaks per repository; the catalog is the
         // registry's own (its URL is built here)
@@ -75,16 +79,22 @@ impl Client {
             Ok(names) => names,
             Err(status) => return Ok(Catalog::Unavailable(status)),
         };
-        let all: Vec<String> = all
-            .into_iter()
-            .filter(|name| {
-                let ok = Repository::parse(&format!("{registry}/{name}")).is_ok_and(|r| r.path == *name);
-                if !ok {
-                    tracing::warn!(%registry, "ignoring invalid repository name {:?} in the catalog", name.chars().take(200).collect::<String>());
-                }
-                ok
-            })
-            .collect();
+        let all = valid_names(registry, all);
         Ok(Catalog::Listed(all))
     }
+}
+
+/// The names that are repository paths of `registry` (a catalog is the
+/// registry's word); the others left out, warned.
+fn valid_names(registry: &Registry, names: Vec<String>) -> Vec<String> {
+    names
+        .into_iter()
+        .filter(|name| {
+            let ok = Repository::parse(&format!("{registry}/{name}")).is_ok_and(|r| r.path == *name);
+            if !ok {
+                tracing::warn!(%registry, "ignoring invalid repository name {:?} in the catalog", name.chars().take(200).collect::<String>());
+            }
+            ok
+        })
+        .collect()
 }

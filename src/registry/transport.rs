@@ -516,6 +516,16 @@ impl Transport {
         self.credentials.is_ecr(registry)
     }
 
+    /// Every repository of an ECR registry, from its API; `None` for
+    /// another registry (its catalog is asked).
+    pub(super) async fn ecr_repositories(&self, registry: &Registry) -> Option<Result<Vec<String>>> {
+        let listed = self.credentials.repositories(registry).await?;
+        Some(listed.map_err(|e| {
+            let ctx = format!("{registry}: listing its repositories");
+            StoreError::new(&ctx, ErrorKind::Cloud(Cause::new(e.to_string(), e)))
+        }))
+    }
+
     pub(super) async fn ensure_repository(&self, repo: &Repository) -> Result<()> {
         match self.credentials.ensure_repository(&repo.registry, &repo.path).await {
             Ok(true) => {

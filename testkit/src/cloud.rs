@@ -564,6 +564,23 @@ impl Moto {
             .collect()
     }
 
+    /// Creates ECR repository `name` (moto checks no signature).
+    pub fn create_repository(&self, name: &str) {
+        crate::crypto();
+        let resp = reqwest::blocking::Client::new()
+            .post(self.url())
+            .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.CreateRepository")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIATEST/20261201/eu-west-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .body(serde_json::json!({ "repositoryName": name }).to_string())
+            .send()
+            .expect("CreateRepository");
+        assert!(resp.status().is_success(), "CreateRepository {name}: {}", resp.status());
+    }
+
     /// The repositories ECR holds (moto checks no signature).
     pub fn repositories(&self) -> Vec<String> {
         crate::crypto();

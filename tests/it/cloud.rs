@@ -373,6 +373,41 @@ mod ecr {
         assert_mirror(&sc, "team/app", &dc, "mirror/app", &["1.0.0", "1.1.0"]);
     }
 
+    /// A pattern on ECR finds its repositories through `DescribeRepositories`
+    /// (ECR's `/v2/_catalog` lists nothing), not the catalog.
+    #[test]
+    fn a_pattern_on_ecr_lists_repositories_through_its_api() {
+        let moto = moto(3600.0);
+        let src = cloud_registry(Some(moto.check()), false);
+        let sc = TestClient::new(&src.host(), Some(SEEDER));
+        let mut generator = ImageGen::default();
+        for repo in ["team/a", "team/b", "other/x"] {
+            moto.create_repository(repo);
+            sc.push_image(
+                repo,
+                &generator.image(Format::Oci, &[300], &[], ("linux", "amd64")),
+                "1.0.0",
+            );
+        }
+        let dst = Registry::start(Auth::None);
+        let ws = Workspace::new();
+        let cfg = ws.write_config(&format!(
+            "mode: all\nregistries:\n  {0}:\n    auth: ecr\n    region: eu-west-1\nimages:\n  team:\n    \
+             source: {0}/team/*\n    destination: {1}/mirror/*\n",
+            src.host(),
+            dst.host()
+        ));
+        let mut cmd = isolated(&ws);
+        ecr_keys(&mut cmd, &moto);
+        let out = run(cmd, &cfg);
+        assert_eq!(out.code, 0, "{out:?}");
+        let dc = TestClient::new(&dst.host(), None);
+        assert_mirror(&sc, "team/a", &dc, "mirror/a", &["1.0.0"]);
+        assert_mirror(&sc, "team/b", &dc, "mirror/b", &["1.0.0"]);
+        assert!(dc.tags("mirror/x").is_empty());
+        assert!(!src.log().contains("_catalog"), "the catalog was asked");
+    }
+
     #[test]
     fn a_missing_ecr_repository_is_named_with_its_fix() {
         let moto = moto(3600.0);
