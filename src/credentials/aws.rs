@@ -91,17 +91,23 @@ impl Aws {
         }
     }
 
-    /// Every repository of an ECR registry (`DescribeRepositories`, every
-    /// page): what a repository pattern on it matches. Bounded as a tag
-    /// list is: 1,000,000 names, 10,000 pages.
-    pub(super) async fn repositories(&self, ecr: &Ecr) -> Result<Vec<String>, LookupError> {
-        let (registry_id, region) = (ecr.registry_id.as_deref(), ecr.region.as_deref());
-        let config = self.config(region, ecr.profile.as_deref()).await;
-        let client = aws_sdk_ecr::Client::new(&config);
+    /// The ECR API client for `ecr`'s region and profile, and where it
+    /// points, for messages.
+    async fn ecr_api(&self, ecr: &Ecr) -> (aws_sdk_ecr::Client, String) {
+        let config = self.config(ecr.region.as_deref(), ecr.profile.as_deref()).await;
         let place = format!(
             "ECR in {}",
             config.region().map(|r| r.as_ref()).unwrap_or("(no region)")
         );
+        (aws_sdk_ecr::Client::new(&config), place)
+    }
+
+    /// Every repository of an ECR registry (`DescribeRepositories`, every
+    /// page): what a repository pattern on it matches. Bounded as a tag
+    /// list is: 1,000,000 names, 10,000 pages.
+    pub(super) async fn repositories(&self, ecr: &Ecr) -> Result<Vec<String>, LookupError> {
+        let registry_id = ecr.registry_id.as_deref();
+        let (client, place) = self.ecr_api(ecr).await;
         let fail = |reason: String| LookupError::Unreadable {
             place: place.clone(),
             reason,
@@ -134,13 +140,8 @@ impl Aws {
 
     /// Creates ECR repository `name` unless it exists; `true` if created.
     pub(super) async fn ensure_repository(&self, ecr: &Ecr, name: &str) -> Result<bool, LookupError> {
-        let (registry_id, region) = (ecr.registry_id.as_deref(), ecr.region.as_deref());
-        let config = self.config(region, ecr.profile.as_deref()).await;
-        let client = aws_sdk_ecr::Client::new(&config);
-        let place = format!(
-            "ECR in {}",
-            config.region().map(|r| r.as_ref()).unwrap_or("(no region)")
-        );
+        let registry_id = ecr.registry_id.as_deref();
+        let (client, place) = self.ecr_api(ecr).await;
         let fail = |what: &str, e: String| LookupError::Unreadable {
             place: place.clone(),
             reason: format!("{what} {name}: {e}"),

@@ -566,35 +566,29 @@ impl Moto {
 
     /// Creates ECR repository `name` (moto checks no signature).
     pub fn create_repository(&self, name: &str) {
+        let resp = self.ecr_api("CreateRepository", serde_json::json!({ "repositoryName": name }));
+        assert!(resp.status().is_success(), "CreateRepository {name}: {}", resp.status());
+    }
+
+    /// One call of the ECR API (moto checks no signature).
+    fn ecr_api(&self, action: &str, body: serde_json::Value) -> reqwest::blocking::Response {
         crate::crypto();
-        let resp = reqwest::blocking::Client::new()
+        reqwest::blocking::Client::new()
             .post(self.url())
-            .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.CreateRepository")
+            .header("X-Amz-Target", format!("AmazonEC2ContainerRegistry_V20150921.{action}"))
             .header("Content-Type", "application/x-amz-json-1.1")
             .header(
                 "Authorization",
                 "AWS4-HMAC-SHA256 Credential=AKIATEST/20261201/eu-west-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
             )
-            .body(serde_json::json!({ "repositoryName": name }).to_string())
+            .body(body.to_string())
             .send()
-            .expect("CreateRepository");
-        assert!(resp.status().is_success(), "CreateRepository {name}: {}", resp.status());
+            .unwrap_or_else(|e| panic!("{action}: {e}"))
     }
 
     /// The repositories ECR holds (moto checks no signature).
     pub fn repositories(&self) -> Vec<String> {
-        crate::crypto();
-        let resp = reqwest::blocking::Client::new()
-            .post(self.url())
-            .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories")
-            .header("Content-Type", "application/x-amz-json-1.1")
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIATEST/20261201/eu-west-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-            )
-            .body("{}")
-            .send()
-            .expect("DescribeRepositories");
+        let resp = self.ecr_api("DescribeRepositories", serde_json::json!({}));
         let v: serde_json::Value = resp.json().expect("DescribeRepositories answer");
         v["repositories"]
             .as_array()
