@@ -557,30 +557,29 @@ fn main() {
     } else {
         kept(&previous, "resume")
     };
-    let memory = if only.as_deref() == Some("memory") {
-        marked("memory", &bench.memory(&mut g))
-    } else {
-        kept(&previous, "memory")
+    // the parts run only when asked for alone
+    let alone = |name: &str, make: &mut dyn FnMut() -> String| {
+        if only.as_deref() == Some(name) {
+            marked(name, &make())
+        } else {
+            kept(&previous, name)
+        }
     };
-    let threshold = if only.as_deref() == Some("threshold") {
-        let t = threshold::Threshold {
+    let memory = alone("memory", &mut || bench.memory(&mut g));
+    let threshold = alone("threshold", &mut || {
+        threshold::section(&threshold::Threshold {
             quick,
             runs: bench.args.runs,
-        };
-        marked("threshold", &threshold::section(&t))
-    } else {
-        kept(&previous, "threshold")
-    };
-    let fleet = if only.as_deref() == Some("patterns") {
+        })
+    });
+    let fleet = alone("patterns", &mut || {
         let p = patterns::Patterns {
             replicant: &bench.args.replicant,
             work: bench.work.path(),
             quick,
         };
-        marked("patterns", &patterns::section(&p, &mut g))
-    } else {
-        kept(&previous, "patterns")
-    };
+        patterns::section(&p, &mut g)
+    });
     let mut md = format!("{loopback}\n{sweep}\n{wan}\n{resume}");
     for part in [memory, threshold, fleet] {
         if !part.is_empty() {

@@ -69,7 +69,11 @@ impl PatternSpec {
         if self.exclude.iter().any(|p| p.matches(rest)) {
             return None;
         }
-        let from = self.source.join(rest).ok()?;
+        // the catalog's name is the source repository's path itself
+        let from = crate::model::Repository {
+            registry: self.source.registry.clone(),
+            path: name.to_string(),
+        };
         let to = self.destination.join(rest).ok()?;
         Some((rest.to_string(), from, to))
     }

@@ -12,6 +12,15 @@ use crate::model::{Registry, Repository};
 /// The page size asked for first.
 const SIZED: &str = "?n=1000";
 
+/// What a catalog's first page said instead of a list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoList {
+    /// No catalog for this client: its status.
+    Unavailable(u16),
+    /// `n=1000` refused: the registry pages smaller.
+    SmallerPages,
+}
+
 /// What a registry's catalog answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Catalog {
@@ -63,24 +72,29 @@ impl Client {
             StatusCode::METHOD_NOT_ALLOWED,
         ];
         let early = |status: StatusCode, url: &str| {
-            // a registry whose pages are smaller refuses n=1000
-            // (Distribution's `catalog.maxentries`): then its own size
-            let smaller = status == StatusCode::BAD_REQUEST && url.ends_with(SIZED);
-            (none.contains(&status) || smaller).then_some(if smaller { 0 } else { status.as_u16() })
+            if none.contains(&status) {
+                Some(NoList::Unavailable(status.as_u16()))
+            } else if status == StatusCode::BAD_REQUEST && url.ends_with(SIZED) {
+                // a registry whose pages are smaller refuses n=1000
+                // (Distribution's `catalog.maxentries`): then its own size
+                Some(NoList::SmallerPages)
+            } else {
+                None
+            }
         };
         let base = self.transport.base_url(registry);
         let mut listed = self
             .paged(&list, format!("{base}/v2/_catalog{SIZED}"), read, early)
             .await?;
-        if listed == Err(0) {
+        if listed == Err(NoList::SmallerPages) {
             listed = self.paged(&list, format!("{base}/v2/_catalog"), read, early).await?;
         }
-        let all = match listed {
-            Ok(names) => names,
-            Err(status) => return Ok(Catalog::Unavailable(status)),
-        };
-        let all = valid_names(registry, all);
-        Ok(Catalog::Listed(all))
+        match listed {
+            Ok(names) => Ok(Catalog::Listed(valid_names(registry, names))),
+            Err(NoList::Unavailable(status)) => Ok(Catalog::Unavailable(status)),
+            // said only of a request with n=1000, which is not asked twice
+            Err(NoList::SmallerPages) => Ok(Catalog::Unavailable(400)),
+        }
     }
 }
 
