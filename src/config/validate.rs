@@ -527,24 +527,12 @@ impl Validator<'_> {
             Id::Source => {
                 draft.seen_source = true;
                 draft.source_node = Some(v);
-                match self.repo_pattern(v, name, spec) {
-                    Some(p) => {
-                        draft.source = p.as_ref().map(prefix_endpoint);
-                        draft.source_pattern = p;
-                    }
-                    None => draft.source = self.endpoint(v, name, spec),
-                }
+                (draft.source, draft.source_pattern) = self.side(v, name, spec);
             }
             Id::Destination => {
                 draft.seen_destination = true;
                 draft.destination_node = Some(v);
-                match self.repo_pattern(v, name, spec) {
-                    Some(p) => {
-                        draft.destination = p.as_ref().map(prefix_endpoint);
-                        draft.destination_pattern = p;
-                    }
-                    None => draft.destination = self.endpoint(v, name, spec),
-                }
+                (draft.destination, draft.destination_pattern) = self.side(v, name, spec);
             }
             Id::ExcludeRepositories => {
                 draft.exclude_repositories = self.patterns(v, name, spec);
@@ -799,6 +787,15 @@ impl Validator<'_> {
                 self.wrong_value(spec, v, image, label);
                 None
             }
+        }
+    }
+
+    /// `source` or `destination`: its endpoint (a pattern's prefix, for a
+    /// pattern), and the pattern when it is one.
+    fn side(&mut self, v: &Spanned<Node>, image: Option<&str>, spec: &Key) -> (Option<Endpoint>, Option<RepoPattern>) {
+        match self.repo_pattern(v, image, spec) {
+            Some(p) => (p.as_ref().map(prefix_endpoint), p),
+            None => (self.endpoint(v, image, spec), None),
         }
     }
 
