@@ -464,7 +464,7 @@ fn main() -> ExitCode {
     let shard_report = shard.map(|shard| {
         let images = &mut settings.config.images;
         let total = images.len();
-        images.retain(|i| shard.owns(&i.name));
+        images.retain(|i| shard.owns(&i.entry));
         let report = ShardReport {
             index: shard.index,
             count: shard.count,

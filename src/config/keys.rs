@@ -106,7 +106,13 @@ const FILE: &str = "a file path";
 /// The table, in the order the "known keys" lists give them.
 pub const KEYS: &[Key] = &[
     key("source", Id::Source, IMAGE, Value::Own, "a repository name"),
-    key("destination", Id::Destination, IMAGE, Value::Own, "a repository name"),
+    key(
+        "destination",
+        Id::Destination,
+        IMAGE,
+        Value::Own,
+        "a repository name, or a list of them",
+    ),
     key("mode", Id::Mode, BOTH, Value::Own, "one of the modes"),
     key(
         "compatibility",

@@ -27,8 +27,14 @@ use validate::Validator;
 /// One image entry of a valid configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageConfig {
-    /// The key under `images:`; used in logs and reports.
+    /// Its name in logs, reports and metrics: the key under `images:`
+    /// (`KEY/<matched part>` for a repository pattern's), followed by
+    /// ` -> DESTINATION` when the entry lists several destinations.
     pub name: String,
+    /// The name without the destination: what `--shard` hashes, so that
+    /// every destination of one source is in the same shard (which reads
+    /// the source once for all of them).
+    pub entry: String,
     pub source: Endpoint,
     pub destination: Endpoint,
     pub mode: Mode,

@@ -135,14 +135,16 @@ fn whole_file_problems() {
 
 #[test]
 fn source_without_destination_and_wrong_types() {
-    let p = problems("images:\n  a:\n    source: x/y\n  b:\n    source: 5\n    destination: [x]\n");
+    let p = problems("images:\n  a:\n    source: x/y\n  b:\n    source: 5\n    destination: {x: 1}\n");
     assert!(p[0].contains("image \"a\": key \"destination\": missing"), "{p:?}");
     assert!(
         p[1].contains("image \"b\": key \"source\": expected a repository name, found the number 5"),
         "{p:?}"
     );
     assert!(
-        p[2].contains("image \"b\": key \"destination\": expected a repository name, found a list"),
+        p[2].contains(
+            "image \"b\": key \"destination\": expected a repository name, or a list of them, found a mapping"
+        ),
         "{p:?}"
     );
 }
@@ -688,4 +690,48 @@ fn repository_patterns() {
         "images:\n  c:\n    source: src.example/app\n    destination: dst.example/m/app\n    exclude-repositories: [x]\n",
     );
     assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+}
+
+#[test]
+fn several_destinations_are_an_image_each() {
+    let c = ok(
+        "images:\n  app:\n    source: src.example/app\n    destination:\n      - eu.example/m/app\n      - oci:out\n    \
+         mode: all\n    layout-media-types: oci\n  one:\n    source: src.example/one\n    destination: [eu.example/one]\n",
+    );
+    let names: Vec<(&str, &str)> = c.images.iter().map(|i| (i.name.as_str(), i.entry.as_str())).collect();
+    assert_eq!(
+        names,
+        [
+            ("app -> eu.example/m/app", "app"),
+            ("app -> oci:out", "app"),
+            ("one", "one")
+        ]
+    );
+    assert!(c.images.iter().take(2).all(|i| i.mode == Mode::All));
+    // layout-media-types is for the layouts of the list
+    assert!(!c.images[0].options.oci_media_types);
+    assert!(c.images[1].options.oci_media_types);
+
+    let p = problems(
+        "images:\n  a:\n    source: s.io/a\n    destination: [d.io/a, e.io/a, d.io/a]\n  \
+         b:\n    source: s.io/b\n    destination: []\n  c:\n    source: s.io/c\n    destination: [d.io/c, s.io/c]\n  \
+         d:\n    source: s.io/team/*\n    destination: [d.io/team/*, d.io/x]\n",
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(
+        p[0].contains(":4:35: image \"a\": key \"destination\": is listed twice (line 4)"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].contains("image \"b\": key \"destination\": lists no destination"),
+        "{p:?}"
+    );
+    assert!(
+        p[2].contains("image \"c\": key \"destination\": \"s.io/c\" is the source itself"),
+        "{p:?}"
+    );
+    assert!(
+        p[3].contains(":13:32: image \"d\": key \"destination\": must end in /* or /**"),
+        "{p:?}"
+    );
 }

@@ -28,7 +28,11 @@ struct Defaults {
 #[derive(Default)]
 struct Draft<'n> {
     source: Option<Endpoint>,
-    destination: Option<Endpoint>,
+    /// Each destination as written (one, or a list).
+    destinations: Vec<Target<'n>>,
+    /// `destination` is a list of more than one: each is an image of its
+    /// own, named `KEY -> DESTINATION`.
+    fanned: bool,
     mode: Mode,
     filters: Filters,
     replace_tag: bool,
@@ -37,7 +41,6 @@ struct Draft<'n> {
     digests: Vec<crate::model::Digest>,
     /// `source` / `destination` written as repository patterns.
     source_pattern: Option<RepoPattern>,
-    destination_pattern: Option<RepoPattern>,
     exclude_repositories: Vec<Pattern>,
     exclude_repositories_key: Option<&'n Spanned<Node>>,
     source_node: Option<&'n Spanned<Node>>,
@@ -45,12 +48,19 @@ struct Draft<'n> {
     own_mode: bool,
     seen_source: bool,
     seen_destination: bool,
-    destination_node: Option<&'n Spanned<Node>>,
     prune_max_key: Option<&'n Spanned<Node>>,
     artifact_types_key: Option<&'n Spanned<Node>>,
     media_types_node: Option<&'n Spanned<Node>>,
     /// Filter keys set, which some modes ignore.
     filter_keys: Vec<(&'n Spanned<Node>, &'static str)>,
+}
+
+/// One destination of an image as written: its endpoint (a pattern's
+/// prefix, for a pattern), its pattern, and where it is.
+struct Target<'n> {
+    endpoint: Option<Endpoint>,
+    pattern: Option<RepoPattern>,
+    node: &'n Spanned<Node>,
 }
 
 pub(super) struct Validator<'a> {
@@ -395,7 +405,7 @@ impl Validator<'_> {
         }
         let images: Vec<(&Spanned<Node>, ImageConfig)> = list
             .iter()
-            .filter_map(|(k, val)| Some((k, self.image(k, val, defaults)?)))
+            .flat_map(|(k, val)| self.image(k, val, defaults).into_iter().map(move |image| (k, image)))
             .collect();
         self.shared_destinations(&images);
         images.into_iter().map(|(_, image)| image).collect()
@@ -429,7 +439,8 @@ impl Validator<'_> {
         }
     }
 
-    fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, defaults: &Defaults) -> Option<ImageConfig> {
+    /// An image entry: one image per destination.
+    fn image(&mut self, k: &Spanned<Node>, val: &Spanned<Node>, defaults: &Defaults) -> Vec<ImageConfig> {
         let Some(name) = key_text(k) else {
             self.report(
                 k,
@@ -437,7 +448,7 @@ impl Validator<'_> {
                 None,
                 format!("an image name must be a string, found {}", k.value.kind()),
             );
-            return None;
+            return Vec::new();
         };
         let name = Some(name);
         let entries = match &val.value {
@@ -449,7 +460,7 @@ impl Validator<'_> {
                     None,
                     "empty entry; it needs \"source\" and \"destination\"".into(),
                 );
-                return None;
+                return Vec::new();
             }
             other => {
                 self.report(
@@ -461,7 +472,7 @@ impl Validator<'_> {
                         other.kind()
                     ),
                 );
-                return None;
+                return Vec::new();
             }
         };
         let before = self.problems.len();
@@ -489,29 +500,48 @@ impl Validator<'_> {
         }
         self.image_checks(k, name, &mut draft);
         if self.problems.len() > before {
-            return None;
+            return Vec::new();
         }
         self.image_warnings(k, name, &draft);
-        Some(ImageConfig {
-            name: name?.to_string(),
-            source: draft.source?,
-            destination: draft.destination?,
-            mode: draft.mode,
-            filters: draft.filters,
-            replace_tag: draft.replace_tag,
-            tags: draft.tags,
-            digests: draft.digests,
-            options: draft.options,
-            pattern: match (draft.source_pattern, draft.destination_pattern) {
-                (Some(source), Some(destination)) => Some(PatternSpec {
-                    source,
+        let (Some(name), Some(source)) = (name, draft.source) else {
+            return Vec::new();
+        };
+        let fanned = draft.fanned;
+        let exclude = draft.exclude_repositories;
+        draft
+            .destinations
+            .into_iter()
+            .filter_map(|target| {
+                let destination = target.endpoint?;
+                let mut options = draft.options.clone();
+                // `layout-media-types` is for the layouts of a list
+                options.oci_media_types &= matches!(destination, Endpoint::Layout(_));
+                Some(ImageConfig {
+                    name: match fanned {
+                        true => format!("{name} -> {destination}"),
+                        false => name.to_string(),
+                    },
+                    entry: name.to_string(),
+                    source: source.clone(),
                     destination,
-                    exclude: draft.exclude_repositories,
-                }),
-                _ => None,
-            },
-            pattern_failure: None,
-        })
+                    mode: draft.mode,
+                    filters: draft.filters.clone(),
+                    replace_tag: draft.replace_tag,
+                    tags: draft.tags.clone(),
+                    digests: draft.digests.clone(),
+                    options,
+                    pattern: match (&draft.source_pattern, target.pattern) {
+                        (Some(source), Some(destination)) => Some(PatternSpec {
+                            source: source.clone(),
+                            destination,
+                            exclude: exclude.clone(),
+                        }),
+                        _ => None,
+                    },
+                    pattern_failure: None,
+                })
+            })
+            .collect()
     }
 
     /// One key of an image entry, into the draft.
@@ -531,8 +561,7 @@ impl Validator<'_> {
             }
             Id::Destination => {
                 draft.seen_destination = true;
-                draft.destination_node = Some(v);
-                (draft.destination, draft.destination_pattern) = self.side(v, name, spec);
+                self.destinations(v, name, spec, draft);
             }
             Id::ExcludeRepositories => {
                 draft.exclude_repositories = self.patterns(v, name, spec);
@@ -613,19 +642,27 @@ impl Validator<'_> {
             }
         }
         self.pattern_checks(name, draft);
-        if let (Some(s), Some(d), Some(node)) = (&draft.source, &draft.destination, draft.destination_node)
-            && s == d
-        {
-            self.report(
-                node,
-                name,
-                Some("destination"),
-                format!("\"{d}\" is the source itself: an image cannot be mirrored onto itself"),
-            );
+        for target in &draft.destinations {
+            if let (Some(s), Some(d)) = (&draft.source, &target.endpoint)
+                && s == d
+            {
+                self.report(
+                    target.node,
+                    name,
+                    Some("destination"),
+                    format!("\"{d}\" is the source itself: an image cannot be mirrored onto itself"),
+                );
+            }
         }
-        if let (Some(node), Some(d)) = (draft.media_types_node, &draft.destination)
-            && draft.options.oci_media_types
-            && !matches!(d, Endpoint::Layout(_))
+        let layouts = draft
+            .destinations
+            .iter()
+            .any(|t| matches!(t.endpoint, Some(Endpoint::Layout(_))));
+        if let (Some(node), Some(d)) = (
+            draft.media_types_node,
+            draft.destinations.first().and_then(|t| t.endpoint.as_ref()),
+        ) && draft.options.oci_media_types
+            && !layouts
         {
             self.report(
                 node,
@@ -636,38 +673,76 @@ impl Validator<'_> {
                 ),
             );
         }
-        if !matches!(draft.destination, Some(Endpoint::Layout(_))) {
+        if !layouts {
             // a top-level default means: for the images written to layouts
             draft.options.oci_media_types = false;
+        }
+    }
+
+    /// `destination`: one, or a list of several (each an image of its
+    /// own), none twice.
+    fn destinations<'n>(&mut self, v: &'n Spanned<Node>, name: Option<&str>, spec: &Key, draft: &mut Draft<'n>) {
+        let items: Vec<&Spanned<Node>> = match &v.value {
+            Node::Seq(items) => items.iter().collect(),
+            _ => vec![v],
+        };
+        if items.is_empty() {
+            self.report(v, name, Some(spec.name), "lists no destination".into());
+        }
+        draft.fanned = items.len() > 1;
+        for node in items {
+            let (endpoint, pattern) = self.side(node, name, spec);
+            let twice = endpoint.as_ref().and_then(|e| {
+                draft
+                    .destinations
+                    .iter()
+                    .find(|t| t.endpoint.as_ref().is_some_and(|o| same_place(o) == same_place(e)))
+            });
+            if let Some(first) = twice {
+                let line = first.node.referenced.line();
+                let message = format!("is listed twice (line {line}): each destination is written once");
+                self.report(node, name, Some(spec.name), message);
+            }
+            draft.destinations.push(Target {
+                endpoint,
+                pattern,
+                node,
+            });
         }
     }
 
     /// A pattern on one side needs one ending the same way on the other,
     /// and a source registry with a catalog (Docker Hub has none).
     fn pattern_checks(&mut self, name: Option<&str>, draft: &Draft) {
-        let (Some(src_node), Some(dst_node)) = (draft.source_node, draft.destination_node) else {
+        let Some(src_node) = draft.source_node else {
             return;
         };
-        match (&draft.source_pattern, &draft.destination_pattern) {
-            (Some(s), Some(d)) if s.depth != d.depth => self.report(
-                dst_node,
-                name,
-                Some("destination"),
-                format!("must end as the source does (\"{s}\"): the matched part is appended to it"),
-            ),
-            (Some(s), None) if draft.destination.is_some() => self.report(
-                dst_node,
-                name,
-                Some("destination"),
-                format!("must end in /* or /** as the source does (\"{s}\"): the matched part is appended to it"),
-            ),
-            (None, Some(d)) if draft.source.is_some() => self.report(
-                dst_node,
-                name,
-                Some("destination"),
-                format!("\"{d}\" is a pattern, but the source is one repository"),
-            ),
-            _ => {}
+        if draft.destinations.is_empty() {
+            return;
+        }
+        for target in &draft.destinations {
+            let dst_node = target.node;
+            match (&draft.source_pattern, &target.pattern) {
+                (Some(s), Some(d)) if s.depth != d.depth => self.report(
+                    dst_node,
+                    name,
+                    Some("destination"),
+                    format!("must end as the source does (\"{s}\"): the matched part is appended to it"),
+                ),
+                (Some(s), None) if target.endpoint.is_some() => self.report(
+                    dst_node,
+                    name,
+                    Some("destination"),
+                    format!("must end in /* or /** as the source does (\"{s}\"): the matched part is appended to it"),
+                ),
+                (None, Some(d)) if draft.source.is_some() => self.report(
+                    dst_node,
+                    name,
+                    Some("destination"),
+                    format!("\"{d}\" is a pattern, but the source is one repository"),
+                ),
+                _ => {}
+            }
         }
         if let Some(s) = &draft.source_pattern
             && s.registry.is_docker_hub()

@@ -42,9 +42,12 @@ impl Engine {
                     self.stats.skipped.fetch_add(1, Ordering::Relaxed);
                     self.stats.skipped_bytes.fetch_add(desc.size, Ordering::Relaxed);
                     self.holders_offer(dst, digest);
+                    self.relay_offer(src, dst, digest);
                     return Ok(());
                 }
-                self.place_blob(src, dst, digest, desc).await
+                self.place_blob(src, dst, digest, desc).await?;
+                self.relay_offer(src, dst, digest);
+                Ok(())
             })
             .await
     }
@@ -60,7 +63,7 @@ impl Engine {
         desc: &Descriptor,
     ) -> Result<(), CopyError> {
         let Some(domain) = dst.mount_domain() else {
-            return self.transfer(src, dst, digest, desc).await;
+            return self.bring(src, dst, digest, desc).await;
         };
         if src.mount_domain() == Some(domain)
             && src.mount_name() != dst.mount_name()
@@ -74,7 +77,7 @@ impl Engine {
             .holders
             .get_or_try_init(key, || async {
                 mine.store(true, Ordering::Relaxed);
-                self.transfer(src, dst, digest, desc).await?;
+                self.bring(src, dst, digest, desc).await?;
                 Ok::<String, CopyError>(dst.mount_name().to_string())
             })
             .await;
@@ -83,10 +86,63 @@ impl Engine {
             Err(e) if mine.load(Ordering::Relaxed) => return Err(e),
             // Another repository's transfer failed; that may be its own
             // trouble (say, no push rights there): try this one directly.
-            Err(_) => return self.transfer(src, dst, digest, desc).await,
+            Err(_) => return self.bring(src, dst, digest, desc).await,
         };
         if holder == dst.mount_name() || self.mount(&holder, dst, digest, desc.size).await? {
             return Ok(());
+        }
+        self.bring(src, dst, digest, desc).await
+    }
+
+    /// Brings a blob the destination lacks from the source. A source
+    /// that several destinations read is read once: a destination that
+    /// holds the blob this run (or is getting it, waited for) serves it to
+    /// the others, and only when that read fails is the source read again.
+    async fn bring(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<(), CopyError> {
+        if !lock(&self.fanned).sources.contains(&src.name()) {
+            return self.transfer(src, dst, digest, desc).await;
+        }
+        let key = relay_key(src, digest);
+        // another destination's read that failed may have failed for its
+        // own reasons (its upload): then one of the others reads, at most
+        // this many times over before this one reads for itself
+        for _ in 0..RELAY_TURNS {
+            let mine = std::sync::atomic::AtomicBool::new(false);
+            let holder = self
+                .relays
+                .get_or_try_init(key.clone(), || async {
+                    mine.store(true, Ordering::Relaxed);
+                    self.transfer(src, dst, digest, desc).await?;
+                    Ok::<String, CopyError>(dst.name())
+                })
+                .await;
+            let holder = match holder {
+                Ok(h) => h,
+                Err(e) if mine.load(Ordering::Relaxed) => return Err(e),
+                Err(_) => continue,
+            };
+            if holder == dst.name() {
+                return Ok(());
+            }
+            let Some(relay) = lock(&self.fanned).destinations.get(&holder).cloned() else {
+                break;
+            };
+            match self.transfer(&*relay, dst, digest, desc).await {
+                Ok(()) => {
+                    tracing::debug!(destination = %dst.name(), %digest, from = holder, "blob read from another destination");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(destination = %dst.name(), %digest, "{holder} could not serve the blob ({e}): read from the source");
+                    break;
+                }
+            }
         }
         self.transfer(src, dst, digest, desc).await
     }
@@ -99,6 +155,14 @@ impl Engine {
             self.stats.mounted_bytes.fetch_add(size, Ordering::Relaxed);
         }
         Ok(mounted)
+    }
+
+    /// Records that `dst` holds a blob of a source several destinations
+    /// read, if none was recorded yet: the others may read it there.
+    fn relay_offer(&self, src: &dyn Store, dst: &dyn Store, digest: &Digest) {
+        if lock(&self.fanned).sources.contains(&src.name()) {
+            self.relays.set_if_empty(relay_key(src, digest), dst.name());
+        }
     }
 
     /// Records that `dst` holds a blob, if no repository of its registry
@@ -324,6 +388,15 @@ impl Engine {
         sides.dedup_by(|a, b| a.0 == b.0);
         sides.into_iter().map(|(_, l)| l).collect()
     }
+}
+
+/// How often a destination waits for another one's read of a blob that
+/// failed before reading it from the source itself.
+const RELAY_TURNS: usize = 4;
+
+/// The key of a source's blob among the relays.
+fn relay_key(src: &dyn Store, digest: &Digest) -> String {
+    format!("{}@{digest}", src.name())
 }
 
 /// Drops the first `n` bytes of a stream (hashed above it, not sent).

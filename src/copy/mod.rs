@@ -9,7 +9,7 @@
 //! in one repository of a registry is mounted into the others.
 
 mod blobs;
-mod once;
+
 pub mod referrers;
 mod reshape;
 mod resume;
@@ -26,10 +26,11 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 
 use crate::error::{Category, StoreError};
+use crate::lock;
 use crate::model::manifest::{Manifest, ManifestError, media_type_of};
 use crate::model::{Digest, FetchedManifest};
+use crate::once::OnceMap;
 use crate::store::Store;
-use once::OnceMap;
 pub use reshape::Shape;
 pub use verify::MinRate;
 
@@ -155,6 +156,13 @@ impl Stats {
     }
 }
 
+/// Sources read by several destinations, and those destinations.
+#[derive(Default)]
+struct Fanned {
+    sources: HashSet<String>,
+    destinations: HashMap<String, Arc<dyn Store>>,
+}
+
 /// The copy engine shared by every copy of a run.
 pub struct Engine {
     pub stats: Stats,
@@ -172,6 +180,13 @@ pub struct Engine {
     /// Per (registry, blob): the repository it was first put in this run,
     /// for the others to mount from.
     holders: OnceMap<String, CopyError>,
+    /// Sources several destinations read this run, and those
+    /// destinations by name: a blob goes from such a source into one of
+    /// them and from there into the others (`copy/blobs.rs`).
+    fanned: Mutex<Fanned>,
+    /// Per (fanned source, blob): the destination that holds it this run,
+    /// to read it from instead of the source.
+    relays: OnceMap<String, CopyError>,
     /// Per (destination, manifest digest): writing that manifest (by tag or
     /// digest) excludes writing an index that lists it. Distribution 2.8
     /// rewrites a manifest's revision link on every PUT of it and reads the
@@ -199,6 +214,8 @@ impl Engine {
             manifests: OnceMap::with_budget(MANIFEST_CACHE_BYTES, |m| m.bytes.len()),
             present: OnceMap::default(),
             holders: OnceMap::default(),
+            fanned: Mutex::default(),
+            relays: OnceMap::default(),
             manifest_locks: Mutex::new(HashMap::new()),
             new_destinations: Mutex::new(HashSet::new()),
             stream_memory: tokio::sync::Semaphore::new((crate::defaults::STREAM_MEMORY / 1024) as usize),
@@ -241,6 +258,17 @@ impl Engine {
     pub fn with_min_rate(mut self, min: MinRate) -> Engine {
         self.min_rate = (min.bytes_per_second > 0).then_some(min);
         self
+    }
+
+    /// Tells the engine that `destinations` all read `src`: what they
+    /// need of it is read from it once (a blob is then read from a
+    /// destination that has it).
+    pub fn fan_out(&self, src: &dyn Store, destinations: &[Arc<dyn Store>]) {
+        let mut fanned = lock(&self.fanned);
+        fanned.sources.insert(src.name());
+        for d in destinations {
+            fanned.destinations.insert(d.name(), d.clone());
+        }
     }
 
     /// Tells the engine that `dst` did not exist when planned (its tag list

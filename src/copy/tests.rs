@@ -571,6 +571,64 @@ async fn a_failed_transfer_into_one_repository_does_not_fail_another() {
     assert_eq!(open.resolve("t"), Some(m.digest));
 }
 
+/// A source with one image, and three destinations the engine knows read
+/// it (`destination` as a list).
+fn fanned(e: &Engine) -> (MemStore, Vec<Arc<MemStore>>, FetchedManifest) {
+    let src = MemStore::new("src", None);
+    let m = src.image(b"config", &[b"layer one", b"layer two"]);
+    src.tag("t", &m);
+    let dsts: Vec<Arc<MemStore>> = ["eu", "us", "ap"].iter().map(|n| Arc::new(MemStore::new(n, None))).collect();
+    let stores: Vec<Arc<dyn Store>> = dsts.iter().map(|d| d.clone() as Arc<dyn Store>).collect();
+    e.fan_out(&src, &stores);
+    (src, dsts, m)
+}
+
+#[tokio::test]
+async fn a_source_read_by_several_destinations_is_read_once() {
+    let e = engine();
+    let (src, dsts, m) = fanned(&e);
+    let results = join_all(dsts.iter().map(|d| e.copy_tag(&src, &**d, "t"))).await;
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    assert_eq!(src.calls("get_blob"), 3, "each of the 3 blobs read from the source once");
+    for d in &dsts {
+        assert_eq!(d.resolve("t"), Some(m.digest.clone()));
+        assert_eq!(d.calls("put_blob"), 3, "{}", d.name);
+        assert!(missing_in(&**d, "t").await.is_empty());
+    }
+    // the two others read them from the destinations that had them
+    let relayed: usize = dsts.iter().map(|d| d.calls("get_blob")).sum();
+    assert_eq!(relayed, 6);
+}
+
+#[tokio::test]
+async fn a_failing_destination_holds_no_other_back_and_a_relay_that_cannot_serve_falls_back_to_the_source() {
+    let e = engine();
+    let (src, dsts, m) = fanned(&e);
+    // eu refuses every upload; us gets the blobs first, then serves them
+    // corrupted, so ap must read them from the source after all
+    let eu = &dsts[0];
+    *eu.put_fails.lock().unwrap() = true;
+    e.copy_tag(&src, &*dsts[1], "t").await.unwrap();
+    let served = src.calls("get_blob");
+    let blobs: Vec<Digest> = src.state().blobs.keys().cloned().collect();
+    for d in blobs {
+        let flipped = Read {
+            flip: Some(1),
+            ..Read::default()
+        };
+        dsts[1].reads.lock().unwrap().insert(d, vec![flipped; 8].into());
+    }
+    let (failed, copied) = tokio::join!(e.copy_tag(&src, &**eu, "t"), e.copy_tag(&src, &*dsts[2], "t"));
+    assert!(failed.is_err());
+    assert_eq!(copied.unwrap(), Outcome::Copied(m.digest.clone()));
+    assert!(missing_in(&*dsts[2], "t").await.is_empty());
+    assert!(
+        src.calls("get_blob") > served,
+        "the blobs us could not serve were read from the source"
+    );
+    assert!(eu.state().tags.is_empty(), "no tag was written where uploads fail");
+}
+
 /// Walks a tag in a store: every manifest of its tree and every blob they
 /// refer to must be there. Returns what is missing.
 async fn missing_in(store: &dyn Store, tag: &str) -> Vec<String> {

@@ -36,7 +36,11 @@ pub async fn expand_patterns(images: Vec<ImageConfig>, client: &Client) -> Vec<I
                     .iter()
                     .filter_map(|name| spec.map(name))
                     .map(|(rest, from, to)| ImageConfig {
-                        name: format!("{}/{rest}", image.name),
+                        name: match image.name == image.entry {
+                            true => format!("{}/{rest}", image.entry),
+                            false => format!("{}/{rest} -> {to}", image.entry),
+                        },
+                        entry: format!("{}/{rest}", image.entry),
                         source: Endpoint::Registry(from),
                         destination: Endpoint::Registry(to),
                         pattern: None,

@@ -124,13 +124,17 @@ impl<'a> Pass<'a> {
     fn new(settings: &'a Settings, client: Arc<Client>, interrupt: &'a Interrupt) -> Pass<'a> {
         let options = settings.run;
         let stores = Stores::new(client, options.max_connections);
-        let images = settings
-            .config
-            .images
+        let configs = &settings.config.images;
+        let sources = stores.open_sources(
+            &configs.iter().map(|c| &c.source).collect::<Vec<_>>(),
+            &configs.iter().map(|c| &c.destination).collect::<Vec<_>>(),
+        );
+        let images: Vec<ImageRun> = configs
             .iter()
-            .map(|config| ImageRun {
+            .zip(sources)
+            .map(|(config, src)| ImageRun {
                 config,
-                src: stores.open(&config.source, false),
+                src,
                 dst: stores.open(&config.destination, true),
                 shape: shape(config),
             })
@@ -139,6 +143,18 @@ impl<'a> Pass<'a> {
             bytes_per_second: options.min_transfer_rate,
             window: options.timeout,
         });
+        // a source several images read: once for all their destinations
+        let mut readers: HashMap<String, Vec<Arc<dyn Store>>> = HashMap::new();
+        for image in &images {
+            readers.entry(image.src.name()).or_default().push(image.dst.clone());
+        }
+        for image in &images {
+            if let Some(destinations) = readers.remove(&image.src.name())
+                && destinations.len() > 1
+            {
+                engine.fan_out(&*image.src, &destinations);
+            }
+        }
         Pass {
             options,
             images,

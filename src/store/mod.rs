@@ -3,6 +3,7 @@
 
 mod layout;
 mod registry;
+mod shared;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use futures_util::stream::BoxStream;
 
 pub use layout::Layout;
 pub use registry::RegistryStore;
+pub use shared::Shared;
 
 use crate::error::StoreError;
 use crate::model::referrers::Referrer;
@@ -252,6 +254,29 @@ impl Stores {
             layouts: Mutex::new(HashMap::new()),
             layout_transfers,
         }
+    }
+
+    /// The sources of a run's images, in their order: a source that
+    /// several images read, and no image writes, is opened once and
+    /// shared ([`Shared`]: its listings and manifests read once for all).
+    pub fn open_sources(&self, sources: &[&Endpoint], written: &[&Endpoint]) -> Vec<Arc<dyn Store>> {
+        let key = |e: &Endpoint| e.to_string();
+        let written: std::collections::HashSet<String> = written.iter().map(|e| key(e)).collect();
+        let mut readers: HashMap<String, usize> = HashMap::new();
+        for s in sources {
+            *readers.entry(key(s)).or_default() += 1;
+        }
+        let mut shared: HashMap<String, Arc<dyn Store>> = HashMap::new();
+        sources
+            .iter()
+            .map(|s| match readers[&key(s)] > 1 && !written.contains(&key(s)) {
+                true => shared
+                    .entry(key(s))
+                    .or_insert_with(|| Arc::new(Shared::new(self.open(s, false))))
+                    .clone(),
+                false => self.open(s, false),
+            })
+            .collect()
     }
 
     /// `write`: the store is a destination (registries ask for push rights).

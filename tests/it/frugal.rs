@@ -170,3 +170,144 @@ fn a_blob_shared_across_repositories_crosses_the_wire_once() {
         .collect();
     assert_eq!(order, ["a", "b", "c", "d"]);
 }
+
+/// The port of nothing: a destination that cannot be reached.
+fn closed_address() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// Sorted, to compare what two passes asked regardless of order.
+fn sorted(mut requests: Vec<String>) -> Vec<String> {
+    requests.sort();
+    requests
+}
+
+#[test]
+fn three_destinations_read_the_source_as_one_does_and_one_failing_stops_no_other() {
+    let src = Registry::start(Auth::None);
+    let (alone, d1, d2) = (
+        Registry::start(Auth::None),
+        Registry::start(Auth::None),
+        Registry::start(Auth::None),
+    );
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    let shared = vec![generator.layer(Format::Oci, 300_000)];
+    let mut blobs = std::collections::HashSet::new();
+    for tag in ["1.0.0", "1.1.0"] {
+        let img = generator.multi_arch(Format::Oci, 50_000, &shared);
+        blobs.extend(img.all_blobs().iter().map(|b| b.digest.clone()));
+        sc.push_image("team/app", &img, tag);
+        if tag == "1.1.0" {
+            sc.push_manifest("team/app", "latest", &img.bytes, &img.media_type);
+        }
+    }
+    let tags = ["1.0.0", "1.1.0", "latest"];
+    let ws = Workspace::new();
+    // the cold pass into one destination...
+    let one = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n    mode: all\n",
+        src.host(),
+        alone.host()
+    ));
+    let s0 = log_len(&src);
+    let run = ws.run(&one, &["-j", "8"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let into_one = requests(&src, s0);
+    // ...and into three, one of which is down
+    let dead = closed_address();
+    let three = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination:\n      - {}/mirror/app\n      - {dead}/mirror/app\n      - {}/mirror/app\n    mode: all\n",
+        src.host(),
+        d1.host(),
+        d2.host()
+    ));
+    let report = ws.path("report.json");
+    let metrics = ws.path("metrics.prom");
+    let s0 = log_len(&src);
+    let run = ws.run(
+        &three,
+        &[
+            "-j",
+            "8",
+            "--report",
+            report.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{run:?}");
+    let into_three = requests(&src, s0);
+    assert_eq!(sorted(into_three.clone()), sorted(into_one.clone()), "{run:?}");
+    assert_eq!(count(&into_three, "GET", "/blobs/"), blobs.len());
+    // both live destinations are whole copies, each blob written once
+    for d in [&d1, &d2] {
+        let dc = TestClient::new(&d.host(), None);
+        assert_mirror(&sc, "team/app", &dc, "mirror/app", &tags);
+        assert_eq!(count(&requests(d, 0), "PUT", "/blobs/uploads/"), blobs.len());
+    }
+    // each destination is an image of its own, in file order
+    let names = [
+        format!("app -> {}/mirror/app", d1.host()),
+        format!("app -> {dead}/mirror/app"),
+        format!("app -> {}/mirror/app", d2.host()),
+    ];
+    let report = valid_report(&report);
+    let images = report["images"].as_array().unwrap();
+    let listed: Vec<&str> = images.iter().map(|i| i["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, names.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(images[0]["copied"].as_array().unwrap().len(), tags.len(), "{report:#}");
+    assert_eq!(images[2]["copied"].as_array().unwrap().len(), tags.len(), "{report:#}");
+    assert!(
+        images[1]["error"].as_str().unwrap().contains("unreachable"),
+        "{report:#}"
+    );
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    for (name, success) in names.iter().zip([1, 0, 1]) {
+        let line = format!("replicant_image_success{{image=\"{name}\"}} {success}");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+    assert!(run.stdout.contains(&names[1]), "{run:?}");
+}
+
+#[test]
+fn each_destination_has_its_own_baseline_and_its_own_prune() {
+    let src = Registry::start(Auth::None);
+    let (d1, d2) = (Registry::start(Auth::None), Registry::start(Auth::None));
+    let (sc, c1, c2) = (
+        TestClient::new(&src.host(), None),
+        TestClient::new(&d1.host(), None),
+        TestClient::new(&d2.host(), None),
+    );
+    let mut generator = ImageGen::default();
+    for tag in ["1.0.0", "1.1.0", "2.0.0"] {
+        let img = generator.image(Format::Oci, &[2000], &[], ("linux", "amd64"));
+        sc.push_image("team/app", &img, tag);
+        // d1 is at 1.1.0 (and holds a release gone upstream); d2 is empty
+        if tag == "1.1.0" {
+            c1.push_image("mirror/app", &img, tag);
+        }
+    }
+    c1.push_image(
+        "mirror/app",
+        &generator.image(Format::Oci, &[1500], &[], ("linux", "amd64")),
+        "0.9.0",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination: [{}/mirror/app, {}/mirror/app]\n    mode: higher\n    prune: true\n",
+        src.host(),
+        d1.host(),
+        d2.host()
+    ));
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut t1 = c1.tags("mirror/app");
+    t1.sort();
+    // above d1's own 1.1.0, and 0.9.0 pruned there
+    assert_eq!(t1, ["1.1.0", "2.0.0"], "{run:?}");
+    // d2 had nothing: the highest only, nothing pruned
+    assert_eq!(c2.tags("mirror/app"), ["2.0.0"], "{run:?}");
+    assert_eq!(c2.digest("mirror/app", "2.0.0"), sc.digest("team/app", "2.0.0"));
+}

@@ -31,14 +31,20 @@ fn a_pattern_mirrors_every_repository_it_matches_and_no_other() {
     let ws = Workspace::new();
     let cfg = ws.write_config(&format!(
         "mode: all\nimages:\n  team:\n    source: {0}/team/**\n    destination: {1}/mirror/team/**\n    \
-         exclude-repositories: [skip]\n  flat:\n    source: {0}/team/*\n    destination: {1}/flat/*\n",
+         exclude-repositories: [skip]\n  flat:\n    source: {0}/team/*\n    destination: [{1}/flat/*, {1}/again/*]\n",
         src.host(),
         dst.host()
     ));
     // the dry run lists what matched, and writes nothing
     let dry = ws.run(&cfg, &["--dry-run"]);
     assert_eq!(dry.code, 0, "{dry:?}");
-    for image in ["team/a", "team/b", "team/sub/c", "flat/a", "flat/b", "flat/skip"] {
+    let mut images: Vec<String> = ["team/a", "team/b", "team/sub/c"].map(String::from).to_vec();
+    for to in ["flat", "again"] {
+        for r in ["a", "b", "skip"] {
+            images.push(format!("flat/{r} -> {}/{to}/{r}", dst.host()));
+        }
+    }
+    for image in images {
         assert!(dry.stdout.contains(&format!("  {image} [")), "{image}: {dry:?}");
     }
     assert!(dry.stderr.contains("matches 3 of the 6 repositories"), "{dry:?}");
@@ -53,6 +59,8 @@ fn a_pattern_mirrors_every_repository_it_matches_and_no_other() {
         ("team/a", "flat/a"),
         ("team/b", "flat/b"),
         ("team/skip", "flat/skip"),
+        ("team/a", "again/a"),
+        ("team/skip", "again/skip"),
     ] {
         assert_mirror(&sc, from, &dc, to, &["1.0.0"]);
     }
@@ -65,12 +73,12 @@ fn a_pattern_mirrors_every_repository_it_matches_and_no_other() {
     ] {
         assert!(dc.tags(never).is_empty(), "{never} was written");
     }
-    // the catalog was read once per run for both entries, page by page
+    // the catalog was read once per run for all entries, page by page
     // (3 a page here: n=1000 is refused, then the registry's own size)
     let log = src.log();
     assert_eq!(log.matches("\"GET /v2/_catalog?n=1000 ").count(), 2, "{log}");
     assert!(log.contains("\"GET /v2/_catalog?last="), "a Link was followed: {log}");
-    assert!(run.stdout.contains("totals: 6 images, 0 failed"), "{run:?}");
+    assert!(run.stdout.contains("totals: 9 images, 0 failed"), "{run:?}");
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn run_shards(
     cfg: &std::path::Path,
     count: u32,
     indexed_job: bool,
+    of: usize,
 ) -> Vec<BTreeMap<String, Vec<String>>> {
     let children: Vec<_> = (0..count)
         .map(|i| {
@@ -62,7 +63,7 @@ fn run_shards(
             let report: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON summary");
             assert_eq!(report["shard"]["index"], i, "{out:?}");
             assert_eq!(report["shard"]["count"], count);
-            assert_eq!(report["shard"]["of"], IMAGES);
+            assert_eq!(report["shard"]["of"], of);
             let images = report["images"].as_array().unwrap();
             assert_eq!(report["shard"]["images"], images.len());
             images
@@ -87,7 +88,7 @@ fn concurrent_shards_mirror_each_image_exactly_once_and_together_all_of_them() {
         let dst = Registry::start(Auth::None);
         let ws = Workspace::new();
         let (sc, cfg) = setup(&ws, &src, &dst);
-        let shards = run_shards(&ws, &cfg, count, indexed_job);
+        let shards = run_shards(&ws, &cfg, count, indexed_job, IMAGES);
         let mut seen = BTreeMap::new();
         for (i, shard) in shards.iter().enumerate() {
             for (name, copied) in shard {
@@ -114,6 +115,45 @@ fn concurrent_shards_mirror_each_image_exactly_once_and_together_all_of_them() {
             assert_mirror(&sc, &format!("team/app{i}"), &dc, &format!("mirror/app{i}"), &["1.0.0"]);
         }
     }
+}
+
+#[test]
+fn every_destination_of_a_source_is_in_the_same_shard() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let ws = Workspace::new();
+    let (_, cfg) = setup(&ws, &src, &dst);
+    // each entry into two repositories: "destination" as a list
+    let yaml = std::fs::read_to_string(&cfg).unwrap();
+    let mut two = String::new();
+    for line in yaml.lines() {
+        match line.strip_prefix("    destination: ") {
+            Some(d) => two.push_str(&format!(
+                "    destination: [{d}, {}]\n",
+                d.replace("/mirror/", "/second/")
+            )),
+            None => two.push_str(&format!("{line}\n")),
+        }
+    }
+    let cfg = ws.write_config(&two);
+    let shards = run_shards(&ws, &cfg, 3, false, 2 * IMAGES);
+    let mut seen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, shard) in shards.iter().enumerate() {
+        for (name, copied) in shard {
+            assert_eq!(copied, &["1.0.0"], "{name} in shard {i}");
+            let entry = name.split(" -> ").next().unwrap().to_string();
+            seen.entry(entry).or_default().push(i);
+        }
+    }
+    assert_eq!(seen.len(), IMAGES, "{seen:?}");
+    for (entry, in_shards) in &seen {
+        assert_eq!(in_shards.len(), 2, "{entry}: {seen:?}");
+        assert_eq!(
+            in_shards[0], in_shards[1],
+            "{entry}'s destinations in two shards: {seen:?}"
+        );
+    }
+    assert!(shards.iter().filter(|s| !s.is_empty()).count() > 1, "{seen:?}");
 }
 
 #[test]
