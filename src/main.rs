@@ -64,6 +64,12 @@ struct Cli {
     #[arg(long, env = "REPLICANT_DRY_RUN", action = ArgAction::SetTrue, value_parser = parse_bool)]
     dry_run: bool,
 
+    /// Check that the mirror is complete, writing nothing: plan as
+    /// --dry-run does, list what a run would copy, replace or delete
+    /// (one line each), and exit 1 when there is anything, else 0.
+    #[arg(long, env = "REPLICANT_CHECK", action = ArgAction::SetTrue, value_parser = parse_bool)]
+    check: bool,
+
     /// Fail an image that selects no tags from a source that has some (a
     /// mistyped compatibility, a pinned-major with no release); without it,
     /// such an image is a warning and "needs attention" in the summary.
@@ -414,7 +420,7 @@ fn main() -> ExitCode {
     };
 
     let options = RunOptions {
-        dry_run: cli.dry_run,
+        dry_run: cli.dry_run || cli.check,
         fail_on_empty: cli.fail_on_empty,
         progress: match (cli.progress, cli.quiet) {
             (ProgressChoice::Never, _) | (ProgressChoice::Auto, true) => progress::Display::Off,
@@ -482,6 +488,7 @@ fn main() -> ExitCode {
     });
     let report = RunReport {
         shard: shard_report,
+        check: cli.check.then(|| report.differences()),
         ..report
     };
     match cli.log_format {

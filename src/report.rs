@@ -382,6 +382,30 @@ pub struct RunReport {
     /// The shard this run was (`--shard`, Indexed Jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub shard: Option<ShardReport>,
+    /// `--check`: how the destinations differ from what the config asks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<Check>,
+}
+
+/// What `--check` found: every difference between what the config asks
+/// for and what the destinations hold.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Check {
+    /// Nothing would be copied, replaced or deleted (and nothing failed).
+    pub complete: bool,
+    pub differences: Vec<Difference>,
+}
+
+/// One thing a run would change.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Difference {
+    pub image: String,
+    /// A tag, a pinned digest, or a referrer.
+    pub tag: String,
+    /// What a run would do: `copy`, `replace` or `delete`.
+    pub action: &'static str,
+    /// What is wrong at the destination, in words.
+    pub missing: &'static str,
 }
 
 /// Which share of the config a sharded run had.
@@ -396,12 +420,43 @@ pub struct ShardReport {
 }
 
 impl RunReport {
-    /// 0 when every image succeeded, 1 when any failed.
+    /// 0 when every image succeeded, 1 when any failed (or, with
+    /// `--check`, when the mirror is not complete).
     pub fn exit_code(&self) -> i32 {
-        if self.images.iter().any(ImageReport::is_failed) {
+        let incomplete = self.check.as_ref().is_some_and(|c| !c.complete);
+        if incomplete || self.images.iter().any(ImageReport::is_failed) {
             1
         } else {
             0
+        }
+    }
+
+    /// What a dry run found to change, as `--check` tells it.
+    pub fn differences(&self) -> Check {
+        let mut differences = Vec::new();
+        for i in &self.images {
+            let referrers = i.referrers.iter().map(String::as_str).collect();
+            for (tags, action, missing) in [
+                (i.copied(), "copy", "missing at the destination"),
+                (
+                    i.replaced(),
+                    "replace",
+                    "at the destination with another digest than the source's",
+                ),
+                (i.deleted(), "delete", "gone upstream, still at the destination"),
+                (referrers, "copy", "referrer missing at the destination"),
+            ] {
+                differences.extend(tags.into_iter().map(|tag| Difference {
+                    image: i.name.clone(),
+                    tag: tag.to_string(),
+                    action,
+                    missing,
+                }));
+            }
+        }
+        Check {
+            complete: differences.is_empty() && !self.images.iter().any(ImageReport::is_failed),
+            differences,
         }
     }
 
@@ -567,6 +622,23 @@ impl RunReport {
                 out,
                 "interrupted by a signal: work not started is listed above; run again to complete it"
             );
+        }
+        if let Some(check) = &self.check {
+            for d in &check.differences {
+                let _ = writeln!(
+                    out,
+                    "check: {} {}: {} (a run would {} it)",
+                    d.image, d.tag, d.missing, d.action
+                );
+            }
+            let _ = match (check.complete, check.differences.len()) {
+                (true, _) => writeln!(
+                    out,
+                    "check: complete, the destinations hold everything the config asks for"
+                ),
+                (false, 0) => writeln!(out, "check: not complete: an image failed (see above)"),
+                (false, n) => writeln!(out, "check: not complete: {n} differences"),
+            };
         }
         out
     }

@@ -577,7 +577,10 @@ fn fanned(e: &Engine) -> (MemStore, Vec<Arc<MemStore>>, FetchedManifest) {
     let src = MemStore::new("src", None);
     let m = src.image(b"config", &[b"layer one", b"layer two"]);
     src.tag("t", &m);
-    let dsts: Vec<Arc<MemStore>> = ["eu", "us", "ap"].iter().map(|n| Arc::new(MemStore::new(n, None))).collect();
+    let dsts: Vec<Arc<MemStore>> = ["eu", "us", "ap"]
+        .iter()
+        .map(|n| Arc::new(MemStore::new(n, None)))
+        .collect();
     let stores: Vec<Arc<dyn Store>> = dsts.iter().map(|d| d.clone() as Arc<dyn Store>).collect();
     e.fan_out(&src, &stores);
     (src, dsts, m)
@@ -589,7 +592,11 @@ async fn a_source_read_by_several_destinations_is_read_once() {
     let (src, dsts, m) = fanned(&e);
     let results = join_all(dsts.iter().map(|d| e.copy_tag(&src, &**d, "t"))).await;
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
-    assert_eq!(src.calls("get_blob"), 3, "each of the 3 blobs read from the source once");
+    assert_eq!(
+        src.calls("get_blob"),
+        3,
+        "each of the 3 blobs read from the source once"
+    );
     for d in &dsts {
         assert_eq!(d.resolve("t"), Some(m.digest.clone()));
         assert_eq!(d.calls("put_blob"), 3, "{}", d.name);

@@ -94,3 +94,71 @@ fn a_report_that_cannot_be_written_fails_the_run() {
         "{run:?}"
     );
 }
+
+#[test]
+fn check_lists_what_a_run_would_change_writes_nothing_and_passes_once_complete() {
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
+    let mut generator = ImageGen::default();
+    for tag in ["1.0.0", "1.1.0", "1.2.0"] {
+        let img = generator.image(Format::Oci, &[700], &[], ("linux", "amd64"));
+        sc.push_image("team/app", &img, tag);
+        if tag == "1.0.0" {
+            dc.push_image("mirror/app", &img, tag);
+        }
+    }
+    // 1.1.0 is another image at the destination; 0.9.0 is gone upstream
+    let other = generator.image(Format::Oci, &[800], &[], ("linux", "amd64"));
+    dc.push_image("mirror/app", &other, "1.1.0");
+    dc.push_image(
+        "mirror/app",
+        &generator.image(Format::Oci, &[900], &[], ("linux", "amd64")),
+        "0.9.0",
+    );
+    let before = {
+        let mut t = dc.tags("mirror/app");
+        t.sort();
+        t
+    };
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n    mode: semver\n    replace-tag: true\n    prune: true\n",
+        src.host(),
+        dst.host()
+    ));
+    let report = ws.path("check.json");
+    let run = ws.run(&cfg, &["--check", "--report", report.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for line in [
+        "check: app 1.2.0: missing at the destination (a run would copy it)",
+        "check: app 1.1.0: at the destination with another digest than the source's (a run would replace it)",
+        "check: app 0.9.0: gone upstream, still at the destination (a run would delete it)",
+        "check: not complete: 3 differences",
+    ] {
+        assert!(run.stdout.contains(line), "{line}: {run:?}");
+    }
+    let json = valid_report(&report);
+    assert_eq!(json["check"]["complete"], false);
+    let actions: Vec<(&str, &str)> = json["check"]["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["tag"].as_str().unwrap(), d["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(actions, [("1.2.0", "copy"), ("1.1.0", "replace"), ("0.9.0", "delete")]);
+    let mut after = dc.tags("mirror/app");
+    after.sort();
+    assert_eq!(after, before, "a check writes nothing");
+    assert_eq!(dc.digest("mirror/app", "1.1.0").as_deref(), Some(other.digest.as_str()));
+
+    // a run makes it complete; the check (here from the environment) says so
+    let run = ws.run(&cfg, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut cmd = ws.command();
+    cmd.arg("-c").arg(&cfg).env("REPLICANT_CHECK", "true");
+    let run = output(cmd.output().unwrap());
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("check: complete"), "{run:?}");
+    assert!(!run.stdout.contains("check: app"), "{run:?}");
+}
