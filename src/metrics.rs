@@ -218,6 +218,19 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             if i.attention.is_some() { 1.0 } else { 0.0 },
         );
     }
+    let name = "replicant_image_moved_tags";
+    let mut f = Family::start(
+        &mut out,
+        name,
+        "Tags whose source moved to another manifest than the destination's, in the last run \
+         (replace-tag, detect-changes); kind=\"version\" for full versions, which should never move.",
+    );
+    for i in &r.images {
+        let versions = i.moved.iter().filter(|m| m.version).count();
+        for (kind, n) in [("version", versions), ("other", i.moved.len() - versions)] {
+            f.sample(name, &[("image", i.name.as_str()), ("kind", kind)], n as f64);
+        }
+    }
     let mut image_success: BTreeMap<&str, f64> = BTreeMap::new();
     for i in &r.images {
         let t = match i.status() == "ok" {

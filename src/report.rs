@@ -158,6 +158,40 @@ pub struct ImageReport {
     pub prune_held: Vec<String>,
     /// Every tag considered, with what happened to it.
     pub tags: Vec<TagRecord>,
+    /// Tags both sides have whose source moved to another manifest
+    /// (`replace-tag`, `detect-changes`).
+    pub moved: Vec<MovedTag>,
+}
+
+/// A tag whose source moved to another manifest than the destination's.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MovedTag {
+    pub tag: String,
+    /// The destination's manifest digest (what the tag was).
+    pub from: String,
+    /// The source's (what it is now).
+    pub to: String,
+    /// Overwritten by this run (in a dry run: would be).
+    pub replaced: bool,
+    /// A full version (`MAJOR.MINOR.PATCH`): it should never move.
+    pub version: bool,
+}
+
+impl MovedTag {
+    /// One line for a person: which tag, from what to what, and what was
+    /// done about it.
+    pub fn said(&self, dry_run: bool) -> String {
+        let done = match (self.replaced, dry_run) {
+            (true, false) => "replaced",
+            (true, true) => "would be replaced",
+            (false, _) if self.version => "left as it was: a release tag should never move, check upstream",
+            (false, _) => "left as it was",
+        };
+        format!(
+            "moved upstream: {} from {} to {} ({done})",
+            self.tag, self.from, self.to
+        )
+    }
 }
 
 /// The JSON form of an [`ImageReport`]: its fields, and the lists by
@@ -182,6 +216,7 @@ struct ImageReportJson<'a> {
     referrers: &'a [String],
     prune_held: &'a [String],
     tags: &'a [TagRecord],
+    moved: &'a [MovedTag],
 }
 
 impl Serialize for ImageReport {
@@ -205,6 +240,7 @@ impl Serialize for ImageReport {
             referrers: &self.referrers,
             prune_held: &self.prune_held,
             tags: &self.tags,
+            moved: &self.moved,
         }
         .serialize(serializer)
     }
@@ -223,6 +259,7 @@ impl ImageReport {
             referrers: Vec::new(),
             prune_held: Vec::new(),
             tags: Vec::new(),
+            moved: Vec::new(),
         }
     }
 
@@ -529,6 +566,9 @@ impl RunReport {
             for why in &i.prune_held {
                 let _ = writeln!(out, "    {why}");
             }
+            for m in &i.moved {
+                let _ = writeln!(out, "    {}", m.said(self.dry_run));
+            }
             // every record but a tag prune left says something above
             let nothing = i.tags.iter().all(|t| t.action == Action::NotDeleted);
             if i.error.is_none()
@@ -685,6 +725,7 @@ mod tests {
             referrers: vec![],
             prune_held: vec![],
             tags: vec![],
+            moved: vec![],
         }
     }
 

@@ -52,6 +52,8 @@ pub enum Opt {
     LayoutMediaTypes,
     Referrers,
     ArtifactTypes,
+    DetectChanges,
+    BackupTag,
 }
 
 /// The keys of a `registries:` entry.
@@ -121,7 +123,13 @@ pub const KEYS: &[Key] = &[
         Value::Own,
         "a non-empty string such as \"alpine\"",
     ),
-    key("replace-tag", Id::ReplaceTag, IMAGE, Value::Bool, BOOL),
+    key(
+        "replace-tag",
+        Id::ReplaceTag,
+        IMAGE,
+        Value::Own,
+        "true, false or \"except-versions\"",
+    ),
     key(
         "pinned-major",
         Id::PinnedMajor,
@@ -224,6 +232,20 @@ pub const KEYS: &[Key] = &[
         BOTH,
         Value::Own,
         "a list of artifact types such as [application/spdx+json]",
+    ),
+    key(
+        "detect-changes",
+        Id::Option(Opt::DetectChanges),
+        BOTH,
+        Value::Bool,
+        BOOL,
+    ),
+    key(
+        "backup-tag",
+        Id::Option(Opt::BackupTag),
+        BOTH,
+        Value::Own,
+        "a tag template such as \"{tag}-replaced-{date}\"",
     ),
     key("ca-file", Id::Registry(Reg::CaFile), REGISTRY, Value::Own, FILE),
     key("insecure", Id::Registry(Reg::Insecure), REGISTRY, Value::Bool, BOOL),

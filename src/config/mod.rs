@@ -39,7 +39,8 @@ pub struct ImageConfig {
     pub destination: Endpoint,
     pub mode: Mode,
     pub filters: Filters,
-    pub replace_tag: bool,
+    /// `replace-tag`: which moved tags are overwritten.
+    pub replace_tag: ReplaceTag,
     /// `tags`: copied besides what the mode selects (failed when the
     /// source lacks one); never pruned.
     pub tags: Vec<String>,
@@ -87,6 +88,39 @@ impl PatternSpec {
 
 pub use crate::defaults::PRUNE_MAX as DEFAULT_PRUNE_MAX;
 
+/// `replace-tag`: what happens to a destination tag whose source moved to
+/// another manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplaceTag {
+    /// Left as it is (`false`, the default).
+    #[default]
+    No,
+    /// Overwritten (`true`).
+    Yes,
+    /// Overwritten unless it is a full version (`MAJOR.MINOR.PATCH`, with
+    /// or without a pre-release), which should never move: that one is
+    /// reported and left (`except-versions`).
+    ExceptVersions,
+}
+
+impl ReplaceTag {
+    /// Whether a moved `tag` is overwritten.
+    pub fn replaces(self, tag: &str) -> bool {
+        match self {
+            ReplaceTag::No => false,
+            ReplaceTag::Yes => true,
+            ReplaceTag::ExceptVersions => !is_full_version(tag),
+        }
+    }
+}
+
+/// A tag naming one release exactly: `MAJOR.MINOR.PATCH`, with or without
+/// a `v` and a pre-release. Floating tags (`latest`, `1.27`, `1`) move by
+/// design; one of these moving is a red flag.
+pub fn is_full_version(tag: &str) -> bool {
+    crate::version::Version::parse(tag).is_some_and(|v| v.components == 3)
+}
+
 /// What an image's copy does beyond choosing tags; every key can also be
 /// set at the top level, as the default of images that do not set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +139,70 @@ pub struct CopyOptions {
     pub prune: bool,
     /// `prune-max`: more tags gone than this and the prune is refused.
     pub prune_max: usize,
+    /// `detect-changes`: compare the tags both sides have (HEADs) and
+    /// report those that moved upstream, also without `replace-tag`.
+    pub detect_changes: bool,
+    /// `backup-tag`: before a moved tag is overwritten, its old manifest
+    /// is kept under this tag (`{tag}`, `{date}`); never pruned.
+    pub backup_tag: Option<BackupTag>,
+}
+
+/// `backup-tag`: a template of `{tag}` (the tag replaced), `{date}` (UTC,
+/// `YYYYMMDD`) and the characters of a tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupTag(String);
+
+impl std::fmt::Display for BackupTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl BackupTag {
+    /// The template, when it names `{tag}`, uses no other placeholder, and
+    /// makes a valid tag.
+    pub fn parse(template: &str) -> Result<BackupTag, String> {
+        let sample = template.replace("{tag}", "1.2.3").replace("{date}", "20260101");
+        if !template.contains("{tag}") {
+            return Err("must contain {tag}, or every replaced tag would be kept under one name".into());
+        }
+        if sample.contains('{') || sample.contains('}') {
+            return Err("knows only the placeholders {tag} and {date}".into());
+        }
+        if !crate::model::is_valid_tag(&sample) {
+            return Err(format!("does not make a valid tag (\"{sample}\" for tag 1.2.3)"));
+        }
+        Ok(BackupTag(template.to_string()))
+    }
+
+    /// The backup tag of `tag` on `date` (`YYYYMMDD`); `None` when it
+    /// would be too long for a tag.
+    pub fn render(&self, tag: &str, date: &str) -> Option<String> {
+        let name = self.0.replace("{tag}", tag).replace("{date}", date);
+        crate::model::is_valid_tag(&name).then_some(name)
+    }
+
+    /// Whether `tag` is one this template makes (a prune leaves it).
+    pub fn made(&self, tag: &str) -> bool {
+        let mut pattern = String::from("^");
+        let mut rest = self.0.as_str();
+        while let Some(at) = rest.find('{') {
+            pattern.push_str(&regex::escape(&rest[..at]));
+            let tail = &rest[at..];
+            if let Some(after) = tail.strip_prefix("{tag}") {
+                pattern.push_str(".+");
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("{date}") {
+                pattern.push_str("[0-9]{8}");
+                rest = after;
+            } else {
+                return false;
+            }
+        }
+        pattern.push_str(&regex::escape(rest));
+        pattern.push('$');
+        regex::Regex::new(&pattern).is_ok_and(|r| r.is_match(tag))
+    }
 }
 
 impl Default for CopyOptions {
@@ -116,6 +214,8 @@ impl Default for CopyOptions {
             artifact_types: Vec::new(),
             prune: false,
             prune_max: DEFAULT_PRUNE_MAX,
+            detect_changes: false,
+            backup_tag: None,
         }
     }
 }

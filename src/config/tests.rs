@@ -31,9 +31,12 @@ fn a_file_written_for_the_original_is_valid() {
     assert_eq!(n.mode, Mode::Semver);
     assert_eq!(n.filters.compatibility.as_deref(), Some("alpine"));
     assert_eq!(n.filters.pinned_major, Some(1));
-    assert!(n.replace_tag);
+    assert_eq!(n.replace_tag, ReplaceTag::Yes);
     let r = &c.images[1];
-    assert_eq!((r.name.as_str(), r.mode, r.replace_tag), ("redis", Mode::Higher, false));
+    assert_eq!(
+        (r.name.as_str(), r.mode, r.replace_tag),
+        ("redis", Mode::Higher, ReplaceTag::No)
+    );
     assert_eq!(r.source.to_string(), "registry-1.docker.io/library/redis");
 }
 
@@ -93,7 +96,7 @@ fn every_problem_is_reported_with_line_image_and_key() {
         "c.yaml:4:13: image \"one\": key \"source\": \"docker.io/x/y:1.0\" must name a repository, not a tag",
         "c.yaml:5:5: image \"one\": unknown key \"destinaton\"; did you mean \"destination\"?",
         "c.yaml:6:19: image \"one\": key \"pinned-major\": expected a non-negative integer, found the number -1",
-        "c.yaml:7:18: image \"one\": key \"replace-tag\": expected true or false",
+        "c.yaml:7:18: image \"one\": key \"replace-tag\": expected true, false or \"except-versions\"",
         "c.yaml:8:3: image \"two\": empty entry",
         "c.yaml:10:13: image \"three\": key \"source\": \"\" is empty",
         "c.yaml:12:11: image \"three\": key \"mode\": unknown mode \"fastest\"",
@@ -734,4 +737,51 @@ fn several_destinations_are_an_image_each() {
         p[3].contains(":13:32: image \"d\": key \"destination\": must end in /* or /**"),
         "{p:?}"
     );
+}
+
+#[test]
+fn replace_tag_detect_changes_and_backup_tag() {
+    let c = ok(
+        "detect-changes: true\nbackup-tag: \"{tag}-replaced-{date}\"\nimages:\n  a:\n    source: s.io/a\n    destination: d.io/a\n    replace-tag: except-versions\n  b:\n    source: s.io/b\n    destination: d.io/b\n    detect-changes: false\n    replace-tag: yes\n",
+    );
+    let (a, b) = (&c.images[0], &c.images[1]);
+    assert_eq!(
+        (a.replace_tag, a.options.detect_changes),
+        (ReplaceTag::ExceptVersions, true)
+    );
+    assert_eq!((b.replace_tag, b.options.detect_changes), (ReplaceTag::Yes, false));
+    let backup = a.options.backup_tag.as_ref().unwrap();
+    assert_eq!(
+        backup.render("1.27", "20261203").as_deref(),
+        Some("1.27-replaced-20261203")
+    );
+    assert!(backup.made("1.27-replaced-20261203"));
+    assert!(!backup.made("1.27-replaced-2026"));
+    assert!(!backup.made("1.27"));
+    assert_eq!(backup.render(&"x".repeat(120), "20261203"), None, "too long for a tag");
+    // full versions never move; floating tags do
+    for (tag, version) in [
+        ("1.27.3", true),
+        ("v2.0.0-rc.1", true),
+        ("1.27", false),
+        ("latest", false),
+        ("1", false),
+    ] {
+        assert_eq!(is_full_version(tag), version, "{tag}");
+        assert_eq!(ReplaceTag::ExceptVersions.replaces(tag), !version, "{tag}");
+    }
+
+    let p = problems(
+        "images:\n  a:\n    source: s.io/a\n    destination: d.io/a\n    replace-tag: sometimes\n    \
+         backup-tag: old\n  b:\n    source: s.io/b\n    destination: d.io/b\n    backup-tag: \"{tag}-{when}\"\n  \
+         c:\n    source: s.io/c\n    destination: d.io/c\n    backup-tag: \"{tag}/x\"\n",
+    );
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(
+        p[0].contains("key \"replace-tag\": expected true, false or \"except-versions\", found"),
+        "{p:?}"
+    );
+    assert!(p[1].contains("key \"backup-tag\": \"old\" must contain {tag}"), "{p:?}");
+    assert!(p[2].contains("knows only the placeholders {tag} and {date}"), "{p:?}");
+    assert!(p[3].contains("does not make a valid tag"), "{p:?}");
 }

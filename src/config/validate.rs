@@ -9,7 +9,9 @@ use serde_saphyr::Spanned;
 use super::keys::{self, Id, Key, Opt, Reg, Section};
 use super::node::Node;
 use super::vars::FromEnv;
-use super::{AuthChoice, CopyOptions, ImageConfig, PatternSpec, Problem, RegistryOptions, problem_at};
+use super::{
+    AuthChoice, BackupTag, CopyOptions, ImageConfig, PatternSpec, Problem, RegistryOptions, ReplaceTag, problem_at,
+};
 use crate::model::pattern::RepoPattern;
 use crate::model::{Endpoint, Platform, Repository};
 use crate::select::{Filters, Mode, Pattern, Range};
@@ -35,7 +37,7 @@ struct Draft<'n> {
     fanned: bool,
     mode: Mode,
     filters: Filters,
-    replace_tag: bool,
+    replace_tag: ReplaceTag,
     options: CopyOptions,
     tags: Vec<String>,
     digests: Vec<crate::model::Digest>,
@@ -583,11 +585,14 @@ impl Validator<'_> {
                 Node::Null => {}
                 _ => self.wrong_value(spec, v, name, spec.name),
             },
-            Id::ReplaceTag => {
-                if let Some(b) = self.boolean(spec, v, name, spec.name) {
-                    draft.replace_tag = b;
+            Id::ReplaceTag => match &v.value {
+                Node::Str(s) if s == "except-versions" => draft.replace_tag = ReplaceTag::ExceptVersions,
+                _ => {
+                    if let Some(b) = self.boolean(spec, v, name, spec.name) {
+                        draft.replace_tag = if b { ReplaceTag::Yes } else { ReplaceTag::No };
+                    }
                 }
-            }
+            },
             Id::Include | Id::Exclude => {
                 let list = self.patterns(v, name, spec);
                 *pick(spec.id, &mut draft.filters.include, &mut draft.filters.exclude) = list;
@@ -597,7 +602,7 @@ impl Validator<'_> {
                     Opt::PruneMax => draft.prune_max_key = Some(key),
                     Opt::ArtifactTypes => draft.artifact_types_key = Some(key),
                     Opt::LayoutMediaTypes => draft.media_types_node = Some(v),
-                    Opt::Prune | Opt::Platforms | Opt::Referrers => {}
+                    Opt::Prune | Opt::Platforms | Opt::Referrers | Opt::DetectChanges | Opt::BackupTag => {}
                 }
                 self.option(which, spec, v, name, &mut draft.options)
             }
@@ -816,6 +821,19 @@ impl Validator<'_> {
                 }
             }
             Opt::ArtifactTypes => options.artifact_types = self.media_types(v, image, spec),
+            Opt::DetectChanges => {
+                if let Some(b) = self.boolean(spec, v, image, key) {
+                    options.detect_changes = b;
+                }
+            }
+            Opt::BackupTag => match &v.value {
+                Node::Str(t) => match BackupTag::parse(t) {
+                    Ok(b) => options.backup_tag = Some(b),
+                    Err(why) => self.report(v, image, Some(key), format!("\"{t}\" {why}")),
+                },
+                Node::Null => options.backup_tag = None,
+                _ => self.wrong_value(spec, v, image, key),
+            },
             Opt::LayoutMediaTypes => match &v.value {
                 Node::Str(t) if t == "oci" || t == "verbatim" => options.oci_media_types = t == "oci",
                 _ => self.wrong_value(spec, v, image, key),

@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 
 use super::{ImageRun, Plan, PlanError, Slot, TagCopy};
+use crate::config::is_full_version;
 use crate::copy::referrers::Referred;
 use crate::copy::{CopyError, Outcome};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
-use crate::report::{Action, ImageReport, RegistryTrouble, RunReport, TagRecord};
+use crate::report::{Action, ImageReport, MovedTag, RegistryTrouble, RunReport, TagRecord};
 use crate::settings::RunOptions;
 use crate::store::{Deletion, Deletions};
 
@@ -79,6 +80,7 @@ pub(super) fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanErr
             if let Some(why) = &plan.prune_refused {
                 r.prune_held.push(why.clone());
             }
+            r.moved = moved_tags(plan);
             for (tag, why) in &plan.prune_left {
                 left_in_place(r, tag, why);
             }
@@ -96,6 +98,21 @@ pub(super) fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanErr
             }
         }
     }
+}
+
+/// The tags of a plan that moved upstream, as the report and the log
+/// tell them.
+pub(super) fn moved_tags(plan: &Plan) -> Vec<MovedTag> {
+    plan.moved
+        .iter()
+        .map(|m| MovedTag {
+            tag: m.tag.clone(),
+            from: m.from.to_string(),
+            to: m.to.to_string(),
+            replaced: m.replaced,
+            version: is_full_version(&m.tag),
+        })
+        .collect()
 }
 
 /// What the referrers step did, into the image's report.

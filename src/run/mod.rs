@@ -27,10 +27,11 @@ pub use expand::expand_patterns;
 pub use plan::{Plan, PlanError, plan};
 pub use schedule::{Interrupt, SHUTDOWN_GRACE, Slot, listen_for_signals};
 
-use crate::config::ImageConfig;
+use crate::config::{BackupTag, ImageConfig};
 use crate::copy::referrers::{Referred, Subjects, copy_referrers};
 use crate::copy::{CopyError, Engine, MinRate, Outcome, Shape};
 use crate::defaults::PLANS_PER_JOB;
+use crate::error::{ErrorKind, StoreError};
 use crate::progress::{self, TALLY, Tally};
 use crate::registry::Client;
 use crate::report::{ImageReport, RunReport};
@@ -262,6 +263,10 @@ impl<'a> Pass<'a> {
         if plan.new_destination {
             self.engine.destination_is_new(&*image.dst);
         }
+        for m in collect::moved_tags(plan) {
+            let said = m.said(self.options.dry_run);
+            tracing::warn!(image = %image.config.name, tag = %m.tag, from = %m.from, to = %m.to, replaced = m.replaced, version = m.version, "{said}");
+        }
     }
 
     /// 3. Copies every planned tag, progress shown as asked; copies in
@@ -281,9 +286,14 @@ impl<'a> Pass<'a> {
                 let tally = copies.tallies[job.image].clone();
                 let tag_tally = Tally::for_tag(&tally);
                 let started = std::time::Instant::now();
-                let copy = self
-                    .engine
-                    .copy_tag_shaped(&*image.src, &*image.dst, &job.tag, &image.shape);
+                let copy = async {
+                    if let (true, Some(backup)) = (job.replacing, &image.config.options.backup_tag) {
+                        back_up(&*image.dst, &job.tag, backup).await?;
+                    }
+                    self.engine
+                        .copy_tag_shaped(&*image.src, &*image.dst, &job.tag, &image.shape)
+                        .await
+                };
                 let result = TALLY.scope(tag_tally.clone(), copy).await;
                 let cost = Cost {
                     bytes: tag_tally.done.load(Ordering::Relaxed),
@@ -426,6 +436,37 @@ impl<'a> Pass<'a> {
         }
         report
     }
+}
+
+/// Keeps the manifest a tag about to be replaced names under its backup
+/// tag (`backup-tag`). Fail-closed: when the backup cannot be made, or
+/// its tag already holds another manifest (replaced twice in a day), the
+/// tag is not replaced.
+async fn back_up(dst: &dyn Store, tag: &str, template: &BackupTag) -> Result<(), CopyError> {
+    let date: String = crate::error::utc_at(std::time::SystemTime::now())
+        .chars()
+        .take(10)
+        .filter(char::is_ascii_digit)
+        .collect();
+    let refused = |why: String| {
+        let context = format!("{}: tag {tag} not replaced", dst.name());
+        CopyError::Store(StoreError::new(context, ErrorKind::Protocol(why.into())))
+    };
+    let Some(name) = template.render(tag, &date) else {
+        return Err(refused(format!("its backup tag would not be a valid tag ({template})")));
+    };
+    let old = dst.get_manifest(tag).await?;
+    match crate::store::digest_of(dst, &name).await? {
+        Some(d) if d == old.digest => {}
+        Some(d) => {
+            return Err(refused(format!(
+                "its backup tag {name} already holds another manifest ({d})"
+            )));
+        }
+        None => dst.put_manifest(&name, &old).await?,
+    }
+    tracing::info!(destination = %dst.name(), tag, backup = %name, digest = %old.digest, "kept as {name} before replacing {tag}");
+    Ok(())
 }
 
 /// Makes every tag written visible (layouts write tags in batches); a tag

@@ -4,7 +4,7 @@
 use futures_util::{StreamExt, TryStreamExt, stream};
 use std::collections::HashSet;
 
-use crate::config::ImageConfig;
+use crate::config::{ImageConfig, ReplaceTag};
 use crate::error::{Category, StoreError};
 use crate::model::Digest;
 use crate::model::referrers::referrer_tag;
@@ -37,6 +37,21 @@ pub struct Plan {
     /// Tags of the entry's `tags` that the source does not have: each
     /// fails.
     pub missing: Vec<String>,
+    /// With `replace-tag` or `detect-changes`: tags both sides have whose
+    /// source moved to another manifest.
+    pub moved: Vec<Moved>,
+}
+
+/// A tag both sides have whose source now names another manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub tag: String,
+    /// What the destination's tag names (what the tag was).
+    pub from: Digest,
+    /// What the source's names now.
+    pub to: Digest,
+    /// This run overwrites it (`replace-tag`).
+    pub replaced: bool,
 }
 
 /// Why an image could not be planned.
@@ -122,19 +137,29 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     }
     let (absent, both): (Vec<String>, Vec<String>) = selected.into_iter().partition(|t| !in_dest.contains(t));
     plan.copy = absent;
-    if image.replace_tag {
+    if image.replace_tag != ReplaceTag::No || image.options.detect_changes {
         // compared at once, kept in selection order
-        let compared: Vec<(String, bool)> = stream::iter(both)
-            .map(|tag| async move { differs(image, src, dst, &tag).await.map(|d| (tag, d)) })
+        let compared: Vec<(String, Option<(Digest, Digest)>)> = stream::iter(both)
+            .map(|tag| async move { moved(image, src, dst, &tag).await.map(|d| (tag, d)) })
             .buffered(COMPARE_AT_ONCE)
             .try_collect()
             .await?;
-        for (tag, differ) in compared {
-            if differ {
-                plan.replace.push(tag)
-            } else {
-                plan.present.push(tag)
+        for (tag, change) in compared {
+            let Some((from, to)) = change else {
+                plan.present.push(tag);
+                continue;
+            };
+            let replaced = image.replace_tag.replaces(&tag);
+            match replaced {
+                true => plan.replace.push(tag.clone()),
+                false => plan.present.push(tag.clone()),
             }
+            plan.moved.push(Moved {
+                tag,
+                from,
+                to,
+                replaced,
+            });
         }
     } else {
         plan.present = both;
@@ -159,7 +184,13 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     if image.options.prune && !new_destination {
         let max = image.options.prune_max;
         // a listed tag is never pruned, not even counted
-        let candidates: Vec<String> = dest_tags.iter().filter(|t| !image.tags.contains(t)).cloned().collect();
+        // nor is a backup of a replaced tag
+        let backup = image.options.backup_tag.as_ref();
+        let candidates: Vec<String> = dest_tags
+            .iter()
+            .filter(|t| !image.tags.contains(t) && !backup.is_some_and(|b| b.made(t)))
+            .cloned()
+            .collect();
         match gone_upstream(image.mode, &image.filters, &source_tags, &candidates, max) {
             Ok(gone) if gone.is_empty() => {}
             Ok(gone) => match plan_prune(src, dst, gone, &dest_tags, &plan, &image.digests).await {
@@ -248,20 +279,26 @@ async fn arriving<'a>(
     Ok(found.into_iter().flatten().collect())
 }
 
-/// Whether the tag's manifest digest differs between source and
-/// destination, by HEAD (which Docker Hub does not count as a pull). A
-/// destination manifest rewritten as the image asks (`platforms`,
-/// `layout-media-types`) is the same when it was made from the source's
-/// digest, for the platforms asked for now: one GET of it, on the
-/// destination only.
-async fn differs(image: &ImageConfig, src: &dyn Store, dst: &dyn Store, tag: &str) -> Result<bool, PlanError> {
+/// Whether the tag's source moved away from what the destination's names,
+/// by HEAD (which Docker Hub does not count as a pull): the destination's
+/// digest and the source's when it did. A destination manifest rewritten
+/// as the image asks (`platforms`, `layout-media-types`) is the same when
+/// it was made from the source's digest, for the platforms asked for now:
+/// one GET of it, on the destination only.
+async fn moved(
+    image: &ImageConfig,
+    src: &dyn Store,
+    dst: &dyn Store,
+    tag: &str,
+) -> Result<Option<(Digest, Digest)>, PlanError> {
     let (a, b) = futures_util::join!(existing_digest(src, tag), existing_digest(dst, tag));
     let (a, b) = (a?, b?);
     let shape = super::shape(image);
-    if a == b || shape.is_exact() {
-        return Ok(a != b);
-    }
-    Ok(!shape.made_from(&a, &dst.get_manifest(b.as_str()).await?.bytes))
+    let differ = match a == b || shape.is_exact() {
+        true => a != b,
+        false => !shape.made_from(&a, &dst.get_manifest(b.as_str()).await?.bytes),
+    };
+    Ok(differ.then_some((b, a)))
 }
 
 async fn existing_digest(store: &dyn Store, tag: &str) -> Result<crate::model::Digest, PlanError> {

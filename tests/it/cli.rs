@@ -41,7 +41,7 @@ fn every_validation_problem_is_reported_with_exit_2_and_nothing_contacted() {
         format!("{file}:11:3: image \"empty\": empty entry"),
         format!("{file}:15:5: image \"typo\": unknown key \"replace_tag\"; did you mean \"replace-tag\"?"),
         format!("{file}:19:19: image \"negative\": key \"pinned-major\": expected a non-negative integer"),
-        format!("{file}:23:18: image \"not-bool\": key \"replace-tag\": expected true or false"),
+        format!("{file}:23:18: image \"not-bool\": key \"replace-tag\": expected true, false or \"except-versions\""),
         format!("{file}:27:11: image \"bad-mode\": key \"mode\": unknown mode \"Highest\""),
         format!("{file}:29:13: image \"blank\": key \"source\": \"\" is empty"),
     ] {

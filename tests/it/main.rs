@@ -29,5 +29,6 @@ mod release;
 mod report;
 mod resume;
 mod shard;
+mod supply_chain;
 mod tls;
 mod transport;

@@ -337,7 +337,7 @@ fn the_documented_alerts_are_valid_prometheus_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("5 rules found"),
+        String::from_utf8_lossy(&out.stdout).contains("6 rules found"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
