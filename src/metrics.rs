@@ -188,6 +188,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             ("unsupported", i.unsupported().len()),
             ("deleted", i.deleted().len()),
             ("skipped", i.skipped().len()),
+            ("held", i.held().len()),
         ] {
             f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
         }

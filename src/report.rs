@@ -31,6 +31,9 @@ pub enum Action {
     WouldDelete,
     /// Gone upstream, but `prune` left it (see the record's `error`).
     NotDeleted,
+    /// Chosen, but younger than `min-age` (or of unknown age): not copied
+    /// this time (the record's `error` says how old).
+    Held,
 }
 
 /// One tag of an image in the run report.
@@ -213,6 +216,7 @@ struct ImageReportJson<'a> {
     error_category: Option<Category>,
     attention: &'a Option<String>,
     deleted: Vec<&'a str>,
+    held: Vec<&'a str>,
     referrers: &'a [String],
     prune_held: &'a [String],
     tags: &'a [TagRecord],
@@ -237,6 +241,7 @@ impl Serialize for ImageReport {
             error_category: self.error_category,
             attention: &self.attention,
             deleted: self.deleted(),
+            held: self.held().into_iter().map(|(t, _)| t).collect(),
             referrers: &self.referrers,
             prune_held: &self.prune_held,
             tags: &self.tags,
@@ -280,6 +285,15 @@ impl ImageReport {
     /// Tags copied (in a dry run: that would be copied).
     pub fn copied(&self) -> Vec<&str> {
         self.with(&[Action::Copied, Action::WouldCopy])
+    }
+
+    /// Versions held back by `min-age`, with why.
+    pub fn held(&self) -> Vec<(&str, &str)> {
+        self.tags
+            .iter()
+            .filter(|t| t.action == Action::Held)
+            .map(|t| (t.tag.as_str(), t.error.as_deref().unwrap_or("")))
+            .collect()
     }
 
     /// Tags overwritten because the source changed (dry run: would be).
@@ -544,6 +558,11 @@ impl RunReport {
                 if !tags.is_empty() {
                     let _ = writeln!(out, "    {label} ({}): {}", tags.len(), tags.join(", "));
                 }
+            }
+            let held = i.held();
+            if !held.is_empty() {
+                let said: Vec<String> = held.iter().map(|(t, why)| format!("{t} ({why})")).collect();
+                let _ = writeln!(out, "    held ({}): {}", held.len(), said.join("; "));
             }
             for f in i.failed() {
                 let _ = writeln!(out, "    failed {} ({}): {}", f.tag, f.category, f.error);

@@ -54,6 +54,8 @@ pub enum Opt {
     ArtifactTypes,
     DetectChanges,
     BackupTag,
+    MinAge,
+    MinAgeUnknown,
 }
 
 /// The keys of a `registries:` entry.
@@ -246,6 +248,20 @@ pub const KEYS: &[Key] = &[
         BOTH,
         Value::Own,
         "a tag template such as \"{tag}-replaced-{date}\"",
+    ),
+    key(
+        "min-age",
+        Id::Option(Opt::MinAge),
+        BOTH,
+        Value::Own,
+        "an age such as \"72h\" or \"3d\" (units s, m, h, d)",
+    ),
+    key(
+        "min-age-unknown",
+        Id::Option(Opt::MinAgeUnknown),
+        BOTH,
+        Value::Own,
+        "\"hold\" (the default) or \"allow\"",
     ),
     key("ca-file", Id::Registry(Reg::CaFile), REGISTRY, Value::Own, FILE),
     key("insecure", Id::Registry(Reg::Insecure), REGISTRY, Value::Bool, BOOL),

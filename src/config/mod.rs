@@ -145,6 +145,34 @@ pub struct CopyOptions {
     /// `backup-tag`: before a moved tag is overwritten, its old manifest
     /// is kept under this tag (`{tag}`, `{date}`); never pruned.
     pub backup_tag: Option<BackupTag>,
+    /// `min-age`: a version the destination lacks is eligible only once
+    /// its image is this old (release cooldown).
+    pub min_age: Option<std::time::Duration>,
+    /// `min-age-unknown: allow`: an image that states no usable creation
+    /// time is eligible anyway (else it is held).
+    pub min_age_unknown_allowed: bool,
+}
+
+/// `min-age`: a whole number and a unit, `s`, `m`, `h` or `d` (`72h`,
+/// `3d`), up to ten years.
+pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(unit_at);
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err("needs a whole number and a unit: s, m, h or d (\"72h\", \"3d\")".into()),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| "needs a whole number before its unit (\"72h\", \"3d\")".to_string())?;
+    match n.checked_mul(seconds) {
+        Some(s) if s <= 3650 * 86_400 => Ok(std::time::Duration::from_secs(s)),
+        _ => Err("is longer than ten years".into()),
+    }
 }
 
 /// `backup-tag`: a template of `{tag}` (the tag replaced), `{date}` (UTC,
@@ -216,6 +244,8 @@ impl Default for CopyOptions {
             prune_max: DEFAULT_PRUNE_MAX,
             detect_changes: false,
             backup_tag: None,
+            min_age: None,
+            min_age_unknown_allowed: false,
         }
     }
 }

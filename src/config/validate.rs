@@ -602,7 +602,13 @@ impl Validator<'_> {
                     Opt::PruneMax => draft.prune_max_key = Some(key),
                     Opt::ArtifactTypes => draft.artifact_types_key = Some(key),
                     Opt::LayoutMediaTypes => draft.media_types_node = Some(v),
-                    Opt::Prune | Opt::Platforms | Opt::Referrers | Opt::DetectChanges | Opt::BackupTag => {}
+                    Opt::Prune
+                    | Opt::Platforms
+                    | Opt::Referrers
+                    | Opt::DetectChanges
+                    | Opt::BackupTag
+                    | Opt::MinAge
+                    | Opt::MinAgeUnknown => {}
                 }
                 self.option(which, spec, v, name, &mut draft.options)
             }
@@ -826,6 +832,18 @@ impl Validator<'_> {
                     options.detect_changes = b;
                 }
             }
+            Opt::MinAge => match &v.value {
+                Node::Str(t) => match super::parse_age(t) {
+                    Ok(age) => options.min_age = Some(age).filter(|a| !a.is_zero()),
+                    Err(why) => self.report(v, image, Some(key), format!("\"{t}\" {why}")),
+                },
+                Node::Null => options.min_age = None,
+                _ => self.wrong_value(spec, v, image, key),
+            },
+            Opt::MinAgeUnknown => match &v.value {
+                Node::Str(t) if t == "allow" || t == "hold" => options.min_age_unknown_allowed = t == "allow",
+                _ => self.wrong_value(spec, v, image, key),
+            },
             Opt::BackupTag => match &v.value {
                 Node::Str(t) => match BackupTag::parse(t) {
                     Ok(b) => options.backup_tag = Some(b),

@@ -14,10 +14,7 @@ use crate::model::manifest::{Manifest, ManifestError, OCI_INDEX, OCI_MANIFEST};
 use crate::model::platform::{Platform, joined};
 use crate::model::rewrite::{self, Filtered, NewChild, is_docker};
 use crate::model::{Digest, FetchedManifest};
-use crate::store::Store;
-
-/// An image config larger than this is not read for its platform.
-const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+use crate::store::{MAX_CONFIG_BYTES, SmallBlob, Store, read_small_blob};
 
 /// How a copy may differ from its source; the default is an exact copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,23 +179,17 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let mut blob = src.get_blob(&config, 0, None).await?;
-        let mut bytes = Vec::new();
-        while let Some(chunk) = blob.body.next().await {
-            let chunk = chunk.map_err(|e| {
-                let kind = crate::error::ErrorKind::Network(crate::error::Cause::new(e.to_string(), e));
-                crate::error::StoreError::new(format!("{}: config {config}", src.name()), kind)
-            })?;
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_CONFIG_BYTES {
+        let bytes = match read_small_blob(src, &config, MAX_CONFIG_BYTES).await? {
+            SmallBlob::Read(bytes) => bytes,
+            SmallBlob::TooLarge => {
                 let why = format!("its config {config} is larger than {MAX_CONFIG_BYTES} bytes");
                 return Err(bad(ManifestError::Json(why)));
             }
-        }
-        if !config.matches(&bytes) {
-            let why = format!("its config does not match its digest {config}");
-            return Err(bad(ManifestError::Json(why)));
-        }
+            SmallBlob::Mismatch => {
+                let why = format!("its config does not match its digest {config}");
+                return Err(bad(ManifestError::Json(why)));
+            }
+        };
         Ok(serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|c| Platform::of_json(&c)))

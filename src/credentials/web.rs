@@ -158,30 +158,9 @@ pub(super) fn expiry(expires_in: Option<u64>, default: Duration) -> SystemTime {
     super::expires_in(expires_in.unwrap_or(default.as_secs()))
 }
 
-/// Seconds since 1970 of an RFC 3339 time in UTC (`2026-12-01T10:00:00Z`,
+/// Seconds since 1970 of an RFC 3339 time (`2026-12-01T10:00:00Z`,
 /// fractions allowed), as Google's IAM credentials API writes them.
-pub(super) fn parse_rfc3339_utc(s: &str) -> Option<u64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let time = time.split('.').next()?;
-    let mut t = time.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let in_range = (1970..=9999).contains(&y) && (0..=23).contains(&hh) && (0..=59).contains(&mm);
-    if !in_range || !(1..=12).contains(&m) || !(1..=31).contains(&day) || !(0..=60).contains(&ss) {
-        return None;
-    }
-    // days from civil (Howard Hinnant)
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
+pub(super) use crate::model::created::parse_rfc3339 as parse_rfc3339_utc;
 
 /// The `exp` claim of a JWT, read without checking its signature (only to
 /// know when to renew it; the registry checks it).

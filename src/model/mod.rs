@@ -4,6 +4,7 @@
 //! crate, so `store`, `registry` and `copy` can all depend on it.
 
 pub mod cloud;
+pub mod created;
 pub mod digest;
 pub mod manifest;
 pub mod pattern;

@@ -81,6 +81,11 @@ pub(super) fn planned_into(r: &mut ImageReport, plan: &Slot<Result<Plan, PlanErr
                 r.prune_held.push(why.clone());
             }
             r.moved = moved_tags(plan);
+            for h in &plan.held {
+                let mut rec = TagRecord::new(&h.tag, Action::Held);
+                rec.error = Some(h.why.clone());
+                r.record(rec);
+            }
             for (tag, why) in &plan.prune_left {
                 left_in_place(r, tag, why);
             }

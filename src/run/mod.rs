@@ -13,6 +13,7 @@
 //! 5. [`Pass::prune`]: destination tags gone upstream, after every copy;
 //! 6. [`collect`] what happened into a [`RunReport`], in file order.
 
+mod age;
 mod collect;
 mod expand;
 mod plan;
@@ -262,6 +263,12 @@ impl<'a> Pass<'a> {
         }
         if plan.new_destination {
             self.engine.destination_is_new(&*image.dst);
+        }
+        for h in &plan.held {
+            match h.age {
+                Some(_) => tracing::info!(image = %image.config.name, tag = %h.tag, "{}: {}", h.tag, h.why),
+                None => tracing::warn!(image = %image.config.name, tag = %h.tag, "{}: {}", h.tag, h.why),
+            }
         }
         for m in collect::moved_tags(plan) {
             let said = m.said(self.options.dry_run);

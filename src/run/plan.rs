@@ -40,6 +40,9 @@ pub struct Plan {
     /// With `replace-tag` or `detect-changes`: tags both sides have whose
     /// source moved to another manifest.
     pub moved: Vec<Moved>,
+    /// With `min-age`: versions the mode chose that are too young (or of
+    /// unknown age), not copied this time.
+    pub held: Vec<super::age::Held>,
 }
 
 /// A tag both sides have whose source now names another manifest.
@@ -105,6 +108,11 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     let new_destination = dest_tags.is_none();
     let dest_tags = dest_tags.unwrap_or_default();
     let mut selected = select(image.mode, &image.filters, &source_tags, &dest_tags);
+    // release cooldown: the mode chooses again among versions old enough
+    let mut held = Vec::new();
+    if let Some(min_age) = image.options.min_age {
+        (selected, held) = super::age::cooled(image, src, &source_tags, &dest_tags, selected, min_age).await?;
+    }
     // listed tags besides, in the order written; one the source lacks fails
     let mut missing = Vec::new();
     for tag in &image.tags {
@@ -130,6 +138,7 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
         new_destination,
         referrer_tags,
         missing,
+        held,
         ..Plan::default()
     };
     if selected.is_empty() && image.mode != Mode::Listed {

@@ -136,6 +136,39 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// The largest image config read whole (platforms, creation time).
+pub const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+
+/// A small blob read whole (an image config), when it is no larger than
+/// the limit and matches its digest.
+pub enum SmallBlob {
+    Read(Vec<u8>),
+    TooLarge,
+    Mismatch,
+}
+
+/// Reads a small blob whole (an image config), at most `limit` bytes, and
+/// checks it against its digest.
+pub async fn read_small_blob(store: &dyn Store, digest: &Digest, limit: usize) -> Result<SmallBlob> {
+    use futures_util::StreamExt as _;
+    let mut blob = store.get_blob(digest, 0, None).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = blob.body.next().await {
+        let chunk = chunk.map_err(|e| {
+            let kind = crate::error::ErrorKind::Network(crate::error::Cause::new(e.to_string(), e));
+            StoreError::new(format!("{}: config {digest}", store.name()), kind)
+        })?;
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > limit {
+            return Ok(SmallBlob::TooLarge);
+        }
+    }
+    Ok(match digest.matches(&bytes) {
+        true => SmallBlob::Read(bytes),
+        false => SmallBlob::Mismatch,
+    })
+}
+
 /// Lookups at once when reading many manifests of one store.
 const LOOKUPS_AT_ONCE: usize = 16;
 

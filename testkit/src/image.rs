@@ -230,6 +230,28 @@ impl ImageGen {
         }
     }
 
+    /// A single-platform image that says when it was made: `created` in
+    /// its config, the `org.opencontainers.image.created` annotation on
+    /// its manifest, either, both or neither.
+    pub fn image_made(&mut self, format: Format, created: Option<&str>, annotated: Option<&str>) -> Image {
+        let layer = self.layer(format, 500);
+        let mut config = self.config(format, ("linux", "amd64"), std::slice::from_ref(&layer.digest));
+        if let Some(t) = created {
+            let mut doc: serde_json::Value = serde_json::from_slice(&config.data).unwrap();
+            doc["created"] = t.into();
+            config.data = serde_json::to_vec(&doc).unwrap();
+            config.digest = sha256(&config.data);
+        }
+        let mut image = self.manifest(format, config, vec![layer]);
+        if let Some(t) = annotated {
+            let mut doc: serde_json::Value = serde_json::from_slice(&image.bytes).unwrap();
+            doc["annotations"] = serde_json::json!({ "org.opencontainers.image.created": t });
+            image.bytes = serde_json::to_vec(&doc).unwrap();
+            image.digest = sha256(&image.bytes);
+        }
+        image
+    }
+
     /// A 3-platform index whose children share `shared` and each have one
     /// own layer of `size` bytes.
     pub fn multi_arch(&mut self, format: Format, size: usize, shared: &[Blob]) -> Image {

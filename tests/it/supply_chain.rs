@@ -134,3 +134,116 @@ fn a_tag_moved_upstream_is_told_a_full_version_is_not_followed_and_a_replaced_on
         "{run:?}"
     );
 }
+
+/// RFC 3339 for `ago` seconds before now.
+fn ago(seconds: u64) -> String {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - seconds;
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{at}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn min_age_holds_young_and_unknown_versions_and_highest_takes_the_newest_old_enough() {
+    const DAY: u64 = 86_400;
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    let (sc, dc) = (TestClient::new(&src.host(), None), TestClient::new(&dst.host(), None));
+    let mut generator = ImageGen::default();
+    let (old, young) = (ago(10 * DAY), ago(3600));
+    let images = [
+        ("1.0.0", generator.image_made(Format::Oci, Some(&old), None)),
+        // the annotation is what counts: 5 days
+        (
+            "1.1.0",
+            generator.image_made(Format::Oci, Some(&young), Some(&ago(5 * DAY))),
+        ),
+        ("1.2.0", generator.image_made(Format::Docker, Some(&young), None)),
+        ("1.3.0", generator.image_made(Format::Oci, None, None)),
+        (
+            "1.4.0",
+            generator.image_made(Format::Oci, Some("1970-01-01T00:00:00Z"), None),
+        ),
+    ];
+    for (tag, image) in &images {
+        sc.push_image("team/app", image, tag);
+    }
+    let ws = Workspace::new();
+    let yaml = |images: &str| format!("min-age: 3d\nimages:\n{images}",);
+    let high = format!(
+        "  high:\n    source: {0}/team/app\n    destination: {1}/mirror/high\n    mode: highest\n",
+        src.host(),
+        dst.host()
+    );
+    let all = format!(
+        "  all:\n    source: {0}/team/app\n    destination: {1}/mirror/all\n    mode: semver\n    min-age-unknown: allow\n",
+        src.host(),
+        dst.host()
+    );
+    let cfg = ws.write_config(&yaml(&format!("{high}{all}")));
+    let dry = ws.run(&cfg, &["--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry:?}");
+    assert!(
+        dry.stdout.contains("held (3): 1.4.0 (states no creation time"),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout.contains("1.2.0 (1h old, younger than min-age 3d: held)"),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stderr.contains("min-age-unknown: allow lets such images through"),
+        "{dry:?}"
+    );
+    assert!(dc.tags("mirror/high").is_empty());
+
+    let (report, metrics) = (ws.path("report.json"), ws.path("metrics.prom"));
+    let run = ws.run(
+        &cfg,
+        &[
+            "--report",
+            report.to_str().unwrap(),
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    // highest: the highest version old enough
+    assert_eq!(dc.tags("mirror/high"), ["1.1.0"], "{run:?}");
+    assert_eq!(
+        sorted(dc.tags("mirror/all")),
+        ["1.0.0", "1.1.0", "1.3.0", "1.4.0"],
+        "{run:?}"
+    );
+    let json = valid_report(&report);
+    assert_eq!(
+        json["images"][0]["held"],
+        serde_json::json!(["1.4.0", "1.3.0", "1.2.0"])
+    );
+    assert_eq!(json["images"][1]["held"], serde_json::json!(["1.2.0"]));
+    assert!(run.stdout.contains("[ok] "), "held is not a failure: {run:?}");
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        metrics.contains("replicant_run_tags{image=\"high\",result=\"held\"} 3"),
+        "{metrics}"
+    );
+
+    // the next pass asks the age of what the destination lacks only
+    let only_all = ws.write_config(&yaml(&all));
+    let before = src.log().lines().count();
+    let run = ws.run(&only_all, &[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let log: Vec<String> = src.log().lines().skip(before).map(str::to_string).collect();
+    let gets: Vec<&String> = log
+        .iter()
+        .filter(|l| l.contains("\"GET /v2/team/app/manifests/") || l.contains("\"GET /v2/team/app/blobs/"))
+        .collect();
+    assert_eq!(gets.len(), 2, "the manifest and config of 1.2.0 only: {gets:#?}");
+    assert!(gets.iter().any(|l| l.contains("/manifests/1.2.0 ")), "{gets:#?}");
+}
