@@ -232,6 +232,7 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             f.sample(name, &[("image", i.name.as_str()), ("kind", kind)], n as f64);
         }
     }
+    freshness(&mut out, r);
     let mut image_success: BTreeMap<&str, f64> = BTreeMap::new();
     for i in &r.images {
         let t = match i.status() == "ok" {
@@ -311,6 +312,59 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
         }
     }
     out
+}
+
+/// How far behind its source each image is (images that were planned).
+fn freshness(out: &mut String, r: &RunReport) {
+    let planned: Vec<(&str, &crate::report::Freshness)> = r
+        .images
+        .iter()
+        .filter_map(|i| Some((i.name.as_str(), i.freshness.as_ref()?)))
+        .collect();
+    let name = "replicant_image_missing_tags";
+    let mut f = Family::start(
+        out,
+        name,
+        "Tags the image selects that the destination still lacks after the last run (failed, held by min-age, not run).",
+    );
+    for (image, fresh) in &planned {
+        f.sample(name, &[("image", image)], fresh.missing as f64);
+    }
+    let name = "replicant_image_oldest_missing_age_seconds";
+    let mut f = Family::start(
+        out,
+        name,
+        "How old the oldest missing tag's image is, by the time it states (only when known).",
+    );
+    for (image, fresh) in &planned {
+        if let Some(age) = fresh.oldest_missing_age_seconds {
+            f.sample(name, &[("image", image)], age as f64);
+        }
+    }
+    let name = "replicant_image_newest_version_info";
+    let mut f = Family::start(
+        out,
+        name,
+        "The newest version the filters admit at the source, and the newest in the destination (labels; value 1).",
+    );
+    for (image, fresh) in &planned {
+        let source = fresh.newest_source.as_deref().unwrap_or("");
+        let mirrored = fresh.newest_mirrored.as_deref().unwrap_or("");
+        f.sample(
+            name,
+            &[("image", image), ("source", source), ("mirrored", mirrored)],
+            1.0,
+        );
+    }
+    let name = "replicant_image_behind";
+    let mut f = Family::start(
+        out,
+        name,
+        "1 if the destination's newest version is lower than the source's (or it has none), else 0.",
+    );
+    for (image, fresh) in &planned {
+        f.sample(name, &[("image", image)], if fresh.behind() { 1.0 } else { 0.0 });
+    }
 }
 
 #[cfg(test)]

@@ -164,6 +164,63 @@ pub struct ImageReport {
     /// Tags both sides have whose source moved to another manifest
     /// (`replace-tag`, `detect-changes`).
     pub moved: Vec<MovedTag>,
+    /// How far behind its source the destination is after the run (none
+    /// when the image could not be planned).
+    pub freshness: Option<Freshness>,
+}
+
+/// How far behind its source an image's destination is after a run.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Freshness {
+    /// Tags the image selects that the destination still lacks: failed,
+    /// held by `min-age`, not run (in a dry run: to copy).
+    pub missing: usize,
+    /// The highest version at the source that the filters admit.
+    pub newest_source: Option<String>,
+    /// The highest such version in the destination now.
+    pub newest_mirrored: Option<String>,
+    /// How old the oldest missing tag's image is (by the time it states),
+    /// when that is known.
+    pub oldest_missing_age_seconds: Option<u64>,
+    /// Missing tags whose age the plan did not learn (asked after the
+    /// copies).
+    #[serde(skip)]
+    pub unaged: Vec<String>,
+}
+
+impl Freshness {
+    /// One line for a person: how far behind, and since when.
+    pub fn said(&self) -> String {
+        let newest = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+        let oldest = match self.oldest_missing_age_seconds {
+            Some(s) => format!("; the oldest missing was made {} ago", human_age(s)),
+            None => String::new(),
+        };
+        format!(
+            "behind: {} missing; newest version upstream {}, mirrored {}{oldest}",
+            self.missing,
+            newest(&self.newest_source),
+            newest(&self.newest_mirrored)
+        )
+    }
+
+    /// Whether the destination's newest version is lower than the
+    /// source's (or it has none).
+    pub fn behind(&self) -> bool {
+        let version = |t: &Option<String>| t.as_deref().and_then(crate::version::Version::parse);
+        match (version(&self.newest_source), version(&self.newest_mirrored)) {
+            (Some(s), Some(m)) => s.semver > m.semver,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+impl ImageReport {
+    /// The tags the image selects that the destination still lacks.
+    pub fn missing(&self) -> Vec<&str> {
+        self.with(&[Action::Failed, Action::Held, Action::NotStarted, Action::WouldCopy])
+    }
 }
 
 /// A tag whose source moved to another manifest than the destination's.
@@ -197,6 +254,17 @@ impl MovedTag {
     }
 }
 
+/// An age as a person reads it: `5h`, `2d 3h`, `40m`, `12s`.
+pub fn human_age(seconds: u64) -> String {
+    match (seconds / 86_400, seconds % 86_400 / 3600, seconds % 3600 / 60) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, _) => format!("{h}h"),
+        (days, 0, _) => format!("{days}d"),
+        (days, h, _) => format!("{days}d {h}h"),
+    }
+}
+
 /// The JSON form of an [`ImageReport`]: its fields, and the lists by
 /// outcome read from its records.
 #[derive(Serialize)]
@@ -221,6 +289,7 @@ struct ImageReportJson<'a> {
     prune_held: &'a [String],
     tags: &'a [TagRecord],
     moved: &'a [MovedTag],
+    freshness: &'a Option<Freshness>,
 }
 
 impl Serialize for ImageReport {
@@ -246,6 +315,7 @@ impl Serialize for ImageReport {
             prune_held: &self.prune_held,
             tags: &self.tags,
             moved: &self.moved,
+            freshness: &self.freshness,
         }
         .serialize(serializer)
     }
@@ -265,6 +335,7 @@ impl ImageReport {
             prune_held: Vec::new(),
             tags: Vec::new(),
             moved: Vec::new(),
+            freshness: None,
         }
     }
 
@@ -588,6 +659,9 @@ impl RunReport {
             for m in &i.moved {
                 let _ = writeln!(out, "    {}", m.said(self.dry_run));
             }
+            if let Some(f) = i.freshness.as_ref().filter(|f| f.missing > 0 || f.behind()) {
+                let _ = writeln!(out, "    {}", f.said());
+            }
             // every record but a tag prune left says something above
             let nothing = i.tags.iter().all(|t| t.action == Action::NotDeleted);
             if i.error.is_none()
@@ -745,6 +819,7 @@ mod tests {
             prune_held: vec![],
             tags: vec![],
             moved: vec![],
+            freshness: None,
         }
     }
 

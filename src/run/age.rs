@@ -15,6 +15,25 @@ use crate::model::created::{annotated, children_for, config_created, config_dige
 use crate::select::select;
 use crate::store::{MAX_CONFIG_BYTES, SmallBlob, Store, read_small_blob};
 
+/// Missing tags whose age is asked after a run, at most, per image.
+pub const MAX_ASKED: usize = 16;
+
+/// The age of the oldest image among `tags` (at most [`MAX_ASKED`]) that
+/// states when it was made; `None` when none does or the source does not
+/// answer.
+pub async fn oldest(src: &dyn Store, tags: &[String], image: &ImageConfig) -> Option<u64> {
+    let now = SystemTime::now();
+    let made: Vec<Option<u64>> = stream::iter(tags.iter().take(MAX_ASKED))
+        .map(|t| async move { created_at(src, t, image).await.ok().flatten() })
+        .buffered(AT_ONCE)
+        .collect()
+        .await;
+    made.into_iter().flatten().min().map(|at| {
+        now.duration_since(UNIX_EPOCH)
+            .map_or(0, |n| n.as_secs().saturating_sub(at))
+    })
+}
+
 /// Candidates whose age is looked up at once.
 const AT_ONCE: usize = 16;
 /// Children of one index looked at for its age, at most.
@@ -95,16 +114,9 @@ fn hold(tag: &str, created: Option<u64>, now: SystemTime, min_age: Duration, all
     })
 }
 
-/// An age as a person reads it: `5h`, `2d 3h`, `40m`, `12s`.
+/// An age as a person reads it (`5h`, `2d 3h`).
 pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 86_400, s % 86_400 / 3600, s % 3600 / 60) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, _) => format!("{h}h"),
-        (days, 0, _) => format!("{days}d"),
-        (days, h, _) => format!("{days}d {h}h"),
-    }
+    crate::report::human_age(d.as_secs())
 }
 
 /// When the image of `reference` was made, as it states (`None`: it does

@@ -10,9 +10,10 @@ use crate::config::is_full_version;
 use crate::copy::referrers::Referred;
 use crate::copy::{CopyError, Outcome};
 use crate::error::{Category, ErrorKind, StoreError, printable, utc_at};
-use crate::report::{Action, ImageReport, MovedTag, RegistryTrouble, RunReport, TagRecord};
+use crate::report::{Action, Freshness, ImageReport, MovedTag, RegistryTrouble, RunReport, TagRecord};
 use crate::settings::RunOptions;
 use crate::store::{Deletion, Deletions};
+use crate::version::Version;
 
 /// The failures that concern a whole registry, grouped: which registry,
 /// what went wrong, and which images it cost.
@@ -220,9 +221,9 @@ pub(super) fn collect(
         ..RunReport::default()
     };
     let mut troubles = RegistryTroubles::default();
-    for (image, plan) in images.iter().zip(plans) {
+    for (image, plan) in images.iter().zip(&plans) {
         let mut r = ImageReport::new(image.config);
-        planned_into(&mut r, &plan, options);
+        planned_into(&mut r, plan, options);
         if let Slot::Done(Err(e)) = &plan {
             troubles.note(&r.name, e.store_error());
         }
@@ -246,6 +247,51 @@ pub(super) fn collect(
             }
         }
     }
+    for (r, plan) in report.images.iter_mut().zip(&plans) {
+        if let Slot::Done(Ok(plan)) = plan {
+            r.freshness = Some(freshness(r, plan));
+        }
+    }
     report.registries = troubles.0.into_values().collect();
     report
+}
+
+/// How far behind its source an image's destination is, once its copies
+/// are recorded: what the plan wanted that did not arrive, and the
+/// newest versions on each side. The oldest missing one's age is known
+/// here for the versions `min-age` held; the run asks the others
+/// (`Pass::ages_of_missing`).
+fn freshness(r: &ImageReport, plan: &Plan) -> Freshness {
+    let wanted: std::collections::HashSet<&String> = plan
+        .copy
+        .iter()
+        .chain(&plan.replace)
+        .chain(plan.held.iter().map(|h| &h.tag))
+        .collect();
+    let missing: Vec<&str> = r
+        .missing()
+        .into_iter()
+        .filter(|t| wanted.iter().any(|w| w.as_str() == *t))
+        .collect();
+    let unaged = missing
+        .iter()
+        .filter(|t| !plan.held.iter().any(|h| h.tag == **t))
+        .map(|t| t.to_string())
+        .collect();
+    let arrived = r
+        .tags
+        .iter()
+        .filter(|t| matches!(t.action, Action::Copied | Action::Replaced));
+    let newest_mirrored = arrived
+        .filter_map(|t| Version::parse(&t.tag))
+        .chain(plan.newest_destination.as_deref().and_then(Version::parse))
+        .max()
+        .map(|v| v.tag);
+    Freshness {
+        missing: missing.len(),
+        unaged,
+        newest_source: plan.newest_source.clone(),
+        newest_mirrored,
+        oldest_missing_age_seconds: plan.held.iter().filter_map(|h| h.age).max().map(|a| a.as_secs()),
+    }
 }

@@ -119,7 +119,9 @@ pub async fn run(settings: &Settings, client: Arc<Client>, interrupt: &Interrupt
     let referred = pass.referrers(&plans).await;
     let copied = flush_destinations(&pass.images, &copies.jobs, copied).await;
     let (to_prune, pruned) = pass.prune(&plans).await;
-    pass.report(plans, &copies, copied, referred, to_prune, pruned)
+    let mut report = pass.report(plans, &copies, copied, referred, to_prune, pruned);
+    pass.ages_of_missing(&mut report).await;
+    report
 }
 
 impl<'a> Pass<'a> {
@@ -405,6 +407,34 @@ impl<'a> Pass<'a> {
         )
         .await;
         (to_prune, pruned)
+    }
+
+    /// 7. How old the oldest tag each image still lacks is (freshness),
+    ///    where the plan did not learn it (`min-age` did for what it
+    ///    held): asked of the source only for images that lack something,
+    ///    at most [`age::MAX_ASKED`] tags each; a source that does not
+    ///    answer leaves it unknown.
+    async fn ages_of_missing(&self, report: &mut RunReport) {
+        let asks: Vec<(usize, Vec<String>)> = report
+            .images
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.freshness.as_ref()?.unaged.clone())))
+            .filter(|(_, tags)| !tags.is_empty())
+            .collect();
+        let found = schedule::run_all(
+            &asks,
+            self.options.jobs,
+            || !self.interrupt.requested(),
+            |(i, tags)| async move { age::oldest(&*self.images[*i].src, tags, self.images[*i].config).await },
+            self.interrupt.deadline(std::time::Duration::ZERO),
+        )
+        .await;
+        for ((i, _), oldest) in asks.iter().zip(found) {
+            if let (Slot::Done(Some(age)), Some(f)) = (oldest, report.images[*i].freshness.as_mut()) {
+                f.oldest_missing_age_seconds = Some(f.oldest_missing_age_seconds.unwrap_or(0).max(age));
+            }
+        }
     }
 
     /// 6. The report of the pass, in file order; images that never

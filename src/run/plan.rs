@@ -43,6 +43,10 @@ pub struct Plan {
     /// With `min-age`: versions the mode chose that are too young (or of
     /// unknown age), not copied this time.
     pub held: Vec<super::age::Held>,
+    /// The highest version of the source that the image's filters admit,
+    /// and of the destination before this run (freshness).
+    pub newest_source: Option<String>,
+    pub newest_destination: Option<String>,
 }
 
 /// A tag both sides have whose source now names another manifest.
@@ -134,11 +138,14 @@ pub async fn plan(image: &ImageConfig, src: &dyn Store, dst: &dyn Store) -> Resu
     }
     tracing::debug!(image = %image.name, selected = selected.len(), "selected tags [{}]", selected.join(", "));
     let in_dest: HashSet<&String> = dest_tags.iter().collect();
+    let newest = |tags: &[String]| image.filters.qualifying(tags).pop().map(|v| v.tag);
     let mut plan = Plan {
         new_destination,
         referrer_tags,
         missing,
         held,
+        newest_source: newest(&source_tags),
+        newest_destination: newest(&dest_tags),
         ..Plan::default()
     };
     if selected.is_empty() && image.mode != Mode::Listed {

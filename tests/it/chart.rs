@@ -511,3 +511,46 @@ fn the_rendered_pod_spec_mirrors_local_registries() {
         assert_mirror(&sc, &format!("lib/{name}"), &dc, &format!("mirror/{name}"), &["1.0.0"]);
     }
 }
+
+#[test]
+fn the_documented_alerts_install_as_a_prometheus_rule_when_asked() {
+    assert!(
+        !objects(&[]).keys().any(|k| k.starts_with("PrometheusRule/")),
+        "off by default"
+    );
+    let args = [
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.labels.release=prom",
+    ];
+    let lint = helm()
+        .args(["lint", "--strict"])
+        .arg(chart())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stdout));
+    let objects = objects(&args);
+    let rule = &objects["PrometheusRule/rel-replicant"];
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    assert_eq!(rule["metadata"]["labels"]["app.kubernetes.io/instance"], "rel");
+    let documented: Value = serde_saphyr::from_str(&crate::metrics::documented_alerts()).unwrap();
+    assert_eq!(rule["spec"], documented, "the rule's spec is docs/metrics.md's alerts");
+    // what the Operator hands Prometheus: its spec, as rules promtool reads
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.json");
+    std::fs::write(&file, serde_json::to_string(&rule["spec"]).unwrap()).unwrap();
+    let out = Command::new(tool("PROMTOOL", "promtool"))
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

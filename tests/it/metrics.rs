@@ -317,14 +317,19 @@ fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
     );
 }
 
-#[test]
-fn the_documented_alerts_are_valid_prometheus_rules() {
+/// The alert rules of docs/metrics.md.
+pub fn documented_alerts() -> String {
     let doc = std::fs::read_to_string(testkit::container::repo_root().join("docs/metrics.md")).unwrap();
     let start = doc.find("```yaml\ngroups:").expect("the alerts block") + "```yaml\n".len();
-    let rules = &doc[start..start + doc[start..].find("```").unwrap()];
+    doc[start..start + doc[start..].find("```").unwrap()].to_string()
+}
+
+#[test]
+fn the_documented_alerts_are_valid_prometheus_rules() {
+    let rules = documented_alerts();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("rules.yml");
-    std::fs::write(&file, rules).unwrap();
+    std::fs::write(&file, &rules).unwrap();
     let out = Command::new(tool("PROMTOOL", "promtool"))
         .args(["check", "rules"])
         .arg(&file)
@@ -337,8 +342,100 @@ fn the_documented_alerts_are_valid_prometheus_rules() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("6 rules found"),
+        String::from_utf8_lossy(&out.stdout).contains("7 rules found"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// What the alerts must do, as `promtool test rules` checks it: series as
+/// replicant writes them, one sample a minute.
+const ALERT_TESTS: &str = r#"rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'replicant_last_success_timestamp_seconds{job="replicant"}'
+        values: '0+0x1800'
+      - series: 'replicant_last_run_timestamp_seconds{job="replicant"}'
+        values: '0+60x1800'
+      - series: 'replicant_image_last_success_timestamp_seconds{image="app"}'
+        values: '0+0x1800'
+      - series: 'replicant_image_oldest_missing_age_seconds{image="app"}'
+        values: '259200+0x1800'
+      - series: 'replicant_image_oldest_missing_age_seconds{image="fresh"}'
+        values: '3600+0x1800'
+      - series: 'replicant_image_moved_tags{image="app",kind="version"}'
+        values: '0+0x120 1+0x1700'
+      - series: 'replicant_image_moved_tags{image="app",kind="other"}'
+        values: '3+0x1800'
+    alert_rule_test:
+      - eval_time: 20h
+        alertname: MirrorNotSucceeding
+      - eval_time: 27h
+        alertname: MirrorNotSucceeding
+        exp_alerts:
+          - exp_labels: { severity: warning, job: replicant }
+            exp_annotations: { summary: "replicant has not succeeded for 1d 3h 0m 0s" }
+      - eval_time: 27h
+        alertname: MirrorImageFailing
+        exp_alerts:
+          - exp_labels: { image: app }
+            exp_annotations: { summary: "image app has not been mirrored for a day" }
+      - eval_time: 27h
+        alertname: MirrorNotRunning
+      - eval_time: 30m
+        alertname: MirrorFallingBehind
+      - eval_time: 5h
+        alertname: MirrorFallingBehind
+        exp_alerts:
+          - exp_labels: { image: app }
+            exp_annotations: { summary: "image app lacks a version made 3d 0h 0m 0s ago" }
+      - eval_time: 1h
+        alertname: MirrorVersionTagMoved
+      - eval_time: 3h
+        alertname: MirrorVersionTagMoved
+        exp_alerts:
+          - exp_labels: { severity: critical, image: app, kind: version }
+            exp_annotations: { summary: "a release tag of app moved upstream; see the run's warning" }
+"#;
+
+#[test]
+fn the_documented_alerts_fire_when_they_should_and_the_chart_ships_them_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), documented_alerts()).unwrap();
+    std::fs::write(dir.path().join("tests.yml"), ALERT_TESTS).unwrap();
+    let out = Command::new(tool("PROMTOOL", "promtool"))
+        .args(["test", "rules", "tests.yml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // a rule that never fires would pass a test that expects nothing: the
+    // same tests against rules that do not alert must fail
+    let silent = documented_alerts().replace("> 2 * 86400", "> 2000 * 86400");
+    std::fs::write(dir.path().join("rules.yml"), silent).unwrap();
+    let out = Command::new(tool("PROMTOOL", "promtool"))
+        .args(["test", "rules", "tests.yml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a silenced alert passed its test");
+    let shipped =
+        std::fs::read_to_string(testkit::container::repo_root().join("charts/replicant/files/alerts.yaml")).unwrap();
+    let shipped: String = shipped
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        shipped,
+        documented_alerts(),
+        "charts/replicant/files/alerts.yaml differs from docs/metrics.md"
     );
 }

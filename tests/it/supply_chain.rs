@@ -187,8 +187,16 @@ fn min_age_holds_young_and_unknown_versions_and_highest_takes_the_newest_old_eno
         dst.host()
     );
     let cfg = ws.write_config(&yaml(&format!("{high}{all}")));
-    let dry = ws.run(&cfg, &["--dry-run"]);
+    let dry_report = ws.path("dry.json");
+    let dry = ws.run(&cfg, &["--dry-run", "--report", dry_report.to_str().unwrap()]);
     assert_eq!(dry.code, 0, "{dry:?}");
+    // freshness of a dry run: what would be copied is missing too, and the
+    // oldest of it (1.0.0, 10 days) was asked of the source
+    let json = valid_report(&dry_report);
+    let fresh = &json["images"][1]["freshness"];
+    assert_eq!(fresh["missing"], 5, "{fresh}");
+    let oldest = fresh["oldest_missing_age_seconds"].as_u64().unwrap();
+    assert!((10 * DAY..10 * DAY + 600).contains(&oldest), "{fresh}");
     assert!(
         dry.stdout.contains("held (3): 1.4.0 (states no creation time"),
         "{dry:?}"
@@ -228,9 +236,34 @@ fn min_age_holds_young_and_unknown_versions_and_highest_takes_the_newest_old_eno
     );
     assert_eq!(json["images"][1]["held"], serde_json::json!(["1.2.0"]));
     assert!(run.stdout.contains("[ok] "), "held is not a failure: {run:?}");
-    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    // freshness: high lacks the three held versions, the oldest known of
+    // them 1.2.0 (1h); 1.4.0 is the newest upstream, 1.1.0 mirrored
+    let fresh = &json["images"][0]["freshness"];
+    assert_eq!(fresh["missing"], 3, "{fresh}");
+    assert_eq!(fresh["newest_source"], "1.4.0");
+    assert_eq!(fresh["newest_mirrored"], "1.1.0");
+    let oldest = fresh["oldest_missing_age_seconds"].as_u64().unwrap();
+    assert!((3600..4200).contains(&oldest), "{fresh}");
+    assert_eq!(json["images"][1]["freshness"]["newest_mirrored"], "1.4.0");
     assert!(
-        metrics.contains("replicant_run_tags{image=\"high\",result=\"held\"} 3"),
+        run.stdout.contains(
+            "behind: 3 missing; newest version upstream 1.4.0, mirrored 1.1.0; the oldest missing was made 1h ago"
+        ),
+        "{run:?}"
+    );
+    let metrics = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "replicant_run_tags{image=\"high\",result=\"held\"} 3",
+        "replicant_image_missing_tags{image=\"high\"} 3",
+        "replicant_image_missing_tags{image=\"all\"} 1",
+        "replicant_image_newest_version_info{image=\"high\",source=\"1.4.0\",mirrored=\"1.1.0\"} 1",
+        "replicant_image_behind{image=\"high\"} 1",
+        "replicant_image_behind{image=\"all\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
+    assert!(
+        metrics.contains("replicant_image_oldest_missing_age_seconds{image=\"high\"} 36"),
         "{metrics}"
     );
 
