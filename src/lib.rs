@@ -17,6 +17,7 @@ pub mod http;
 pub mod limit;
 pub mod metrics;
 pub mod model;
+pub mod nodes;
 pub mod once;
 pub mod outputs;
 pub mod progress;

@@ -48,9 +48,13 @@ struct Cli {
         short = 'c',
         long,
         env = "REPLICANT_CONFIG_FILE",
-        default_value = "/config/replicant.yaml"
+        default_value = "/config/replicant.yaml",
+        global = true
     )]
     config_file: PathBuf,
+
+    #[command(subcommand)]
+    command: Option<Command>,
 
     /// Log at debug level.
     #[arg(short = 'd', long, env = "REPLICANT_DEBUG", action = ArgAction::SetTrue, value_parser = parse_bool)]
@@ -183,6 +187,68 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print what makes nodes pull through the mirror, from the same
+    /// config: for every image whose source and destination are
+    /// registries. Images a format cannot express are listed on stderr
+    /// with why, and the exit code is then 1.
+    MirrorConfig {
+        /// registries.conf (CRI-O, podman, skopeo), containerd (hosts.toml
+        /// files, needs --output), k3s (registries.yaml), idms or itms
+        /// (OpenShift ImageDigestMirrorSet / ImageTagMirrorSet).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(replicant::nodes::Format::NAMES))]
+        format: String,
+        /// The folder containerd's hosts.toml files go in (its config_path:
+        /// one folder per source host).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `replicant mirror-config`: the node configuration of the config.
+fn mirror_config(config_file: &std::path::Path, format: &str, output: Option<&std::path::Path>) -> ExitCode {
+    use replicant::nodes::{Format, write};
+    let Some(format) = Format::parse(format) else {
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let config = match config::load(config_file) {
+        Ok(c) => c,
+        Err(e) => {
+            for p in e.problems() {
+                eprintln!("{p}");
+            }
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let written = write(&config, format);
+    match (format, output) {
+        (Format::Containerd, None) => {
+            eprintln!("--format containerd writes a folder of hosts.toml files: name it with --output DIR");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        (Format::Containerd, Some(dir)) => {
+            for (path, text) in &written.files {
+                let file = dir.join(path);
+                let made = file.parent().map_or(Ok(()), std::fs::create_dir_all);
+                if let Err(e) = made.and_then(|()| std::fs::write(&file, text)) {
+                    eprintln!("{}: {e}", file.display());
+                    return ExitCode::from(1);
+                }
+                println!("{}", file.display());
+            }
+        }
+        _ => print!("{}", written.text),
+    }
+    for left in &written.left {
+        eprintln!("{}: not in the output: {}", left.image, left.why);
+    }
+    match written.left.iter().any(|l| l.unexpressed) {
+        true => ExitCode::from(1),
+        false => ExitCode::SUCCESS,
+    }
 }
 
 fn init_logging(debug: bool, quiet: bool, format: LogFormat) {
@@ -338,6 +404,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    if let Some(Command::MirrorConfig { format, output }) = &cli.command {
+        return mirror_config(&cli.config_file, format, output.as_deref());
+    }
     let config_given = matches.value_source("config_file") != Some(clap::parser::ValueSource::DefaultValue);
     init_logging(cli.debug, cli.quiet, cli.log_format);
     // one runtime for the run and its outputs (the push)

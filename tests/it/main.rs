@@ -22,6 +22,7 @@ mod layout;
 mod memory;
 mod metrics;
 mod mirror_plain;
+mod nodes;
 mod patterns;
 mod progress;
 mod quickstart;
