@@ -16,7 +16,7 @@ use crate::select::select;
 use crate::store::{MAX_CONFIG_BYTES, SmallBlob, Store, read_small_blob};
 
 /// Missing tags whose age is asked after a run, at most, per image.
-pub const MAX_ASKED: usize = 16;
+pub const MAX_ASKED: usize = 4;
 
 /// The age of the oldest image among `tags` (at most [`MAX_ASKED`]) that
 /// states when it was made; `None` when none does or the source does not

@@ -259,8 +259,8 @@ pub(super) fn collect(
 /// How far behind its source an image's destination is, once its copies
 /// are recorded: what the plan wanted that did not arrive, and the
 /// newest versions on each side. The oldest missing one's age is known
-/// here for the versions `min-age` held; the run asks the others
-/// (`Pass::ages_of_missing`).
+/// here for the versions `min-age` held; the run asks the source for
+/// those whose copy failed at the destination (`Pass::ages_of_missing`).
 fn freshness(r: &ImageReport, plan: &Plan) -> Freshness {
     let wanted: std::collections::HashSet<&String> = plan
         .copy
@@ -273,10 +273,15 @@ fn freshness(r: &ImageReport, plan: &Plan) -> Freshness {
         .into_iter()
         .filter(|t| wanted.iter().any(|w| w.as_str() == *t))
         .collect();
-    let unaged = missing
+    // asked after the run only where the source answered and the
+    // destination failed: never more requests of a source in trouble
+    let at_destination = format!("{}: ", r.destination);
+    let unaged = r
+        .tags
         .iter()
-        .filter(|t| !plan.held.iter().any(|h| h.tag == **t))
-        .map(|t| t.to_string())
+        .filter(|t| t.action == Action::Failed && missing.contains(&t.tag.as_str()))
+        .filter(|t| t.error.as_deref().is_some_and(|e| e.starts_with(&at_destination)))
+        .map(|t| t.tag.clone())
         .collect();
     let arrived = r
         .tags

@@ -411,16 +411,26 @@ impl<'a> Pass<'a> {
 
     /// 7. How old the oldest tag each image still lacks is (freshness),
     ///    where the plan did not learn it (`min-age` did for what it
-    ///    held): asked of the source only for images that lack something,
-    ///    at most [`age::MAX_ASKED`] tags each; a source that does not
-    ///    answer leaves it unknown.
+    ///    held): in a real run only (a dry run lacks everything it would
+    ///    copy), asked of the source only for tags whose copy failed at
+    ///    the destination (the source answered; one in trouble is never
+    ///    asked more), at most [`age::MAX_ASKED`] tags an image, never of a
+    ///    registry that failed as a whole; a source that does not answer
+    ///    leaves it unknown.
     async fn ages_of_missing(&self, report: &mut RunReport) {
+        if self.options.dry_run {
+            return;
+        }
+        let troubled: Vec<&str> = report.registries.iter().map(|t| t.registry.as_str()).collect();
         let asks: Vec<(usize, Vec<String>)> = report
             .images
             .iter()
             .enumerate()
             .filter_map(|(i, r)| Some((i, r.freshness.as_ref()?.unaged.clone())))
-            .filter(|(_, tags)| !tags.is_empty())
+            .filter(|(i, tags)| {
+                let source = self.images[*i].config.source.to_string();
+                !tags.is_empty() && !troubled.iter().any(|r| source.starts_with(&format!("{r}/")))
+            })
             .collect();
         let found = schedule::run_all(
             &asks,

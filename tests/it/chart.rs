@@ -540,17 +540,11 @@ fn the_documented_alerts_install_as_a_prometheus_rule_when_asked() {
     assert_eq!(rule["spec"], documented, "the rule's spec is docs/metrics.md's alerts");
     // what the Operator hands Prometheus: its spec, as rules promtool reads
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rules.json");
-    std::fs::write(&file, serde_json::to_string(&rule["spec"]).unwrap()).unwrap();
-    let out = Command::new(tool("PROMTOOL", "promtool"))
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    std::fs::write(
+        dir.path().join("rules.json"),
+        serde_json::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let (passed, said) = crate::metrics::promtool(&["check", "rules", "rules.json"], dir.path());
+    assert!(passed, "{said}");
 }

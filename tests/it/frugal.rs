@@ -177,12 +177,6 @@ fn closed_address() -> String {
     format!("127.0.0.1:{}", l.local_addr().unwrap().port())
 }
 
-/// Sorted, to compare what two passes asked regardless of order.
-fn sorted(mut requests: Vec<String>) -> Vec<String> {
-    requests.sort();
-    requests
-}
-
 #[test]
 fn three_destinations_read_the_source_as_one_does_and_one_failing_stops_no_other() {
     let src = Registry::start(Auth::None);

@@ -317,6 +317,21 @@ fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
     );
 }
 
+/// `promtool ARGS` in `dir`: whether it passed, and what it said.
+pub fn promtool(args: &[&str], dir: &std::path::Path) -> (bool, String) {
+    let out = Command::new(tool("PROMTOOL", "promtool"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// The alert rules of docs/metrics.md.
 pub fn documented_alerts() -> String {
     let doc = std::fs::read_to_string(testkit::container::repo_root().join("docs/metrics.md")).unwrap();
@@ -326,26 +341,11 @@ pub fn documented_alerts() -> String {
 
 #[test]
 fn the_documented_alerts_are_valid_prometheus_rules() {
-    let rules = documented_alerts();
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rules.yml");
-    std::fs::write(&file, &rules).unwrap();
-    let out = Command::new(tool("PROMTOOL", "promtool"))
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("7 rules found"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    std::fs::write(dir.path().join("rules.yml"), documented_alerts()).unwrap();
+    let (passed, said) = promtool(&["check", "rules", "rules.yml"], dir.path());
+    assert!(passed, "{said}");
+    assert!(said.contains("7 rules found"), "{said}");
 }
 
 /// What the alerts must do, as `promtool test rules` checks it: series as
@@ -405,27 +405,14 @@ fn the_documented_alerts_fire_when_they_should_and_the_chart_ships_them_unchange
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.yml"), documented_alerts()).unwrap();
     std::fs::write(dir.path().join("tests.yml"), ALERT_TESTS).unwrap();
-    let out = Command::new(tool("PROMTOOL", "promtool"))
-        .args(["test", "rules", "tests.yml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (passed, said) = promtool(&["test", "rules", "tests.yml"], dir.path());
+    assert!(passed, "{said}");
     // a rule that never fires would pass a test that expects nothing: the
     // same tests against rules that do not alert must fail
     let silent = documented_alerts().replace("> 2 * 86400", "> 2000 * 86400");
     std::fs::write(dir.path().join("rules.yml"), silent).unwrap();
-    let out = Command::new(tool("PROMTOOL", "promtool"))
-        .args(["test", "rules", "tests.yml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "a silenced alert passed its test");
+    let (passed, _) = promtool(&["test", "rules", "tests.yml"], dir.path());
+    assert!(!passed, "a silenced alert passed its test");
     let shipped =
         std::fs::read_to_string(testkit::container::repo_root().join("charts/replicant/files/alerts.yaml")).unwrap();
     let shipped: String = shipped

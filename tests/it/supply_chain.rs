@@ -1,8 +1,11 @@
 //! What protects a cluster from its upstream: tags that move upstream are
 //! told of (and full versions are not followed), replaced tags are kept
-//! under a backup tag.
+//! under a backup tag, versions wait for `min-age`, and each image says
+//! how far behind its source it is.
 
 use crate::support::*;
+use serde_json::Value;
+use testkit::proxy::{Fault, FaultProxy, Target};
 
 /// Today's UTC date as `backup-tag` writes it.
 fn today() -> String {
@@ -11,11 +14,6 @@ fn today() -> String {
         .output()
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
-
-fn sorted(mut tags: Vec<String>) -> Vec<String> {
-    tags.sort();
-    tags
 }
 
 #[test]
@@ -190,13 +188,14 @@ fn min_age_holds_young_and_unknown_versions_and_highest_takes_the_newest_old_eno
     let dry_report = ws.path("dry.json");
     let dry = ws.run(&cfg, &["--dry-run", "--report", dry_report.to_str().unwrap()]);
     assert_eq!(dry.code, 0, "{dry:?}");
-    // freshness of a dry run: what would be copied is missing too, and the
-    // oldest of it (1.0.0, 10 days) was asked of the source
+    // freshness of a dry run: what would be copied is missing too; its
+    // ages are not asked (a dry run would ask for everything), the held
+    // one's is known
     let json = valid_report(&dry_report);
     let fresh = &json["images"][1]["freshness"];
     assert_eq!(fresh["missing"], 5, "{fresh}");
     let oldest = fresh["oldest_missing_age_seconds"].as_u64().unwrap();
-    assert!((10 * DAY..10 * DAY + 600).contains(&oldest), "{fresh}");
+    assert!((3600..4200).contains(&oldest), "{fresh}");
     assert!(
         dry.stdout.contains("held (3): 1.4.0 (states no creation time"),
         "{dry:?}"
@@ -279,4 +278,52 @@ fn min_age_holds_young_and_unknown_versions_and_highest_takes_the_newest_old_eno
         .collect();
     assert_eq!(gets.len(), 2, "the manifest and config of 1.2.0 only: {gets:#?}");
     assert!(gets.iter().any(|l| l.contains("/manifests/1.2.0 ")), "{gets:#?}");
+}
+
+#[test]
+fn freshness_tells_how_old_the_oldest_version_that_did_not_arrive_is() {
+    const DAY: u64 = 86_400;
+    let src = Registry::start(Auth::None);
+    let dst = Registry::start(Auth::None);
+    // the destination refuses every manifest: nothing arrives
+    let proxy = FaultProxy::start(&dst.host(), 1);
+    proxy.set(Some((
+        Fault::Answer(400, r#"{"errors":[{"code":"MANIFEST_INVALID","message":"refused"}]}"#),
+        1.0,
+        Target::ManifestPuts,
+    )));
+    let sc = TestClient::new(&src.host(), None);
+    let mut generator = ImageGen::default();
+    sc.push_image(
+        "team/app",
+        &generator.image_made(Format::Oci, Some(&ago(10 * DAY)), None),
+        "1.0.0",
+    );
+    sc.push_image(
+        "team/app",
+        &generator.image_made(Format::Oci, None, Some(&ago(5 * DAY))),
+        "1.1.0",
+    );
+    let ws = Workspace::new();
+    let cfg = ws.write_config(&format!(
+        "images:\n  app:\n    source: {}/team/app\n    destination: {}/mirror/app\n    mode: semver\n",
+        src.host(),
+        proxy.host()
+    ));
+    let report = ws.path("report.json");
+    let run = ws.run(&cfg, &["--report", report.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let json = valid_report(&report);
+    let fresh = &json["images"][0]["freshness"];
+    assert_eq!(fresh["missing"], 2, "{fresh}");
+    assert_eq!(fresh["newest_source"], "1.1.0");
+    assert_eq!(fresh["newest_mirrored"], Value::Null);
+    let oldest = fresh["oldest_missing_age_seconds"].as_u64().unwrap();
+    assert!((10 * DAY..10 * DAY + 600).contains(&oldest), "{fresh}");
+    assert!(
+        run.stdout.contains(
+            "behind: 2 missing; newest version upstream 1.1.0, mirrored none; the oldest missing was made 10d ago"
+        ),
+        "{run:?}"
+    );
 }

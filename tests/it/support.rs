@@ -169,3 +169,9 @@ pub fn valid_report(path: &Path) -> serde_json::Value {
     assert!(others.is_empty(), "{others:?}");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
+
+/// Sorted, to compare lists regardless of order.
+pub fn sorted(mut list: Vec<String>) -> Vec<String> {
+    list.sort();
+    list
+}
