@@ -173,12 +173,30 @@ pub enum Category {
     Selection,
 }
 
+impl Category {
+    /// Every category, in the order the docs list them.
+    pub const ALL: [Category; 12] = [
+        Category::Auth,
+        Category::NotFound,
+        Category::RateLimited,
+        Category::Unreachable,
+        Category::Network,
+        Category::Tls,
+        Category::Integrity,
+        Category::Layout,
+        Category::Protocol,
+        Category::Refused,
+        Category::Interrupted,
+        Category::Selection,
+    ];
+}
+
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
             Category::Auth => "auth",
-            Category::NotFound => "not found",
-            Category::RateLimited => "rate limited",
+            Category::NotFound => "not-found",
+            Category::RateLimited => "rate-limited",
             Category::Unreachable => "unreachable",
             Category::Network => "network",
             Category::Tls => "tls",
@@ -225,12 +243,16 @@ impl fmt::Display for ErrorKind {
             ),
             ErrorKind::Cloud(m) => write!(f, "{m}"),
             ErrorKind::Dns { host, message } => write!(f, "the host name {host} does not resolve ({message})"),
-            ErrorKind::Unreachable { registry, cause } => {
-                write!(
+            ErrorKind::Unreachable { registry, cause } => match self.category() {
+                Category::Unreachable => write!(
                     f,
                     "registry {registry} is unreachable in this run (first failure: {cause})"
-                )
-            }
+                ),
+                _ => write!(
+                    f,
+                    "registry {registry} cannot be used in this run (first failure: {cause})"
+                ),
+            },
             ErrorKind::RateLimited {
                 registry,
                 until,
@@ -432,7 +454,13 @@ impl ErrorKind {
             ErrorKind::Unauthorized { .. } => Category::Auth,
             ErrorKind::Network(_) | ErrorKind::Dns { .. } => Category::Network,
             ErrorKind::Tls(_) | ErrorKind::PlainHttp { .. } => Category::Tls,
-            ErrorKind::Unreachable { .. } => Category::Unreachable,
+            // the registry failed as a whole: what its first failure was
+            // (a certificate, plain HTTP on TLS), unless that was the
+            // network, which is what unreachable means
+            ErrorKind::Unreachable { cause, .. } => match cause.category() {
+                Category::Network | Category::Unreachable => Category::Unreachable,
+                other => other,
+            },
             ErrorKind::DigestMismatch { .. } => Category::Integrity,
             ErrorKind::Io(_) | ErrorKind::Layout(_) => Category::Layout,
             ErrorKind::RepositoryMissing { .. } => Category::NotFound,
@@ -444,6 +472,13 @@ impl ErrorKind {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_category_is_spelled_the_same_in_text_and_json() {
+        for c in Category::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.to_string(), "{c:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

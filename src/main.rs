@@ -39,7 +39,8 @@ enum LogFormat {
 ///
 /// Each run is one pass over the configuration file. Exit codes: 0 every
 /// image succeeded, 1 at least one image failed, 2 the configuration or the
-/// command line is unusable (nothing was contacted).
+/// command line is unusable (no registry was contacted; a --pushgateway
+/// still gets the failure).
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 struct Cli {

@@ -144,19 +144,19 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
 
     let name = "replicant_last_run_timestamp_seconds";
     Family::start(&mut out, name, "When the last run ended (Unix time).").sample(name, &[], finished);
+    // 0 until a run succeeds: the series exists from the first run on, so
+    // an alert on its age fires for a mirror that never worked too
     let last_success = if succeeded {
-        Some(finished)
+        finished
     } else {
-        previous.last_success
+        previous.last_success.unwrap_or(0.0)
     };
-    if let Some(t) = last_success {
-        Family::start(
-            &mut out,
-            LAST_SUCCESS,
-            "When the last run in which every image succeeded ended (Unix time).",
-        )
-        .sample(LAST_SUCCESS, &[], t);
-    }
+    Family::start(
+        &mut out,
+        LAST_SUCCESS,
+        "When the last run in which every image succeeded ended (Unix time; 0: none yet).",
+    )
+    .sample(LAST_SUCCESS, &[], last_success);
     let name = "replicant_run_duration_seconds";
     let duration = facts
         .finished
@@ -236,12 +236,11 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
     let mut image_success: BTreeMap<&str, f64> = BTreeMap::new();
     for i in &r.images {
         let t = match i.status() == "ok" {
-            true => Some(finished),
-            false => previous.image_last_success.get(&i.name).copied(),
+            true => finished,
+            // 0: never yet (see LAST_SUCCESS)
+            false => previous.image_last_success.get(&i.name).copied().unwrap_or(0.0),
         };
-        if let Some(t) = t {
-            image_success.insert(&i.name, t);
-        }
+        image_success.insert(&i.name, t);
     }
     if !image_success.is_empty() {
         let mut f = Family::start(

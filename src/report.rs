@@ -850,7 +850,7 @@ mod tests {
         assert!(text.contains("copied (2): 1.0, 1.1"), "{text}");
         assert!(text.contains("bad [FAILED]"), "{text}");
         assert!(
-            text.contains("    error (not found): s/b: source repository not found"),
+            text.contains("    error (not-found): s/b: source repository not found"),
             "{text}"
         );
         assert!(

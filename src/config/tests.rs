@@ -350,7 +350,8 @@ proptest::proptest! {
 fn registries_section_is_validated() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "pem").unwrap();
+    // a PEM block (what it holds is checked when the run builds its client)
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").unwrap();
     let cfg = dir.path().join("c.yaml");
     let text = "registries:\n  registry.example.com:5000:\n    ca-file: ca.pem\n  10.0.0.1:5000:\n    insecure: true\nimages:\n  a:\n    source: x/y\n    destination: registry.example.com:5000/y\n";
     let c = parse(&cfg, text).unwrap();
@@ -784,4 +785,16 @@ fn replace_tag_detect_changes_and_backup_tag() {
     assert!(p[1].contains("key \"backup-tag\": \"old\" must contain {tag}"), "{p:?}");
     assert!(p[2].contains("knows only the placeholders {tag} and {date}"), "{p:?}");
     assert!(p[3].contains("does not make a valid tag"), "{p:?}");
+}
+
+#[test]
+fn a_name_yaml_reads_as_a_boolean_says_to_quote_it() {
+    for name in ["yes", "n", "1.0", "null"] {
+        let p = problems(&format!(
+            "images:\n  {name}:\n    source: s.io/a\n    destination: d.io/a\n"
+        ));
+        assert!(p[0].contains("quote the name"), "{name}: {p:?}");
+    }
+    let c = ok("images:\n  \"yes\":\n    source: s.io/a\n    destination: d.io/a\n");
+    assert_eq!(c.images[0].name, "yes");
 }

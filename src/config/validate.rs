@@ -299,6 +299,9 @@ impl Validator<'_> {
                             Some(&label),
                             format!("{} is not a readable file", path.display()),
                         );
+                    } else if let Some(why) = not_pem(which, &path) {
+                        // found with every other problem, where it is written
+                        self.report(sv, None, Some(&label), format!("{}: {why}", path.display()));
                     }
                     match which {
                         Reg::CaFile => o.ca_file = Some(path),
@@ -448,7 +451,11 @@ impl Validator<'_> {
                 k,
                 None,
                 None,
-                format!("an image name must be a string, found {}", k.value.kind()),
+                format!(
+                    "an image name must be a string, found {}: YAML reads yes, no, on, off, y, n, true, false, null \
+                     and numbers as such; quote the name (\"yes\":)",
+                    k.value.kind()
+                ),
             );
             return Vec::new();
         };
@@ -1175,6 +1182,34 @@ impl Validator<'_> {
 /// The list a key `include` or `exclude` sets.
 /// An endpoint as one place: a registry repository by its normalised
 /// name, a layout by its path with `.` and `..` taken out.
+/// Why a TLS file (`ca-file`, `cert-file`, `key-file`) is not the PEM it
+/// must be; `None` when it is, or is no TLS file. Read up to 1 MiB.
+fn not_pem(which: Reg, path: &Path) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    if !matches!(which, Reg::CaFile | Reg::CertFile | Reg::KeyFile) {
+        return None;
+    }
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.len() > 1024 * 1024 => return Some("is larger than 1 MiB: not a PEM file".into()),
+        _ => match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return Some(format!("cannot be read: {e}")),
+        },
+    };
+    let certificates = || {
+        CertificateDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
+            .is_ok_and(|c| !c.is_empty())
+    };
+    match which {
+        Reg::KeyFile => PrivateKeyDer::from_pem_slice(&bytes)
+            .is_err()
+            .then(|| "holds no PEM private key".into()),
+        _ => (!certificates()).then(|| "holds no PEM certificate".into()),
+    }
+}
+
 fn same_place(e: &Endpoint) -> String {
     match e {
         Endpoint::Registry(repo) => format!("registry {repo}"),

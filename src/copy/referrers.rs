@@ -23,7 +23,7 @@ use crate::model::referrers::{
 };
 use crate::model::rewrite::{annotated, provenance};
 use crate::model::{Digest, FetchedManifest};
-use crate::store::{Store, digest_of, digests_of};
+use crate::store::{Store, digest_of};
 
 /// Referrer tags and subjects looked at once per image.
 const AT_ONCE: usize = 8;
@@ -47,6 +47,9 @@ pub struct Subjects<'a> {
     pub referrer_tags: &'a [String],
     /// `artifact-types`: only referrers of these types (empty: all).
     pub artifact_types: &'a [String],
+    /// The shape of the image's copies: which manifests arrive under their
+    /// source digests (a dry run counts those as there).
+    pub shape: &'a super::Shape,
 }
 
 /// Copies the referrers of an image's selected tags (see the module docs).
@@ -60,12 +63,16 @@ pub async fn copy_referrers(
 ) -> Referred {
     let types = subjects.artifact_types;
     let mut out = Referred::default();
-    // in a dry run, what this pass would copy is not there yet
+    // in a dry run, what this pass would copy is not there yet: counted
+    // as there, each manifest the copies write under its source digest
     let mut arriving = HashSet::new();
     if dry_run {
-        for (_, digest) in digests_of(src, subjects.arriving.iter().copied()).await {
-            arriving.extend(digest.ok().flatten());
-        }
+        let kept: Vec<Result<Vec<Digest>, CopyError>> = stream::iter(&subjects.arriving)
+            .map(|tag| engine.kept_manifests(src, tag, subjects.shape))
+            .buffered(AT_ONCE)
+            .collect()
+            .await;
+        arriving.extend(kept.into_iter().flat_map(Result::unwrap_or_default));
     }
     // what the destination has of what the tags are about, asked once per
     // manifest (a signature and an SBOM of one image: one question)

@@ -42,6 +42,77 @@ impl Shape {
 }
 
 impl Engine {
+    /// The source manifests of `tag` that a copy in `shape` writes under
+    /// their own digests, so that referrers about them follow: the whole
+    /// tree of an exact copy; of a reduced index, the platform images it
+    /// keeps (not the index, whose digest changes); none that a rewrite to
+    /// OCI media types changes. What a dry run counts as arriving.
+    pub async fn kept_manifests(&self, src: &dyn Store, tag: &str, shape: &Shape) -> Result<Vec<Digest>, CopyError> {
+        let (top, manifest) = self.fetch(src, tag, "").await?;
+        let mut kept = Vec::new();
+        match &manifest {
+            Manifest::Schema1 => {}
+            Manifest::Index { .. } if !shape.platforms.is_empty() => {
+                match rewrite::filter_index(&top.bytes, &shape.platforms).map_err(manifest_error(src, tag))? {
+                    Filtered::All => {
+                        self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
+                    }
+                    Filtered::Nothing { .. } => {}
+                    Filtered::Some(bytes) => {
+                        let reduced = FetchedManifest::made(bytes, &top.media_type);
+                        if let Ok(Manifest::Index { children }) = Manifest::parse(&reduced.media_type, &reduced.bytes) {
+                            for (digest, desc) in children {
+                                let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
+                                self.unchanged(src, &child, parsed, shape.oci, 1, &mut kept).await?;
+                            }
+                        }
+                    }
+                }
+            }
+            Manifest::Image { .. } if !shape.platforms.is_empty() => {
+                if let Some(p) = self.platform_of(src, &top).await?
+                    && shape.platforms.iter().any(|w| w.admits(&p))
+                {
+                    self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
+                }
+            }
+            _ => {
+                self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Collects the manifests of `m`'s tree that a copy writes unchanged
+    /// (with `oci`, a Docker manifest changes, and so does every index
+    /// above one); whether `m` itself is one of them.
+    fn unchanged<'a>(
+        &'a self,
+        src: &'a dyn Store,
+        m: &'a FetchedManifest,
+        manifest: Manifest,
+        oci: bool,
+        depth: usize,
+        kept: &'a mut Vec<Digest>,
+    ) -> BoxFuture<'a, Result<bool, CopyError>> {
+        Box::pin(async move {
+            let mut same = !(oci && is_docker(&m.media_type));
+            if let Manifest::Index { children } = manifest {
+                if depth >= MAX_DEPTH {
+                    return Ok(false);
+                }
+                for (digest, desc) in children {
+                    let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
+                    same &= self.unchanged(src, &child, parsed, oci, depth + 1, kept).await?;
+                }
+            }
+            if same {
+                kept.push(m.digest.clone());
+            }
+            Ok(same)
+        })
+    }
+
     /// Copies `src:tag` to `dst:tag` in the given shape (see [`Shape`]).
     pub async fn copy_tag_shaped(
         &self,

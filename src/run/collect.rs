@@ -24,7 +24,7 @@ impl RegistryTroubles {
     fn note(&mut self, image: &str, error: Option<&StoreError>) {
         let Some(e) = error else { return };
         let (registry, category, cause) = match &e.kind {
-            ErrorKind::Unreachable { registry, cause } => (registry, Category::Unreachable, shown(&**cause)),
+            ErrorKind::Unreachable { registry, cause } => (registry, e.category(), shown(&**cause)),
             ErrorKind::RateLimited { registry, until, .. } => {
                 let cause = format!("pull budget exhausted; retry after {}", utc_at(*until));
                 (registry, Category::RateLimited, cause)

@@ -361,6 +361,7 @@ impl<'a> Pass<'a> {
                     present: &plan.present,
                     referrer_tags: &plan.referrer_tags,
                     artifact_types: &image.config.options.artifact_types,
+                    shape: &image.shape,
                 };
                 let done = copy_referrers(&self.engine, &*image.src, &*image.dst, &subjects, dry_run).await;
                 if !done.copied.is_empty() {

@@ -225,19 +225,6 @@ pub async fn digest_of(store: &dyn Store, tag: &str) -> Result<Option<Digest>> {
     })
 }
 
-/// [`digest_of`] for many tags, [`LOOKUPS_AT_ONCE`] at a time, in order.
-pub async fn digests_of<'a>(
-    store: &dyn Store,
-    tags: impl IntoIterator<Item = &'a String>,
-) -> Vec<(&'a String, Result<Option<Digest>>)> {
-    use futures_util::{StreamExt, stream};
-    stream::iter(tags)
-        .map(|tag| async move { (tag, digest_of(store, tag).await) })
-        .buffered(LOOKUPS_AT_ONCE)
-        .collect()
-        .await
-}
-
 /// Sorts tags to delete from a store that may delete a tag only with its
 /// manifest: those whose manifest nothing else needs (with that manifest),
 /// and those to leave (with why: needed, or no longer there). What is

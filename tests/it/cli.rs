@@ -1,5 +1,5 @@
 //! The command line: flags, environment variables, precedence, validation
-//! errors (exit 2, nothing contacted), help and version.
+//! errors (exit 2, no registry contacted), help and version.
 
 use std::net::TcpListener;
 

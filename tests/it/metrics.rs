@@ -118,7 +118,12 @@ fn the_metrics_file_passes_promtool_and_keeps_the_last_success() {
     assert_eq!(m["replicant_image_success{image=\"typo\"}"], 0.0);
     // app succeeded again (everything present): renewed
     assert!(m["replicant_image_last_success_timestamp_seconds{image=\"app\"}"] > app_success);
-    assert!(!m.contains_key("replicant_image_last_success_timestamp_seconds{image=\"ghost\"}"));
+    // ghost never succeeded: its series says so (0), so an alert on its
+    // age fires
+    assert_eq!(
+        m["replicant_image_last_success_timestamp_seconds{image=\"ghost\"}"], 0.0,
+        "{text}"
+    );
     assert!(
         !ws.dir
             .path()
@@ -311,8 +316,8 @@ fn pushgateway_credentials_never_show_and_each_release_has_its_own_group() {
         "{m:?}"
     );
     assert!(m.contains_key("replicant_last_success_timestamp_seconds{instance=\"\",job=\"replicant\",release=\"a\"}"));
-    assert!(
-        !m.contains_key("replicant_last_success_timestamp_seconds{instance=\"\",job=\"replicant\",release=\"b\"}"),
+    assert_eq!(
+        m["replicant_last_success_timestamp_seconds{instance=\"\",job=\"replicant\",release=\"b\"}"], 0.0,
         "release b never succeeded: {m:?}"
     );
 }
@@ -361,6 +366,8 @@ tests:
         values: '0+60x1800'
       - series: 'replicant_image_last_success_timestamp_seconds{image="app"}'
         values: '0+0x1800'
+      - series: 'replicant_image_last_success_timestamp_seconds{image="fine"}'
+        values: '0+60x1800'
       - series: 'replicant_image_oldest_missing_age_seconds{image="app"}'
         values: '259200+0x1800'
       - series: 'replicant_image_oldest_missing_age_seconds{image="fresh"}'

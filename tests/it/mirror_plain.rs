@@ -1205,3 +1205,57 @@ fn listed_tags_and_pinned_digests_are_copied_and_never_pruned() {
     assert_eq!(p.dc.digest("dst/app", &old).as_ref(), Some(&old));
     assert_eq!(p.dc.digest("dst/app", &pinned).as_ref(), Some(&pinned));
 }
+
+/// The referrers a summary lists under `label` ("referrers to copy",
+/// "referrers copied"), sorted.
+fn referrers_listed(stdout: &str, label: &str) -> Vec<String> {
+    let Some(line) = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{label} (")))
+    else {
+        return Vec::new();
+    };
+    let list = line.split_once("): ").map_or("", |(_, l)| l);
+    sorted(list.split(", ").map(str::to_string).collect())
+}
+
+#[test]
+fn a_dry_run_lists_exactly_the_referrers_the_run_copies() {
+    use testkit::referrers::{cosign_signature, schema_tag};
+    for (platforms, signed) in [("", vec![0, 1, 2, 3]), ("platforms: linux/amd64\n", vec![1])] {
+        let mut p = Pair::new();
+        let index = p.generator.multi_arch(Format::Oci, 300, &[]);
+        p.sc.push_image("src/app", &index, "1.0.0");
+        // signatures of the index (0) and of each platform image (1..)
+        let subjects: Vec<&testkit::Image> = std::iter::once(&index).chain(&index.children).collect();
+        for (n, subject) in subjects.iter().enumerate() {
+            p.sc.push_image(
+                "src/app",
+                &cosign_signature(subject, n as u64),
+                &format!("{}.sig", schema_tag(subject)),
+            );
+        }
+        let expected: Vec<String> = sorted(
+            signed
+                .iter()
+                .map(|n| format!("{}.sig", schema_tag(subjects[*n])))
+                .collect(),
+        );
+        let extra = format!("mode: all\nreferrers: true\n{platforms}");
+        let images = [("app", "src/app", "dst/app", extra.as_str())];
+        let dry = p.run(&images, &["--dry-run"]);
+        assert_eq!(dry.code, 0, "{dry:?}");
+        let run = p.run(&images, &[]);
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(
+            referrers_listed(&run.stdout, "referrers copied"),
+            expected,
+            "{platforms}{run:?}"
+        );
+        assert_eq!(
+            referrers_listed(&dry.stdout, "referrers to copy"),
+            expected,
+            "{platforms}{dry:?}"
+        );
+    }
+}

@@ -102,6 +102,36 @@ fn tls_files_that_are_not_pem_are_configuration_errors() {
     );
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains("nowhere.pem is not a readable file"), "{run:?}");
+
+    // found with every other problem of the file, where it is written
+    std::fs::write(ws.path("key.pem"), "no key either").unwrap();
+    let cfg = ws.write_config(&format!(
+        "registries:\n  {h}:\n    ca-file: garbage.pem\n    cert-file: garbage.pem\n    key-file: key.pem\nimages:\n  app:\n    source: {}/team/app\n    destination: {h}/mirror/app\n    mode: sometimes\n",
+        src.host()
+    ));
+    let report = ws.path("report.json");
+    let run = ws.run(&cfg, &["--report", report.to_str().unwrap()]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let file = cfg.display();
+    for line in [
+        format!("{file}:3:14: key \"registries.{h}.ca-file\": "),
+        format!("{file}:4:16: key \"registries.{h}.cert-file\": "),
+        format!("{file}:5:15: key \"registries.{h}.key-file\": "),
+        format!("{file}:10:11: image \"app\": key \"mode\": "),
+    ] {
+        assert!(run.stderr.contains(&line), "{line}: {run:?}");
+    }
+    assert!(run.stderr.contains("garbage.pem: holds no PEM certificate"), "{run:?}");
+    assert!(run.stderr.contains("key.pem: holds no PEM private key"), "{run:?}");
+    let json = valid_report(&report);
+    let problems = json["config_problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 4, "{json:#}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["line"].as_u64().unwrap() > 0 && !p["key"].is_null()),
+        "{json:#}"
+    );
 }
 
 #[test]

@@ -137,8 +137,9 @@ fn plain_http_answered_on_tls_says_to_set_tls_false_and_is_not_retried() {
         "registries:\n  {h}:\n    tls: true\nimages:\n  app:\n    source: {}/team/app\n    destination: {h}/mirror/app\n",
         src.host()
     ));
+    let report = ws.path("report.json");
     let started = Instant::now();
-    let run = ws.run(&cfg, &[]);
+    let run = ws.run(&cfg, &["--report", report.to_str().unwrap()]);
     let took = started.elapsed();
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
@@ -149,6 +150,12 @@ fn plain_http_answered_on_tls_says_to_set_tls_false_and_is_not_retried() {
     );
     // four retries would back off for at least 1.9 s
     assert!(took < Duration::from_millis(1500), "took {took:?}: {run:?}");
+    // a TLS failure is one, also when it ends the registry for the run
+    assert!(run.stdout.contains("error (tls): "), "{run:?}");
+    assert!(!run.stdout.contains("unreachable"), "{run:?}");
+    let json = valid_report(&report);
+    assert_eq!(json["images"][0]["error_category"], "tls", "{json:#}");
+    assert_eq!(json["registries"][0]["category"], "tls", "{json:#}");
 }
 
 #[test]
