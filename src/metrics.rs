@@ -193,32 +193,21 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
             f.sample(name, &[("image", i.name.as_str()), ("result", result)], n as f64);
         }
     }
-    let name = "replicant_image_success";
-    let mut f = Family::start(
+    let images = &r.images;
+    per_image(
         &mut out,
-        name,
+        "replicant_image_success",
         "1 if the image succeeded in the last run (all its tags, nothing to attend to), else 0.",
+        images,
+        |i| Some(flag(i.status() == "ok")),
     );
-    for i in &r.images {
-        f.sample(
-            name,
-            &[("image", i.name.as_str())],
-            if i.status() == "ok" { 1.0 } else { 0.0 },
-        );
-    }
-    let name = "replicant_image_selects_nothing";
-    let mut f = Family::start(
+    per_image(
         &mut out,
-        name,
+        "replicant_image_selects_nothing",
         "1 if the image selected no tags although its source has some (see the run's warning).",
+        images,
+        |i| Some(flag(i.attention.is_some())),
     );
-    for i in &r.images {
-        f.sample(
-            name,
-            &[("image", i.name.as_str())],
-            if i.attention.is_some() { 1.0 } else { 0.0 },
-        );
-    }
     let name = "replicant_image_moved_tags";
     let mut f = Family::start(
         &mut out,
@@ -315,55 +304,63 @@ pub fn render(facts: &RunFacts, previous: &Previous) -> String {
 
 /// How far behind its source each image is (images that were planned).
 fn freshness(out: &mut String, r: &RunReport) {
-    let planned: Vec<(&str, &crate::report::Freshness)> = r
-        .images
-        .iter()
-        .filter_map(|i| Some((i.name.as_str(), i.freshness.as_ref()?)))
-        .collect();
-    let name = "replicant_image_missing_tags";
-    let mut f = Family::start(
+    let images = &r.images;
+    per_image(
         out,
-        name,
+        "replicant_image_missing_tags",
         "Tags the image selects that the destination still lacks after the last run (failed, held by min-age, not run).",
+        images,
+        |i| Some(i.freshness.as_ref()?.missing as f64),
     );
-    for (image, fresh) in &planned {
-        f.sample(name, &[("image", image)], fresh.missing as f64);
-    }
-    let name = "replicant_image_oldest_missing_age_seconds";
-    let mut f = Family::start(
+    per_image(
         out,
-        name,
+        "replicant_image_oldest_missing_age_seconds",
         "How old the oldest missing tag's image is, by the time it states (only when known).",
+        images,
+        |i| Some(i.freshness.as_ref()?.oldest_missing_age_seconds? as f64),
     );
-    for (image, fresh) in &planned {
-        if let Some(age) = fresh.oldest_missing_age_seconds {
-            f.sample(name, &[("image", image)], age as f64);
-        }
-    }
     let name = "replicant_image_newest_version_info";
     let mut f = Family::start(
         out,
         name,
         "The newest version the filters admit at the source, and the newest in the destination (labels; value 1).",
     );
-    for (image, fresh) in &planned {
-        let source = fresh.newest_source.as_deref().unwrap_or("");
-        let mirrored = fresh.newest_mirrored.as_deref().unwrap_or("");
-        f.sample(
-            name,
-            &[("image", image), ("source", source), ("mirrored", mirrored)],
-            1.0,
-        );
+    for i in images {
+        if let Some(fresh) = &i.freshness {
+            let source = fresh.newest_source.as_deref().unwrap_or("");
+            let mirrored = fresh.newest_mirrored.as_deref().unwrap_or("");
+            let labels = [("image", i.name.as_str()), ("source", source), ("mirrored", mirrored)];
+            f.sample(name, &labels, 1.0);
+        }
     }
-    let name = "replicant_image_behind";
-    let mut f = Family::start(
+    per_image(
         out,
-        name,
+        "replicant_image_behind",
         "1 if the destination's newest version is lower than the source's (or it has none), else 0.",
+        images,
+        |i| Some(flag(i.freshness.as_ref()?.behind())),
     );
-    for (image, fresh) in &planned {
-        f.sample(name, &[("image", image)], if fresh.behind() { 1.0 } else { 0.0 });
+}
+
+/// A family with one sample per image, for the images `value` has one for.
+fn per_image(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    images: &[crate::report::ImageReport],
+    value: impl Fn(&crate::report::ImageReport) -> Option<f64>,
+) {
+    let mut f = Family::start(out, name, help);
+    for i in images {
+        if let Some(v) = value(i) {
+            f.sample(name, &[("image", i.name.as_str())], v);
+        }
     }
+}
+
+/// 1 or 0.
+fn flag(on: bool) -> f64 {
+    if on { 1.0 } else { 0.0 }
 }
 
 #[cfg(test)]

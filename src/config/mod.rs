@@ -153,9 +153,20 @@ pub struct CopyOptions {
     pub min_age_unknown_allowed: bool,
 }
 
+/// Why a `min-age` value cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AgeError {
+    #[error("needs a whole number and a unit: s, m, h or d (\"72h\", \"3d\")")]
+    Unit,
+    #[error("needs a whole number before its unit (\"72h\", \"3d\")")]
+    Number,
+    #[error("is longer than ten years")]
+    TooLong,
+}
+
 /// `min-age`: a whole number and a unit, `s`, `m`, `h` or `d` (`72h`,
 /// `3d`), up to ten years.
-pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+pub fn parse_age(text: &str) -> Result<std::time::Duration, AgeError> {
     let text = text.trim();
     let unit_at = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(unit_at);
@@ -164,72 +175,84 @@ pub fn parse_age(text: &str) -> Result<std::time::Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err("needs a whole number and a unit: s, m, h or d (\"72h\", \"3d\")".into()),
+        _ => return Err(AgeError::Unit),
     };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| "needs a whole number before its unit (\"72h\", \"3d\")".to_string())?;
+    let n: u64 = number.parse().map_err(|_| AgeError::Number)?;
     match n.checked_mul(seconds) {
         Some(s) if s <= 3650 * 86_400 => Ok(std::time::Duration::from_secs(s)),
-        _ => Err("is longer than ten years".into()),
+        _ => Err(AgeError::TooLong),
     }
 }
 
+/// Why a `backup-tag` template cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackupTagError {
+    #[error("must contain {{tag}}, or every replaced tag would be kept under one name")]
+    NoTag,
+    #[error("knows only the placeholders {{tag}} and {{date}}")]
+    Placeholder,
+    #[error("does not make a valid tag (\"{0}\" for tag 1.2.3)")]
+    NotATag(String),
+}
+
 /// `backup-tag`: a template of `{tag}` (the tag replaced), `{date}` (UTC,
-/// `YYYYMMDD`) and the characters of a tag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupTag(String);
+/// `YYYYMMDD`) and the characters of a tag; with the pattern of the tags
+/// it makes, compiled once.
+#[derive(Debug, Clone)]
+pub struct BackupTag {
+    template: String,
+    made: regex::Regex,
+}
+
+impl PartialEq for BackupTag {
+    fn eq(&self, other: &Self) -> bool {
+        self.template == other.template
+    }
+}
+
+impl Eq for BackupTag {}
 
 impl std::fmt::Display for BackupTag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.template)
     }
 }
 
 impl BackupTag {
     /// The template, when it names `{tag}`, uses no other placeholder, and
     /// makes a valid tag.
-    pub fn parse(template: &str) -> Result<BackupTag, String> {
+    pub fn parse(template: &str) -> Result<BackupTag, BackupTagError> {
         let sample = template.replace("{tag}", "1.2.3").replace("{date}", "20260101");
         if !template.contains("{tag}") {
-            return Err("must contain {tag}, or every replaced tag would be kept under one name".into());
+            return Err(BackupTagError::NoTag);
         }
         if sample.contains('{') || sample.contains('}') {
-            return Err("knows only the placeholders {tag} and {date}".into());
+            return Err(BackupTagError::Placeholder);
         }
         if !crate::model::is_valid_tag(&sample) {
-            return Err(format!("does not make a valid tag (\"{sample}\" for tag 1.2.3)"));
+            return Err(BackupTagError::NotATag(sample));
         }
-        Ok(BackupTag(template.to_string()))
+        // the literal parts escaped, the placeholders as what they stand for
+        let pattern = regex::escape(template)
+            .replace(&regex::escape("{tag}"), ".+")
+            .replace(&regex::escape("{date}"), "[0-9]{8}");
+        let made = regex::Regex::new(&format!("^{pattern}$")).map_err(|_| BackupTagError::Placeholder)?;
+        Ok(BackupTag {
+            template: template.to_string(),
+            made,
+        })
     }
 
     /// The backup tag of `tag` on `date` (`YYYYMMDD`); `None` when it
     /// would be too long for a tag.
     pub fn render(&self, tag: &str, date: &str) -> Option<String> {
-        let name = self.0.replace("{tag}", tag).replace("{date}", date);
+        let name = self.template.replace("{tag}", tag).replace("{date}", date);
         crate::model::is_valid_tag(&name).then_some(name)
     }
 
     /// Whether `tag` is one this template makes (a prune leaves it).
     pub fn made(&self, tag: &str) -> bool {
-        let mut pattern = String::from("^");
-        let mut rest = self.0.as_str();
-        while let Some(at) = rest.find('{') {
-            pattern.push_str(&regex::escape(&rest[..at]));
-            let tail = &rest[at..];
-            if let Some(after) = tail.strip_prefix("{tag}") {
-                pattern.push_str(".+");
-                rest = after;
-            } else if let Some(after) = tail.strip_prefix("{date}") {
-                pattern.push_str("[0-9]{8}");
-                rest = after;
-            } else {
-                return false;
-            }
-        }
-        pattern.push_str(&regex::escape(rest));
-        pattern.push('$');
-        regex::Regex::new(&pattern).is_ok_and(|r| r.is_match(tag))
+        self.made.is_match(tag)
     }
 }
 

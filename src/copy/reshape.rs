@@ -41,6 +41,22 @@ impl Shape {
     }
 }
 
+/// Where a copy in a shape starts ([`Engine::start`]).
+enum Start {
+    /// Docker schema 1: not copied.
+    Schema1,
+    /// None of the platforms asked for: why.
+    Skipped(String),
+    /// The source's manifest, and the document the copy writes from: the
+    /// same, or (`reduced`) the index with only the platforms asked for.
+    From {
+        top: FetchedManifest,
+        doc: FetchedManifest,
+        manifest: Manifest,
+        reduced: bool,
+    },
+}
+
 impl Engine {
     /// The source manifests of `tag` that a copy in `shape` writes under
     /// their own digests, so that referrers about them follow: the whole
@@ -48,36 +64,22 @@ impl Engine {
     /// keeps (not the index, whose digest changes); none that a rewrite to
     /// OCI media types changes. What a dry run counts as arriving.
     pub async fn kept_manifests(&self, src: &dyn Store, tag: &str, shape: &Shape) -> Result<Vec<Digest>, CopyError> {
-        let (top, manifest) = self.fetch(src, tag, "").await?;
         let mut kept = Vec::new();
-        match &manifest {
-            Manifest::Schema1 => {}
-            Manifest::Index { .. } if !shape.platforms.is_empty() => {
-                match rewrite::filter_index(&top.bytes, &shape.platforms).map_err(manifest_error(src, tag))? {
-                    Filtered::All => {
-                        self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
-                    }
-                    Filtered::Nothing { .. } => {}
-                    Filtered::Some(bytes) => {
-                        let reduced = FetchedManifest::made(bytes, &top.media_type);
-                        if let Ok(Manifest::Index { children }) = Manifest::parse(&reduced.media_type, &reduced.bytes) {
-                            for (digest, desc) in children {
-                                let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
-                                self.unchanged(src, &child, parsed, shape.oci, 1, &mut kept).await?;
-                            }
-                        }
-                    }
+        let Start::From {
+            doc, manifest, reduced, ..
+        } = self.start(src, tag, shape).await?
+        else {
+            return Ok(kept);
+        };
+        match (reduced, manifest) {
+            (true, Manifest::Index { children }) => {
+                for (digest, desc) in children {
+                    let (child, parsed) = self.fetch(src, digest.as_str(), &desc.media_type).await?;
+                    self.unchanged(src, &child, parsed, shape.oci, 1, &mut kept).await?;
                 }
             }
-            Manifest::Image { .. } if !shape.platforms.is_empty() => {
-                if let Some(p) = self.platform_of(src, &top).await?
-                    && shape.platforms.iter().any(|w| w.admits(&p))
-                {
-                    self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
-                }
-            }
-            _ => {
-                self.unchanged(src, &top, manifest, shape.oci, 0, &mut kept).await?;
+            (_, manifest) => {
+                self.unchanged(src, &doc, manifest, shape.oci, 0, &mut kept).await?;
             }
         }
         Ok(kept)
@@ -113,26 +115,15 @@ impl Engine {
         })
     }
 
-    /// Copies `src:tag` to `dst:tag` in the given shape (see [`Shape`]).
-    pub async fn copy_tag_shaped(
-        &self,
-        src: &dyn Store,
-        dst: &dyn Store,
-        tag: &str,
-        shape: &Shape,
-    ) -> Result<Outcome, CopyError> {
-        // a pinned digest names its bytes: copied exactly, whatever the shape
-        if shape.is_exact() || Digest::parse(tag).is_ok() {
-            return self.copy_tag(src, dst, tag).await;
-        }
+    /// Where a copy of `tag` in `shape` starts: the source's manifest and
+    /// the document it writes from (reduced to the platforms asked for),
+    /// or why there is nothing to copy.
+    async fn start(&self, src: &dyn Store, tag: &str, shape: &Shape) -> Result<Start, CopyError> {
         let (top, manifest) = self.fetch(src, tag, "").await?;
         let bad = manifest_error(src, tag);
-        if manifest == Manifest::Schema1 {
-            tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
-            return Ok(Outcome::SkippedSchema1);
-        }
         let wanted = joined(&shape.platforms);
         let (doc, manifest, reduced) = match &manifest {
+            Manifest::Schema1 => return Ok(Start::Schema1),
             _ if shape.platforms.is_empty() => (top.clone(), manifest, false),
             Manifest::Index { .. } => match rewrite::filter_index(&top.bytes, &shape.platforms).map_err(&bad)? {
                 Filtered::All => (top.clone(), manifest, false),
@@ -142,7 +133,7 @@ impl Engine {
                         false => offered.join(", "),
                     };
                     let why = format!("has none of the platforms asked for ({wanted}), only {has}");
-                    return Ok(Outcome::SkippedPlatform(why));
+                    return Ok(Start::Skipped(why));
                 }
                 Filtered::Some(bytes) => {
                     let m = FetchedManifest::made(bytes, &top.media_type);
@@ -155,11 +146,45 @@ impl Engine {
                 found => {
                     let found = found.map_or("a platform it does not state".to_string(), |p| p.to_string());
                     let why = format!("is a single-platform image for {found}, not one asked for ({wanted})");
-                    return Ok(Outcome::SkippedPlatform(why));
+                    return Ok(Start::Skipped(why));
                 }
             },
-            Manifest::Schema1 => unreachable!("returned above"),
         };
+        Ok(Start::From {
+            top,
+            doc,
+            manifest,
+            reduced,
+        })
+    }
+
+    /// Copies `src:tag` to `dst:tag` in the given shape (see [`Shape`]).
+    pub async fn copy_tag_shaped(
+        &self,
+        src: &dyn Store,
+        dst: &dyn Store,
+        tag: &str,
+        shape: &Shape,
+    ) -> Result<Outcome, CopyError> {
+        // a pinned digest names its bytes: copied exactly, whatever the shape
+        if shape.is_exact() || Digest::parse(tag).is_ok() {
+            return self.copy_tag(src, dst, tag).await;
+        }
+        let (top, doc, manifest, reduced) = match self.start(src, tag, shape).await? {
+            Start::Schema1 => {
+                tracing::warn!(source = %src.name(), tag, "Docker schema 1 manifest: not supported, tag skipped");
+                return Ok(Outcome::SkippedSchema1);
+            }
+            Start::Skipped(why) => return Ok(Outcome::SkippedPlatform(why)),
+            Start::From {
+                top,
+                doc,
+                manifest,
+                reduced,
+            } => (top, doc, manifest, reduced),
+        };
+        let bad = manifest_error(src, tag);
+        let wanted = joined(&shape.platforms);
         let written = self.convert_tree(src, dst, doc, manifest, shape.oci, 0).await?;
         if written.digest == top.digest {
             self.put_made(dst, tag, &written).await?;

@@ -12,6 +12,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::config::ImageConfig;
 use crate::error::StoreError;
 use crate::model::created::{annotated, children_for, config_created, config_digest};
+use crate::report::human_age;
 use crate::select::select;
 use crate::store::{MAX_CONFIG_BYTES, SmallBlob, Store, read_small_blob};
 
@@ -93,7 +94,7 @@ pub async fn cooled(
 
 /// Why a tag made at `created` is held, if it is.
 fn hold(tag: &str, created: Option<u64>, now: SystemTime, min_age: Duration, allow_unknown: bool) -> Option<Held> {
-    let min = human(min_age);
+    let min = human_age(min_age.as_secs());
     let Some(at) = created else {
         return (!allow_unknown).then(|| Held {
             tag: tag.to_string(),
@@ -110,13 +111,8 @@ fn hold(tag: &str, created: Option<u64>, now: SystemTime, min_age: Duration, all
     (age < min_age).then(|| Held {
         tag: tag.to_string(),
         age: Some(age),
-        why: format!("{} old, younger than min-age {min}: held", human(age)),
+        why: format!("{} old, younger than min-age {min}: held", human_age(age.as_secs())),
     })
-}
-
-/// An age as a person reads it (`5h`, `2d 3h`).
-pub fn human(d: Duration) -> String {
-    crate::report::human_age(d.as_secs())
 }
 
 /// When the image of `reference` was made, as it states (`None`: it does
@@ -179,6 +175,6 @@ mod tests {
         assert_eq!(hold("1.1.0", None, now, 3 * day, true), None);
         // made in the future (a skewed clock): age 0, held
         assert!(hold("2.0.0", Some(1_900_000_000), now, day, false).is_some());
-        assert_eq!(human(Duration::from_secs(2 * 86_400 + 3 * 3600)), "2d 3h");
+        assert_eq!(human_age(2 * 86_400 + 3 * 3600), "2d 3h");
     }
 }

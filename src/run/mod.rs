@@ -415,23 +415,18 @@ impl<'a> Pass<'a> {
     ///    held): in a real run only (a dry run lacks everything it would
     ///    copy), asked of the source only for tags whose copy failed at
     ///    the destination (the source answered; one in trouble is never
-    ///    asked more), at most [`age::MAX_ASKED`] tags an image, never of a
-    ///    registry that failed as a whole; a source that does not answer
-    ///    leaves it unknown.
+    ///    asked more), at most [`age::MAX_ASKED`] tags an image; a source
+    ///    that does not answer leaves it unknown.
     async fn ages_of_missing(&self, report: &mut RunReport) {
         if self.options.dry_run {
             return;
         }
-        let troubled: Vec<&str> = report.registries.iter().map(|t| t.registry.as_str()).collect();
         let asks: Vec<(usize, Vec<String>)> = report
             .images
             .iter()
             .enumerate()
             .filter_map(|(i, r)| Some((i, r.freshness.as_ref()?.unaged.clone())))
-            .filter(|(i, tags)| {
-                let source = self.images[*i].config.source.to_string();
-                !tags.is_empty() && !troubled.iter().any(|r| source.starts_with(&format!("{r}/")))
-            })
+            .filter(|(_, tags)| !tags.is_empty())
             .collect();
         let found = schedule::run_all(
             &asks,
